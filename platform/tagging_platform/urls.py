@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from tagging_platform import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("tagging_platform.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # Portal sections, each owned by its domain app.
+    path("taxonomy/", include("taxonomy.portal_urls")),
+    path("tenant/", include("tenants.portal_urls")),
+    path("models/", include("registry.portal_urls")),
+    path("serving/", include("serving.portal_urls")),
+    path("monitoring/", include("monitoring.portal_urls")),
+    path("", include("portal.urls")),
+]

@@ -1,0 +1,170 @@
+"""Tenancy enforced in one place.
+
+Every tenant-facing API view and portal view derives from `TenantScopedAPIView`/`TenantScopedViewSet`
+or `TenantPortalMixin`. They resolve the tenant once (from the API key, or from the session's chosen
+membership), check the caller's role or key scope, and build every queryset as
+`scoped_queryset().for_tenant(tenant)`. Subclasses cannot override `get_queryset` (it raises at
+class creation), so scoping cannot be forgotten; another tenant's object is simply not found (404).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.http import Http404
+from rest_framework import exceptions, generics, viewsets
+from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
+from rest_framework.views import APIView
+
+from tenants.authentication import ApiKeyUser
+from tenants.models import ROLE_RANK, ApiKeyScope, Membership, Role, Tenant
+
+SESSION_TENANT_KEY = "tenant_id"
+TENANT_HEADER = "X-Tenant"
+
+
+def memberships_for(user) -> list[Membership]:
+    if not getattr(user, "is_authenticated", False) or isinstance(user, ApiKeyUser):
+        return []
+    return list(
+        Membership.objects.unscoped()
+        .filter(user=user, tenant__is_active=True)
+        .select_related("tenant")
+        .order_by("tenant__slug")
+    )
+
+
+def resolve_membership(request, *, wanted_slug: str | None = None) -> Membership | None:
+    """The session user's current membership: the requested tenant, the chosen one, or the only one."""
+    memberships = memberships_for(request.user)
+    if not memberships:
+        return None
+    if wanted_slug:
+        return next((m for m in memberships if m.tenant.slug == wanted_slug), None)
+    chosen = request.session.get(SESSION_TENANT_KEY) if hasattr(request, "session") else None
+    for membership in memberships:
+        if membership.tenant_id == chosen:
+            return membership
+    return memberships[0]
+
+
+def _check_not_overridden(cls) -> None:
+    if "get_queryset" in cls.__dict__:
+        raise TypeError(
+            f"{cls.__qualname__} overrides get_queryset(); override scoped_queryset() instead so "
+            "the tenant filter is always applied."
+        )
+
+
+class TenantContext:
+    """What a scoped view knows about its caller once `resolve_tenant()` has run."""
+
+    tenant: Tenant
+    membership: Membership | None
+    api_key = None
+
+
+class TenantScopedAPIMixin:
+    """Base for tenant-facing API views. Set `required_scope`/`write_scope` and roles as needed."""
+
+    permission_classes = [IsAuthenticated]
+    read_scope: str = ApiKeyScope.READ
+    write_scope: str = ApiKeyScope.READ
+    read_role: str = Role.VIEWER
+    write_role: str = Role.REQUESTER
+
+    tenant: Tenant
+    membership: Membership | None = None
+    api_key = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _check_not_overridden(cls)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.resolve_tenant(request)
+
+    def resolve_tenant(self, request) -> None:
+        safe = request.method in SAFE_METHODS
+        if isinstance(request.user, ApiKeyUser):
+            self.api_key = request.auth
+            self.tenant = self.api_key.tenant
+            scope = self.read_scope if safe else self.write_scope
+            if scope and scope not in self.api_key.scopes:
+                raise exceptions.PermissionDenied(f"This API key lacks the '{scope}' scope.")
+            return
+        membership = resolve_membership(request, wanted_slug=request.headers.get(TENANT_HEADER))
+        if membership is None:
+            raise exceptions.PermissionDenied("You are not a member of any active tenant.")
+        role = self.read_role if safe else self.write_role
+        if not membership.has_role(role):
+            raise exceptions.PermissionDenied(
+                f"This needs the '{role}' role in {membership.tenant.slug}."
+            )
+        self.membership = membership
+        self.tenant = membership.tenant
+
+    @property
+    def acting_user(self):
+        """The Django user behind the request, or None for API-key callers."""
+        user = self.request.user
+        return None if isinstance(user, ApiKeyUser) else user
+
+    def scoped_queryset(self):
+        raise NotImplementedError(f"{type(self).__name__} must define scoped_queryset().")
+
+    def get_queryset(self):
+        return self.scoped_queryset().for_tenant(self.tenant)
+
+
+class TenantScopedAPIView(TenantScopedAPIMixin, APIView):
+    pass
+
+
+class TenantScopedGenericAPIView(TenantScopedAPIMixin, generics.GenericAPIView):
+    pass
+
+
+class TenantScopedViewSet(TenantScopedAPIMixin, viewsets.GenericViewSet):
+    pass
+
+
+class TenantPortalMixin(LoginRequiredMixin):
+    """Base for portal views: the session's current tenant, checked role, scoped querysets."""
+
+    required_role: str = Role.VIEWER
+    tenant: Tenant
+    membership: Membership
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _check_not_overridden(cls)
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        membership = resolve_membership(request)
+        if membership is None:
+            raise PermissionDenied("You are not a member of any active tenant.")
+        if not membership.has_role(self.required_role):
+            raise PermissionDenied(f"This page needs the '{self.required_role}' role.")
+        self.membership = membership
+        self.tenant = membership.tenant
+        return super().dispatch(request, *args, **kwargs)
+
+    def scoped_queryset(self):
+        raise NotImplementedError(f"{type(self).__name__} must define scoped_queryset().")
+
+    def get_queryset(self):
+        return self.scoped_queryset().for_tenant(self.tenant)
+
+    def get_scoped_object_or_404(self, queryset=None, **lookup):
+        try:
+            return (queryset if queryset is not None else self.get_queryset()).get(**lookup)
+        except (ObjectDoesNotExist, ValidationError, ValueError):
+            raise Http404 from None
+
+
+def role_at_least(membership: Membership | None, role: str) -> bool:
+    return membership is not None and ROLE_RANK[Role(membership.role)] >= ROLE_RANK[Role(role)]

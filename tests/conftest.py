@@ -1,0 +1,182 @@
+"""Shared fixtures: the alice/bob/charlie tenancy fixture, API clients, backends and browsers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from rest_framework.test import APIClient
+
+from tenants.models import Role
+from tests.factories import ApiKeyFactory, MembershipFactory, TenantFactory, UserFactory
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def pytest_report_header(config):
+    db = django_settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    redis = django_settings.REDIS_URL or "none"
+    return f"backends: database={db}, redis={redis}, broker={django_settings.CELERY_BROKER_URL.split('://')[0]}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, tmp_path):
+    """Each test gets its own artifact store and an eager Celery (unless it starts a real worker)."""
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.ARTIFACT_ROOT.mkdir()
+    from tagging_platform.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
+def requires_postgres():
+    if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail("PostgreSQL is required (REQUIRE_SERVICES=1)")
+        pytest.skip("needs PostgreSQL")
+
+
+@pytest.fixture
+def requires_redis():
+    if not django_settings.REDIS_URL:
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail("Redis is required (REQUIRE_SERVICES=1)")
+        pytest.skip("needs Redis")
+
+
+# --- The tenancy fixture: alice owns tenant A, bob is a plain member of A, charlie is elsewhere --
+@pytest.fixture
+def tenant_a(db):
+    return TenantFactory(slug="alpha", name="Alpha News")
+
+
+@pytest.fixture
+def tenant_b(db):
+    return TenantFactory(slug="bravo", name="Bravo Finance")
+
+
+@pytest.fixture
+def alice(tenant_a):
+    user = UserFactory(username="alice")
+    MembershipFactory(user=user, tenant=tenant_a, role=Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def bob(tenant_a):
+    user = UserFactory(username="bob")
+    MembershipFactory(user=user, tenant=tenant_a, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def charlie(tenant_b):
+    user = UserFactory(username="charlie")
+    MembershipFactory(user=user, tenant=tenant_b, role=Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def key_a(tenant_a):
+    return ApiKeyFactory(tenant=tenant_a, name="alpha-service")
+
+
+@pytest.fixture
+def key_b(tenant_b):
+    return ApiKeyFactory(tenant=tenant_b, name="bravo-service")
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def api_client_for_key(api_key) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key.plain_key}")
+    return client
+
+
+@pytest.fixture
+def api_a(key_a):
+    return api_client_for_key(key_a)
+
+
+@pytest.fixture
+def api_b(key_b):
+    return api_client_for_key(key_b)
+
+
+@pytest.fixture
+def staff_user(db):
+    return UserFactory(username="staff", is_staff=True, is_superuser=True)
+
+
+# --- Browser tests --------------------------------------------------------------------------
+SCREENSHOT_DIR = Path(
+    os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "var" / "screenshots")
+)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
+    # Playwright runs an event loop in this thread; Django's ORM calls from the test are still sync.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot():
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+
+    def _take(page, name: str) -> Path:
+        path = SCREENSHOT_DIR / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return _take
+
+
+def login(page, live_server, username: str, password: str = "password") -> None:
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
