@@ -1,0 +1,152 @@
+"""The content-addressed artifact store under ARTIFACT_ROOT.
+
+An artifact is a joblib file holding an envelope {"format", "python", "sklearn", "model"}. It is
+written to a temp file, fsynced, and atomically renamed to `<root>/<sha[:2]>/<sha>.joblib`, then
+made read-only. Bytes are never overwritten or deleted by the platform. Because a pickle is code,
+`load()` checks the sha256 of the bytes before unpickling and refuses any mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import sklearn
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_CHUNK = 1024 * 1024
+
+
+class ArtifactError(Exception):
+    """Base for artifact problems; the message says what is wrong and what to do."""
+
+
+class ArtifactMissing(ArtifactError):
+    pass
+
+
+class ArtifactIntegrityError(ArtifactError):
+    pass
+
+
+class ArtifactIncompatible(ArtifactError):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    sha256: str
+    size: int
+    python_version: str
+    sklearn_version: str
+    format_version: int
+
+
+def root() -> Path:
+    return Path(settings.ARTIFACT_ROOT)
+
+
+def path_for(sha256: str) -> Path:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ArtifactError(f"Not a sha256 digest: {sha256!r}")
+    return root() / sha256[:2] / f"{sha256}.joblib"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def store(model) -> StoredArtifact:
+    """Write `model` into the store; identical bytes are stored once. Returns its identity."""
+    envelope = {
+        "format": FORMAT_VERSION,
+        "python": platform.python_version(),
+        "sklearn": sklearn.__version__,
+        "model": model,
+    }
+    staging = root() / "tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=staging, suffix=".joblib.part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            joblib.dump(envelope, handle, compress=3)
+            handle.flush()
+            os.fsync(handle.fileno())
+        sha256 = file_sha256(tmp)
+        size = tmp.stat().st_size
+        final = path_for(sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            if file_sha256(final) != sha256:
+                raise ArtifactIntegrityError(
+                    f"{final} exists but does not match its name; it was altered. Restore it from a "
+                    "registry bundle (import_registry) before storing new models."
+                )
+            tmp.unlink()
+        else:
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return StoredArtifact(sha256, size, envelope["python"], envelope["sklearn"], FORMAT_VERSION)
+
+
+def verify(sha256: str) -> Path:
+    """Return the artifact's path if its bytes still hash to `sha256`; raise otherwise."""
+    path = path_for(sha256)
+    if not path.exists():
+        raise ArtifactMissing(
+            f"Artifact {sha256[:12]}… is missing from {root()}. Restore it with import_registry."
+        )
+    actual = file_sha256(path)
+    if actual != sha256:
+        raise ArtifactIntegrityError(
+            f"Refusing to load artifact {sha256[:12]}…: its bytes now hash to {actual[:12]}…, so the "
+            "file was altered or corrupted. A pickle is code, so it is not loaded. Restore the file "
+            "from a registry bundle (import_registry) or retrain."
+        )
+    return path
+
+
+def load(sha256: str):
+    """Verify, then unpickle, an artifact. Returns the stored model object."""
+    path = verify(sha256)
+    envelope = joblib.load(path)
+    if not isinstance(envelope, dict) or "format" not in envelope:
+        raise ArtifactIncompatible(f"Artifact {sha256[:12]}… is not a platform artifact envelope.")
+    if envelope["format"] > FORMAT_VERSION:
+        raise ArtifactIncompatible(
+            f"Artifact {sha256[:12]}… has format {envelope['format']}; this build reads up to "
+            f"{FORMAT_VERSION}. Upgrade the platform."
+        )
+    saved, running = envelope["sklearn"], sklearn.__version__
+    if saved.split(".")[:2] != running.split(".")[:2]:
+        raise ArtifactIncompatible(
+            f"Artifact {sha256[:12]}… was trained with scikit-learn {saved}, but this process runs "
+            f"{running}. Pin scikit-learn=={saved} or retrain the model on this version."
+        )
+    return envelope["model"]

@@ -1,0 +1,159 @@
+"""The text classifiers the platform trains, behind one small interface.
+
+`TextClassifier.predict_scores(texts)` returns an (n_texts, n_labels) array of confidences in
+[0, 1], columns in `labels` order: probabilities for multi-class models (rows sum to 1) and
+independent per-label probabilities for multi-label (one-vs-rest) models. Serving, evaluation and
+latency measurement all go through it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.naive_bayes import ComplementNB
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MultiLabelBinarizer
+from sklearn.svm import LinearSVC
+
+ALGORITHMS = ("tfidf-logreg", "tfidf-svm", "hashing-sgd", "complement-nb")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def detect_script(texts: list[str], sample: int = 200) -> str:
+    """'cjk' when Chinese characters dominate a sample of the texts, else 'latin'."""
+    chunk = "".join(texts[:sample])[:200_000]
+    if not chunk:
+        return "latin"
+    cjk = len(_CJK.findall(chunk))
+    letters = sum(ch.isalpha() for ch in chunk) or 1
+    return "cjk" if cjk / letters > 0.3 else "latin"
+
+
+def default_params(algorithm: str, script: str) -> dict[str, Any]:
+    """Every hyperparameter, explicitly, so a model version records exactly what it used."""
+    if script == "cjk":
+        vec = {"analyzer": "char", "ngram_range": [1, 2], "min_df": 2, "max_features": 200_000}
+    else:
+        vec = {"analyzer": "word", "ngram_range": [1, 2], "min_df": 2, "max_features": 200_000}
+    vec["sublinear_tf"] = True
+    vec["lowercase"] = True
+    if algorithm == "tfidf-logreg":
+        clf = {"C": 10.0, "max_iter": 1000, "class_weight": "balanced", "solver": "lbfgs"}
+    elif algorithm == "tfidf-svm":
+        clf = {"C": 1.0, "class_weight": "balanced", "calibration_cv": 3}
+    elif algorithm == "hashing-sgd":
+        vec = {k: v for k, v in vec.items() if k not in {"min_df", "max_features", "sublinear_tf"}}
+        vec["n_features"] = 2**18
+        vec["alternate_sign"] = False
+        clf = {
+            "loss": "modified_huber",
+            "alpha": 1e-5,
+            "max_iter": 50,
+            "tol": 1e-4,
+            "random_state": 42,
+            "class_weight": "balanced",
+        }
+    elif algorithm == "complement-nb":
+        clf = {"alpha": 0.3}
+    else:
+        raise ValueError(f"Unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}.")
+    return {"script": script, "vectorizer": vec, "classifier": clf}
+
+
+def _vectorizer(algorithm: str, vec: dict[str, Any]):
+    kwargs = dict(vec)
+    kwargs["ngram_range"] = tuple(kwargs["ngram_range"])
+    if algorithm == "hashing-sgd":
+        return Pipeline(
+            [("hash", HashingVectorizer(**kwargs)), ("tfidf", TfidfTransformer(sublinear_tf=True))]
+        )
+    return TfidfVectorizer(**kwargs)
+
+
+def _estimator(algorithm: str, clf: dict[str, Any]):
+    if algorithm == "tfidf-logreg":
+        return LogisticRegression(**clf)
+    if algorithm == "tfidf-svm":
+        kwargs = {k: v for k, v in clf.items() if k != "calibration_cv"}
+        return CalibratedClassifierCV(LinearSVC(**kwargs), cv=clf.get("calibration_cv", 3))
+    if algorithm == "hashing-sgd":
+        return SGDClassifier(**clf)
+    if algorithm == "complement-nb":
+        return ComplementNB(**clf)
+    raise ValueError(f"Unknown algorithm {algorithm!r}")
+
+
+@dataclass
+class TextClassifier:
+    algorithm: str
+    params: dict[str, Any]
+    labels: list[str]
+    multilabel: bool
+    pipeline: Pipeline
+    #: Per-label decision thresholds (multi-label); multi-class models use the need's threshold.
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def predict_scores(self, texts: list[str]) -> np.ndarray:
+        scores = np.asarray(self.pipeline.predict_proba(texts), dtype=np.float64)
+        if not self.multilabel:
+            # Keep columns in `labels` order whatever order the estimator learned them in.
+            classes = list(self.pipeline.classes_)
+            if classes != list(range(len(self.labels))):
+                full = np.zeros((len(texts), len(self.labels)))
+                for column, cls in enumerate(classes):
+                    full[:, int(cls)] = scores[:, column]
+                scores = full
+        return np.clip(scores, 0.0, 1.0)
+
+    def predict_label_lists(self, texts: list[str]) -> list[list[str]]:
+        """Hard decisions: argmax for multi-class, per-label thresholds for multi-label."""
+        scores = self.predict_scores(texts)
+        if not self.multilabel:
+            return [[self.labels[int(i)]] for i in scores.argmax(axis=1)]
+        cut = np.array([self.thresholds.get(label, 0.5) for label in self.labels])
+        return [[self.labels[j] for j in np.flatnonzero(row >= cut)] for row in scores]
+
+
+def train(
+    *,
+    texts: list[str],
+    label_lists: list[list[str]],
+    labels: list[str],
+    multilabel: bool,
+    algorithm: str,
+    params: dict[str, Any] | None = None,
+) -> TextClassifier:
+    """Fit a classifier. `params` overrides `default_params(algorithm, script)` key by key."""
+    if not texts:
+        raise ValueError("No training texts.")
+    script = (params or {}).get("script") or detect_script(texts)
+    merged = default_params(algorithm, script)
+    for section in ("vectorizer", "classifier"):
+        merged[section].update((params or {}).get(section, {}))
+    vectorizer = _vectorizer(algorithm, merged["vectorizer"])
+    estimator = _estimator(algorithm, merged["classifier"])
+    index = {label: i for i, label in enumerate(labels)}
+    if multilabel:
+        y = MultiLabelBinarizer(classes=list(range(len(labels)))).fit_transform(
+            [[index[label] for label in row] for row in label_lists]
+        )
+        estimator = OneVsRestClassifier(estimator)
+    else:
+        y = np.array([index[row[0]] for row in label_lists])
+    pipeline = Pipeline([("features", vectorizer), ("classifier", estimator)])
+    pipeline.fit(texts, y)
+    return TextClassifier(
+        algorithm=algorithm,
+        params=merged,
+        labels=list(labels),
+        multilabel=multilabel,
+        pipeline=pipeline,
+        thresholds={label: 0.5 for label in labels} if multilabel else {},
+    )
