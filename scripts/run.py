@@ -35,7 +35,8 @@ def stop_all(children: dict[str, subprocess.Popen]) -> None:
     for name, proc in children.items():
         if proc.poll() is None:
             print(f"  stopping {name}", flush=True)
-            os.killpg(proc.pid, signal.SIGTERM)
+            # Only the leader: gunicorn and Celery masters shut their own children down warmly.
+            proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 20
     for proc in children.values():
         try:
