@@ -50,6 +50,13 @@ def _redis_ok(url: str) -> tuple[bool, str]:
 
 
 def main(argv: list[str]) -> int:
+    if (ROOT / "platform" / "__init__.py").exists():
+        # The guard test cannot even be collected then: the stdlib `platform` is shadowed.
+        print(
+            "FAIL: platform/__init__.py exists and shadows the stdlib `platform` module; delete it.",
+            file=sys.stderr,
+        )
+        return 1
     require = os.environ.get("REQUIRE_SERVICES", "0") == "1"
     env = os.environ
     env.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="tagging-test-"))
