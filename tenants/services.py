@@ -140,6 +140,9 @@ NEED_TRANSITIONS: dict[str, set[str]] = {
     NeedStatus.RETIRED: set(),
 }
 
+#: Portal paths under /tenant/needs/ that a need's slug would shadow.
+RESERVED_NEED_SLUGS = frozenset({"new", "suggestions"})
+
 _NEED_FIELDS = (
     "name",
     "goal",
@@ -286,6 +289,8 @@ def need_create(
         raise ValidationError({"slug": ["Give a slug (letters, digits, hyphens)."]})
     if slug != slugify(slug):
         raise ValidationError({"slug": ["Use lowercase letters, digits and hyphens."]})
+    if slug in RESERVED_NEED_SLUGS:
+        raise ValidationError({"slug": [f"'{slug}' is reserved; choose another slug."]})
     values = _validate_need(
         tenant=tenant,
         values={"name": name, "delivery": [Delivery.SYNC], **fields},
