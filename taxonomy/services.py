@@ -78,7 +78,8 @@ def _ancestors(label: Label | None) -> list[Label]:
     return chain
 
 
-def _check_parent(*, label: Label | None, parent: Label | None) -> None:
+def check_parent(*, label: Label | None, parent: Label | None) -> None:
+    """Raise a `parent` field error if `parent` is deprecated or would make a cycle."""
     if parent is None:
         return
     if parent.status == LabelStatus.DEPRECATED:
@@ -87,6 +88,13 @@ def _check_parent(*, label: Label | None, parent: Label | None) -> None:
         raise ValidationError(
             {"parent": [f"Moving '{label.key}' under '{parent.key}' would make a cycle."]}
         )
+
+
+def key_is_free(key: str) -> bool:
+    """Keys are never reused: not by a live label, nor by a deleted one still in history."""
+    return not (
+        Label.objects.filter(key=key).exists() or LabelChange.objects.filter(label_key=key).exists()
+    )
 
 
 def label_create(
@@ -105,16 +113,13 @@ def label_create(
         label_key_validator(key)
     except ValidationError as exc:
         errors["key"] = list(exc.messages)
-    if "key" not in errors and (
-        Label.objects.filter(key=key).exists() or LabelChange.objects.filter(label_key=key).exists()
-    ):
-        # A deleted label's key stays in history and is never handed out again.
+    if "key" not in errors and not key_is_free(key):
         errors["key"] = [f"The key '{key}' is already taken (keys are never reused)."]
     if not (name_en or "").strip():
         errors["name_en"] = ["An English name is required."]
     if errors:
         raise ValidationError(errors)
-    _check_parent(label=None, parent=parent)
+    check_parent(label=None, parent=parent)
     with transaction.atomic():
         label = Label.objects.create(
             key=key,
@@ -169,7 +174,7 @@ def label_move(*, label: Label, new_parent: Label | None, actor=None, note: str 
         label = Label.objects.select_for_update().get(pk=label.pk)
         if new_parent is not None:
             new_parent = Label.objects.get(pk=new_parent.pk)
-        _check_parent(label=label, parent=new_parent)
+        check_parent(label=label, parent=new_parent)
         if label.parent_id == (new_parent.pk if new_parent else None):
             return label
         before = label_snapshot(label)
@@ -384,7 +389,8 @@ def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> 
 
 
 # --- Label sets -----------------------------------------------------------------------------
-def _labels_for_keys(keys: Iterable[str], *, field: str = "labels") -> list[Label]:
+def labels_for_keys(keys: Iterable[str], *, field: str = "labels") -> list[Label]:
+    """The active labels for `keys`, in order; unknown or deprecated keys are field errors."""
     if isinstance(keys, str):
         raise ValidationError({field: ["Give a list of label keys."]})
     ordered: list[str] = []
@@ -448,7 +454,7 @@ def label_set_create(
         errors["slug"] = [f"A label set '{slug}' already exists."]
     if errors:
         raise ValidationError(errors)
-    labels = _labels_for_keys(label_keys)
+    labels = labels_for_keys(label_keys)
     if kind == LabelSetKind.MULTICLASS and len(labels) < 2:
         raise ValidationError({"labels": ["A multi-class label set needs at least two labels."]})
     with transaction.atomic():
@@ -473,7 +479,7 @@ def label_set_revise(
     current = label_set.current_revision
     current_keys = current.label_keys() if current else []
     labels = (
-        _labels_for_keys(label_keys) if label_keys is not None else _labels_for_keys(current_keys)
+        labels_for_keys(label_keys) if label_keys is not None else labels_for_keys(current_keys)
     )
     new_kind = kind or label_set.kind
     if new_kind not in LabelSetKind.values:
