@@ -87,6 +87,8 @@ class DatasetSnapshot(models.Model):
     content_hash = models.CharField(max_length=64, unique=True)
     seed = models.PositiveIntegerField(default=42)
     test_fraction = models.FloatField(default=0.2)
+    #: "stratified" (seeded split by label) or "origin" (the data set's own test split).
+    split_strategy = models.CharField(max_length=16, default="stratified")
     train_sample_ids = models.JSONField(default=list)
     test_sample_ids = models.JSONField(default=list)
     #: {label_key: count} over the whole snapshot: monitoring's default baseline.

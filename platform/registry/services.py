@@ -75,6 +75,8 @@ class ImportReport:
     created: int = 0
     unchanged: int = 0
     duplicates_in_file: int = 0
+    #: Texts repeated with different labels, kept as first seen (bundled data sets only).
+    conflicts_skipped: int = 0
     by_label: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -82,6 +84,7 @@ class ImportReport:
             "created": self.created,
             "unchanged": self.unchanged,
             "duplicates_in_file": self.duplicates_in_file,
+            "conflicts_skipped": self.conflicts_skipped,
             "by_label": self.by_label,
         }
 
@@ -95,7 +98,11 @@ def current_revision(label_set: LabelSet) -> LabelSetRevision:
 
 
 def _validate_rows(
-    revision: LabelSetRevision, rows: Iterable[SampleRow], report: ImportReport
+    revision: LabelSetRevision,
+    rows: Iterable[SampleRow],
+    report: ImportReport,
+    *,
+    keep_first_on_conflict: bool = False,
 ) -> tuple[list[tuple[SampleRow, str]], list[RowError]]:
     """Check labels against the revision and duplicates within the input; no writes."""
     members = set(revision.members.values_list("label__key", flat=True))
@@ -124,7 +131,9 @@ def _validate_rows(
         digest = text_hash(row.text)
         if digest in seen:
             first_row, first_labels = seen[digest]
-            if first_labels != labels:
+            if first_labels != labels and keep_first_on_conflict:
+                report.conflicts_skipped += 1
+            elif first_labels != labels:
                 errors.append(
                     RowError(row.row, "text", f"Same text as row {first_row} but different labels.")
                 )
@@ -143,14 +152,18 @@ def samples_import(
     rows: Iterable[SampleRow],
     source: str = SampleSource.IMPORT,
     source_ref: str = "",
+    keep_first_on_conflict: bool = False,
 ) -> ImportReport:
     """Validate every row against the revision, then write all of them or none.
 
     A text already stored for this (revision, owner) is left unchanged (imports are idempotent);
-    a text repeated in the same input with different labels is an error.
+    a text repeated in the same input with different labels is an error, unless
+    `keep_first_on_conflict` (published data sets with known label noise: the first copy wins).
     """
     report = ImportReport()
-    accepted, errors = _validate_rows(revision, rows, report)
+    accepted, errors = _validate_rows(
+        revision, rows, report, keep_first_on_conflict=keep_first_on_conflict
+    )
     if errors:
         raise DatasetImportError(errors)
     label_ids = dict(revision.members.values_list("label__key", "label_id"))
@@ -265,7 +278,8 @@ def snapshot_content_hash(
         "owner": tenant.slug if tenant is not None else None,
         "samples": sorted([digest, sorted(labels)] for digest, labels in entries),
         "seed": seed,
-        "test_fraction": test_fraction,
+        # An origin split does not depend on the requested fraction.
+        "test_fraction": test_fraction if split == SPLIT_STRATIFIED else None,
         "split": split,
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -352,6 +366,7 @@ def snapshot_create(
         test_fraction=test_fraction
         if split == SPLIT_STRATIFIED
         else round(len(test_ids) / (len(test_ids) + len(train_ids)), 4),
+        split_strategy=split,
         train_sample_ids=train_ids,
         test_sample_ids=test_ids,
         label_distribution=ordered,

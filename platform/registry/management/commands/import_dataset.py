@@ -37,6 +37,9 @@ class Command(BaseCommand):
                 tenant=None,
                 rows=spec["rows"](),
                 source_ref=spec["source_ref"],
+                # Published sets repeat a few texts with different labels; keep the first copy
+                # (zh-inews reads its test split first, so the official test set stays whole).
+                keep_first_on_conflict=True,
             )
         except datasets.BundledDatasetMissing as exc:
             raise CommandError(str(exc)) from exc
@@ -48,7 +51,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"{dataset} -> {target.slug}: {report.created} new, {report.unchanged} already "
-                f"present, {report.duplicates_in_file} duplicate texts skipped"
+                f"present, {report.duplicates_in_file} duplicate texts and {report.conflicts_skipped} "
+                "conflicting duplicates skipped (first copy kept)"
             )
         )
         return None
