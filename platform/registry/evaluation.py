@@ -164,6 +164,7 @@ def confusion_svg(metrics: dict[str, Any], *, title: str = "") -> str:
     cell = max(28, min(64, 480 // n))
     left, top = 130, 40 + (16 if title else 0)
     width, height = left + n * cell + 20, top + n * cell + 90
+    width = max(width, int(len(title) * 7.5) + 20)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="12">',

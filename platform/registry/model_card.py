@@ -35,7 +35,13 @@ def card_data(version: ModelVersion, *, viewer_tenant=None) -> dict[str, Any]:
         for label, row in per_label.items()
         if row["support"] and row["f1"] < WEAK_F1
     ]
-    for label in metrics.get("weakest_labels", [])[:3]:
+    best = max((row["f1"] for row in per_label.values() if row["support"]), default=0.0)
+    weakest = [
+        label for label in metrics.get("weakest_labels", [])[:3] if per_label[label]["f1"] < best
+    ]
+    if per_label and not weakest:
+        limits.append("No label stands out as weaker than the others on the test split.")
+    for label in weakest:
         row = per_label.get(label, {})
         limits.append(
             f"Weakest label {label}: F1 {row.get('f1', 0):.3f} "
