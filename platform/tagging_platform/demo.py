@@ -7,6 +7,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from registry.demo import train_demo_models
+
 
 def ensure_admin(stdout) -> None:
     User = get_user_model()
@@ -26,4 +28,5 @@ def ensure_admin(stdout) -> None:
 #: Ordered demo steps; later steps may rely on earlier ones.
 STEPS: list[tuple[str, Callable]] = [
     ("admin user", ensure_admin),
+    ("registry: data sets and demo models (after taxonomy)", train_demo_models),
 ]
