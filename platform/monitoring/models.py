@@ -65,6 +65,10 @@ class NeedMonitoringConfig(models.Model):
     ctr_drop_pct = models.FloatField(default=30.0, validators=[MinValueValidator(0.0)])
     negative_rise_pct = models.FloatField(default=50.0, validators=[MinValueValidator(0.0)])
     min_impressions = models.PositiveIntegerField(default=50)
+    #: CTR/negative changes must also be significant (one-sided binomial test at this level).
+    feedback_alpha = models.FloatField(
+        default=0.001, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
     volume_collapse_pct = models.FloatField(
         default=50.0, validators=[MinValueValidator(0.0), MaxValueValidator(100.0)]
     )

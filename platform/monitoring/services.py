@@ -13,6 +13,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from scipy import stats
 
 from monitoring import aggregation, drift
 from monitoring.models import (
@@ -317,13 +318,16 @@ def _feedback_findings(
         ref_ctr = ref["clicks"] / ref["impressions"]
         if ref_ctr > 0:
             drop = (ref_ctr - cur_ctr) / ref_ctr * 100
-            if drop >= config.ctr_drop_pct:
+            # P(this few clicks | the reference CTR): small samples swing by chance.
+            p_value = float(stats.binom.cdf(cur["clicks"], cur["impressions"], ref_ctr))
+            if drop >= config.ctr_drop_pct and p_value < config.feedback_alpha:
                 ctr_rows.append(
                     {
                         "label": label,
                         "ctr": cur_ctr,
                         "reference_ctr": ref_ctr,
                         "change_pct": -drop,
+                        "p_value": p_value,
                         "impressions": cur["impressions"],
                     }
                 )
@@ -331,13 +335,16 @@ def _feedback_findings(
         # A zero reference rate is smoothed to one event, so a first complaint is not "infinite".
         ref_neg = max(ref["negative"], 1) / ref["impressions"]
         rise = (cur_neg - ref_neg) / ref_neg * 100
-        if rise >= config.negative_rise_pct:
+        # P(at least this many negatives | the reference rate).
+        p_value = float(stats.binom.sf(cur["negative"] - 1, cur["impressions"], ref_neg))
+        if rise >= config.negative_rise_pct and p_value < config.feedback_alpha:
             negative_rows.append(
                 {
                     "label": label,
                     "negative_rate": cur_neg,
                     "reference_rate": ref["negative"] / ref["impressions"],
                     "change_pct": rise,
+                    "p_value": p_value,
                     "impressions": cur["impressions"],
                 }
             )

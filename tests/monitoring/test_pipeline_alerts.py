@@ -167,8 +167,7 @@ def _feedback(need, day, label, kind, n, prefix):
     ]
 
 
-def test_ctr_drop_and_negative_feedback_rise_raise_alerts(topics):
-    need, version = topics
+def _ctr_scenario(need):
     events = []
     for i in range(7, 0, -1):
         day = DAY - timedelta(days=i)
@@ -186,6 +185,12 @@ def test_ctr_drop_and_negative_feedback_rise_raise_alerts(topics):
     for i in range(7, -1, -1):
         services.monitoring_day_run(day=DAY - timedelta(days=i))
 
+
+def test_ctr_drop_and_negative_feedback_rise_raise_alerts(topics):
+    need, _ = topics
+    NeedMonitoringConfig.objects.create(need=need, tenant=need.tenant, feedback_alpha=0.01)
+    _ctr_scenario(need)
+
     assert _kinds(need, DAY) == {AlertKind.CTR_DROP, AlertKind.NEGATIVE_RISE}
     assert not Alert.objects.unscoped().filter(period_start__lt=DAY).exists()
     ctr = Alert.objects.unscoped().get(kind=AlertKind.CTR_DROP)
@@ -193,6 +198,9 @@ def test_ctr_drop_and_negative_feedback_rise_raise_alerts(topics):
     assert ctr.evidence["labels"][0]["ctr"] == pytest.approx(0.03)
     assert ctr.evidence["labels"][0]["reference_ctr"] == pytest.approx(0.10)
     assert ctr.evidence["labels"][0]["change_pct"] == pytest.approx(-70.0)
+    # One-sided binomial test: P(X <= 3 | n = 100, p = 0.10), by hand.
+    p_ctr = sum(math.comb(100, k) * 0.1**k * 0.9 ** (100 - k) for k in range(4))
+    assert ctr.evidence["labels"][0]["p_value"] == pytest.approx(p_ctr, rel=1e-9)
     negative = Alert.objects.unscoped().get(kind=AlertKind.NEGATIVE_RISE)
     assert [r["label"] for r in negative.evidence["labels"]] == ["t.b"]
     assert negative.evidence["labels"][0]["change_pct"] == pytest.approx(700.0)
@@ -255,3 +263,11 @@ def test_weekly_drift_report_uses_the_week_of_daily_aggregates(week_of_normal_th
     # Monday..Wednesday: two normal days (200 each) and the shifted day.
     assert report.volume == 600
     assert report.observed["t.c"] == pytest.approx(40 / 600)
+
+
+def test_a_feedback_change_that_is_not_significant_does_not_alert(topics):
+    # Same relative changes, but at the default alpha of 0.001 a 10% -> 3% CTR on 100 impressions
+    # (p ~ 0.008) is not conclusive; 1% -> 8% negative (p ~ 1e-5) still is.
+    need, _ = topics
+    _ctr_scenario(need)
+    assert _kinds(need, DAY) == {AlertKind.NEGATIVE_RISE}
