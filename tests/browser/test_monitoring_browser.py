@@ -18,7 +18,7 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     live_server, page, browser, screenshot, staff_user
 ):
     out = StringIO()
-    call_command("monitoring_demo", "--days", "14", "--shift-days", "4", stdout=out)
+    call_command("monitoring_demo", "--days", "10", "--shift-days", "3", stdout=out)
     assert "open alerts" in out.getvalue()
     user = UserFactory(username="monica")
     MembershipFactory(user=user, tenant=Tenant.objects.get(slug="tenant-a"), role=Role.ADMIN)
