@@ -1,5 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from monitoring import api
 
 app_name = "monitoring-api"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("feedback", api.FeedbackView.as_view(), name="feedback"),
+]

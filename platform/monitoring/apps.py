@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring of model outputs"
+
+    def ready(self) -> None:
+        from celery.signals import task_failure
+
+        from monitoring import metrics
+
+        task_failure.connect(metrics.on_task_failure, weak=False, dispatch_uid="monitoring-metrics")

@@ -1,5 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from monitoring import views
 
 app_name = "monitoring"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.OverviewView.as_view(), name="overview"),
+    path("needs/<slug:slug>/", views.NeedDashboardView.as_view(), name="need"),
+    path("alerts/<int:pk>/ack/", views.AlertAcknowledgeView.as_view(), name="alert-ack"),
+]

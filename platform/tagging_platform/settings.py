@@ -238,3 +238,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Monitoring -----------------------------------------------------------------------------
+FEEDBACK_MAX_EVENTS = envint("FEEDBACK_MAX_EVENTS", 1000, minimum=1)
+MONITORING_WEBHOOK_TIMEOUT = envfloat("MONITORING_WEBHOOK_TIMEOUT", 5.0, minimum=0.1)
+#: /metrics is open by default (scrapers sit inside the network); restrict by client IP and/or a
+#: bearer token (`Authorization: Bearer <token>`) when set.
+METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS", [])
+METRICS_BEARER_TOKEN = envstr("METRICS_BEARER_TOKEN", "")

@@ -1,0 +1,137 @@
+"""Portal dashboards and the admin dashboard: tenancy, roles, chart data and acknowledging."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+
+from monitoring import services
+from monitoring.models import Alert, AlertKind
+from tests.monitoring.conftest import DAY
+from tests.monitoring.factories import log_predictions, make_monitored_need
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def drifted(topics):
+    need, version = topics
+    for i in range(3, 0, -1):
+        log_predictions(
+            need=need,
+            version=version,
+            day=DAY - timedelta(days=i),
+            counts={"t.a": 50, "t.b": 40, "t.c": 10},
+        )
+    log_predictions(need=need, version=version, day=DAY, counts={"t.a": 80, "t.b": 20})
+    for i in range(3, -1, -1):
+        services.monitoring_day_run(day=DAY - timedelta(days=i))
+    services.monitoring_week_run(start=DAY)
+    return need
+
+
+def test_overview_lists_needs_and_open_alerts(client, alice, drifted):
+    client.force_login(alice)
+    response = client.get("/monitoring/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Topics" in html and "Label distribution drift" in html
+    assert "Rare class missing" in html
+
+
+def test_need_dashboard_embeds_chart_series(client, alice, drifted):
+    client.force_login(alice)
+    response = client.get("/monitoring/needs/topics/")
+    assert response.status_code == 200
+    data = response.context["chart_data"]
+    assert data["days"] == [(DAY - timedelta(days=i)).isoformat() for i in range(3, -1, -1)]
+    assert data["shares"]["t.c"] == [0.1, 0.1, 0.1, 0.0]
+    assert data["baseline"] == {"t.a": 0.5, "t.b": 0.4, "t.c": 0.1}
+    assert data["psi"][0] == pytest.approx(0.0, abs=1e-12) and data["psi"][-1] > 0.2
+    assert data["volume"] == [100, 100, 100, 100]
+    html = response.content.decode()
+    assert 'id="monitoring-data"' in html and "chart.umd.min.js" in html
+    embedded = re.search(r'id="monitoring-data"[^>]*>(.*?)</script>', html, re.S).group(1)
+    assert json.loads(embedded)["shares"]["t.c"][-1] == 0.0
+    wow = response.context["wow"]
+    assert [r["label"] for r in wow["rows"]] == ["t.a", "t.b", "t.c"]
+
+
+def test_other_tenants_need_is_404(client, charlie, drifted):
+    client.force_login(charlie)
+    assert client.get("/monitoring/needs/topics/").status_code == 404
+    assert "Topics" not in client.get("/monitoring/").content.decode()
+
+
+def test_other_tenants_alert_cannot_be_acknowledged(client, charlie, drifted):
+    alert = Alert.objects.unscoped().get(kind=AlertKind.DRIFT, period="day")
+    client.force_login(charlie)
+    assert client.post(f"/monitoring/alerts/{alert.pk}/ack/").status_code == 404
+    alert.refresh_from_db()
+    assert alert.acknowledged_at is None
+
+
+def test_reviewer_acknowledges_with_htmx_and_viewer_cannot(client, alice, bob, drifted):
+    alert = Alert.objects.unscoped().get(kind=AlertKind.DRIFT, period="day")
+    client.force_login(bob)
+    assert client.post(f"/monitoring/alerts/{alert.pk}/ack/").status_code == 403
+    client.force_login(alice)
+    response = client.post(f"/monitoring/alerts/{alert.pk}/ack/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert "acknowledged by alice" in response.content.decode()
+    alert.refresh_from_db()
+    assert alert.acknowledged_by == alice and alert.acknowledged_at is not None
+    assert alert not in services_open(alice)
+
+
+def services_open(user):
+    from monitoring.selectors import open_alerts
+
+    return open_alerts(tenant=user.memberships.get().tenant)
+
+
+def test_need_without_data_says_so(client, alice, tenant_a):
+    make_monitored_need(tenant=tenant_a, slug="quiet", baseline={"q.a": 1, "q.b": 1})
+    client.force_login(alice)
+    response = client.get("/monitoring/needs/quiet/")
+    assert response.status_code == 200
+    assert "No predictions have been aggregated" in response.content.decode()
+
+
+def test_anonymous_is_sent_to_login(client):
+    response = client.get("/monitoring/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_admin_dashboard_lists_all_needs_for_staff_only(
+    client, staff_user, alice, drifted, tenant_b
+):
+    other, version = make_monitored_need(
+        tenant=tenant_b, slug="other", baseline={"o.a": 1, "o.b": 1}
+    )
+    log_predictions(need=other, version=version, day=DAY, counts={"o.a": 5})
+    services.monitoring_day_run(day=DAY)
+    client.force_login(staff_user)
+    index = client.get("/admin/").content.decode()
+    assert "/admin/monitoring/monitoringdashboard/" in index
+    response = client.get("/admin/monitoring/monitoringdashboard/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "alpha" in html and "bravo" in html and "chart-all-psi" in html
+    assert set(response.context["psi_chart"]["series"]) == {"alpha/topics", "bravo/other"}
+    client.force_login(alice)
+    assert client.get("/admin/monitoring/monitoringdashboard/").status_code == 302
+
+
+def test_admin_alert_changelist_and_acknowledge_action(client, staff_user, drifted):
+    client.force_login(staff_user)
+    assert client.get("/admin/monitoring/alert/").status_code == 200
+    ids = list(Alert.objects.unscoped().values_list("pk", flat=True))
+    response = client.post(
+        "/admin/monitoring/alert/", {"action": "acknowledge", "_selected_action": ids}
+    )
+    assert response.status_code == 302
+    assert not Alert.objects.unscoped().filter(acknowledged_at__isnull=True).exists()
