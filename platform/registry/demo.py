@@ -17,7 +17,8 @@ from registry.services import (
     training_run_enqueue,
 )
 from taxonomy.models import LabelSet
-from tenants.models import Need
+from tenants.models import Need, NeedStatus
+from tenants.services import need_go_live
 
 ALGORITHM = "tfidf-logreg"
 #: (bundled data set, shared label set, need it serves as (tenant slug, need slug))
@@ -35,6 +36,12 @@ def _attach(model: RegisteredModel, need_ref: tuple[str, str], stdout) -> None:
     elif need.model_id is None:
         Need.objects.unscoped().filter(pk=need.pk).update(model=model)
         stdout.write(f"  {tenant_slug}/{need_slug} is now served by {model.name}")
+    if need is None:
+        return
+    need.refresh_from_db()
+    if need.status == NeedStatus.APPROVED and model.aliases.filter(name=need.model_alias).exists():
+        need_go_live(need=need)
+        stdout.write(f"  {tenant_slug}/{need_slug} is live")
 
 
 def train_demo_models(stdout) -> None:

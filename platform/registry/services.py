@@ -780,8 +780,22 @@ def alias_set(
             action=action,
             at=now,
         )
+        if previous is None:
+            _approved_needs_go_live(registered_model=registered_model, alias=alias, actor=actor)
     logger.info("%s:%s -> v%s (%s)", registered_model.name, alias, version.version, reason)
     return current
+
+
+def _approved_needs_go_live(*, registered_model: RegisteredModel, alias: str, actor=None) -> None:
+    """Staff-approved needs waiting for this model go live when its serving alias first exists."""
+    from tenants.models import Need, NeedStatus
+    from tenants.services import need_go_live
+
+    waiting = Need.objects.unscoped().filter(
+        model=registered_model, model_alias=alias, status=NeedStatus.APPROVED
+    )
+    for need in waiting:
+        need_go_live(need=need, actor=actor if getattr(actor, "pk", None) else None)
 
 
 def alias_rollback(

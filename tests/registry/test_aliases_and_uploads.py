@@ -198,3 +198,20 @@ def test_non_utf8_and_unknown_format_are_refused(topics):
     with pytest.raises(DatasetImportError) as exc:
         dataset_upload(label_set=topics, tenant=None, filename="d.xlsx", content=b"PK")
     assert exc.value.errors[0].field == "format"
+
+
+def test_first_production_version_takes_approved_needs_live(trained_version, tenant_a):
+    from tenants.models import NeedStatus
+    from tests.factories import NeedFactory
+
+    model = trained_version.registered_model
+    approved = NeedFactory(tenant=tenant_a, model=model, status=NeedStatus.APPROVED)
+    requested = NeedFactory(tenant=tenant_a, model=model, status=NeedStatus.REQUESTED)
+    alias_set(registered_model=model, alias="candidate", version=trained_version)
+    approved.refresh_from_db()
+    assert approved.status == NeedStatus.APPROVED  # a candidate alone does not serve the need
+    alias_set(registered_model=model, alias="production", version=trained_version)
+    approved.refresh_from_db()
+    requested.refresh_from_db()
+    assert approved.status == NeedStatus.LIVE
+    assert requested.status == NeedStatus.REQUESTED  # staff approval is still required
