@@ -18,6 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -64,7 +65,7 @@ class TagView(ServingMixin, TenantScopedAPIView):
     @extend_schema(
         operation_id="needs_tag",
         summary="Tag up to TAG_MAX_ITEMS items synchronously",
-        request=serializers.ItemsInSerializer,
+        request={"application/json": serializers.ItemsInSerializer},
         responses={
             200: serializers.TagResponseSerializer,
             **_ERRORS,
@@ -124,7 +125,7 @@ class StreamItemsView(ServingMixin, TenantScopedGenericAPIView):
     @extend_schema(
         operation_id="needs_items_ingest",
         summary="Ingest items for near-real-time tagging (results by webhook and GET)",
-        request=serializers.ItemsInSerializer,
+        request={"application/json": serializers.ItemsInSerializer},
         responses={202: serializers.IngestResponseSerializer, **_ERRORS},
         tags=["serving"],
     )
@@ -354,10 +355,21 @@ class BatchJobCancelView(ServingMixin, TenantScopedGenericAPIView):
         return Response(self.get_serializer(job).data)
 
 
+class _JsonOnlyNegotiation(BaseContentNegotiation):
+    """`?format=` picks the download format here, not a DRF renderer; errors stay JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class BatchJobResultsView(ServingMixin, TenantScopedGenericAPIView):
     """`GET /api/v1/batch-jobs/{id}/results?format=csv|jsonl`, streamed in position order."""
 
     serializer_class = serializers.BatchJobSerializer
+    content_negotiation_class = _JsonOnlyNegotiation
 
     def scoped_queryset(self):
         return BatchJob.objects.all()

@@ -12,6 +12,7 @@ import time
 
 from django.conf import settings
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication
 
 from tenants.authentication import ApiKeyAuthentication, ApiKeyUser
@@ -43,3 +44,18 @@ class CachedApiKeyAuthentication(ApiKeyAuthentication):
 
 def clear_cache() -> None:
     _cache.clear()
+
+
+class CachedApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """OpenAPI: `Authorization: Api-Key tp_<prefix>_<secret>`."""
+
+    target_class = "serving.authentication.CachedApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key tp_<prefix>_<secret>`; scopes: tag, batch, feedback, read.",
+        }
