@@ -21,16 +21,15 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.cache import cache
+
+from workers import result_cache
 
 logger = logging.getLogger(__name__)
-
-_RESULT_PREFIX = "tp:res:"
 
 
 class NeedNotFound(LookupError):
@@ -75,7 +74,7 @@ class ServedNeed:
     cutoffs: np.ndarray
     #: Tenant-facing names in model label order (global key when unmapped).
     names: tuple[str, ...]
-    checked_at: float = field(default_factory=time.monotonic)
+    checked_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -221,40 +220,53 @@ class Runtime:
             top_k=max(1, int(need.top_k or 1)),
             cutoffs=_cutoffs(need, model),
             names=_tenant_names(need, model),
+            checked_at=time.monotonic(),
         )
 
     # --- tagging ------------------------------------------------------------------------------
     def tag(
-        self, served: ServedNeed, texts: list[str], *, use_cache: bool = True
+        self,
+        served: ServedNeed,
+        texts: list[str],
+        *,
+        use_cache: bool = True,
+        hashes: list[str] | None = None,
+        cached: list[bytes | None] | None = None,
     ) -> list[TagResult]:
-        """Tag `texts` with the need's model: one vectorised predict for every cache miss."""
+        """Tag `texts` with the need's model: one vectorised predict for every cache miss.
+
+        `cached` is the result-cache lookup when the caller already did it (the sync path folds
+        it into the same Redis round trip as the quota count)."""
         model = served.model
-        hashes = [text_sha256(text) for text in texts]
-        scores = self.scores(model, texts, hashes, use_cache=use_cache)
+        hashes = hashes or [text_sha256(text) for text in texts]
+        scores = self.scores(model, texts, hashes, use_cache=use_cache, cached=cached)
         return _decide(served, hashes, scores)
 
     def scores(
-        self, model: LoadedModel, texts: list[str], hashes: list[str], *, use_cache: bool = True
+        self,
+        model: LoadedModel,
+        texts: list[str],
+        hashes: list[str],
+        *,
+        use_cache: bool = True,
+        cached: list[bytes | None] | None = None,
     ) -> np.ndarray:
         n_labels = len(model.labels)
         out = np.empty((len(texts), n_labels), dtype=np.float64)
-        missing = list(range(len(texts)))
-        keys: list[str] = []
-        if use_cache and settings.RESULT_CACHE_SECONDS:
-            keys = [f"{_RESULT_PREFIX}{model.version_id}:{h}" for h in hashes]
+        use_cache = use_cache and bool(settings.RESULT_CACHE_SECONDS)
+        keys = result_cache.keys_for(model.version_id, hashes) if use_cache else []
+        if use_cache and cached is None:
             try:
-                found = cache.get_many(keys)
+                cached = result_cache.lookup(keys)
             except Exception:  # a cache outage costs predictions, never a failed request
                 logger.warning("result cache unavailable", exc_info=True)
-                found = {}
-            if found:
-                missing = []
-                for i, key in enumerate(keys):
-                    raw = found.get(key)
-                    if raw is not None and len(raw) == 4 * n_labels:
-                        out[i] = np.frombuffer(raw, dtype=np.float32)
-                    else:
-                        missing.append(i)
+        missing = []
+        for i in range(len(texts)):
+            raw = cached[i] if cached else None
+            if raw is not None and len(raw) == 4 * n_labels:
+                out[i] = np.frombuffer(raw, dtype=np.float32)
+            else:
+                missing.append(i)
         if missing:
             # Identical texts inside one request are predicted once too.
             unique: dict[str, int] = {}
@@ -266,14 +278,13 @@ class Runtime:
             by_hash = {hashes[i]: predicted[j] for j, i in enumerate(order)}
             for i in missing:
                 out[i] = by_hash[hashes[i]]
-            if keys:
+            if use_cache:
                 try:
-                    cache.set_many(
+                    result_cache.store(
                         {
                             keys[i]: np.asarray(by_hash[hashes[i]], dtype=np.float32).tobytes()
                             for i in order
-                        },
-                        timeout=settings.RESULT_CACHE_SECONDS,
+                        }
                     )
                 except Exception:
                     logger.warning("result cache unavailable", exc_info=True)
@@ -331,6 +342,27 @@ def _decide(served: ServedNeed, hashes: list[str], scores: np.ndarray) -> list[T
             )
         )
     return results
+
+
+def warm_live_needs() -> int:
+    """Load the models of live needs (at most MODEL_CACHE_SIZE) so the first task doesn't pay."""
+    from tenants.models import Need, NeedStatus
+
+    runtime = get_runtime()
+    warmed = 0
+    needs = (
+        Need.objects.unscoped()  # every tenant's needs: this warms a shared worker process
+        .filter(status=NeedStatus.LIVE, model__isnull=False)
+        .order_by("-updated_at")
+        .values_list("pk", flat=True)
+    )
+    for need_id in needs[: settings.MODEL_CACHE_SIZE]:
+        try:
+            runtime.need_by_id(need_id)
+            warmed += 1
+        except (NeedNotFound, NeedNotServed, ModelUnavailable) as exc:
+            logger.warning("not warming need %s: %s", need_id, exc)
+    return warmed
 
 
 _runtime: Runtime | None = None

@@ -77,10 +77,10 @@ class TagView(ServingMixin, TenantScopedAPIView):
         tags=["serving"],
     )
     def post(self, request, need_slug: str):
-        self.count_quota()
         data = validation.read_json_body(request)
         ids, texts = validation.validate_items(data, max_items=settings.TAG_MAX_ITEMS)
-        body = sync.tag_sync(tenant_id=self.tenant.pk, need_slug=need_slug, ids=ids, texts=texts)
+        # The quota is counted inside, in the same Redis round trip as the result-cache lookup.
+        body = sync.tag_sync(tenant=self.tenant, need_slug=need_slug, ids=ids, texts=texts)
         return HttpResponse(
             json.dumps(body, ensure_ascii=False, separators=(",", ":")),
             content_type="application/json",

@@ -1,7 +1,7 @@
 """The prediction log, buffered so that recording never slows the hot path.
 
-`record()` appends one JSON line per prediction to a Redis list with a single RPUSH (or, without
-Redis, to an in-process buffer that the same process flushes). `flush()` pops the buffer in
+`record()` appends one JSON line per prediction to a Redis list with a single RPUSH, sent by the
+process's background writer (or, without Redis, to an in-process buffer the same process flushes). `flush()` pops the buffer in
 batches and bulk-inserts PredictionLog rows; the `online.flush_prediction_log` task runs it every
 PREDICTION_LOG_FLUSH_SECONDS, and `manage.py flush_prediction_log` runs it on demand.
 Sync traffic is sampled with PREDICTION_LOG_SAMPLE_RATE; stream and batch are always logged.
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 
 from serving.models import Channel, PredictionLog
-from serving.redis_pool import get_redis
+from serving.redis_pool import get_redis, writer
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,15 @@ def entries_for(
     ]
 
 
-def record(*, tenant_id: int, need_id: int, channel: str, item_refs: Sequence[str], results) -> int:
+def record(
+    *,
+    tenant_id: int,
+    need_id: int,
+    channel: str,
+    item_refs: Sequence[str],
+    results,
+    background: bool = True,
+) -> int:
     """Buffer one log line per result. Returns how many were buffered (0 when sampled out)."""
     if not results:
         return 0
@@ -69,7 +77,10 @@ def record(*, tenant_id: int, need_id: int, channel: str, item_refs: Sequence[st
     client = get_redis()
     if client is not None:
         try:
-            client.rpush(BUFFER_KEY, *lines)
+            if background:
+                writer.submit(lambda pipe: pipe.rpush(BUFFER_KEY, *lines))
+            else:
+                client.rpush(BUFFER_KEY, *lines)
             return len(lines)
         except Exception:  # losing log lines beats failing a tagging request
             logger.warning("prediction log buffer unavailable; %d lines dropped", len(lines))
@@ -122,6 +133,7 @@ def flush(*, batch: int = 2000, limit: int | None = None) -> int:
     """Move buffered lines into PredictionLog. Returns the number of rows written."""
     global _local_flushed_at
     written = 0
+    writer.flush()  # lines this process has handed to its background writer
     with _local_lock:
         local, _local[:] = list(_local), []
         _local_flushed_at = time.monotonic()

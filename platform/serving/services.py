@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Case, F, Q, Sum, Value, When
 from django.utils import timezone
 
 from serving import predlog, webhooks
@@ -299,23 +299,43 @@ def batch_chunk_run(*, chunk_id: int) -> tuple[str, float | None]:
             ignore_conflicts=True,
             batch_size=1000,
         )
-        # The log is written in the same transaction as the results: exactly once per item.
-        predlog.write_now(
-            predlog.entries_for(
+        # Logged only once this chunk's results are committed, through the same buffer as the
+        # other channels: a chunk redone after a crash was never committed, so never logged.
+        refs = [external_id for _, external_id, _ in rows]
+        transaction.on_commit(
+            lambda: predlog.record(
                 tenant_id=job.tenant_id,
                 need_id=job.need_id,
                 channel=Channel.BATCH,
-                item_refs=[external_id for _, external_id, _ in rows],
+                item_refs=refs,
                 results=results,
+                background=False,  # a worker killed right after commit must not lose lines
             )
         )
         BatchChunk.objects.filter(pk=chunk_id).update(
             status=ChunkStatus.DONE, done_at=timezone.now(), lease_until=None
         )
-        BatchJob.objects.filter(pk=job.pk).update(done_items=F("done_items") + len(rows))
-        BatchJob.objects.filter(
-            pk=job.pk, status=BatchStatus.RUNNING, done_items__gte=F("total_items")
-        ).update(status=BatchStatus.SUCCEEDED, finished_at=timezone.now())
+        finished = timezone.now()
+        # One UPDATE advances the progress and, on the last chunk, finishes the job.
+        BatchJob.objects.filter(pk=job.pk).update(
+            done_items=F("done_items") + len(rows),
+            status=Case(
+                When(
+                    status=BatchStatus.RUNNING,
+                    done_items__gte=F("total_items") - len(rows),
+                    then=Value(BatchStatus.SUCCEEDED),
+                ),
+                default=F("status"),
+            ),
+            finished_at=Case(
+                When(
+                    status=BatchStatus.RUNNING,
+                    done_items__gte=F("total_items") - len(rows),
+                    then=Value(finished),
+                ),
+                default=F("finished_at"),
+            ),
+        )
     return "done", None
 
 

@@ -6,17 +6,19 @@ from typing import Any
 
 from django.conf import settings
 
-from serving import predlog
+from serving import predlog, quota
 from serving.models import Channel
 from serving.redis_pool import get_redis
 from tagging_platform.errors import ApiError
 from tenants.models import Execution
+from workers import result_cache
 from workers.runtime import (
     ModelUnavailable,
     NeedNotFound,
     NeedNotServed,
     ServedNeed,
     get_runtime,
+    text_sha256,
 )
 
 
@@ -41,8 +43,10 @@ def tag_inline(
     *,
     channel: str = Channel.SYNC,
     log: bool = True,
+    hashes: list[str] | None = None,
+    cached: list[bytes | None] | None = None,
 ) -> list[dict[str, Any]]:
-    results = get_runtime().tag(served, texts)
+    results = get_runtime().tag(served, texts, hashes=hashes, cached=cached)
     if log:
         predlog.record(
             tenant_id=served.tenant_id,
@@ -54,13 +58,18 @@ def tag_inline(
     return [result.public(item_id) for item_id, result in zip(ids, results, strict=True)]
 
 
-def tag_sync(*, tenant_id: int, need_slug: str, ids: list[str], texts: list[str]) -> dict[str, Any]:
-    """The body of a `POST /needs/{need}/tag` answer."""
-    served = resolve_need(tenant_id=tenant_id, need_slug=need_slug)
+def tag_sync(*, tenant, need_slug: str, ids: list[str], texts: list[str]) -> dict[str, Any]:
+    """The body of a `POST /needs/{need}/tag` answer; counts the request against the quota."""
+    served = resolve_need(tenant_id=tenant.pk, need_slug=need_slug)
     if served.execution == Execution.QUEUE:
+        quota.check_rate(tenant)
         items = _tag_on_queue(served, ids, texts)
     else:
-        items = tag_inline(served, ids, texts)
+        # Quota count and result-cache lookup share one Redis round trip.
+        hashes = [text_sha256(text) for text in texts]
+        keys = result_cache.keys_for(served.model.version_id, hashes)
+        cached = quota.check_rate(tenant, lookup_keys=keys)
+        items = tag_inline(served, ids, texts, hashes=hashes, cached=cached)
     return {"need": served.slug, "model": served.model.ref, "items": items}
 
 

@@ -221,11 +221,13 @@ WEBHOOK_MAX_ATTEMPTS = envint("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
 WEBHOOK_BACKOFF_SECONDS = envfloat("WEBHOOK_BACKOFF_SECONDS", 2.0, minimum=0.0)
 WEBHOOK_BACKOFF_MAX_SECONDS = envfloat("WEBHOOK_BACKOFF_MAX_SECONDS", 900.0, minimum=0.0)
 WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
-BATCH_CHUNK_SIZE = envint("BATCH_CHUNK_SIZE", 500, minimum=1)
+BATCH_CHUNK_SIZE = envint("BATCH_CHUNK_SIZE", 250, minimum=1)
 BATCH_CHUNK_LEASE_SECONDS = envfloat("BATCH_CHUNK_LEASE_SECONDS", 600.0, minimum=0.1)
 #: Test/benchmark only: sleep this long inside each chunk (makes "kill mid-chunk" reproducible).
 BATCH_CHUNK_DELAY_SECONDS = envfloat("BATCH_CHUNK_DELAY_SECONDS", 0.0, minimum=0.0)
 PREDICTION_LOG_FLUSH_SECONDS = envfloat("PREDICTION_LOG_FLUSH_SECONDS", 5.0, minimum=0.1)
+#: Write result-cache entries and log lines from a background thread (off the request path).
+SERVING_ASYNC_WRITES = envbool("SERVING_ASYNC_WRITES", True)
 
 # --- Demo -----------------------------------------------------------------------------------
 DEMO_ADMIN_USERNAME = envstr("DEMO_ADMIN_USERNAME", "admin")

@@ -31,7 +31,9 @@ def test_try_it_shows_tags_and_scores(live_server, page, alice, served, screensh
     screenshot(page, "serving-try")
 
 
-def test_batch_upload_progress_bar_moves_live(live_server, page, alice, served, screenshot, settings, monkeypatch, tmp_path):
+def test_batch_upload_progress_bar_moves_live(
+    live_server, page, alice, served, screenshot, settings, monkeypatch, tmp_path
+):
     settings.BATCH_CHUNK_SIZE = 3
     queued: list[int] = []
     # Hold the chunks back so the test can run them one by one and watch the page follow.

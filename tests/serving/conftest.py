@@ -11,6 +11,7 @@ from workers.runtime import get_runtime
 def _fresh_runtime(settings):
     """Each test starts with an empty model cache, need bindings and key cache."""
     settings.ALIAS_POLL_SECONDS = 0  # tests change rows and expect the next request to see it
+    settings.SERVING_ASYNC_WRITES = False  # deterministic; test_sync covers the background writer
     get_runtime().forget()
     authentication.clear_cache()
     yield

@@ -9,6 +9,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from serving import predlog
 from serving.models import (
     BatchChunk,
     BatchJob,
@@ -71,6 +72,7 @@ def test_csv_upload_runs_in_chunks_and_downloads(
     assert len(lines) == 8 and lines[1]["labels"] == ["Sport"]
     assert set(lines[1]["scores"]) == {"Sport", "Money", "news.tech"}
     # Batch predictions are logged exactly once each.
+    predlog.flush()
     assert PredictionLog.objects.filter(channel="batch").count() == 8
 
 

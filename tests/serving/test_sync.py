@@ -140,20 +140,44 @@ def test_threshold_top_k_and_per_label_thresholds_apply(api_a, tenant_a, model_v
     assert tech["labels"] == ["news.tech"]  # other labels keep the need's default threshold
 
 
-def test_alias_move_is_picked_up_within_the_poll_interval(settings, api_a, need_a, model_version):
-    settings.ALIAS_POLL_SECONDS = 0.3
+def test_alias_move_is_picked_up_within_the_poll_interval(
+    settings, monkeypatch, api_a, need_a, model_version
+):
+    from workers import runtime
+
+    clock = [1000.0]
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: clock[0])
+    settings.ALIAS_POLL_SECONDS = 2.0
     item = [{"id": "1", "text": SPORT}]
     assert tag(api_a, "news", item).json()["model"]["version"] == 1
     v2 = add_version(model_version.registered_model, train_classifier(seed=11))
     set_alias(v2)
+    clock[0] += 1.0
     # Within the poll interval the process keeps serving v1 without asking the database ...
     assert tag(api_a, "news", item).json()["model"]["version"] == 1
-    time.sleep(0.35)
+    clock[0] += 1.5
     # ... and after it, the promotion is live without any restart.
     assert tag(api_a, "news", item).json()["model"]["version"] == 2
     set_alias(model_version)  # rollback
-    time.sleep(0.35)
+    clock[0] += 2.5
     assert tag(api_a, "news", item).json()["model"]["version"] == 1
+
+
+def test_alias_poll_is_one_indexed_query_per_interval(
+    settings, monkeypatch, api_a, need_a, django_assert_max_num_queries
+):
+    from workers import runtime
+
+    clock = [1000.0]
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: clock[0])
+    settings.ALIAS_POLL_SECONDS = 2.0
+    item = [{"id": "1", "text": SPORT}]
+    tag(api_a, "news", item)  # loads and caches key, need and model
+    with django_assert_max_num_queries(0):
+        tag(api_a, "news", item)
+    clock[0] += 3
+    with django_assert_max_num_queries(2):  # the need row and its alias row
+        tag(api_a, "news", item)
 
 
 def test_same_text_for_two_tenants_costs_one_prediction(monkeypatch, api_a, api_b, need_a, need_b):
@@ -222,3 +246,33 @@ def test_flush_command_writes_the_buffer(api_a, need_a):
     call_command("flush_prediction_log", stdout=out)
     assert "flushed 1" in out.getvalue()
     assert PredictionLog.objects.filter(item_ref="p1").exists()
+
+
+def test_background_writer_stores_cache_entries_and_log_lines(
+    requires_redis, settings, monkeypatch, api_a, need_a
+):
+    from serving.redis_pool import get_redis, writer
+    from workers import result_cache
+
+    settings.SERVING_ASYNC_WRITES = True
+    calls: list[list[str]] = []
+    original = ml.TextClassifier.predict_scores
+    monkeypatch.setattr(
+        ml.TextClassifier,
+        "predict_scores",
+        lambda self, texts: calls.append(list(texts)) or original(self, texts),
+    )
+    tag(api_a, "news", [{"id": "w1", "text": SPORT + " written later"}])
+    writer.flush()
+    key = result_cache.keys_for(
+        need_a_version(need_a),
+        [__import__("hashlib").sha256((SPORT + " written later").encode()).hexdigest()],
+    )[0]
+    assert get_redis().exists(key)
+    tag(api_a, "news", [{"id": "w2", "text": SPORT + " written later"}])
+    assert sum(SPORT + " written later" in texts for texts in calls) == 1
+    assert predlog.flush() == 2  # flush() waits for the writer first
+
+
+def need_a_version(need) -> int:
+    return need.model.aliases.get(name="production").version_id
