@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -12,6 +15,16 @@ from tenants.models import ApiKey
 
 # last_used_at is a hint, not an audit log: write it at most once a minute per key.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+# Verified keys are remembered per process for API_KEY_CACHE_SECONDS (a few seconds), which keeps
+# the serving hot path free of a key query. A revocation therefore reaches other processes within
+# that time; expiry is still checked on every request.
+_verified: dict[str, tuple[float, ApiKey]] = {}
+_MAX_CACHED_KEYS = 10_000
+
+
+def clear_key_cache() -> None:
+    _verified.clear()
 
 
 class ApiKeyUser:
@@ -37,9 +50,25 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Api-Key"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode("latin-1")
-        if not header:
+        raw = authentication.get_authorization_header(request)
+        if not raw:
             return None
+        ttl = settings.API_KEY_CACHE_SECONDS
+        digest = hashlib.sha256(raw).hexdigest() if ttl else ""
+        if ttl:
+            hit = _verified.get(digest)
+            if hit is not None and hit[0] > time.monotonic():
+                api_key = hit[1]
+                if api_key.expires_at is None or api_key.expires_at > timezone.now():
+                    return ApiKeyUser(api_key), api_key
+        result = self._authenticate_uncached(raw.decode("latin-1"))
+        if ttl and result is not None:
+            if len(_verified) >= _MAX_CACHED_KEYS:
+                _verified.clear()
+            _verified[digest] = (time.monotonic() + ttl, result[1])
+        return result
+
+    def _authenticate_uncached(self, header: str):
         scheme, _, plain = header.partition(" ")
         if scheme.lower() != self.keyword.lower():
             return None

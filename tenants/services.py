@@ -19,6 +19,7 @@ from django.utils.text import slugify
 from taxonomy.models import Label, LabelSet, LabelStatus
 from taxonomy.selectors import offered_models, resolve_terms
 from tenants import keys
+from tenants.authentication import clear_key_cache
 from tenants.models import (
     ApiKey,
     ApiKeyScope,
@@ -128,6 +129,8 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
             revoked_at=timezone.now()
         )
         api_key.refresh_from_db(fields=["revoked_at"])
+    # This process forgets the key now; others within API_KEY_CACHE_SECONDS.
+    clear_key_cache()
     return api_key
 
 

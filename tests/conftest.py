@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
+from tenants.authentication import clear_key_cache
 from tenants.models import Role
 from tests.factories import ApiKeyFactory, MembershipFactory, TenantFactory, UserFactory
 
@@ -31,7 +32,9 @@ def _isolated_storage(settings, tmp_path):
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
+    clear_key_cache()
     yield
+    clear_key_cache()
     from django.core.cache import cache
 
     cache.clear()

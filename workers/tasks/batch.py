@@ -1,1 +1,49 @@
 """Tasks on the `batch` queue."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_process_init
+
+from workers.tasks.base import DurableTask
+
+logger = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def _warm_models(**kwargs) -> None:
+    """Each pool process loads the live needs' models once, at start, not inside a chunk."""
+    from django.db import connections
+
+    from workers.runtime import warm_live_needs
+
+    try:
+        connections.close_all()  # never reuse the parent's database connection after fork
+        logger.info("warmed %d live needs' models", warm_live_needs())
+    except Exception:  # a cold start is slower, not broken
+        logger.warning("model warm-up at worker start failed", exc_info=True)
+    finally:
+        connections.close_all()
+
+
+@shared_task(bind=True, base=DurableTask, name="workers.tasks.batch.run_batch_chunk")
+def run_batch_chunk(self, chunk_id: int) -> str:
+    """One chunk of a batch job. acks_late + reject_on_worker_lost: a killed worker's chunk is
+    redelivered; the chunk's claim token and unique result keys make the rerun exactly-once."""
+    from serving import services
+
+    outcome, retry_in = services.batch_chunk_run(chunk_id=chunk_id)
+    if retry_in is not None:
+        run_batch_chunk.apply_async(args=[chunk_id], countdown=retry_in)
+    return outcome
+
+
+@shared_task(base=DurableTask, name="workers.tasks.batch.run_scheduled_batch")
+def run_scheduled_batch(scheduled_id: int) -> int | None:
+    """Beat entry point of a ScheduledBatch: tag everything new since the last run."""
+    from serving import services
+
+    job = services.scheduled_batch_run(scheduled_id=scheduled_id)
+    return job.pk if job else None

@@ -1,0 +1,112 @@
+"""Synchronous tagging: inline in the web process, or on the `online` queue for heavy models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from serving import predlog, quota
+from serving.models import Channel
+from serving.redis_pool import get_redis
+from tagging_platform.errors import ApiError
+from tenants.models import Execution
+from workers import result_cache
+from workers.runtime import (
+    ModelUnavailable,
+    NeedNotFound,
+    NeedNotServed,
+    ServedNeed,
+    get_runtime,
+    text_sha256,
+)
+
+
+def resolve_need(*, tenant_id: int, need_slug: str) -> ServedNeed:
+    """The served need, or the API error a client should see."""
+    try:
+        return get_runtime().need(tenant_id=tenant_id, slug=need_slug)
+    except NeedNotFound:
+        raise ApiError("need_not_found", f"No need '{need_slug}'.", status_code=404) from None
+    except NeedNotServed as exc:
+        raise ApiError("need_not_served", str(exc), status_code=409) from None
+    except ModelUnavailable as exc:
+        raise ApiError(
+            "model_unavailable", str(exc), status_code=503, headers={"Retry-After": "30"}
+        ) from None
+
+
+def tag_inline(
+    served: ServedNeed,
+    ids: list[str],
+    texts: list[str],
+    *,
+    channel: str = Channel.SYNC,
+    log: bool = True,
+    hashes: list[str] | None = None,
+    cached: list[bytes | None] | None = None,
+) -> list[dict[str, Any]]:
+    results = get_runtime().tag(served, texts, hashes=hashes, cached=cached)
+    if log:
+        predlog.record(
+            tenant_id=served.tenant_id,
+            need_id=served.id,
+            channel=channel,
+            item_refs=ids,
+            results=results,
+        )
+    return [result.public(item_id) for item_id, result in zip(ids, results, strict=True)]
+
+
+def tag_sync(*, tenant, need_slug: str, ids: list[str], texts: list[str]) -> dict[str, Any]:
+    """The body of a `POST /needs/{need}/tag` answer; counts the request against the quota."""
+    served = resolve_need(tenant_id=tenant.pk, need_slug=need_slug)
+    if served.execution == Execution.QUEUE:
+        quota.check_rate(tenant)
+        items = _tag_on_queue(served, ids, texts)
+    else:
+        # Quota count and result-cache lookup share one Redis round trip.
+        hashes = [text_sha256(text) for text in texts]
+        keys = result_cache.keys_for(served.model.version_id, hashes)
+        cached = quota.check_rate(tenant, lookup_keys=keys)
+        items = tag_inline(served, ids, texts, hashes=hashes, cached=cached)
+    return {"need": served.slug, "model": served.model.ref, "items": items}
+
+
+def _overloaded() -> bool:
+    client = get_redis()
+    if client is None:
+        return False
+    try:
+        return client.llen("online") >= settings.SYNC_QUEUE_MAX_DEPTH
+    except Exception:
+        return False
+
+
+def _tag_on_queue(served: ServedNeed, ids: list[str], texts: list[str]) -> list[dict[str, Any]]:
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from workers.tasks.online import tag_sync_items
+
+    timeout = settings.SYNC_QUEUE_TIMEOUT_SECONDS
+    retry_after = {"Retry-After": str(max(1, round(timeout)))}
+    if _overloaded():
+        raise ApiError(
+            "overloaded",
+            "The online queue is overloaded; retry shortly.",
+            status_code=503,
+            headers=retry_after,
+        )
+    # expires: a request we stopped waiting for must not be worked on later.
+    result = tag_sync_items.apply_async(args=[served.id, ids, texts], expires=timeout)
+    try:
+        return result.get(timeout=timeout, disable_sync_subtasks=False)
+    except CeleryTimeout:
+        raise ApiError(
+            "queue_timeout",
+            f"The online queue did not answer within {timeout:g} s; retry shortly.",
+            status_code=503,
+            headers=retry_after,
+        ) from None
+    finally:
+        result.forget() if hasattr(result.backend, "forget") else None
