@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from monitoring import metrics
 from workers import result_cache
 
 logger = logging.getLogger(__name__)
@@ -132,12 +133,20 @@ class Runtime:
         from registry.models import ModelVersion
 
         version = ModelVersion.objects.select_related("registered_model").get(pk=version_id)
+        name, number = version.registered_model.name, version.version
         try:
             classifier = artifacts.load(version.artifact_sha256)
         except artifacts.ArtifactError as exc:
             logger.error("cannot load %s: %s", version, exc)
+            outcome = (
+                "checksum_mismatch"
+                if isinstance(exc, artifacts.ArtifactIntegrityError)
+                else "failed"
+            )
+            metrics.record_model_load(name, number, outcome)
             raise ModelUnavailable(str(exc)) from exc
         classifier.predict_scores(["warm-up"])  # first-call costs land here, not on a request
+        metrics.record_model_load(name, number, "loaded")
         logger.info("loaded and warmed %s (%s)", version, version.artifact_sha256[:12])
         return LoadedModel(
             version_id=version.pk,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
 
+from monitoring import metrics
 from serving import predlog, quota
 from serving.models import Channel
 from serving.redis_pool import get_redis
@@ -46,7 +48,10 @@ def tag_inline(
     hashes: list[str] | None = None,
     cached: list[bytes | None] | None = None,
 ) -> list[dict[str, Any]]:
+    started = time.perf_counter()
     results = get_runtime().tag(served, texts, hashes=hashes, cached=cached)
+    if channel != Channel.SYNC:  # sync requests are timed whole, in tag_sync
+        metrics.observe_tag_request(served.slug, channel, time.perf_counter() - started, len(texts))
     if log:
         predlog.record(
             tenant_id=served.tenant_id,
@@ -60,6 +65,7 @@ def tag_inline(
 
 def tag_sync(*, tenant, need_slug: str, ids: list[str], texts: list[str]) -> dict[str, Any]:
     """The body of a `POST /needs/{need}/tag` answer; counts the request against the quota."""
+    started = time.perf_counter()
     served = resolve_need(tenant_id=tenant.pk, need_slug=need_slug)
     if served.execution == Execution.QUEUE:
         quota.check_rate(tenant)
@@ -70,6 +76,9 @@ def tag_sync(*, tenant, need_slug: str, ids: list[str], texts: list[str]) -> dic
         keys = result_cache.keys_for(served.model.version_id, hashes)
         cached = quota.check_rate(tenant, lookup_keys=keys)
         items = tag_inline(served, ids, texts, hashes=hashes, cached=cached)
+    metrics.observe_tag_request(
+        served.slug, Channel.SYNC, time.perf_counter() - started, len(texts)
+    )
     return {"need": served.slug, "model": served.model.ref, "items": items}
 
 

@@ -276,3 +276,31 @@ def test_background_writer_stores_cache_entries_and_log_lines(
 
 def need_a_version(need) -> int:
     return need.model.aliases.get(name="production").version_id
+
+
+def test_tag_requests_and_model_loads_reach_the_metrics(client, api_a, need_a, settings):
+    from monitoring import metrics
+
+    def sample(metric, **labels):
+        return metrics.REGISTRY.get_sample_value(metric, labels) or 0.0
+
+    before_requests = sample("tagging_requests_total", need="news", channel="sync")
+    before_items = sample("tagging_items_total", need="news", channel="sync")
+    response = tag(api_a, "news", [{"id": "1", "text": SPORT}, {"id": "2", "text": SPORT + " x"}])
+    assert response.status_code == 200
+    assert sample("tagging_requests_total", need="news", channel="sync") == before_requests + 1
+    assert sample("tagging_items_total", need="news", channel="sync") == before_items + 2
+    model = response.json()["model"]
+    assert (
+        sample(
+            "tagging_model_loads_total",
+            model=model["name"],
+            version=str(model["version"]),
+            outcome="loaded",
+        )
+        >= 1
+    )
+    assert (
+        'tagging_request_duration_seconds_bucket{channel="sync"'
+        in client.get("/metrics").content.decode()
+    )
