@@ -600,35 +600,30 @@ class Cluster:
             str(self.log_dir / "nginx-error.log"),
         ]
 
-    def upstream_servers(self) -> str:
-        lines = []
-        for index, port in enumerate(self.web_ports, start=1):
-            down = " down" if index in self._drained else ""
-            lines.append(f"server {self.host}:{port} max_fails=3 fail_timeout=10s{down};")
-        return "\n    ".join(lines)
-
     def _render_nginx(self) -> None:
-        values = {
-            "TP_UPSTREAM_SERVERS": self.upstream_servers(),
-            "TP_LISTEN": f"{self.host}:{self.nginx_port}",
-            "TP_SERVER_NAME": "_",
-            "TP_STATIC_ROOT": str(self.static_root),
-            "TP_CLIENT_MAX_BODY_SIZE": str(self.upload_max_bytes + MULTIPART_ALLOWANCE),
-            "TP_ACCESS_LOG": str(self.nginx_access_log),
-            "TP_PREFIX": str(self.directory),
-            "TP_WORKER_PROCESSES": "2",
-            "TP_MIME_TYPES": "/etc/nginx/mime.types",
-            "TP_USER_DIRECTIVE": _nginx_user_directive(),
-        }
+        addresses = [f"{self.host}:{port}" for port in self.web_ports]
+        site = render_site(
+            upstreams=addresses,
+            listen=f"{self.host}:{self.nginx_port}",
+            static_root=str(self.static_root),
+            upload_max_bytes=self.upload_max_bytes,
+            access_log=str(self.nginx_access_log),
+            drained=[addresses[index - 1] for index in self._drained],
+        )
+        main_conf = render_template(
+            (DEPLOY / "nginx" / "nginx.conf.template").read_text(),
+            {
+                "TP_PREFIX": str(self.directory),
+                "TP_WORKER_PROCESSES": "2",
+                "TP_MIME_TYPES": "/etc/nginx/mime.types",
+                "TP_USER_DIRECTIVE": _nginx_user_directive(),
+            },
+        )
         conf_dir = self.directory / "nginx"
-        for template, target in (
-            ("tagging-platform.conf.template", "tagging-platform.conf"),
-            ("nginx.conf.template", "nginx.conf"),
-        ):
-            text = render_template((DEPLOY / "nginx" / template).read_text(), values)
+        for target, text in (("tagging-platform.conf", site), ("nginx.conf", main_conf)):
             tmp = conf_dir / f".{target}.tmp"
             tmp.write_text(text)
-            tmp.replace(conf_dir / target)
+            tmp.replace(conf_dir / target)  # atomic: a reload never reads half a file
 
     def nginx_test_config(self) -> str:
         """`nginx -t` on the rendered configuration; raises with nginx's message if invalid."""
@@ -729,6 +724,39 @@ def _nginx_user_directive() -> str:
     return f"user {pwd.getpwuid(os.geteuid()).pw_name};"
 
 
+def upstream_lines(addresses: Iterable[str], drained: Iterable[str] = ()) -> str:
+    """`server` lines for the upstream block: passive health checks on every instance."""
+    drained = set(drained)
+    return "\n    ".join(
+        f"server {address} max_fails=3 fail_timeout=10s{' down' if address in drained else ''};"
+        for address in addresses
+    )
+
+
+def render_site(
+    *,
+    upstreams: list[str],
+    listen: str = "80",
+    server_name: str = "_",
+    static_root: str,
+    upload_max_bytes: int = 20 * 1024 * 1024,
+    access_log: str = "/var/log/nginx/tagging-access.log",
+    drained: Iterable[str] = (),
+) -> str:
+    """The nginx site configuration (http context) for these gunicorn instances."""
+    values = {
+        "TP_UPSTREAM_SERVERS": upstream_lines(upstreams, drained),
+        "TP_LISTEN": listen,
+        "TP_SERVER_NAME": server_name,
+        "TP_STATIC_ROOT": static_root.rstrip("/"),
+        "TP_CLIENT_MAX_BODY_SIZE": str(upload_max_bytes + MULTIPART_ALLOWANCE),
+        "TP_ACCESS_LOG": access_log,
+    }
+    return render_template(
+        (DEPLOY / "nginx" / "tagging-platform.conf.template").read_text(), values
+    )
+
+
 def render_template(text: str, values: dict[str, str]) -> str:
     """Fill ${TP_...} placeholders only (like envsubst with a variable list); refuse leftovers."""
     rendered = Template(text).safe_substitute(values)
@@ -807,6 +835,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("restart-web", help="rolling restart of the gunicorn instances (new code)")
     worker = sub.add_parser("restart-worker", help="warm restart of one queue's worker")
     worker.add_argument("queue", choices=QUEUES)
+    render = sub.add_parser(
+        "render-nginx", help="print the nginx site config for given instances (bare machines)"
+    )
+    render.add_argument("--upstream", action="append", required=True, help="host:port, repeat")
+    render.add_argument("--listen", default="80")
+    render.add_argument("--server-name", default="_")
+    render.add_argument("--static-root", required=True, help="STATIC_ROOT of the web machines")
+    render.add_argument(
+        "--upload-max-bytes", type=int, default=int(os.environ.get("UPLOAD_MAX_BYTES", 20971520))
+    )
+    render.add_argument("--access-log", default="/var/log/nginx/tagging-access.log")
     for verb in ("kill-web", "start-web"):
         one = sub.add_parser(verb, help=f"{verb.split('-')[0]} one gunicorn instance (1-based)")
         one.add_argument("index", type=int)
@@ -815,6 +854,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             _up(args)
+            return 0
+        if args.command == "render-nginx":
+            print(
+                render_site(
+                    upstreams=args.upstream,
+                    listen=args.listen,
+                    server_name=args.server_name,
+                    static_root=args.static_root,
+                    upload_max_bytes=args.upload_max_bytes,
+                    access_log=args.access_log,
+                )
+            )
             return 0
         cluster = Cluster.load(args.dir)
         if args.command == "down":
