@@ -1,5 +1,16 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from taxonomy import api_views
 
 app_name = "taxonomy-api"
 
-urlpatterns: list = []
+router = SimpleRouter()
+router.register("taxonomy/labels", api_views.LabelViewSet, basename="label")
+router.register("label-sets", api_views.LabelSetViewSet, basename="label-set")
+
+urlpatterns = [
+    path("taxonomy/tree/", api_views.LabelTreeView.as_view(), name="tree"),
+    path("reuse-suggestions/", api_views.ReuseSuggestionsView.as_view(), name="reuse-suggestions"),
+    *router.urls,
+]

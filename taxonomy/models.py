@@ -56,8 +56,14 @@ class LabelChange(models.Model):
         MOVE = "move", "Moved"
         DEPRECATE = "deprecate", "Deprecated"
         MERGE = "merge", "Merged"
+        DELETE = "delete", "Deleted"
 
-    label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="history")
+    #: NULL once the label itself is deleted (only ever an unused label); `label_key` keeps the
+    #: history readable and stops the key from being reused.
+    label = models.ForeignKey(
+        Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="history"
+    )
+    label_key = models.CharField(max_length=200, db_index=True, blank=True)
     action = models.CharField(max_length=16, choices=Action.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -71,7 +77,7 @@ class LabelChange(models.Model):
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.label.key} {self.action} @ {self.at:%Y-%m-%d %H:%M}"
+        return f"{self.label_key} {self.action} @ {self.at:%Y-%m-%d %H:%M}"
 
 
 class LabelSetKind(models.TextChoices):

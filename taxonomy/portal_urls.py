@@ -1,5 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from taxonomy import portal_views
 
 app_name = "taxonomy"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", portal_views.TaxonomyBrowseView.as_view(), name="browse"),
+    path("labels/<str:key>/", portal_views.LabelDetailView.as_view(), name="label-detail"),
+]

@@ -1,5 +1,12 @@
-from django.urls import path  # noqa: F401
+from rest_framework.routers import SimpleRouter
+
+from tenants import api_views
 
 app_name = "tenants-api"
 
-urlpatterns: list = []
+router = SimpleRouter()
+router.register("needs", api_views.NeedViewSet, basename="need")
+router.register("keys", api_views.ApiKeyViewSet, basename="key")
+router.register("tenants", api_views.TenantAdminViewSet, basename="tenant")
+
+urlpatterns = router.urls

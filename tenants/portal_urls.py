@@ -1,5 +1,30 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from tenants import portal_views as views
 
 app_name = "tenants"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("needs/", views.NeedListView.as_view(), name="needs"),
+    path("needs/new/", views.NeedCreateView.as_view(), name="need-create"),
+    path("needs/suggestions/", views.NeedSuggestionsView.as_view(), name="need-suggestions"),
+    path("needs/<slug:slug>/", views.NeedDetailView.as_view(), name="need-detail"),
+    path("needs/<slug:slug>/edit/", views.NeedEditView.as_view(), name="need-edit"),
+    path(
+        "needs/<slug:slug>/subscribe/",
+        views.NeedActionView.as_view(action="subscribe"),
+        name="need-subscribe",
+    ),
+    path(
+        "needs/<slug:slug>/retire/",
+        views.NeedActionView.as_view(action="retire"),
+        name="need-retire",
+    ),
+    path(
+        "needs/<slug:slug>/go-live/",
+        views.NeedActionView.as_view(action="go-live"),
+        name="need-go-live",
+    ),
+    path("keys/", views.ApiKeyListView.as_view(), name="keys"),
+    path("keys/<str:prefix>/revoke/", views.ApiKeyRevokeView.as_view(), name="key-revoke"),
+]

@@ -72,6 +72,9 @@ class TenantScopedAPIMixin:
     write_scope: str = ApiKeyScope.READ
     read_role: str = Role.VIEWER
     write_role: str = Role.REQUESTER
+    #: False for endpoints only a signed-in person may use (e.g. key management: a key must
+    #: never be able to mint a stronger key).
+    allow_api_keys: bool = True
 
     tenant: Tenant
     membership: Membership | None = None
@@ -88,6 +91,10 @@ class TenantScopedAPIMixin:
     def resolve_tenant(self, request) -> None:
         safe = request.method in SAFE_METHODS
         if isinstance(request.user, ApiKeyUser):
+            if not self.allow_api_keys:
+                raise exceptions.PermissionDenied(
+                    "This endpoint needs a signed-in tenant member, not an API key."
+                )
             self.api_key = request.auth
             self.tenant = self.api_key.tenant
             scope = self.read_scope if safe else self.write_scope
@@ -115,6 +122,9 @@ class TenantScopedAPIMixin:
         raise NotImplementedError(f"{type(self).__name__} must define scoped_queryset().")
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            # drf-spectacular introspects views without a request: no tenant, no rows.
+            return self.scoped_queryset().none()
         return self.scoped_queryset().for_tenant(self.tenant)
 
 

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from taxonomy import demo as taxonomy_demo
+from tenants import demo as tenants_demo
+
 
 def ensure_admin(stdout) -> None:
     User = get_user_model()
@@ -26,4 +29,6 @@ def ensure_admin(stdout) -> None:
 #: Ordered demo steps; later steps may rely on earlier ones.
 STEPS: list[tuple[str, Callable]] = [
     ("admin user", ensure_admin),
+    ("taxonomy and shared label sets", taxonomy_demo.load_taxonomy),
+    ("tenants A-D, users and needs", tenants_demo.load_tenants),
 ]

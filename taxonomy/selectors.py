@@ -1,0 +1,285 @@
+"""Reads of the taxonomy: search, the tree, term resolution and reuse suggestions.
+
+Reuse scoring (documented in README): for the requested labels R and a candidate's labels S
+(a label set's current revision, or the revision a live model was trained on),
+
+- `jaccard  = |R ∩ S| / |R ∪ S|` (exact label matches: how alike the two tasks are),
+- `coverage = Σ_r credit(r) / |R|`, where credit is 1 when r ∈ S, 0.5 when only an ancestor
+  of r is in S (the candidate answers the question more coarsely: `news.sport` for
+  `news.sport.football`), else 0 (how much of the request the candidate answers),
+- `score    = 0.7·coverage + 0.3·jaccard`, ranked high to low; candidates with no credit at all
+  are left out. Coverage weighs more because a tenant mostly cares whether its labels are answered;
+  jaccard breaks ties in favour of the candidate with fewer unrelated labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db.models import Q, QuerySet
+
+from taxonomy.models import Label, LabelSet, LabelSetMember, LabelStatus
+
+COVERAGE_WEIGHT = 0.7
+JACCARD_WEIGHT = 0.3
+ANCESTOR_CREDIT = 0.5
+
+
+def label_list(*, query: str = "", status: str | None = None) -> QuerySet[Label]:
+    """Labels matching `query` in the key, either name, the description or the aliases."""
+    labels = Label.objects.select_related("parent", "replaced_by")
+    if status:
+        labels = labels.filter(status=status)
+    query = (query or "").strip()
+    if not query:
+        return labels
+    text_match = (
+        Q(key__icontains=query)
+        | Q(name_en__icontains=query)
+        | Q(name_zh__icontains=query)
+        | Q(description__icontains=query)
+    )
+    # Aliases are a JSON list; matching them in Python keeps SQLite and PostgreSQL identical.
+    folded = query.casefold()
+    alias_ids = [
+        pk
+        for pk, aliases in Label.objects.values_list("pk", "aliases")
+        if any(folded in alias.casefold() for alias in aliases or [])
+    ]
+    return labels.filter(text_match | Q(pk__in=alias_ids))
+
+
+def label_tree(*, labels: Iterable[Label] | None = None) -> list[dict]:
+    """The whole tree as nested dicts (`label`, `children`), roots first, ordered by key."""
+    labels = list(labels if labels is not None else Label.objects.order_by("key"))
+    by_parent: dict[int | None, list[Label]] = {}
+    ids = {label.pk for label in labels}
+    for label in labels:
+        parent = label.parent_id if label.parent_id in ids else None
+        by_parent.setdefault(parent, []).append(label)
+
+    def build(parent_id: int | None) -> list[dict]:
+        return [
+            {"label": label, "children": build(label.pk)} for label in by_parent.get(parent_id, [])
+        ]
+
+    return build(None)
+
+
+def _canonical(label: Label) -> Label:
+    """Follow `replaced_by` to the label in force (deprecated labels resolve to replacements)."""
+    seen = {label.pk}
+    while label.status == LabelStatus.DEPRECATED and label.replaced_by_id:
+        nxt = label.replaced_by
+        if nxt.pk in seen:
+            break
+        seen.add(nxt.pk)
+        label = nxt
+    return label
+
+
+def label_canonical_key(key: str) -> str:
+    """The key in force for `key` (itself, or the end of its replaced_by chain)."""
+    label = Label.objects.select_related("replaced_by").filter(key=key).first()
+    return _canonical(label).key if label else key
+
+
+@dataclass
+class Resolution:
+    labels: list[Label] = field(default_factory=list)
+    #: term -> the label key it resolved to
+    matched: dict[str, str] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        return [label.key for label in self.labels]
+
+
+def resolve_terms(terms: Iterable[str]) -> Resolution:
+    """Resolve what a person typed to labels: a key, an English/Chinese name or an alias.
+
+    Matching is case-insensitive; a key beats a name, a name beats an alias, and an alias beats
+    the key's last segment ("sport" -> news.sport). Deprecated labels resolve to their replacement.
+    A term matching several labels at the same level picks the shallowest (then the first key).
+    """
+    labels = list(Label.objects.select_related("replaced_by").order_by("key"))
+    by_key, by_name, by_alias, by_segment = {}, {}, {}, {}
+    for label in sorted(labels, key=lambda lb: (lb.key.count("."), lb.key)):
+        by_key.setdefault(label.key.casefold(), label)
+        for name in (label.name_en, label.name_zh):
+            if name:
+                by_name.setdefault(name.strip().casefold(), label)
+        for alias in label.aliases or []:
+            by_alias.setdefault(alias.strip().casefold(), label)
+        by_segment.setdefault(label.key.rsplit(".", 1)[-1].casefold(), label)
+    result = Resolution()
+    for term in terms:
+        term = (term or "").strip()
+        if not term or term in result.matched or term in result.unknown:
+            continue
+        folded = term.casefold()
+        label = next(
+            (index[folded] for index in (by_key, by_name, by_alias, by_segment) if folded in index),
+            None,
+        )
+        if label is None:
+            result.unknown.append(term)
+            continue
+        label = _canonical(label)
+        result.matched[term] = label.key
+        if label not in result.labels:
+            result.labels.append(label)
+    return result
+
+
+def split_terms(text: str) -> list[str]:
+    """Split what was typed into a labels box: commas (ASCII or Chinese), semicolons, new lines."""
+    for sep in ("，", "、", ";", "；", "\n"):
+        text = text.replace(sep, ",")
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@dataclass
+class Overlap:
+    score: float
+    coverage: float
+    jaccard: float
+    matched: list[str]
+    partial: list[str]
+    missing: list[str]
+    extra: list[str]
+
+
+def overlap(requested: list[Label], candidate_keys: list[str]) -> Overlap:
+    """Score `candidate_keys` against the requested labels (see the module docstring)."""
+    wanted = [label.key for label in requested]
+    have = set(candidate_keys)
+    matched, partial, missing = [], [], []
+    credit = 0.0
+    for label in requested:
+        if label.key in have:
+            matched.append(label.key)
+            credit += 1.0
+            continue
+        ancestor = label.parent
+        seen = set()
+        while ancestor is not None and ancestor.pk not in seen and ancestor.key not in have:
+            seen.add(ancestor.pk)
+            ancestor = ancestor.parent
+        if ancestor is not None and ancestor.key in have:
+            partial.append(label.key)
+            credit += ANCESTOR_CREDIT
+        else:
+            missing.append(label.key)
+    union = set(wanted) | have
+    jaccard = len(set(wanted) & have) / len(union) if union else 0.0
+    coverage = credit / len(wanted) if wanted else 0.0
+    return Overlap(
+        score=round(COVERAGE_WEIGHT * coverage + JACCARD_WEIGHT * jaccard, 4),
+        coverage=round(coverage, 4),
+        jaccard=round(jaccard, 4),
+        matched=matched,
+        partial=partial,
+        missing=missing,
+        extra=sorted(have - set(wanted)),
+    )
+
+
+@dataclass
+class Suggestions:
+    resolution: Resolution
+    label_sets: list[dict]
+    models: list[dict]
+
+
+def _revision_keys(revision_ids: Iterable[int]) -> dict[int, list[str]]:
+    keys: dict[int, list[str]] = {}
+    for revision_id, key in (
+        LabelSetMember.objects.filter(revision_id__in=list(revision_ids))
+        .order_by("revision_id", "position")
+        .values_list("revision_id", "label__key")
+    ):
+        keys.setdefault(revision_id, []).append(key)
+    return keys
+
+
+def reuse_suggestions(*, tenant, terms: Iterable[str], limit: int = 10) -> Suggestions:
+    """Label sets and live models the tenant may reuse for the labels it asks for.
+
+    Only what the tenant can see is offered: shared (platform-owned) label sets and models, and
+    its own. Another tenant's own label sets and models are never offered; a model meant for
+    everyone is registered as shared (tenant NULL). A model is "live" when its `production`
+    alias points at a version; its labels are those of the revision that version was trained on.
+    """
+    from registry.models import AliasName, ModelAlias
+
+    resolution = resolve_terms(terms)
+    if not resolution.labels:
+        return Suggestions(resolution=resolution, label_sets=[], models=[])
+    requested = list(
+        Label.objects.filter(pk__in=[label.pk for label in resolution.labels]).select_related(
+            "parent__parent__parent"
+        )
+    )
+    requested.sort(key=lambda label: resolution.keys.index(label.key))
+
+    label_sets = list(LabelSet.objects.for_tenant(tenant).select_related("tenant"))
+    current = {}
+    for label_set in label_sets:
+        revision = label_set.revisions.order_by("-number").first()
+        if revision is not None:
+            current[label_set.pk] = revision
+    set_keys = _revision_keys(r.pk for r in current.values())
+    set_rows = []
+    for label_set in label_sets:
+        revision = current.get(label_set.pk)
+        if revision is None:
+            continue
+        result = overlap(requested, set_keys.get(revision.pk, []))
+        if result.score > 0:
+            set_rows.append({"label_set": label_set, "revision": revision, "overlap": result})
+    set_rows.sort(key=lambda row: (-row["overlap"].score, row["label_set"].slug))
+
+    aliases = list(
+        ModelAlias.objects.filter(
+            name=AliasName.PRODUCTION,
+            registered_model__in=_visible_models(tenant),
+        ).select_related("registered_model__label_set", "registered_model__tenant", "version")
+    )
+    model_keys = _revision_keys(alias.version.revision_id for alias in aliases)
+    model_rows = []
+    for alias in aliases:
+        result = overlap(requested, model_keys.get(alias.version.revision_id, []))
+        if result.score > 0:
+            model_rows.append(
+                {"model": alias.registered_model, "version": alias.version, "overlap": result}
+            )
+    model_rows.sort(key=lambda row: (-row["overlap"].score, row["model"].name))
+    return Suggestions(
+        resolution=resolution, label_sets=set_rows[:limit], models=model_rows[:limit]
+    )
+
+
+def _visible_models(tenant) -> QuerySet:
+    from registry.models import RegisteredModel
+
+    return RegisteredModel.objects.for_tenant(tenant)
+
+
+def offered_models(*, tenant) -> QuerySet:
+    """Models a tenant may subscribe a need to: visible (shared or own) with a production alias."""
+    from registry.models import AliasName
+
+    return (
+        _visible_models(tenant)
+        .filter(aliases__name=AliasName.PRODUCTION)
+        .select_related("label_set")
+        .distinct()
+        .order_by("name")
+    )
+
+
+def visible_label_sets(*, tenant) -> QuerySet[LabelSet]:
+    return LabelSet.objects.for_tenant(tenant).select_related("tenant").order_by("slug")

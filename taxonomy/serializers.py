@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from taxonomy.models import Label, LabelChange, LabelSet, LabelSetKind, LabelSetRevision
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    replaced_by = serializers.SlugRelatedField(slug_field="key", read_only=True)
+
+    class Meta:
+        model = Label
+        fields = [
+            "key",
+            "parent",
+            "name_en",
+            "name_zh",
+            "description",
+            "aliases",
+            "status",
+            "replaced_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class LabelTreeNodeSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name_en = serializers.CharField()
+    name_zh = serializers.CharField()
+    status = serializers.CharField()
+    children = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_children(self, node: dict) -> list[dict]:
+        return [LabelTreeNodeSerializer(child).data for child in node["children"]]
+
+    def to_representation(self, node: dict) -> dict:
+        label = node["label"]
+        return {
+            "key": label.key,
+            "name_en": label.name_en,
+            "name_zh": label.name_zh,
+            "status": label.status,
+            "children": self.get_children(node),
+        }
+
+
+class LabelCreateSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=200)
+    parent = serializers.SlugRelatedField(
+        slug_field="key", queryset=Label.objects.all(), required=False, allow_null=True
+    )
+    name_en = serializers.CharField(max_length=200)
+    name_zh = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    aliases = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+
+
+class LabelUpdateSerializer(serializers.Serializer):
+    """Names, description and aliases; `parent` moves the label (its key never changes)."""
+
+    parent = serializers.SlugRelatedField(
+        slug_field="key", queryset=Label.objects.all(), required=False, allow_null=True
+    )
+    name_en = serializers.CharField(max_length=200, required=False)
+    name_zh = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    aliases = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class LabelDeprecateSerializer(serializers.Serializer):
+    replaced_by = serializers.SlugRelatedField(
+        slug_field="key", queryset=Label.objects.all(), required=False, allow_null=True
+    )
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class LabelMergeSerializer(serializers.Serializer):
+    target = serializers.SlugRelatedField(slug_field="key", queryset=Label.objects.all())
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class LabelChangeSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = LabelChange
+        fields = ["label_key", "action", "actor", "at", "before", "after", "note"]
+        read_only_fields = fields
+
+
+class LabelSetRevisionSerializer(serializers.ModelSerializer):
+    labels = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LabelSetRevision
+        fields = ["number", "labels", "note", "created_at"]
+        read_only_fields = fields
+
+    def get_labels(self, revision: LabelSetRevision) -> list[str]:
+        return revision.label_keys()
+
+
+class LabelSetSerializer(serializers.ModelSerializer):
+    owner = serializers.SerializerMethodField()
+    kind = serializers.ChoiceField(choices=LabelSetKind.choices)
+    current_revision = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LabelSet
+        fields = ["slug", "name", "description", "kind", "owner", "current_revision", "created_at"]
+        read_only_fields = fields
+
+    def get_owner(self, label_set: LabelSet) -> str:
+        """`shared` for platform-owned sets, else the owning tenant's slug."""
+        return label_set.tenant.slug if label_set.tenant_id else "shared"
+
+    @extend_schema_field(LabelSetRevisionSerializer(allow_null=True))
+    def get_current_revision(self, label_set: LabelSet) -> dict | None:
+        revision = label_set.current_revision
+        return LabelSetRevisionSerializer(revision).data if revision else None
+
+
+class ReuseRequestSerializer(serializers.Serializer):
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        min_length=1,
+        max_length=200,
+        help_text="Label keys, English or Chinese names, or aliases.",
+    )
+
+
+class OverlapSerializer(serializers.Serializer):
+    score = serializers.FloatField()
+    coverage = serializers.FloatField()
+    jaccard = serializers.FloatField()
+    matched = serializers.ListField(child=serializers.CharField())
+    partial = serializers.ListField(child=serializers.CharField())
+    missing = serializers.ListField(child=serializers.CharField())
+    extra = serializers.ListField(child=serializers.CharField())
+
+
+class LabelSetSuggestionSerializer(serializers.Serializer):
+    label_set = serializers.CharField(source="label_set.slug")
+    name = serializers.CharField(source="label_set.name")
+    owner = serializers.SerializerMethodField()
+    revision = serializers.IntegerField(source="revision.number")
+    overlap = OverlapSerializer()
+
+    def get_owner(self, row: dict) -> str:
+        return row["label_set"].tenant.slug if row["label_set"].tenant_id else "shared"
+
+
+class ModelSuggestionSerializer(serializers.Serializer):
+    model = serializers.CharField(source="model.name")
+    label_set = serializers.CharField(source="model.label_set.slug")
+    owner = serializers.SerializerMethodField()
+    version = serializers.IntegerField(source="version.version")
+    overlap = OverlapSerializer()
+
+    def get_owner(self, row: dict) -> str:
+        return row["model"].tenant.slug if row["model"].tenant_id else "shared"
+
+
+class ReuseSuggestionsSerializer(serializers.Serializer):
+    resolved = serializers.DictField(
+        child=serializers.CharField(), help_text="What you typed -> the label key it matched."
+    )
+    unknown = serializers.ListField(child=serializers.CharField())
+    label_sets = LabelSetSuggestionSerializer(many=True)
+    models = ModelSuggestionSerializer(many=True)
+
+    def to_representation(self, suggestions) -> dict:
+        return {
+            "resolved": suggestions.resolution.matched,
+            "unknown": suggestions.resolution.unknown,
+            "label_sets": LabelSetSuggestionSerializer(suggestions.label_sets, many=True).data,
+            "models": ModelSuggestionSerializer(suggestions.models, many=True).data,
+        }

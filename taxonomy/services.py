@@ -1,0 +1,512 @@
+"""Writes to the company-wide taxonomy: labels (with history) and label sets (with revisions).
+
+Every function validates before it writes and runs in one transaction, so bad input raises a
+`django.core.exceptions.ValidationError` with field errors (the API turns it into a 400) and
+leaves the database as it was. Every change to a label appends a `LabelChange` row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from taxonomy.models import (
+    Label,
+    LabelChange,
+    LabelSet,
+    LabelSetKind,
+    LabelSetMember,
+    LabelSetRevision,
+    LabelStatus,
+    label_key_validator,
+)
+
+_EDITABLE_FIELDS = ("name_en", "name_zh", "description", "aliases")
+
+
+def label_snapshot(label: Label) -> dict:
+    """The label as history stores it (keys, not ids, so it reads well after merges)."""
+    return {
+        "key": label.key,
+        "parent": label.parent.key if label.parent_id else None,
+        "name_en": label.name_en,
+        "name_zh": label.name_zh,
+        "description": label.description,
+        "aliases": list(label.aliases or []),
+        "status": label.status,
+        "replaced_by": label.replaced_by.key if label.replaced_by_id else None,
+    }
+
+
+def _record(
+    *, label: Label, action: str, actor, before: dict, after: dict, note: str = ""
+) -> LabelChange:
+    return LabelChange.objects.create(
+        label=label,
+        label_key=label.key,
+        action=action,
+        actor=actor if getattr(actor, "pk", None) else None,
+        before=before,
+        after=after,
+        note=note[:300],
+    )
+
+
+def _clean_aliases(aliases: Iterable[str] | None) -> list[str]:
+    if aliases is None:
+        return []
+    if isinstance(aliases, str) or not all(isinstance(a, str) for a in aliases):
+        raise ValidationError({"aliases": ["Give a list of strings."]})
+    seen: dict[str, str] = {}
+    for alias in aliases:
+        alias = alias.strip()
+        if alias and alias.casefold() not in seen:
+            seen[alias.casefold()] = alias
+    return list(seen.values())
+
+
+def _ancestors(label: Label | None) -> list[Label]:
+    chain: list[Label] = []
+    seen: set[int] = set()
+    while label is not None and label.pk not in seen:
+        seen.add(label.pk)
+        chain.append(label)
+        label = label.parent
+    return chain
+
+
+def check_parent(*, label: Label | None, parent: Label | None) -> None:
+    """Raise a `parent` field error if `parent` is deprecated or would make a cycle."""
+    if parent is None:
+        return
+    if parent.status == LabelStatus.DEPRECATED:
+        raise ValidationError({"parent": [f"'{parent.key}' is deprecated; use its replacement."]})
+    if label is not None and any(a.pk == label.pk for a in _ancestors(parent)):
+        raise ValidationError(
+            {"parent": [f"Moving '{label.key}' under '{parent.key}' would make a cycle."]}
+        )
+
+
+def key_is_free(key: str) -> bool:
+    """Keys are never reused: not by a live label, nor by a deleted one still in history."""
+    return not (
+        Label.objects.filter(key=key).exists() or LabelChange.objects.filter(label_key=key).exists()
+    )
+
+
+def label_create(
+    *,
+    key: str,
+    name_en: str,
+    name_zh: str = "",
+    description: str = "",
+    aliases: Iterable[str] | None = None,
+    parent: Label | None = None,
+    actor=None,
+) -> Label:
+    key = (key or "").strip()
+    errors: dict[str, list[str]] = {}
+    try:
+        label_key_validator(key)
+    except ValidationError as exc:
+        errors["key"] = list(exc.messages)
+    if "key" not in errors and not key_is_free(key):
+        errors["key"] = [f"The key '{key}' is already taken (keys are never reused)."]
+    if not (name_en or "").strip():
+        errors["name_en"] = ["An English name is required."]
+    if errors:
+        raise ValidationError(errors)
+    check_parent(label=None, parent=parent)
+    with transaction.atomic():
+        label = Label.objects.create(
+            key=key,
+            parent=parent,
+            name_en=name_en.strip(),
+            name_zh=(name_zh or "").strip(),
+            description=description or "",
+            aliases=_clean_aliases(aliases),
+        )
+        _record(
+            label=label,
+            action=LabelChange.Action.CREATE,
+            actor=actor,
+            before={},
+            after=label_snapshot(label),
+        )
+    return label
+
+
+def label_update(*, label: Label, actor=None, note: str = "", **changes) -> Label:
+    """Change names, description or aliases. The key is stable and cannot be changed."""
+    unknown = set(changes) - set(_EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError({field: ["This field cannot be changed here."] for field in unknown})
+    if "aliases" in changes:
+        changes["aliases"] = _clean_aliases(changes["aliases"])
+    if "name_en" in changes and not (changes["name_en"] or "").strip():
+        raise ValidationError({"name_en": ["An English name is required."]})
+    with transaction.atomic():
+        label = Label.objects.select_for_update().get(pk=label.pk)
+        before = label_snapshot(label)
+        for field, value in changes.items():
+            setattr(label, field, value.strip() if isinstance(value, str) else value)
+        after = label_snapshot(label)
+        if after == before:
+            return label
+        label.save()
+        _record(
+            label=label,
+            action=LabelChange.Action.UPDATE,
+            actor=actor,
+            before=before,
+            after=after,
+            note=note,
+        )
+    return label
+
+
+def label_move(*, label: Label, new_parent: Label | None, actor=None, note: str = "") -> Label:
+    """Re-parent a label (its key stays the same). Refuses cycles."""
+    with transaction.atomic():
+        label = Label.objects.select_for_update().get(pk=label.pk)
+        if new_parent is not None:
+            new_parent = Label.objects.get(pk=new_parent.pk)
+        check_parent(label=label, parent=new_parent)
+        if label.parent_id == (new_parent.pk if new_parent else None):
+            return label
+        before = label_snapshot(label)
+        label.parent = new_parent
+        label.save(update_fields=["parent", "updated_at"])
+        _record(
+            label=label,
+            action=LabelChange.Action.MOVE,
+            actor=actor,
+            before=before,
+            after=label_snapshot(label),
+            note=note,
+        )
+    return label
+
+
+def label_deprecate(
+    *, label: Label, replaced_by: Label | None = None, actor=None, note: str = ""
+) -> Label:
+    with transaction.atomic():
+        label = Label.objects.select_for_update().get(pk=label.pk)
+        if replaced_by is not None:
+            replaced_by = Label.objects.get(pk=replaced_by.pk)
+            if replaced_by.pk == label.pk:
+                raise ValidationError({"replaced_by": ["A label cannot replace itself."]})
+            if replaced_by.status == LabelStatus.DEPRECATED:
+                raise ValidationError(
+                    {"replaced_by": [f"'{replaced_by.key}' is deprecated itself."]}
+                )
+        if label.status == LabelStatus.DEPRECATED and label.replaced_by_id == (
+            replaced_by.pk if replaced_by else None
+        ):
+            return label
+        before = label_snapshot(label)
+        label.status = LabelStatus.DEPRECATED
+        label.replaced_by = replaced_by
+        label.save(update_fields=["status", "replaced_by", "updated_at"])
+        _record(
+            label=label,
+            action=LabelChange.Action.DEPRECATE,
+            actor=actor,
+            before=before,
+            after=label_snapshot(label),
+            note=note,
+        )
+    return label
+
+
+def label_usage(*, label: Label) -> dict[str, int]:
+    """Everything that refers to a label; a label with any usage cannot be deleted."""
+    from registry.models import TrainingSampleLabel
+    from tenants.models import Need
+
+    needs = sum(
+        1
+        for mapping, requested, thresholds in Need.objects.unscoped().values_list(
+            "label_mapping", "requested_labels", "per_label_thresholds"
+        )
+        if label.key in (requested or [])
+        or label.key in (mapping or {}).values()
+        or label.key in (thresholds or {})
+    )
+    return {
+        "label_set_revisions": LabelSetMember.objects.filter(label=label).count(),
+        "training_samples": TrainingSampleLabel.objects.filter(label=label).count(),
+        "needs": needs,
+        "children": Label.objects.filter(parent=label).count(),
+        "replaces": Label.objects.filter(replaced_by=label).count(),
+    }
+
+
+def label_delete(*, label: Label, actor=None) -> None:
+    """Delete an unused label. A label in use can only be deprecated or merged."""
+    with transaction.atomic():
+        label = Label.objects.select_for_update().get(pk=label.pk)
+        usage = {what: n for what, n in label_usage(label=label).items() if n}
+        if usage:
+            listed = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in usage.items())
+            raise ValidationError(
+                {
+                    "label": [
+                        f"'{label.key}' is in use ({listed}); deprecate it or merge it instead."
+                    ]
+                }
+            )
+        before = label_snapshot(label)
+        _record(label=label, action=LabelChange.Action.DELETE, actor=actor, before=before, after={})
+        label.delete()
+
+
+def _rewrite_needs(*, source_key: str, target_key: str) -> int:
+    """Point every need (of every tenant: a merge is a platform-wide act) at the target key."""
+    from tenants.models import Need
+
+    changed = 0
+    for need in Need.objects.unscoped().select_for_update():
+        mapping = dict(need.label_mapping or {})
+        requested = list(need.requested_labels or [])
+        thresholds = dict(need.per_label_thresholds or {})
+        new_mapping = {
+            name: (target_key if key == source_key else key) for name, key in mapping.items()
+        }
+        new_requested: list[str] = []
+        for key in requested:
+            key = target_key if key == source_key else key
+            if key not in new_requested:
+                new_requested.append(key)
+        if source_key in thresholds:
+            value = thresholds.pop(source_key)
+            thresholds.setdefault(target_key, value)
+        if (new_mapping, new_requested, thresholds) != (
+            mapping,
+            requested,
+            dict(need.per_label_thresholds or {}),
+        ):
+            need.label_mapping = new_mapping
+            need.requested_labels = new_requested
+            need.per_label_thresholds = thresholds
+            need.save(
+                update_fields=[
+                    "label_mapping",
+                    "requested_labels",
+                    "per_label_thresholds",
+                    "updated_at",
+                ]
+            )
+            changed += 1
+    return changed
+
+
+def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> Label:
+    """Merge `source` into `target` in one transaction.
+
+    Rewrites label-set members, training-sample labels, needs' mappings/requests/thresholds and
+    deprecation pointers to `target`; re-parents `source`'s children under `target`; deprecates
+    `source` with `replaced_by=target`; records history on both labels.
+    """
+    from registry.models import TrainingSampleLabel
+
+    if source.pk == target.pk:
+        raise ValidationError({"target": ["A label cannot be merged into itself."]})
+    with transaction.atomic():
+        source = Label.objects.select_for_update().get(pk=source.pk)
+        target = Label.objects.select_for_update().get(pk=target.pk)
+        if target.status == LabelStatus.DEPRECATED:
+            raise ValidationError(
+                {"target": [f"'{target.key}' is deprecated; merge into its replacement."]}
+            )
+        if any(a.pk == source.pk for a in _ancestors(target)):
+            raise ValidationError(
+                {"target": [f"'{target.key}' lies under '{source.key}'; move it out first."]}
+            )
+        source_before, target_before = label_snapshot(source), label_snapshot(target)
+
+        counts = {"label_set_members": 0, "training_sample_labels": 0}
+        for member in LabelSetMember.objects.filter(label=source).select_for_update():
+            if LabelSetMember.objects.filter(revision_id=member.revision_id, label=target).exists():
+                member.delete()  # the revision already holds the target: one member is enough
+            else:
+                member.label = target
+                member.save(update_fields=["label"])
+            counts["label_set_members"] += 1
+        for link in TrainingSampleLabel.objects.filter(label=source).select_for_update():
+            if TrainingSampleLabel.objects.filter(sample_id=link.sample_id, label=target).exists():
+                link.delete()
+            else:
+                link.label = target
+                link.save(update_fields=["label"])
+            counts["training_sample_labels"] += 1
+        counts["needs"] = _rewrite_needs(source_key=source.key, target_key=target.key)
+        children = list(Label.objects.filter(parent=source).select_for_update())
+        for child in children:
+            label_move(label=child, new_parent=target, actor=actor, note=f"merge of {source.key}")
+        counts["children"] = len(children)
+        counts["replaces"] = Label.objects.filter(replaced_by=source).update(
+            replaced_by=target, updated_at=timezone.now()
+        )
+        # Aliases of the merged label keep resolving, now to the target.
+        merged_aliases = _clean_aliases(
+            [*target.aliases, source.name_en, source.name_zh, *source.aliases]
+        )
+        merged_aliases = [
+            a
+            for a in merged_aliases
+            if a.casefold() not in {target.name_en.casefold(), target.name_zh.casefold()}
+        ]
+        if merged_aliases != target.aliases:
+            target.aliases = merged_aliases
+            target.save(update_fields=["aliases", "updated_at"])
+
+        source.status = LabelStatus.DEPRECATED
+        source.replaced_by = target
+        source.save(update_fields=["status", "replaced_by", "updated_at"])
+        summary = ", ".join(f"{what}={n}" for what, n in counts.items())
+        _record(
+            label=source,
+            action=LabelChange.Action.MERGE,
+            actor=actor,
+            before=source_before,
+            after={**label_snapshot(source), "merged_into": target.key, "rewritten": counts},
+            note=note or f"merged into {target.key} ({summary})",
+        )
+        _record(
+            label=target,
+            action=LabelChange.Action.MERGE,
+            actor=actor,
+            before=target_before,
+            after={**label_snapshot(target), "merged_from": source.key, "rewritten": counts},
+            note=note or f"absorbed {source.key} ({summary})",
+        )
+    return target
+
+
+# --- Label sets -----------------------------------------------------------------------------
+def labels_for_keys(keys: Iterable[str], *, field: str = "labels") -> list[Label]:
+    """The active labels for `keys`, in order; unknown or deprecated keys are field errors."""
+    if isinstance(keys, str):
+        raise ValidationError({field: ["Give a list of label keys."]})
+    ordered: list[str] = []
+    for key in keys:
+        if not isinstance(key, str):
+            raise ValidationError({field: ["Give a list of label keys."]})
+        if key not in ordered:
+            ordered.append(key)
+    if not ordered:
+        raise ValidationError({field: ["A label set needs at least one label."]})
+    found = {label.key: label for label in Label.objects.filter(key__in=ordered)}
+    problems = [f"Unknown label '{key}'." for key in ordered if key not in found]
+    problems += [
+        f"'{key}' is deprecated"
+        + (f"; use '{found[key].replaced_by.key}'." if found[key].replaced_by_id else ".")
+        for key in ordered
+        if key in found and found[key].status == LabelStatus.DEPRECATED
+    ]
+    if problems:
+        raise ValidationError({field: problems})
+    return [found[key] for key in ordered]
+
+
+def _new_revision(
+    *, label_set: LabelSet, labels: list[Label], actor=None, note: str = ""
+) -> LabelSetRevision:
+    last = label_set.revisions.order_by("-number").values_list("number", flat=True).first() or 0
+    revision = LabelSetRevision.objects.create(
+        label_set=label_set,
+        number=last + 1,
+        note=note[:300],
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    LabelSetMember.objects.bulk_create(
+        LabelSetMember(revision=revision, label=label, position=position)
+        for position, label in enumerate(labels)
+    )
+    return revision
+
+
+def label_set_create(
+    *,
+    slug: str,
+    name: str,
+    label_keys: Iterable[str],
+    tenant=None,
+    kind: str = LabelSetKind.MULTICLASS,
+    description: str = "",
+    actor=None,
+) -> LabelSet:
+    """A shared (tenant=None) or tenant-owned label set with its first revision."""
+    errors: dict[str, list[str]] = {}
+    if kind not in LabelSetKind.values:
+        errors["kind"] = [f"Choose one of {', '.join(LabelSetKind.values)}."]
+    if not slug:
+        errors["slug"] = ["A slug is required."]
+    # A tenant's own set may not shadow a shared slug (lookups by slug see both).
+    elif LabelSet.objects.filter(slug=slug, tenant__isnull=True).exists() or (
+        tenant is not None and LabelSet.objects.owned_by(tenant).filter(slug=slug).exists()
+    ):
+        errors["slug"] = [f"A label set '{slug}' already exists."]
+    if errors:
+        raise ValidationError(errors)
+    labels = labels_for_keys(label_keys)
+    if kind == LabelSetKind.MULTICLASS and len(labels) < 2:
+        raise ValidationError({"labels": ["A multi-class label set needs at least two labels."]})
+    with transaction.atomic():
+        label_set = LabelSet.objects.create(
+            tenant=tenant, slug=slug, name=name or slug, kind=kind, description=description
+        )
+        _new_revision(label_set=label_set, labels=labels, actor=actor, note="created")
+    return label_set
+
+
+def label_set_revise(
+    *,
+    label_set: LabelSet,
+    label_keys: Iterable[str] | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    actor=None,
+    note: str = "",
+) -> LabelSetRevision | None:
+    """Change a label set. Any change makes a new revision (models stay pinned to theirs)."""
+    current = label_set.current_revision
+    current_keys = current.label_keys() if current else []
+    labels = (
+        labels_for_keys(label_keys) if label_keys is not None else labels_for_keys(current_keys)
+    )
+    new_kind = kind or label_set.kind
+    if new_kind not in LabelSetKind.values:
+        raise ValidationError({"kind": [f"Choose one of {', '.join(LabelSetKind.values)}."]})
+    if new_kind == LabelSetKind.MULTICLASS and len(labels) < 2:
+        raise ValidationError({"labels": ["A multi-class label set needs at least two labels."]})
+    changes = []
+    if [label.key for label in labels] != current_keys:
+        changes.append("labels")
+    if new_kind != label_set.kind:
+        changes.append("kind")
+    if name is not None and name != label_set.name:
+        changes.append("name")
+    if description is not None and description != label_set.description:
+        changes.append("description")
+    if not changes:
+        return None
+    with transaction.atomic():
+        label_set.kind = new_kind
+        if name is not None:
+            label_set.name = name
+        if description is not None:
+            label_set.description = description
+        label_set.save()
+        return _new_revision(
+            label_set=label_set,
+            labels=labels,
+            actor=actor,
+            note=note or f"changed {', '.join(changes)}",
+        )

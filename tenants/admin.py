@@ -1,0 +1,212 @@
+"""Admin for platform staff: tenants, memberships, API keys and need approval.
+
+Keys: the hash is never shown and nothing about a key is editable but its name; a key is created
+with the add form, which answers with a page showing the plain key once (it is not stored
+anywhere, not even in the session). Needs change status only through the lifecycle actions.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.template.response import TemplateResponse
+
+from tenants import services
+from tenants.models import ApiKey, ApiKeyScope, Membership, Need, NeedStatus, Tenant
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = [
+        "slug",
+        "name",
+        "is_active",
+        "quota_requests_per_minute",
+        "quota_max_batch_items",
+        "contact_email",
+        "created_at",
+    ]
+    list_filter = ["is_active"]
+    search_fields = ["slug", "name", "contact_email"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "tenant", "role", "created_at"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["user__username", "tenant__slug"]
+    list_select_related = ["user", "tenant"]
+    raw_id_fields = ["user", "tenant"]
+
+
+class ApiKeyCreateForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["tenant", "name", "scopes", "expires_at"]
+
+    def clean(self):
+        cleaned = super().clean()
+        tenant, name = cleaned.get("tenant"), cleaned.get("name")
+        if tenant and name and ApiKey.objects.owned_by(tenant).filter(name=name).exists():
+            self.add_error("name", "This tenant already has a key with this name.")
+        return cleaned
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = [
+        "prefix",
+        "name",
+        "tenant",
+        "scope_list",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    list_filter = ["tenant", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix", "name", "tenant__slug"]
+    list_select_related = ["tenant", "created_by"]
+    raw_id_fields = ["tenant", "created_by"]
+    exclude = ["hashed_key"]
+    readonly_fields = [
+        "tenant",
+        "prefix",
+        "scopes",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    actions = ["revoke_keys"]
+
+    @admin.display(description="scopes")
+    def scope_list(self, api_key: ApiKey) -> str:
+        return ", ".join(api_key.scopes)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyCreateForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else []
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["tenant", "name", "scopes", "expires_at"]
+        return ["name", *self.readonly_fields]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # keys are revoked, never deleted: the row is the audit trail
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        api_key, plain = services.api_key_create(
+            tenant=form.cleaned_data["tenant"],
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            expires_at=form.cleaned_data.get("expires_at"),
+            created_by=request.user,
+        )
+        obj.pk, obj.prefix, obj.created_at = api_key.pk, api_key.prefix, api_key.created_at
+        obj._state.adding = False
+        request._new_plain_key = plain  # lives for this request only
+
+    def response_add(self, request, obj, post_url_continue=None):
+        plain = getattr(request, "_new_plain_key", None)
+        if plain is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(
+            request,
+            "admin/tenants/apikey/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "API key created",
+                "api_key": ApiKey.objects.select_related("tenant").get(pk=obj.pk),
+                "plain_key": plain,
+                "opts": self.model._meta,
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_keys(self, request, queryset):
+        for api_key in queryset:
+            services.api_key_revoke(api_key=api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+
+@admin.register(Need)
+class NeedAdmin(admin.ModelAdmin):
+    list_display = ["slug", "tenant", "name", "status", "label_set", "model", "created_at"]
+    list_filter = ["status", "tenant"]
+    search_fields = ["slug", "name", "goal", "tenant__slug"]
+    list_select_related = ["tenant", "label_set", "model"]
+    raw_id_fields = ["tenant", "label_set", "model", "created_by", "approved_by"]
+    readonly_fields = ["status", "approved_by", "approved_at", "created_at", "updated_at"]
+    actions = ["approve_needs", "go_live_needs", "retire_needs"]
+
+    def _apply(self, request, queryset, verb: str, transition) -> None:
+        done = 0
+        for need in queryset.select_related("tenant"):
+            try:
+                transition(need)
+                done += 1
+            except (ValidationError, PermissionDenied) as error:
+                text = (
+                    " ".join(sum(error.message_dict.values(), []))
+                    if isinstance(error, ValidationError) and hasattr(error, "error_dict")
+                    else str(error)
+                )
+                self.message_user(request, f"{need}: {text}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{verb} {done} need(s).", messages.SUCCESS)
+
+    @admin.action(description="Approve selected requested needs")
+    def approve_needs(self, request, queryset):
+        self._apply(
+            request,
+            queryset,
+            "Approved",
+            lambda n: services.need_approve(need=n, actor=request.user),
+        )
+
+    @admin.action(description="Put selected approved needs live")
+    def go_live_needs(self, request, queryset):
+        self._apply(
+            request,
+            queryset,
+            "Put live",
+            lambda n: services.need_go_live(need=n, actor=request.user),
+        )
+
+    @admin.action(description="Retire selected needs")
+    def retire_needs(self, request, queryset):
+        self._apply(
+            request, queryset, "Retired", lambda n: services.need_retire(need=n, actor=request.user)
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        # A retired need is history: nothing on it changes any more.
+        if obj is not None and obj.status == NeedStatus.RETIRED:
+            return [f.name for f in Need._meta.fields]
+        return self.readonly_fields

@@ -1,0 +1,248 @@
+"""REST views for needs and API keys (tenant-scoped) and for tenants (platform staff)."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from taxonomy import selectors as taxonomy_selectors
+from taxonomy.serializers import ReuseSuggestionsSerializer
+from tenants import services
+from tenants.models import ApiKey, ApiKeyScope, Membership, Need, Role, Tenant
+from tenants.scoping import TenantScopedViewSet
+from tenants.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
+    MembershipSerializer,
+    NeedSerializer,
+    NeedUpdateSerializer,
+    NeedWriteSerializer,
+    SubscribeSerializer,
+    TenantSerializer,
+)
+
+
+def _created_key_payload(api_key: ApiKey, plain: str) -> dict:
+    api_key.key = plain
+    return ApiKeyCreatedSerializer(api_key).data
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your tenant's needs"),
+    retrieve=extend_schema(summary="One of your needs"),
+)
+class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Needs of the caller's tenant. Writes need the `requester` role (or a key with `tag`)."""
+
+    serializer_class = NeedSerializer
+    lookup_field = "slug"
+    write_scope = ApiKeyScope.TAG
+    write_role = Role.REQUESTER
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def scoped_queryset(self):
+        return Need.objects.select_related("label_set", "model").order_by("slug")
+
+    @extend_schema(
+        summary="Register a need", request=NeedWriteSerializer, responses={201: NeedSerializer}
+    )
+    def create(self, request):
+        serializer = NeedWriteSerializer(data=request.data, tenant=self.tenant)
+        serializer.is_valid(raise_exception=True)
+        need = services.need_create(
+            tenant=self.tenant, created_by=self.acting_user, **serializer.validated_data
+        )
+        return Response(NeedSerializer(need).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Change a need", request=NeedUpdateSerializer, responses=NeedSerializer)
+    def partial_update(self, request, slug=None):
+        need = self.get_object()
+        serializer = NeedUpdateSerializer(data=request.data, tenant=self.tenant, partial=True)
+        serializer.is_valid(raise_exception=True)
+        need = services.need_update(need=need, **serializer.validated_data)
+        return Response(NeedSerializer(need).data)
+
+    @extend_schema(summary="Retire a need", request=None, responses=NeedSerializer)
+    @action(detail=True, methods=["post"])
+    def retire(self, request, slug=None):
+        need = services.need_retire(need=self.get_object(), actor=self.acting_user)
+        return Response(NeedSerializer(need).data)
+
+    @extend_schema(
+        summary="Put an approved need live (it must have a model with a production alias)",
+        request=None,
+        responses=NeedSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="go-live")
+    def go_live(self, request, slug=None):
+        need = services.need_go_live(need=self.get_object(), actor=self.acting_user)
+        return Response(NeedSerializer(need).data)
+
+    @extend_schema(
+        summary="Serve this need with an existing shared (or your own) live model",
+        request=SubscribeSerializer,
+        responses=NeedSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def subscribe(self, request, slug=None):
+        need = self.get_object()
+        serializer = SubscribeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        model = (
+            taxonomy_selectors.offered_models(tenant=self.tenant)
+            .filter(name=serializer.validated_data["model"])
+            .first()
+        )
+        if model is None:
+            from django.core.exceptions import ValidationError
+
+            raise ValidationError({"model": ["Unknown model, or it has no production version."]})
+        need = services.need_subscribe_model(need=need, model=model, actor=self.acting_user)
+        return Response(NeedSerializer(need).data)
+
+    @extend_schema(
+        summary="Reuse suggestions for this need's labels", responses=ReuseSuggestionsSerializer
+    )
+    @action(detail=True, methods=["get"])
+    def suggestions(self, request, slug=None):
+        need = self.get_object()
+        terms = need.requested_labels or (
+            need.label_set.current_revision.label_keys()
+            if need.label_set and need.label_set.current_revision
+            else []
+        )
+        result = taxonomy_selectors.reuse_suggestions(tenant=self.tenant, terms=terms)
+        return Response(ReuseSuggestionsSerializer(result).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your tenant's API keys (admins)"),
+    retrieve=extend_schema(summary="One API key (never its secret)"),
+)
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Key management for tenant admins, signed in (a key can never manage keys)."""
+
+    serializer_class = ApiKeySerializer
+    lookup_field = "prefix"
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+    allow_api_keys = False
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def scoped_queryset(self):
+        return ApiKey.objects.select_related("created_by")
+
+    @extend_schema(
+        summary="Create a key; the plain key is in this response only",
+        request=ApiKeyCreateSerializer,
+        responses={201: ApiKeyCreatedSerializer},
+    )
+    def create(self, request):
+        serializer = ApiKeyCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_key, plain = services.api_key_create(
+            tenant=self.tenant, created_by=self.acting_user, **serializer.validated_data
+        )
+        return Response(_created_key_payload(api_key, plain), status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Revoke a key", request=None, responses=ApiKeySerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, prefix=None):
+        api_key = services.api_key_revoke(api_key=self.get_object())
+        return Response(ApiKeySerializer(api_key).data)
+
+    @extend_schema(summary="Revoke a key (the row is kept for audit)", responses=ApiKeySerializer)
+    def destroy(self, request, prefix=None):
+        api_key = services.api_key_revoke(api_key=self.get_object())
+        return Response(ApiKeySerializer(api_key).data)
+
+
+class IsPlatformStaff(permissions.BasePermission):
+    """A signed-in staff user (API keys are never staff)."""
+
+    def has_permission(self, request, view) -> bool:
+        return bool(getattr(request.user, "is_staff", False))
+
+
+@extend_schema_view(
+    list=extend_schema(summary="All tenants (platform staff)"),
+    retrieve=extend_schema(summary="One tenant (platform staff)"),
+    create=extend_schema(summary="Create a tenant (platform staff)"),
+)
+class TenantAdminViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Platform staff manage tenants across the company: deliberately unscoped."""
+
+    queryset = Tenant.objects.order_by("slug")
+    serializer_class = TenantSerializer
+    permission_classes = [IsPlatformStaff]
+    lookup_field = "slug"
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = services.tenant_create(**data)
+
+    @extend_schema(
+        methods=["get"], summary="Members of a tenant", responses=MembershipSerializer(many=True)
+    )
+    @extend_schema(
+        methods=["post"],
+        summary="Add a member or change their role",
+        request=MembershipSerializer,
+        responses={201: MembershipSerializer},
+    )
+    @action(detail=True, methods=["get", "post"])
+    def memberships(self, request, slug=None):
+        tenant = self.get_object()
+        if request.method == "GET":
+            members = Membership.objects.unscoped().filter(tenant=tenant).select_related("user")
+            return Response(MembershipSerializer(members, many=True).data)
+        serializer = MembershipSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_by_username(serializer.validated_data["user"]["username"])
+        membership = services.membership_set(
+            tenant=tenant, user=user, role=serializer.validated_data["role"]
+        )
+        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Create an API key for a tenant (the plain key is in this response only)",
+        request=ApiKeyCreateSerializer,
+        responses={201: ApiKeyCreatedSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def keys(self, request, slug=None):
+        tenant = self.get_object()
+        serializer = ApiKeyCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_key, plain = services.api_key_create(
+            tenant=tenant, created_by=request.user, **serializer.validated_data
+        )
+        return Response(_created_key_payload(api_key, plain), status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Approve a tenant's requested need (platform staff)",
+        request=None,
+        responses=NeedSerializer,
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"needs/(?P<need_slug>[-a-zA-Z0-9_]+)/approve",
+        url_name="approve-need",
+    )
+    def approve_need(self, request, slug=None, need_slug=None):
+        tenant = self.get_object()
+        need = Need.objects.unscoped().filter(tenant=tenant, slug=need_slug).first()
+        if need is None:
+            raise Http404
+        need = services.need_approve(need=need, actor=request.user)
+        return Response(NeedSerializer(need).data)

@@ -1,0 +1,125 @@
+"""Portal forms. They parse and type-check; the domain rules live in tenants.services."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from taxonomy.selectors import offered_models, split_terms, visible_label_sets
+from tenants.models import ApiKeyScope, Delivery
+
+
+def parse_mapping(text: str) -> dict[str, str]:
+    """`Your name = label.key`, one per line (`:` and `→` work too)."""
+    mapping: dict[str, str] = {}
+    problems = []
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        for sep in ("=", "→", ":"):
+            if sep in line:
+                name, _, key = line.partition(sep)
+                break
+        else:
+            problems.append(f"Line {number}: write “your name = label.key”.")
+            continue
+        if not name.strip() or not key.strip():
+            problems.append(f"Line {number}: both sides are needed.")
+            continue
+        mapping[name.strip()] = key.strip()
+    if problems:
+        raise ValidationError(problems)
+    return mapping
+
+
+class NeedForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    slug = forms.SlugField(
+        max_length=80,
+        required=False,
+        help_text="Used in URLs and the API; made from the name if empty.",
+    )
+    goal = forms.CharField(
+        max_length=300, required=False, help_text="The business goal, in a few words."
+    )
+    requested_labels = forms.CharField(
+        required=False,
+        label="Labels you need",
+        help_text="Keys, names in English or Chinese, or synonyms, separated by commas.",
+        widget=forms.TextInput(
+            attrs={"placeholder": "e.g. Business, 体育, Tech, Politics", "autocomplete": "off"}
+        ),
+    )
+    label_set = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        to_field_name="slug",
+        empty_label="— none: request a new label set with the labels above —",
+        help_text="Reuse an existing label set (see the suggestions).",
+    )
+    subscribe_model = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        to_field_name="name",
+        empty_label="— none: a model will be trained for this need —",
+        label="Serve with an existing model",
+    )
+    label_mapping = forms.CharField(
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 3, "placeholder": "Sport = news.sport\nIT = news.tech"}
+        ),
+        help_text="Optional: your own label names → global label keys, one per line.",
+    )
+    threshold = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.0)
+    top_k = forms.IntegerField(min_value=1, initial=1, label="Top k")
+    delivery = forms.MultipleChoiceField(
+        choices=Delivery.choices, widget=forms.CheckboxSelectMultiple, initial=[Delivery.SYNC]
+    )
+    latency_budget_ms = forms.FloatField(
+        min_value=0.001, required=False, label="Latency budget (p99 ms)"
+    )
+    size_budget_kb = forms.IntegerField(min_value=1, required=False, label="Model size budget (KB)")
+
+    def __init__(self, *args, tenant, editing: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["label_set"].queryset = visible_label_sets(tenant=tenant)
+        self.fields["subscribe_model"].queryset = offered_models(tenant=tenant)
+        if editing:
+            del self.fields["slug"]
+            del self.fields["subscribe_model"]
+
+    def clean_label_mapping(self) -> dict[str, str]:
+        return parse_mapping(self.cleaned_data.get("label_mapping", ""))
+
+    def clean_requested_labels(self) -> list[str]:
+        return split_terms(self.cleaned_data.get("requested_labels", ""))
+
+    def service_fields(self) -> dict:
+        data = dict(self.cleaned_data)
+        data.pop("subscribe_model", None)
+        data.pop("slug", None)
+        if data.get("label_set") is not None:
+            data["requested_labels"] = []
+        return data
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKeyScope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[ApiKeyScope.TAG, ApiKeyScope.READ],
+    )
+    expires_at = forms.DateTimeField(
+        required=False,
+        label="Expires at (optional)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+
+
+def add_service_errors(form: forms.Form, error: ValidationError) -> None:
+    """Put a service's field errors on the matching form fields (others on the form itself)."""
+    for field, messages in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, messages)

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from taxonomy.models import LabelSet
+from tenants.models import ApiKey, ApiKeyScope, Delivery, Execution, Membership, Need, Role, Tenant
+
+
+class NeedSerializer(serializers.ModelSerializer):
+    label_set = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    model = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    delivery = serializers.ListField(child=serializers.ChoiceField(choices=Delivery.choices))
+
+    class Meta:
+        model = Need
+        fields = [
+            "slug",
+            "name",
+            "goal",
+            "label_set",
+            "requested_labels",
+            "label_mapping",
+            "threshold",
+            "per_label_thresholds",
+            "top_k",
+            "delivery",
+            "latency_budget_ms",
+            "size_budget_kb",
+            "status",
+            "model",
+            "model_alias",
+            "execution",
+            "created_at",
+            "updated_at",
+            "approved_at",
+        ]
+        read_only_fields = fields
+
+
+class NeedWriteSerializer(serializers.Serializer):
+    """Field types only; the domain rules (labels known, mapping inside the set…) are services'."""
+
+    slug = serializers.SlugField(max_length=80, required=False)
+    name = serializers.CharField(max_length=200)
+    goal = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    label_set = serializers.SlugRelatedField(
+        slug_field="slug", queryset=LabelSet.objects.none(), required=False, allow_null=True
+    )
+    requested_labels = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        help_text="Label keys, names (en/zh) or aliases, when no existing label set fits.",
+    )
+    label_mapping = serializers.DictField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        help_text="Your own label names -> global label keys.",
+    )
+    threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    per_label_thresholds = serializers.DictField(
+        child=serializers.FloatField(min_value=0.0, max_value=1.0), required=False
+    )
+    top_k = serializers.IntegerField(min_value=1, required=False)
+    delivery = serializers.ListField(
+        child=serializers.ChoiceField(choices=Delivery.choices), required=False, min_length=1
+    )
+    latency_budget_ms = serializers.FloatField(min_value=0.001, required=False, allow_null=True)
+    size_budget_kb = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    execution = serializers.ChoiceField(choices=Execution.choices, required=False)
+
+    def __init__(self, *args, tenant=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if tenant is not None:
+            # Only label sets this tenant can see resolve; another tenant's slug is "not found".
+            self.fields["label_set"].queryset = LabelSet.objects.for_tenant(tenant)
+
+
+class NeedUpdateSerializer(NeedWriteSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields.pop("slug")
+
+
+class SubscribeSerializer(serializers.Serializer):
+    model = serializers.CharField(
+        help_text="The registered model's name, e.g. news-topics/tfidf-logreg."
+    )
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiKeyScope.choices))
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    is_usable = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiKey
+        # Never the hash: it is useless to clients and only helps an attacker.
+        fields = [
+            "prefix",
+            "name",
+            "scopes",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "is_usable",
+        ]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=ApiKeyScope.choices), min_length=1
+    )
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(
+        read_only=True, help_text="The plain key. Shown in this response only; store it now."
+    )
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tenant
+        fields = [
+            "slug",
+            "name",
+            "contact_email",
+            "is_active",
+            "quota_requests_per_minute",
+            "quota_max_batch_items",
+            "alert_email",
+            "created_at",
+        ]
+        read_only_fields = ["created_at"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+    class Meta:
+        model = Membership
+        fields = ["username", "tenant", "role", "created_at"]
+        read_only_fields = ["tenant", "created_at"]

@@ -1,0 +1,417 @@
+"""Writes for tenants, memberships, API keys and tagging needs.
+
+Validation happens before any write, inside one transaction, and raises Django's
+`ValidationError` with field errors (a 400 in the API, form errors in the portal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from taxonomy.models import Label, LabelSet, LabelStatus
+from taxonomy.selectors import offered_models, resolve_terms
+from tenants import keys
+from tenants.models import (
+    ApiKey,
+    ApiKeyScope,
+    Delivery,
+    Execution,
+    Membership,
+    Need,
+    NeedStatus,
+    Role,
+    Tenant,
+)
+
+# --- Tenants and memberships ----------------------------------------------------------------
+_TENANT_FIELDS = (
+    "name",
+    "contact_email",
+    "is_active",
+    "quota_requests_per_minute",
+    "quota_max_batch_items",
+    "webhook_url",
+    "webhook_secret",
+    "alert_email",
+    "alert_webhook_url",
+)
+
+
+def tenant_create(*, slug: str, name: str, **fields: Any) -> Tenant:
+    unknown = set(fields) - set(_TENANT_FIELDS)
+    if unknown:
+        raise ValidationError({f: ["Unknown field."] for f in unknown})
+    tenant = Tenant(slug=slug, name=name, **fields)
+    tenant.full_clean()
+    with transaction.atomic():
+        tenant.save()
+    return tenant
+
+
+def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
+    """Add `user` to `tenant` with `role`, or change the role of an existing membership."""
+    if role not in Role.values:
+        raise ValidationError({"role": [f"Choose one of {', '.join(Role.values)}."]})
+    with transaction.atomic():
+        membership, _ = Membership.objects.unscoped().update_or_create(
+            tenant=tenant, user=user, defaults={"role": role}
+        )
+    return membership
+
+
+def membership_remove(*, membership: Membership) -> None:
+    membership.delete()
+
+
+def user_by_username(username: str):
+    User = get_user_model()
+    try:
+        return User.objects.get(username=username)
+    except User.DoesNotExist:
+        raise ValidationError({"username": [f"No user '{username}'."]}) from None
+
+
+# --- API keys -------------------------------------------------------------------------------
+def api_key_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    scopes: Iterable[str],
+    expires_at: datetime | None = None,
+    created_by=None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return `(api_key, plain_key)`. The plain key exists only in this return
+    value: the row holds its prefix and SHA-256, so the caller must show it once and forget it."""
+    scopes = list(dict.fromkeys(scopes or []))
+    errors: dict[str, list[str]] = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = ["A name is required."]
+    elif ApiKey.objects.owned_by(tenant).filter(name=name).exists():
+        errors["name"] = [f"This tenant already has a key named '{name}'."]
+    bad = [s for s in scopes if s not in ApiKeyScope.values]
+    if bad or not scopes:
+        errors["scopes"] = [
+            f"Choose one or more of {', '.join(ApiKeyScope.values)}"
+            + (f" (unknown: {', '.join(map(str, bad))})." if bad else ".")
+        ]
+    if expires_at is not None and expires_at <= timezone.now():
+        errors["expires_at"] = ["The expiry must be in the future."]
+    if errors:
+        raise ValidationError(errors)
+    plain, prefix, hashed = keys.generate_key()
+    with transaction.atomic():
+        api_key = ApiKey.objects.create(
+            tenant=tenant,
+            name=name,
+            prefix=prefix,
+            hashed_key=hashed,
+            scopes=scopes,
+            expires_at=expires_at,
+            created_by=created_by if getattr(created_by, "pk", None) else None,
+        )
+    return api_key, plain
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key (idempotent: the first revocation time is kept)."""
+    with transaction.atomic():
+        ApiKey.objects.unscoped().filter(pk=api_key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key
+
+
+# --- Needs ----------------------------------------------------------------------------------
+#: Allowed lifecycle moves; approval (requested -> approved) is for platform staff only.
+NEED_TRANSITIONS: dict[str, set[str]] = {
+    NeedStatus.REQUESTED: {NeedStatus.APPROVED, NeedStatus.RETIRED},
+    NeedStatus.APPROVED: {NeedStatus.LIVE, NeedStatus.RETIRED},
+    NeedStatus.LIVE: {NeedStatus.RETIRED},
+    NeedStatus.RETIRED: set(),
+}
+
+#: Portal paths under /tenant/needs/ that a need's slug would shadow.
+RESERVED_NEED_SLUGS = frozenset({"new", "suggestions"})
+
+_NEED_FIELDS = (
+    "name",
+    "goal",
+    "label_set",
+    "requested_labels",
+    "label_mapping",
+    "threshold",
+    "per_label_thresholds",
+    "top_k",
+    "delivery",
+    "latency_budget_ms",
+    "size_budget_kb",
+    "execution",
+)
+
+
+def _need_label_keys(*, label_set: LabelSet | None, requested: list[str]) -> list[str]:
+    if label_set is not None:
+        revision = label_set.current_revision
+        return revision.label_keys() if revision else []
+    return requested
+
+
+def _validate_need(*, tenant: Tenant, values: dict[str, Any]) -> dict[str, Any]:
+    """Check and normalise a need's fields; raises ValidationError with every problem found."""
+    errors: dict[str, Any] = {}
+    label_set = values.get("label_set")
+    if (
+        label_set is not None
+        and not LabelSet.objects.for_tenant(tenant).filter(pk=label_set.pk).exists()
+    ):
+        errors["label_set"] = ["Unknown label set."]  # another tenant's set: as if missing
+        label_set = None
+
+    requested_in = values.get("requested_labels") or []
+    requested: list[str] = []
+    if isinstance(requested_in, str) or not all(isinstance(t, str) for t in requested_in):
+        errors["requested_labels"] = ["Give a list of label keys, names or aliases."]
+    else:
+        resolution = resolve_terms(requested_in)
+        if resolution.unknown:
+            errors["requested_labels"] = [f"Unknown label '{term}'." for term in resolution.unknown]
+        requested = resolution.keys
+    if (
+        label_set is None
+        and not requested
+        and "label_set" not in errors
+        and "requested_labels" not in errors
+    ):
+        errors["label_set"] = ["Choose an existing label set, or request labels for a new one."]
+
+    allowed = set(_need_label_keys(label_set=label_set, requested=requested))
+    mapping = values.get("label_mapping") or {}
+    if not isinstance(mapping, dict):
+        errors["label_mapping"] = ["Give an object of your label name -> global label key."]
+    else:
+        known = {
+            label.key: label
+            for label in Label.objects.filter(
+                key__in=[v for v in mapping.values() if isinstance(v, str)]
+            )
+        }
+        mapping_errors: dict[str, list[str]] = {}
+        for name, key in mapping.items():
+            if not isinstance(key, str) or not str(name).strip():
+                mapping_errors[str(name)] = ["Map a non-empty name to a label key."]
+            elif key not in known:
+                mapping_errors[str(name)] = [f"Unknown label '{key}'."]
+            elif known[key].status == LabelStatus.DEPRECATED:
+                replacement = known[key].replaced_by
+                mapping_errors[str(name)] = [
+                    f"'{key}' is deprecated"
+                    + (f"; use '{replacement.key}'." if replacement else ".")
+                ]
+            elif allowed and key not in allowed:
+                mapping_errors[str(name)] = [f"'{key}' is not one of this need's labels."]
+        if mapping_errors:
+            # Django's ValidationError holds flat lists: name the offending entry in each message.
+            errors["label_mapping"] = [
+                f"{name!r}: {message}"
+                for name, messages in mapping_errors.items()
+                for message in messages
+            ]
+
+    threshold = values.get("threshold", 0.0)
+    if not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
+        errors["threshold"] = ["Give a number between 0 and 1."]
+    per_label = values.get("per_label_thresholds") or {}
+    if not isinstance(per_label, dict):
+        errors["per_label_thresholds"] = ["Give an object of label key -> threshold."]
+    else:
+        bad = [
+            f"{key!r}: "
+            + (
+                "not one of this need's labels."
+                if key not in allowed
+                else "give a number between 0 and 1."
+            )
+            for key, value in per_label.items()
+            if key not in allowed or not isinstance(value, int | float) or not 0.0 <= value <= 1.0
+        ]
+        if bad:
+            errors["per_label_thresholds"] = bad
+    top_k = values.get("top_k", 1)
+    if not isinstance(top_k, int) or top_k < 1:
+        errors["top_k"] = ["Give a whole number of at least 1."]
+    elif allowed and top_k > len(allowed):
+        errors["top_k"] = [f"This need has only {len(allowed)} labels."]
+    delivery = values.get("delivery") or []
+    if isinstance(delivery, str):
+        delivery = [delivery]
+    if not delivery or any(d not in Delivery.values for d in delivery):
+        errors["delivery"] = [f"Choose one or more of {', '.join(Delivery.values)}."]
+    for field in ("latency_budget_ms", "size_budget_kb"):
+        value = values.get(field)
+        if value is not None and (not isinstance(value, int | float) or value <= 0):
+            errors[field] = ["Give a positive number, or leave it empty."]
+    execution = values.get("execution", Execution.INLINE)
+    if execution not in Execution.values:
+        errors["execution"] = [f"Choose one of {', '.join(Execution.values)}."]
+    if not (values.get("name") or "").strip():
+        errors["name"] = ["A name is required."]
+    if errors:
+        raise ValidationError(errors)
+    return {
+        **values,
+        "label_set": label_set,
+        "requested_labels": [] if label_set is not None else requested,
+        "label_mapping": {str(k).strip(): v for k, v in mapping.items()},
+        "per_label_thresholds": per_label,
+        "delivery": list(dict.fromkeys(delivery)),
+        "name": values["name"].strip(),
+    }
+
+
+def need_create(
+    *, tenant: Tenant, name: str, slug: str = "", created_by=None, **fields: Any
+) -> Need:
+    unknown = set(fields) - set(_NEED_FIELDS)
+    if unknown:
+        raise ValidationError({f: ["Unknown field."] for f in unknown})
+    slug = (slug or slugify(name or ""))[:80]
+    if not slug:
+        raise ValidationError({"slug": ["Give a slug (letters, digits, hyphens)."]})
+    if slug != slugify(slug):
+        raise ValidationError({"slug": ["Use lowercase letters, digits and hyphens."]})
+    if slug in RESERVED_NEED_SLUGS:
+        raise ValidationError({"slug": [f"'{slug}' is reserved; choose another slug."]})
+    values = _validate_need(
+        tenant=tenant,
+        values={"name": name, "delivery": [Delivery.SYNC], **fields},
+    )
+    if Need.objects.owned_by(tenant).filter(slug=slug).exists():
+        raise ValidationError({"slug": [f"You already have a need '{slug}'."]})
+    try:
+        with transaction.atomic():
+            return Need.objects.create(
+                tenant=tenant,
+                slug=slug,
+                created_by=created_by if getattr(created_by, "pk", None) else None,
+                **values,
+            )
+    except IntegrityError:  # a concurrent create with the same slug
+        raise ValidationError({"slug": [f"You already have a need '{slug}'."]}) from None
+
+
+def need_update(*, need: Need, **changes: Any) -> Need:
+    unknown = set(changes) - set(_NEED_FIELDS)
+    if unknown:
+        raise ValidationError({f: ["This field cannot be changed here."] for f in unknown})
+    if need.status == NeedStatus.RETIRED:
+        raise ValidationError({"status": ["A retired need cannot be changed."]})
+    if (
+        need.status == NeedStatus.LIVE
+        and "label_set" in changes
+        and changes["label_set"] != need.label_set
+    ):
+        raise ValidationError({"label_set": ["Retire a live need to change its label set."]})
+    current = {field: getattr(need, field) for field in _NEED_FIELDS}
+    if (
+        "label_set" in changes
+        and changes["label_set"] is not None
+        and "requested_labels" not in changes
+    ):
+        current["requested_labels"] = []
+    if changes.get("requested_labels") and "label_set" not in changes:
+        current["label_set"] = None
+    values = _validate_need(tenant=need.tenant, values={**current, **changes})
+    if (
+        need.model_id
+        and values["label_set"] is not None
+        and values["label_set"].pk != need.model.label_set_id
+    ):
+        raise ValidationError({"label_set": ["The subscribed model serves another label set."]})
+    with transaction.atomic():
+        for field, value in values.items():
+            setattr(need, field, value)
+        need.save()
+    return need
+
+
+def _transition(*, need: Need, to: str, actor=None, **extra: Any) -> Need:
+    with transaction.atomic():
+        need = Need.objects.unscoped().select_for_update().get(pk=need.pk)
+        if to not in NEED_TRANSITIONS[NeedStatus(need.status)]:
+            raise ValidationError({"status": [f"A {need.status} need cannot become {to}."]})
+        need.status = to
+        for field, value in extra.items():
+            setattr(need, field, value)
+        need.save()
+    return need
+
+
+def need_approve(*, need: Need, actor) -> Need:
+    """Platform staff approve a requested need (then it can be trained for, or go live)."""
+    if not getattr(actor, "is_staff", False):
+        raise PermissionDenied("Only platform staff approve needs.")
+    return _transition(
+        need=need, to=NeedStatus.APPROVED, approved_by=actor, approved_at=timezone.now()
+    )
+
+
+def need_go_live(*, need: Need, actor=None) -> Need:
+    """An approved need goes live once a model with a `production` alias serves it."""
+    from registry.models import ModelAlias
+
+    if (
+        need.model_id is None
+        or not ModelAlias.objects.filter(
+            registered_model_id=need.model_id, name=need.model_alias
+        ).exists()
+    ):
+        raise ValidationError(
+            {"model": [f"Attach a model with a '{need.model_alias}' alias before going live."]}
+        )
+    return _transition(need=need, to=NeedStatus.LIVE, actor=actor)
+
+
+def need_retire(*, need: Need, actor=None) -> Need:
+    return _transition(need=need, to=NeedStatus.RETIRED, actor=actor)
+
+
+def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
+    """Serve `need` with an existing model instead of requesting a new one.
+
+    Only models the need's tenant can see are allowed: shared (platform-owned) ones and its own,
+    with a `production` alias. The need adopts the model's label set; a mapping pointing outside
+    it is refused.
+    """
+    if need.status == NeedStatus.RETIRED:
+        raise ValidationError({"status": ["A retired need cannot be changed."]})
+    if not offered_models(tenant=need.tenant).filter(pk=model.pk).exists():
+        raise ValidationError({"model": ["Unknown model, or it has no production version."]})
+    allowed = set(_need_label_keys(label_set=model.label_set, requested=[]))
+    outside = {
+        name: [f"'{key}' is not served by {model.name}."]
+        for name, key in (need.label_mapping or {}).items()
+        if key not in allowed
+    }
+    if outside:
+        raise ValidationError({"label_mapping": outside})
+    with transaction.atomic():
+        need.model = model
+        need.model_alias = "production"
+        need.label_set = model.label_set
+        need.requested_labels = []
+        need.per_label_thresholds = {
+            k: v for k, v in (need.per_label_thresholds or {}).items() if k in allowed
+        }
+        need.top_k = min(need.top_k, max(len(allowed), 1))
+        need.save()
+    return need
