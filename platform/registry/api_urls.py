@@ -1,5 +1,16 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from registry import api
 
 app_name = "registry-api"
 
-urlpatterns: list = []
+router = SimpleRouter()
+router.register("models", api.RegisteredModelViewSet, basename="model")
+router.register("versions", api.VersionViewSet, basename="version")
+router.register("training-runs", api.TrainingRunViewSet, basename="training-run")
+
+urlpatterns = [
+    path("datasets/upload/", api.DatasetUploadView.as_view(), name="dataset-upload"),
+    *router.urls,
+]

@@ -115,21 +115,85 @@ def store(model) -> StoredArtifact:
     return StoredArtifact(sha256, size, envelope["python"], envelope["sklearn"], FORMAT_VERSION)
 
 
+def _alert(sha256: str, *, kind: str, message: str, actual: str = "", path: Path | None = None):
+    """Log at ERROR and keep a persistent incident row (visible in the admin).
+
+    The row is best effort: failing to write it must never hide the refusal itself.
+    """
+    logger.error("artifact integrity: %s", message, extra={"sha256": sha256, "kind": kind})
+    try:
+        from registry.incidents import incident_record
+
+        incident_record(sha256=sha256, kind=kind, message=message, actual=actual, path=path)
+    except Exception:  # the database may be down or mid-rollback; the log line stands
+        logger.exception("could not record the artifact integrity incident for %s", sha256)
+
+
 def verify(sha256: str) -> Path:
-    """Return the artifact's path if its bytes still hash to `sha256`; raise otherwise."""
+    """Return the artifact's path if its bytes still hash to `sha256`; raise (and alert) otherwise."""
     path = path_for(sha256)
     if not path.exists():
-        raise ArtifactMissing(
+        message = (
             f"Artifact {sha256[:12]}… is missing from {root()}. Restore it with import_registry."
         )
+        _alert(sha256, kind="missing", message=message, path=path)
+        raise ArtifactMissing(message)
     actual = file_sha256(path)
     if actual != sha256:
-        raise ArtifactIntegrityError(
+        message = (
             f"Refusing to load artifact {sha256[:12]}…: its bytes now hash to {actual[:12]}…, so the "
             "file was altered or corrupted. A pickle is code, so it is not loaded. Restore the file "
             "from a registry bundle (import_registry) or retrain."
         )
+        _alert(sha256, kind="mismatch", message=message, actual=actual, path=path)
+        raise ArtifactIntegrityError(message)
     return path
+
+
+def exists_intact(sha256: str) -> bool:
+    """True when the store holds bytes matching `sha256` (no alert: used by backup/restore)."""
+    path = path_for(sha256)
+    return path.exists() and file_sha256(path) == sha256
+
+
+def import_file(source: Path, sha256: str) -> int:
+    """Copy a file from a backup bundle into the store, refusing bytes that do not match.
+
+    Returns the size. An intact copy already in the store is kept as is (imports are idempotent);
+    a damaged one is replaced with the verified bytes, the only repair the platform performs.
+    """
+    actual = file_sha256(source)
+    if actual != sha256:
+        raise ArtifactIntegrityError(
+            f"Bundle file {source.name} hashes to {actual[:12]}…, not {sha256[:12]}…: the bundle is "
+            "corrupted, so nothing was imported."
+        )
+    final = path_for(sha256)
+    if final.exists() and file_sha256(final) == sha256:
+        return final.stat().st_size
+    staging = root() / "tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=staging, suffix=".joblib.part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if file_sha256(tmp) != sha256:
+            raise ArtifactIntegrityError(f"Copy of {source.name} changed while being written.")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o444)
+        if final.exists():
+            # Only reached when the stored copy is damaged: make it writable to replace it.
+            os.chmod(final, 0o644)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final.stat().st_size
 
 
 def load(sha256: str):

@@ -87,6 +87,8 @@ class DatasetSnapshot(models.Model):
     content_hash = models.CharField(max_length=64, unique=True)
     seed = models.PositiveIntegerField(default=42)
     test_fraction = models.FloatField(default=0.2)
+    #: "stratified" (seeded split by label) or "origin" (the data set's own test split).
+    split_strategy = models.CharField(max_length=16, default="stratified")
     train_sample_ids = models.JSONField(default=list)
     test_sample_ids = models.JSONField(default=list)
     #: {label_key: count} over the whole snapshot: monitoring's default baseline.
@@ -161,6 +163,11 @@ class VersionStatus(models.TextChoices):
     ARCHIVED = "archived", "Archived (bytes kept)"
 
 
+class ModelVersionQuerySet(SharedOrTenantQuerySet):
+    #: A version belongs to its registered model's owner (shared when that is NULL).
+    tenant_field = "registered_model__tenant"
+
+
 class ModelVersion(models.Model):
     registered_model = models.ForeignKey(
         RegisteredModel, on_delete=models.PROTECT, related_name="versions"
@@ -203,6 +210,8 @@ class ModelVersion(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     notes = models.TextField(blank=True)
 
+    objects = ModelVersionQuerySet.as_manager()
+
     class Meta:
         ordering = ["registered_model", "-version"]
         constraints = [
@@ -237,6 +246,12 @@ class ModelAlias(models.Model):
         return f"{self.registered_model.name}:{self.name} -> v{self.version.version}"
 
 
+class AliasAction(models.TextChoices):
+    SET = "set", "Set (promote)"
+    ROLLBACK = "rollback", "Rollback"
+    RESTORE = "restore", "Restored from a bundle"
+
+
 class AliasEvent(models.Model):
     """Audit trail of every alias move (promotion, rollback)."""
 
@@ -252,6 +267,7 @@ class AliasEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     reason = models.CharField(max_length=300, blank=True)
+    action = models.CharField(max_length=16, choices=AliasAction.choices, default=AliasAction.SET)
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -277,6 +293,14 @@ class TrainingRun(models.Model):
     params = models.JSONField(default=dict)
     parent_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    #: The need this run was started for, if any (the result is attached to it when it has none).
+    need = models.ForeignKey(
+        "tenants.Need",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="training_runs",
     )
     status = models.CharField(
         max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
@@ -307,3 +331,35 @@ class TrainingRun(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class IncidentKind(models.TextChoices):
+    MISMATCH = "mismatch", "Bytes do not match the sha256"
+    MISSING = "missing", "File missing"
+
+
+class ArtifactIntegrityIncident(models.Model):
+    """A refused artifact load: the bytes on disk no longer match their recorded sha256.
+
+    One open row per (sha256, kind); repeated refusals bump `occurrences` and `last_seen_at`.
+    """
+
+    sha256 = models.CharField(max_length=64, db_index=True)
+    kind = models.CharField(max_length=16, choices=IncidentKind.choices)
+    actual_sha256 = models.CharField(max_length=64, blank=True)
+    path = models.CharField(max_length=500, blank=True)
+    message = models.TextField()
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="incidents"
+    )
+    occurrences = models.PositiveIntegerField(default=1)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution_note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.sha256[:12]} x{self.occurrences}"

@@ -1,0 +1,364 @@
+"""REST API of the registry: models, versions, model cards, compare, training runs, uploads.
+
+Tenants see shared models and their own. Reads need the `read` key scope (or any membership);
+training runs and uploads need a tenant admin (or a key with the `batch` scope); aliases move only
+for a person: a tenant admin on the tenant's own models, platform staff on shared ones.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from registry import model_card, selectors, services
+from registry.ml import ALGORITHMS
+from registry.models import (
+    AliasEvent,
+    AliasName,
+    ModelAlias,
+    ModelVersion,
+    RegisteredModel,
+    TrainingRun,
+)
+from registry.services import DatasetImportError, RegistryError
+from tagging_platform.errors import ApiError
+from taxonomy.models import LabelSet
+from tenants.models import ApiKeyScope, Need, Role
+from tenants.scoping import TenantScopedGenericAPIView, TenantScopedViewSet
+
+
+def _api_error(exc: RegistryError) -> ApiError:
+    if isinstance(exc, DatasetImportError):
+        return ApiError(
+            exc.code,
+            exc.message,
+            status_code=exc.status_code,
+            fields={"rows": [e.as_dict() for e in exc.errors]},
+        )
+    return ApiError(exc.code, exc.message, status_code=exc.status_code)
+
+
+# --- Serializers -----------------------------------------------------------------------------
+class AliasSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="version.version")
+    version_id = serializers.IntegerField()
+
+    class Meta:
+        model = ModelAlias
+        fields = ["name", "version", "version_id", "updated_at"]
+
+
+class RegisteredModelSerializer(serializers.ModelSerializer):
+    owner = serializers.SerializerMethodField()
+    label_set = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    aliases = AliasSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = RegisteredModel
+        fields = [
+            "id",
+            "name",
+            "owner",
+            "label_set",
+            "algorithm",
+            "description",
+            "aliases",
+            "created_at",
+        ]
+
+    def get_owner(self, obj) -> str:
+        return obj.tenant.slug if obj.tenant_id else "platform"
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    registered_model = serializers.CharField(source="registered_model.name")
+    registered_model_id = serializers.IntegerField()
+    snapshot = serializers.CharField(source="snapshot.content_hash")
+    parent = serializers.SerializerMethodField()
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    card_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "registered_model", "registered_model_id", "version", "status",
+            "artifact_sha256", "artifact_size", "artifact_format", "python_version",
+            "sklearn_version", "algorithm", "params", "snapshot", "metrics", "latency_p50_ms",
+            "latency_p99_ms", "throughput_docs_per_s", "parent", "training_run_id",
+            "created_by", "created_at", "notes", "card_url",
+        ]  # fmt: skip
+
+    def get_parent(self, obj) -> int | None:
+        return obj.parent.version if obj.parent_id else None
+
+    def get_card_url(self, obj) -> str:
+        return f"/api/v1/versions/{obj.pk}/card/"
+
+
+class AliasEventSerializer(serializers.ModelSerializer):
+    from_version = serializers.IntegerField(source="from_version.version", default=None)
+    to_version = serializers.IntegerField(source="to_version.version")
+    actor = serializers.CharField(source="actor.username", default=None)
+
+    class Meta:
+        model = AliasEvent
+        fields = ["alias", "action", "from_version", "to_version", "actor", "reason", "at"]
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    registered_model = serializers.CharField(source="registered_model.name")
+    snapshot = serializers.CharField(source="snapshot.content_hash")
+    version = serializers.SerializerMethodField()
+    duration_seconds = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id", "registered_model", "registered_model_id", "snapshot", "algorithm", "params",
+            "status", "progress", "log", "error", "promote_to", "created_at", "started_at",
+            "finished_at", "duration_seconds", "version",
+        ]  # fmt: skip
+
+    def get_version(self, obj) -> int | None:
+        version = getattr(obj, "model_version", None)
+        return version.version if version else None
+
+
+class TrainingRunCreateSerializer(serializers.Serializer):
+    need = serializers.SlugField(required=False, help_text="Slug of one of your needs.")
+    label_set = serializers.SlugField(required=False, help_text="Slug of a visible label set.")
+    algorithm = serializers.ChoiceField(choices=list(ALGORITHMS), default="tfidf-logreg")
+    params = serializers.DictField(required=False, default=dict)
+    seed = serializers.IntegerField(required=False, default=42, min_value=0)
+    test_fraction = serializers.FloatField(
+        required=False, default=0.2, min_value=0.05, max_value=0.5
+    )
+    promote_to = serializers.ChoiceField(
+        choices=["", *AliasName.values], required=False, default=""
+    )
+    shared = serializers.BooleanField(
+        required=False, default=False, help_text="Staff only: train a platform-owned model."
+    )
+
+    def validate(self, attrs):
+        if bool(attrs.get("need")) == bool(attrs.get("label_set")):
+            raise serializers.ValidationError({"need": "Give exactly one of need or label_set."})
+        return attrs
+
+
+class AliasMoveSerializer(serializers.Serializer):
+    alias = serializers.ChoiceField(choices=AliasName.values, default=AliasName.PRODUCTION)
+    version = serializers.IntegerField(required=False, min_value=1)
+    reason = serializers.CharField(required=False, default="", max_length=300, allow_blank=True)
+
+
+class UploadSerializer(serializers.Serializer):
+    label_set = serializers.SlugField()
+    file = serializers.FileField()
+    format = serializers.ChoiceField(choices=["", "csv", "jsonl"], required=False, default="")
+
+
+# --- Views -----------------------------------------------------------------------------------
+class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Registered models you can use: shared ones and your own."""
+
+    serializer_class = RegisteredModelSerializer
+    # Writes here are alias moves, checked per model in `_check_manage` (staff or owner admin).
+    write_role = Role.VIEWER
+
+    def scoped_queryset(self):
+        return RegisteredModel.objects.select_related("label_set", "tenant").prefetch_related(
+            "aliases__version"
+        )
+
+    def _check_manage(self, model: RegisteredModel) -> None:
+        if self.acting_user is None:
+            raise ApiError(
+                "person_required", "Aliases are moved by a person, not an API key.", status_code=403
+            )
+        if not selectors.can_manage_model(
+            user=self.acting_user, membership=self.membership, registered_model=model
+        ):
+            who = (
+                "platform staff" if model.tenant_id is None else f"an admin of {model.tenant.slug}"
+            )
+            raise ApiError(
+                "permission_denied", f"Only {who} may move this model's aliases.", status_code=403
+            )
+
+    @action(detail=True, methods=["get"])
+    def versions(self, request, pk=None):
+        model = self.get_object()
+        versions = selectors.versions_for_tenant(self.tenant).filter(registered_model=model)
+        return Response(VersionSerializer(versions, many=True).data)
+
+    @action(detail=True, methods=["get"], url_path="alias-events")
+    def alias_events(self, request, pk=None):
+        model = self.get_object()
+        return Response(AliasEventSerializer(selectors.alias_history(model), many=True).data)
+
+    @action(detail=True, methods=["post"], serializer_class=AliasMoveSerializer)
+    def promote(self, request, pk=None):
+        """Point an alias (production/candidate) at a version number of this model."""
+        model = self.get_object()
+        self._check_manage(model)
+        body = AliasMoveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if not body.validated_data.get("version"):
+            raise serializers.ValidationError({"version": "This field is required."})
+        version = get_object_or_404(model.versions, version=body.validated_data["version"])
+        try:
+            alias = services.alias_set(
+                registered_model=model,
+                alias=body.validated_data["alias"],
+                version=version,
+                actor=self.acting_user,
+                reason=body.validated_data["reason"],
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(AliasSerializer(alias).data)
+
+    @action(detail=True, methods=["post"], serializer_class=AliasMoveSerializer)
+    def rollback(self, request, pk=None):
+        """Move an alias back to the version it pointed at before the current one."""
+        model = self.get_object()
+        self._check_manage(model)
+        body = AliasMoveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            alias = services.alias_rollback(
+                registered_model=model,
+                alias=body.validated_data["alias"],
+                actor=self.acting_user,
+                reason=body.validated_data["reason"],
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(AliasSerializer(alias).data)
+
+
+class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Model versions of models you can use; `?model=<id>` filters one model."""
+
+    serializer_class = VersionSerializer
+
+    def scoped_queryset(self):
+        queryset = ModelVersion.objects.select_related(
+            "registered_model", "snapshot", "parent", "created_by"
+        )
+        model = self.request.query_params.get("model")
+        if model and model.isdigit():
+            queryset = queryset.filter(registered_model_id=int(model))
+        return queryset
+
+    @action(detail=True, methods=["get"])
+    def card(self, request, pk=None):
+        """The model card as Markdown (download)."""
+        version = self.get_object()
+        text = model_card.card_markdown(version, viewer_tenant=self.tenant)
+        response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
+        filename = f"{version.registered_model.name.replace('/', '_')}-v{version.version}.md"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    @action(detail=False, methods=["get"])
+    def compare(self, request):
+        """Re-evaluate versions `a` and `b` (ids) on one test set (b's snapshot by default)."""
+        ids = {}
+        for key in ("a", "b"):
+            value = request.query_params.get(key, "")
+            if not value.isdigit():
+                raise serializers.ValidationError({key: "Give a version id."})
+            ids[key] = int(value)
+        a = get_object_or_404(self.get_queryset(), pk=ids["a"])
+        b = get_object_or_404(self.get_queryset(), pk=ids["b"])
+        try:
+            return Response(services.versions_compare(a=a, b=b))
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+
+
+class TrainingRunViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantScopedViewSet
+):
+    """Training runs: read progress; create one for a need or a label set."""
+
+    serializer_class = TrainingRunSerializer
+    write_role = Role.ADMIN
+    write_scope = ApiKeyScope.BATCH
+
+    def scoped_queryset(self):
+        return TrainingRun.objects.select_related("registered_model", "snapshot", "model_version")
+
+    def get_serializer_class(self):
+        return TrainingRunCreateSerializer if self.action == "create" else TrainingRunSerializer
+
+    def create(self, request, *args, **kwargs):
+        body = TrainingRunCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        kwargs = {
+            "algorithm": data["algorithm"],
+            "params": data["params"],
+            "seed": data["seed"],
+            "test_fraction": data["test_fraction"],
+            "promote_to": data["promote_to"],
+            "actor": self.acting_user,
+        }
+        if data.get("need"):
+            kwargs["need"] = get_object_or_404(
+                Need.objects.for_tenant(self.tenant), slug=data["need"]
+            )
+        else:
+            visible = LabelSet.objects.for_tenant(self.tenant).filter(slug=data["label_set"])
+            label_set = visible.filter(tenant=self.tenant).first() or get_object_or_404(visible)
+            owner = self.tenant
+            if data["shared"]:
+                if not getattr(self.acting_user, "is_staff", False):
+                    raise ApiError(
+                        "permission_denied", "Only staff train shared models.", status_code=403
+                    )
+                owner = None
+            kwargs.update(label_set=label_set, tenant=owner)
+        try:
+            run = services.training_run_create(**kwargs)
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetUploadView(TenantScopedGenericAPIView):
+    """Upload training samples (CSV or JSONL) into a label set; all rows or none."""
+
+    serializer_class = UploadSerializer
+    parser_classes = [MultiPartParser, FormParser]
+    write_role = Role.REVIEWER
+    write_scope = ApiKeyScope.BATCH
+
+    def scoped_queryset(self):
+        return LabelSet.objects.all()
+
+    def post(self, request):
+        body = UploadSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        slug = body.validated_data["label_set"]
+        visible = self.get_queryset().filter(slug=slug)
+        label_set = visible.filter(Q(tenant=self.tenant)).first() or get_object_or_404(visible)
+        upload = body.validated_data["file"]
+        try:
+            report = services.dataset_upload(
+                label_set=label_set,
+                tenant=self.tenant,
+                filename=upload.name,
+                content=upload.read(),
+                fmt=body.validated_data["format"] or None,
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(report.as_dict(), status=status.HTTP_201_CREATED)

@@ -1,0 +1,101 @@
+"""Model cards: one set of facts per version, rendered as a portal page and as Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from registry import selectors
+from registry.models import ModelVersion
+
+#: F1 below this is called out under "known limits".
+WEAK_F1 = 0.8
+#: A label with less than this share of the training data is called "rare".
+RARE_SHARE = 0.05
+
+
+def _language(params: dict) -> str:
+    if params.get("script") == "cjk":
+        return "Chinese (and other CJK) text: character 1–2-grams, no word segmentation."
+    return "English-like text: word 1–2-grams, lower-cased; other languages are not supported."
+
+
+def card_data(version: ModelVersion, *, viewer_tenant=None) -> dict[str, Any]:
+    model = version.registered_model
+    metrics = version.metrics or {}
+    per_label = metrics.get("per_label", {})
+    distribution = version.snapshot.label_distribution or {}
+    total = sum(distribution.values()) or 1
+    needs = list(selectors.needs_using(model))
+    own_needs = [n for n in needs if viewer_tenant is None or n.tenant_id == viewer_tenant.pk]
+    limits = []
+    weak = [
+        (label, row["f1"])
+        for label, row in per_label.items()
+        if row["support"] and row["f1"] < WEAK_F1
+    ]
+    best = max((row["f1"] for row in per_label.values() if row["support"]), default=0.0)
+    weakest = [
+        label for label in metrics.get("weakest_labels", [])[:3] if per_label[label]["f1"] < best
+    ]
+    if per_label and not weakest:
+        limits.append("No label stands out as weaker than the others on the test split.")
+    for label in weakest:
+        row = per_label.get(label, {})
+        limits.append(
+            f"Weakest label {label}: F1 {row.get('f1', 0):.3f} "
+            f"(precision {row.get('precision', 0):.3f}, recall {row.get('recall', 0):.3f})."
+        )
+    rare = [label for label, n in distribution.items() if n / total < RARE_SHARE]
+    if rare:
+        limits.append(
+            f"Rare in training data (<{RARE_SHARE:.0%}): {', '.join(rare)}; expect lower recall."
+        )
+    limits.append("Language: " + _language(version.params))
+    if version.params.get("multilabel"):
+        limits.append("Multi-label: per-label thresholds were tuned on a validation slice.")
+    else:
+        limits.append(
+            "Multi-class: always picks exactly one label, even for text that fits none; "
+            "use the need's threshold to abstain on low confidence."
+        )
+    limits.append(
+        f"Evaluated on {metrics.get('n_test', 0)} held-out samples from the same sources as the "
+        "training data; expect lower scores on text from other sources or later periods."
+    )
+    return {
+        "version": version,
+        "model": model,
+        "label_set": model.label_set,
+        "aliases": list(version.aliases.values_list("name", flat=True)),
+        "needs": own_needs,
+        "other_needs": len(needs) - len(own_needs),
+        "metrics": metrics,
+        "per_label": [
+            {"label": label, **row, "train_count": distribution.get(label, 0)}
+            for label, row in per_label.items()
+        ],
+        "distribution": [
+            {"label": label, "count": n, "share": n / total} for label, n in distribution.items()
+        ],
+        "matrix_rows": [
+            {"label": label, "cells": row}
+            for label, row in zip(
+                metrics.get("labels", []), metrics.get("confusion_matrix", []), strict=False
+            )
+        ],
+        "classifier_params": version.params.get("classifier", {}),
+        "vectorizer_params": version.params.get("vectorizer", {}),
+        "thresholds": version.params.get("thresholds", {}),
+        "limits": limits,
+        "weak": weak,
+        "run": version.training_run,
+        "children": list(version.children.all()),
+    }
+
+
+def card_markdown(version: ModelVersion, *, viewer_tenant=None) -> str:
+    return render_to_string(
+        "registry/model_card.md", card_data(version, viewer_tenant=viewer_tenant)
+    )

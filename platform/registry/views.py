@@ -1,0 +1,284 @@
+"""Portal pages of the registry: models, versions and cards, compare, runs, uploads, training."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect
+from django.views.generic import TemplateView, View
+
+from registry import evaluation, model_card, selectors, services
+from registry.ml import ALGORITHMS
+from registry.models import AliasName, ModelVersion, RegisteredModel, RunStatus, TrainingRun
+from registry.services import DatasetImportError, RegistryError
+from taxonomy.models import LabelSet
+from tenants.models import Role
+from tenants.scoping import TenantPortalMixin, role_at_least
+
+
+class ModelListView(TenantPortalMixin, TemplateView):
+    template_name = "registry/model_list.html"
+
+    def scoped_queryset(self):
+        return RegisteredModel.objects.all()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        models = list(selectors.models_for_tenant(self.tenant))
+        latest = {}
+        for version in selectors.versions_for_tenant(self.tenant).filter(
+            registered_model__in=models
+        ):
+            latest.setdefault(version.registered_model_id, version)
+        context["rows"] = [
+            {
+                "model": m,
+                "aliases": {a.name: a.version for a in m.aliases.all()},
+                "latest": latest.get(m.pk),
+            }
+            for m in models
+        ]
+        context["runs"] = selectors.runs_for_tenant(self.tenant)[:10]
+        context["can_train"] = role_at_least(self.membership, Role.ADMIN)
+        context["label_sets"] = LabelSet.objects.for_tenant(self.tenant).order_by("slug")
+        context["algorithms"] = ALGORITHMS
+        return context
+
+
+class ModelDetailView(TenantPortalMixin, TemplateView):
+    template_name = "registry/model_detail.html"
+
+    def scoped_queryset(self):
+        return RegisteredModel.objects.select_related("label_set", "tenant")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        model = self.get_scoped_object_or_404(pk=self.kwargs["pk"])
+        versions = list(selectors.versions_for_tenant(self.tenant).filter(registered_model=model))
+        aliases = {a.name: a.version for a in model.aliases.select_related("version")}
+        context.update(
+            model=model,
+            versions=versions,
+            aliases=aliases,
+            events=selectors.alias_history(model, limit=20),
+            runs=selectors.runs_for_tenant(self.tenant).filter(registered_model=model)[:10],
+            can_manage=selectors.can_manage_model(
+                user=self.request.user, membership=self.membership, registered_model=model
+            ),
+            alias_names=AliasName.values,
+            alias_rows=[(name, aliases.get(name)) for name in AliasName.values],
+            needs=[n for n in selectors.needs_using(model) if n.tenant_id == self.tenant.pk],
+        )
+        return context
+
+    def post(self, request, *args, **kwargs):
+        """Promote (alias + version) or roll back (alias) from the detail page."""
+        model = self.get_scoped_object_or_404(pk=self.kwargs["pk"])
+        if not selectors.can_manage_model(
+            user=request.user, membership=self.membership, registered_model=model
+        ):
+            messages.error(
+                request, "Only the model's owner admins (or platform staff) may do that."
+            )
+            return redirect("registry:model", pk=model.pk)
+        alias = request.POST.get("alias", AliasName.PRODUCTION)
+        reason = request.POST.get("reason", "")[:300]
+        try:
+            if request.POST.get("action") == "rollback":
+                moved = services.alias_rollback(
+                    registered_model=model, alias=alias, actor=request.user, reason=reason
+                )
+            else:
+                version = model.versions.filter(version=request.POST.get("version") or 0).first()
+                if version is None:
+                    raise RegistryError("no_version", "Choose a version.")
+                moved = services.alias_set(
+                    registered_model=model,
+                    alias=alias,
+                    version=version,
+                    actor=request.user,
+                    reason=reason,
+                )
+        except RegistryError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"{alias} now points at v{moved.version.version}.")
+        return redirect("registry:model", pk=model.pk)
+
+
+class _VersionMixin(TenantPortalMixin):
+    def scoped_queryset(self):
+        return ModelVersion.objects.select_related(
+            "registered_model__label_set", "registered_model__tenant", "snapshot", "revision",
+            "parent", "created_by", "training_run",
+        )  # fmt: skip
+
+    def version(self) -> ModelVersion:
+        return self.get_scoped_object_or_404(
+            registered_model_id=self.kwargs["pk"], version=self.kwargs["number"]
+        )
+
+
+class VersionCardView(_VersionMixin, TemplateView):
+    template_name = "registry/model_card.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        version = self.version()
+        context.update(model_card.card_data(version, viewer_tenant=self.tenant))
+        context["others"] = list(
+            selectors.versions_for_tenant(self.tenant)
+            .filter(registered_model__label_set=version.registered_model.label_set)
+            .exclude(pk=version.pk)[:20]
+        )
+        return context
+
+
+class VersionCardMarkdownView(_VersionMixin, View):
+    def get(self, request, *args, **kwargs):
+        version = self.version()
+        response = HttpResponse(
+            model_card.card_markdown(version, viewer_tenant=self.tenant),
+            content_type="text/markdown; charset=utf-8",
+        )
+        name = f"{version.registered_model.name.replace('/', '_')}-v{version.version}.md"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+
+class ConfusionSvgView(_VersionMixin, View):
+    def get(self, request, *args, **kwargs):
+        version = self.version()
+        svg = evaluation.confusion_svg(version.metrics, title=str(version))
+        return HttpResponse(svg, content_type="image/svg+xml")
+
+
+class CompareView(TenantPortalMixin, TemplateView):
+    template_name = "registry/compare.html"
+
+    def scoped_queryset(self):
+        return ModelVersion.objects.select_related("registered_model", "snapshot")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        a = self.get_scoped_object_or_404(pk=self.request.GET.get("a", ""))
+        b = self.get_scoped_object_or_404(pk=self.request.GET.get("b", ""))
+        context.update(a=a, b=b)
+        try:
+            result = services.versions_compare(a=a, b=b)
+        except RegistryError as exc:
+            context["error"] = exc.message
+            return context
+        context["result"] = result
+        context["overall"] = [
+            {"key": key.replace("_", " "), **values} for key, values in result["overall"].items()
+        ]
+        context["per_label"] = [{"label": k, **v} for k, v in result["per_label"].items()]
+        context["svg_a"] = evaluation.confusion_svg(result["a"]["metrics"], title=f"A: {a}")
+        context["svg_b"] = evaluation.confusion_svg(result["b"]["metrics"], title=f"B: {b}")
+        return context
+
+
+class RunDetailView(TenantPortalMixin, TemplateView):
+    template_name = "registry/run_detail.html"
+
+    def scoped_queryset(self):
+        return TrainingRun.objects.select_related("registered_model", "snapshot", "created_by")
+
+    def get_template_names(self):
+        if self.request.headers.get("HX-Request"):
+            return ["registry/_run_progress.html"]
+        return [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        run = self.get_scoped_object_or_404(pk=self.kwargs["run_id"])
+        context["run"] = run
+        context["finished"] = run.status in {
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.CANCELLED,
+        }
+        context["version"] = ModelVersion.objects.filter(training_run=run).first()
+        return context
+
+
+class TrainView(TenantPortalMixin, View):
+    """POST: queue a training run of a visible label set for this tenant (tenant admins)."""
+
+    required_role = Role.ADMIN
+
+    def scoped_queryset(self):
+        return LabelSet.objects.all()
+
+    def post(self, request, *args, **kwargs):
+        visible = self.get_queryset().filter(slug=request.POST.get("label_set", ""))
+        label_set = visible.filter(tenant=self.tenant).first() or visible.first()
+        if label_set is None:
+            messages.error(request, "Choose a label set.")
+            return redirect("registry:list")
+        try:
+            run = services.training_run_create(
+                label_set=label_set,
+                tenant=self.tenant,
+                algorithm=request.POST.get("algorithm", "tfidf-logreg"),
+                promote_to=request.POST.get("promote_to", ""),
+                actor=request.user,
+            )
+        except RegistryError as exc:
+            messages.error(request, exc.message)
+            return redirect("registry:list")
+        messages.success(request, f"Training run #{run.pk} queued.")
+        return redirect("registry:run", run_id=run.pk)
+
+
+class UploadForm(forms.Form):
+    label_set = forms.ChoiceField()
+    file = forms.FileField(
+        help_text="CSV with text,labels columns (labels separated by |) or JSONL."
+    )
+
+    def __init__(self, *args, label_sets=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["label_set"].choices = [
+            (ls.slug, f"{ls.name} ({ls.slug})") for ls in label_sets
+        ]
+
+
+class DatasetUploadView(TenantPortalMixin, TemplateView):
+    template_name = "registry/upload.html"
+    required_role = Role.REVIEWER
+
+    def scoped_queryset(self):
+        return LabelSet.objects.all()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.setdefault("form", UploadForm(label_sets=self.get_queryset()))
+        return context
+
+    def post(self, request, *args, **kwargs):
+        form = UploadForm(request.POST, request.FILES, label_sets=self.get_queryset())
+        context = {"form": form}
+        if form.is_valid():
+            visible = self.get_queryset().filter(slug=form.cleaned_data["label_set"])
+            label_set = visible.filter(tenant=self.tenant).first() or visible.first()
+            upload = form.cleaned_data["file"]
+            try:
+                report = services.dataset_upload(
+                    label_set=label_set,
+                    tenant=self.tenant,
+                    filename=upload.name,
+                    content=upload.read(),
+                )
+            except DatasetImportError as exc:
+                context["row_errors"] = exc.errors
+                context["error"] = exc.message
+            except RegistryError as exc:
+                context["error"] = exc.message
+            else:
+                context["report"] = report
+                context["label_set"] = label_set
+        status = 400 if "error" in context else 200
+        return self.render_to_response(self.get_context_data(**context), status=status)
