@@ -211,6 +211,21 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 PREDICTION_LOG_SAMPLE_RATE = envfloat("PREDICTION_LOG_SAMPLE_RATE", 1.0, minimum=0.0)
 MODEL_CACHE_SIZE = envint("MODEL_CACHE_SIZE", 8, minimum=1)
 ALIAS_POLL_SECONDS = envfloat("ALIAS_POLL_SECONDS", 2.0, minimum=0.0)
+# Serving runtime and channels (see README "Serving").
+API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 5.0, minimum=0.0)
+RESULT_CACHE_SECONDS = envint("RESULT_CACHE_SECONDS", 7 * 24 * 3600, minimum=0)
+SYNC_QUEUE_TIMEOUT_SECONDS = envfloat("SYNC_QUEUE_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+SYNC_QUEUE_MAX_DEPTH = envint("SYNC_QUEUE_MAX_DEPTH", 500, minimum=1)
+STREAM_MAX_ITEMS = envint("STREAM_MAX_ITEMS", 1000, minimum=1)
+WEBHOOK_MAX_ATTEMPTS = envint("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_BACKOFF_SECONDS = envfloat("WEBHOOK_BACKOFF_SECONDS", 2.0, minimum=0.0)
+WEBHOOK_BACKOFF_MAX_SECONDS = envfloat("WEBHOOK_BACKOFF_MAX_SECONDS", 900.0, minimum=0.0)
+WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+BATCH_CHUNK_SIZE = envint("BATCH_CHUNK_SIZE", 500, minimum=1)
+BATCH_CHUNK_LEASE_SECONDS = envfloat("BATCH_CHUNK_LEASE_SECONDS", 600.0, minimum=0.1)
+#: Test/benchmark only: sleep this long inside each chunk (makes "kill mid-chunk" reproducible).
+BATCH_CHUNK_DELAY_SECONDS = envfloat("BATCH_CHUNK_DELAY_SECONDS", 0.0, minimum=0.0)
+PREDICTION_LOG_FLUSH_SECONDS = envfloat("PREDICTION_LOG_FLUSH_SECONDS", 5.0, minimum=0.1)
 
 # --- Demo -----------------------------------------------------------------------------------
 DEMO_ADMIN_USERNAME = envstr("DEMO_ADMIN_USERNAME", "admin")

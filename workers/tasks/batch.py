@@ -1,1 +1,28 @@
 """Tasks on the `batch` queue."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from workers.tasks.base import DurableTask
+
+
+@shared_task(bind=True, base=DurableTask, name="workers.tasks.batch.run_batch_chunk")
+def run_batch_chunk(self, chunk_id: int) -> str:
+    """One chunk of a batch job. acks_late + reject_on_worker_lost: a killed worker's chunk is
+    redelivered; the chunk's claim token and unique result keys make the rerun exactly-once."""
+    from serving import services
+
+    outcome, retry_in = services.batch_chunk_run(chunk_id=chunk_id)
+    if retry_in is not None:
+        run_batch_chunk.apply_async(args=[chunk_id], countdown=retry_in)
+    return outcome
+
+
+@shared_task(base=DurableTask, name="workers.tasks.batch.run_scheduled_batch")
+def run_scheduled_batch(scheduled_id: int) -> int | None:
+    """Beat entry point of a ScheduledBatch: tag everything new since the last run."""
+    from serving import services
+
+    job = services.scheduled_batch_run(scheduled_id=scheduled_id)
+    return job.pk if job else None

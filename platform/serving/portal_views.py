@@ -1,0 +1,162 @@
+"""Portal pages: "try it", batch jobs (upload, live progress, download) and dead letters."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views import View
+from django.views.generic import TemplateView
+
+from serving import batch_io, selectors, services, sync, validation, webhooks
+from serving.api import results_download
+from serving.models import BatchJob, BatchSource, WebhookDelivery
+from tagging_platform.errors import ApiError
+from tenants.models import Need, Role
+from tenants.scoping import TenantPortalMixin
+
+
+def _servable_needs(tenant):
+    return Need.objects.for_tenant(tenant).filter(model__isnull=False).order_by("slug")
+
+
+class TryView(TenantPortalMixin, TemplateView):
+    """Paste text, pick a need, see tags and scores (htmx swaps in the result)."""
+
+    template_name = "serving/try.html"
+
+    def scoped_queryset(self):
+        return Need.objects.all()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["needs"] = _servable_needs(self.tenant)
+        context["max_chars"] = settings.TAG_MAX_TEXT_CHARS
+        return context
+
+    def post(self, request):
+        slug = request.POST.get("need", "")
+        text = request.POST.get("text", "")
+        context = {"text": text}
+        try:
+            ids, texts = validation.validate_items(
+                {"items": [{"id": "try", "text": text}]}, max_items=1
+            )
+            served = sync.resolve_need(tenant_id=self.tenant.pk, need_slug=slug)
+            # A preview, not production traffic: kept out of the prediction log and monitoring.
+            context["result"] = sync.tag_inline(served, ids, texts, log=False)[0]
+            context["model"] = served.model.ref
+            context["need"] = served.slug
+        except ApiError as exc:
+            context["error"] = _error_text(exc)
+        return render(request, "serving/_try_result.html", context)
+
+
+def _error_text(exc: ApiError) -> str:
+    fields = getattr(exc, "fields", None) or {}
+    details = "; ".join(msg for msgs in fields.values() for msg in msgs)
+    return f"{exc.detail}{' ' + details if details else ''}"
+
+
+class BatchListView(TenantPortalMixin, TemplateView):
+    template_name = "serving/batches.html"
+
+    def scoped_queryset(self):
+        return BatchJob.objects.all()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["jobs"] = selectors.batch_jobs_for(tenant=self.tenant)[:50]
+        context["needs"] = _servable_needs(self.tenant)
+        context["can_upload"] = self.membership.has_role(Role.REQUESTER)
+        context["max_mb"] = round(settings.UPLOAD_MAX_BYTES / 1024 / 1024, 1)
+        return context
+
+    def post(self, request):
+        if not self.membership.has_role(Role.REQUESTER):
+            messages.error(request, "Uploading a batch needs the requester role.")
+            return redirect("serving:batches")
+        need = selectors.need_for(tenant=self.tenant, slug=request.POST.get("need", ""))
+        upload = request.FILES.get("file")
+        try:
+            if need is None:
+                raise ApiError("need_not_found", "Pick one of your needs.")
+            if upload is None:
+                raise ApiError("invalid", "Choose a CSV or JSONL file.")
+            sync.resolve_need(tenant_id=self.tenant.pk, need_slug=need.slug)
+            rows = batch_io.parse_upload(upload)
+            job = services.batch_job_create(
+                tenant=self.tenant,
+                need=need,
+                rows=rows,
+                source=BatchSource.UPLOAD,
+                filename=upload.name or "",
+                user=request.user,
+            )
+        except ApiError as exc:
+            messages.error(request, f"Upload refused: {_error_text(exc)}")
+        else:
+            messages.success(request, f"Batch #{job.pk} queued: {job.total_items} items.")
+        return redirect("serving:batches")
+
+
+class BatchRowView(TenantPortalMixin, View):
+    """The htmx fragment of one job's row; it re-polls itself while the job is active."""
+
+    def scoped_queryset(self):
+        return BatchJob.objects.select_related("need")
+
+    def get(self, request, pk: int):
+        job = self.get_scoped_object_or_404(pk=pk)
+        return render(request, "serving/_batch_row.html", {"job": job})
+
+
+class BatchCancelView(TenantPortalMixin, View):
+    required_role = Role.REQUESTER
+
+    def scoped_queryset(self):
+        return BatchJob.objects.select_related("need")
+
+    def post(self, request, pk: int):
+        job = self.get_scoped_object_or_404(pk=pk)
+        services.batch_job_cancel(job=job)
+        if request.headers.get("HX-Request"):
+            return render(request, "serving/_batch_row.html", {"job": job})
+        return redirect("serving:batches")
+
+
+class BatchDownloadView(TenantPortalMixin, View):
+    def scoped_queryset(self):
+        return BatchJob.objects.all()
+
+    def get(self, request, pk: int, fmt: str):
+        return results_download(self.get_scoped_object_or_404(pk=pk), fmt)
+
+
+class DeadLetterListView(TenantPortalMixin, TemplateView):
+    template_name = "serving/dead_letters.html"
+
+    def scoped_queryset(self):
+        return WebhookDelivery.objects.all()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["dead_letters"] = selectors.dead_letters_for(tenant=self.tenant)[:100]
+        context["webhook_url"] = self.tenant.webhook_url
+        context["can_replay"] = self.membership.has_role(Role.REQUESTER)
+        return context
+
+
+class DeadLetterReplayView(TenantPortalMixin, View):
+    required_role = Role.REQUESTER
+
+    def scoped_queryset(self):
+        return WebhookDelivery.objects.all()
+
+    def post(self, request, pk: int):
+        delivery = self.get_scoped_object_or_404(pk=pk)
+        if webhooks.delivery_replay(delivery=delivery):
+            messages.success(request, f"Delivery #{delivery.pk} queued again.")
+        else:
+            messages.error(request, f"Delivery #{delivery.pk} is not a dead letter.")
+        return redirect("serving:dead-letters")

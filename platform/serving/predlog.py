@@ -1,0 +1,145 @@
+"""The prediction log, buffered so that recording never slows the hot path.
+
+`record()` appends one JSON line per prediction to a Redis list with a single RPUSH (or, without
+Redis, to an in-process buffer that the same process flushes). `flush()` pops the buffer in
+batches and bulk-inserts PredictionLog rows; the `online.flush_prediction_log` task runs it every
+PREDICTION_LOG_FLUSH_SECONDS, and `manage.py flush_prediction_log` runs it on demand.
+Sync traffic is sampled with PREDICTION_LOG_SAMPLE_RATE; stream and batch are always logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from django.conf import settings
+
+from serving.models import Channel, PredictionLog
+from serving.redis_pool import get_redis
+
+logger = logging.getLogger(__name__)
+
+BUFFER_KEY = "tp:predlog"
+_local: list[bytes] = []
+_local_lock = threading.Lock()
+_local_flushed_at = time.monotonic()
+
+
+def entries_for(
+    *, tenant_id: int, need_id: int, channel: str, item_refs: Sequence[str], results
+) -> list[bytes]:
+    now = time.time()
+    return [
+        json.dumps(
+            {
+                "t": now,
+                "tn": tenant_id,
+                "nd": need_id,
+                "mv": result.model.version_id,
+                "ch": channel,
+                "ref": str(ref)[:200],
+                "h": result.text_hash,
+                "l": result.global_labels,
+                "s": result.global_scores,
+                "tl": result.top_label,
+                "ts": result.top_score,
+                "a": result.above_threshold,
+            },
+            separators=(",", ":"),
+        ).encode()
+        for ref, result in zip(item_refs, results, strict=True)
+    ]
+
+
+def record(*, tenant_id: int, need_id: int, channel: str, item_refs: Sequence[str], results) -> int:
+    """Buffer one log line per result. Returns how many were buffered (0 when sampled out)."""
+    if not results:
+        return 0
+    rate = settings.PREDICTION_LOG_SAMPLE_RATE
+    if channel == Channel.SYNC and rate < 1.0 and random.random() >= rate:
+        return 0
+    lines = entries_for(
+        tenant_id=tenant_id, need_id=need_id, channel=channel, item_refs=item_refs, results=results
+    )
+    client = get_redis()
+    if client is not None:
+        try:
+            client.rpush(BUFFER_KEY, *lines)
+            return len(lines)
+        except Exception:  # losing log lines beats failing a tagging request
+            logger.warning("prediction log buffer unavailable; %d lines dropped", len(lines))
+            return 0
+    global _local_flushed_at
+    with _local_lock:
+        _local.extend(lines)
+        due = (
+            len(_local) >= 1000
+            or time.monotonic() - _local_flushed_at > settings.PREDICTION_LOG_FLUSH_SECONDS
+        )
+    if due:
+        flush()
+    return len(lines)
+
+
+def _rows(lines: list[bytes]) -> list[PredictionLog]:
+    rows = []
+    for raw in lines:
+        entry = json.loads(raw)
+        created = datetime.fromtimestamp(entry["t"], tz=UTC)
+        rows.append(
+            PredictionLog(
+                created_at=created,
+                day=created.date(),
+                tenant_id=entry["tn"],
+                need_id=entry["nd"],
+                model_version_id=entry["mv"],
+                channel=entry["ch"],
+                item_ref=entry["ref"],
+                text_hash=entry["h"],
+                labels=entry["l"],
+                scores=entry["s"],
+                top_label=entry["tl"],
+                top_score=entry["ts"],
+                above_threshold=entry["a"],
+            )
+        )
+    return rows
+
+
+def write_now(lines: list[bytes]) -> int:
+    """Insert log lines directly (batch workers, which are already off the hot path)."""
+    rows = _rows(lines)
+    PredictionLog.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)
+
+
+def flush(*, batch: int = 2000, limit: int | None = None) -> int:
+    """Move buffered lines into PredictionLog. Returns the number of rows written."""
+    global _local_flushed_at
+    written = 0
+    with _local_lock:
+        local, _local[:] = list(_local), []
+        _local_flushed_at = time.monotonic()
+    if local:
+        written += write_now(local)
+    client = get_redis()
+    if client is None:
+        return written
+    while limit is None or written < limit:
+        lines = client.lpop(BUFFER_KEY, batch)
+        if not lines:
+            break
+        written += write_now(lines)
+    return written
+
+
+def pending() -> int:
+    client = get_redis()
+    with _local_lock:
+        local = len(_local)
+    return local + (client.llen(BUFFER_KEY) if client is not None else 0)

@@ -1,0 +1,86 @@
+"""Reads for serving: items, predictions, dead letters, batch jobs and their results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db.models import QuerySet
+
+from serving.models import (
+    BatchJob,
+    BatchResult,
+    DeliveryStatus,
+    Item,
+    PredictionLog,
+    WebhookDelivery,
+)
+from tenants.models import Need
+
+
+def need_for(*, tenant, slug: str) -> Need | None:
+    return Need.objects.for_tenant(tenant).filter(slug=slug).first()
+
+
+def items_for(
+    *, tenant, need: Need, since=None, ids: list[str] | None = None, status: str = ""
+) -> QuerySet[Item]:
+    items = Item.objects.for_tenant(tenant).filter(need=need).order_by("pk")
+    if since is not None:
+        items = items.filter(received_at__gte=since)
+    if ids:
+        items = items.filter(external_id__in=ids)
+    if status:
+        items = items.filter(status=status)
+    return items
+
+
+def predictions_for(
+    *, tenant, need_slug: str = "", channel: str = "", since=None
+) -> QuerySet[PredictionLog]:
+    rows = (
+        PredictionLog.objects.for_tenant(tenant)
+        .select_related("need", "model_version__registered_model")
+        .order_by("-created_at", "-id")
+    )
+    if need_slug:
+        rows = rows.filter(need__slug=need_slug)
+    if channel:
+        rows = rows.filter(channel=channel)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    return rows
+
+
+def dead_letters_for(*, tenant) -> QuerySet[WebhookDelivery]:
+    return (
+        WebhookDelivery.objects.for_tenant(tenant)
+        .filter(status=DeliveryStatus.DEAD)
+        .select_related("need")
+        .order_by("-dead_at", "-id")
+    )
+
+
+def batch_jobs_for(*, tenant) -> QuerySet[BatchJob]:
+    return BatchJob.objects.for_tenant(tenant).select_related("need").order_by("-created_at", "-id")
+
+
+def batch_result_rows(*, job: BatchJob) -> Iterator[dict]:
+    results = (
+        BatchResult.objects.filter(job=job)
+        .order_by("position")
+        .values_list(
+            "external_id",
+            "labels",
+            "scores",
+            "model_version__registered_model__name",
+            "model_version__version",
+        )
+    )
+    for external_id, labels, scores, model, version in results.iterator(chunk_size=2000):
+        yield {
+            "id": external_id,
+            "labels": labels,
+            "scores": scores,
+            "model": model,
+            "model_version": version,
+        }

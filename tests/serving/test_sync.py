@@ -1,0 +1,224 @@
+"""POST /api/v1/needs/{need}/tag: results, label mapping, thresholds, aliases, the result cache."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from django.utils import timezone
+
+from registry import ml
+from serving import predlog
+from serving.models import PredictionLog
+from tenants.models import ApiKeyScope
+from tests.conftest import api_client_for_key
+from tests.factories import ApiKeyFactory
+from tests.serving.factories import add_version, make_served_need, set_alias, train_classifier
+
+SPORT = "football match goal striker league coach stadium penalty"
+TECH = "software computer internet phone chip startup broadband gadget"
+
+
+def tag(client, need_slug, items, **extra):
+    return client.post(f"/api/v1/needs/{need_slug}/tag", {"items": items}, format="json", **extra)
+
+
+def test_tag_returns_mapped_labels_scores_and_model_version(api_a, need_a, model_version):
+    response = tag(api_a, "news", [{"id": "a1", "text": SPORT}, {"id": 7, "text": TECH}])
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["need"] == "news"
+    assert body["model"] == {"name": "news-topics/tfidf-logreg", "version": model_version.version}
+    first, second = body["items"]
+    assert first["id"] == "a1"
+    assert first["labels"] == ["Sport"]  # mapped to the tenant's own name
+    assert list(first["scores"])[0] == "Sport"  # best first
+    assert set(first["scores"]) == {"Sport", "Money", "news.tech"}
+    assert abs(sum(first["scores"].values()) - 1.0) < 0.01
+    assert second["id"] == "7"
+    assert second["labels"] == ["news.tech"]  # unmapped labels keep the global key
+    assert second["model"]["version"] == model_version.version
+
+
+def test_trailing_slash_is_accepted(api_a, need_a):
+    response = api_a.post(
+        "/api/v1/needs/news/tag/", {"items": [{"id": "1", "text": SPORT}]}, format="json"
+    )
+    assert response.status_code == 200
+
+
+def test_session_user_with_requester_role_can_tag(client, alice, need_a):
+    client.force_login(alice)
+    response = client.post(
+        "/api/v1/needs/news/tag",
+        {"items": [{"id": "1", "text": SPORT}]},
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    assert response.json()["items"][0]["labels"] == ["Sport"]
+
+
+def test_viewer_session_cannot_tag(client, bob, need_a):
+    client.force_login(bob)
+    response = client.post(
+        "/api/v1/needs/news/tag",
+        {"items": [{"id": "1", "text": SPORT}]},
+        content_type="application/json",
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+
+
+def test_key_without_tag_scope_is_refused(tenant_a, need_a):
+    key = ApiKeyFactory(tenant=tenant_a, name="reader", scopes=[ApiKeyScope.READ])
+    response = tag(api_client_for_key(key), "news", [{"id": "1", "text": SPORT}])
+    assert response.status_code == 403
+
+
+def test_other_tenants_need_gets_404(api_b, need_a, need_b):
+    response = tag(api_b, "news", [{"id": "1", "text": SPORT}])
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "need_not_found"
+
+
+def test_unknown_need_gets_404(api_a, need_a):
+    response = tag(api_a, "nope", [{"id": "1", "text": SPORT}])
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "need_not_found"
+
+
+def test_missing_key_gets_401(api, need_a):
+    response = tag(api, "news", [{"id": "1", "text": SPORT}])
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_wrong_key_gets_401(api, need_a, key_a):
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {key_a.plain_key[:-3]}xyz")
+    response = tag(api, "news", [{"id": "1", "text": SPORT}])
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_revoked_key_gets_401_within_the_key_cache_time(settings, api_a, key_a, need_a):
+    settings.API_KEY_CACHE_SECONDS = 0.3
+    assert tag(api_a, "news", [{"id": "1", "text": SPORT}]).status_code == 200
+    key_a.revoked_at = timezone.now()
+    key_a.save(update_fields=["revoked_at"])
+    time.sleep(0.35)
+    response = tag(api_a, "news", [{"id": "1", "text": SPORT}])
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]["message"]
+
+
+def test_need_without_model_is_409(api_a, tenant_a, db):
+    from tests.factories import NeedFactory
+
+    NeedFactory(tenant=tenant_a, slug="unserved")
+    response = tag(api_a, "unserved", [{"id": "1", "text": SPORT}])
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "need_not_served"
+
+
+def test_threshold_top_k_and_per_label_thresholds_apply(api_a, tenant_a, model_version):
+    make_served_need(tenant=tenant_a, slug="strict", version=model_version, threshold=0.999)
+    make_served_need(tenant=tenant_a, slug="two", version=model_version, top_k=2)
+    make_served_need(
+        tenant=tenant_a,
+        slug="per-label",
+        version=model_version,
+        label_mapping={"Sport": "news.sport"},
+        per_label_thresholds={"Sport": 0.999},
+    )
+    item = [{"id": "1", "text": SPORT}]
+    assert tag(api_a, "strict", item).json()["items"][0]["labels"] == []
+    two = tag(api_a, "two", item).json()["items"][0]
+    assert len(two["labels"]) == 2 and two["labels"][0] == "news.sport"
+    assert tag(api_a, "per-label", item).json()["items"][0]["labels"] == []
+    tech = tag(api_a, "per-label", [{"id": "2", "text": TECH}]).json()["items"][0]
+    assert tech["labels"] == ["news.tech"]  # other labels keep the need's default threshold
+
+
+def test_alias_move_is_picked_up_within_the_poll_interval(settings, api_a, need_a, model_version):
+    settings.ALIAS_POLL_SECONDS = 0.3
+    item = [{"id": "1", "text": SPORT}]
+    assert tag(api_a, "news", item).json()["model"]["version"] == 1
+    v2 = add_version(model_version.registered_model, train_classifier(seed=11))
+    set_alias(v2)
+    # Within the poll interval the process keeps serving v1 without asking the database ...
+    assert tag(api_a, "news", item).json()["model"]["version"] == 1
+    time.sleep(0.35)
+    # ... and after it, the promotion is live without any restart.
+    assert tag(api_a, "news", item).json()["model"]["version"] == 2
+    set_alias(model_version)  # rollback
+    time.sleep(0.35)
+    assert tag(api_a, "news", item).json()["model"]["version"] == 1
+
+
+def test_same_text_for_two_tenants_costs_one_prediction(monkeypatch, api_a, api_b, need_a, need_b):
+    calls: list[list[str]] = []
+    original = ml.TextClassifier.predict_scores
+
+    def counting(self, texts):
+        calls.append(list(texts))
+        return original(self, texts)
+
+    monkeypatch.setattr(ml.TextClassifier, "predict_scores", counting)
+    article = SPORT + " an article both tenants receive"
+    a = tag(api_a, "news", [{"id": "x", "text": article}]).json()
+    b = tag(api_b, "bravo-news", [{"id": "y", "text": article}]).json()
+    assert sum(texts.count(article) for texts in calls) == 1
+    assert a["items"][0]["labels"] == ["Sport"] and b["items"][0]["labels"] == ["news.sport"]
+    assert a["items"][0]["scores"]["Sport"] == b["items"][0]["scores"]["news.sport"]
+    # A request mixing a cached and a new text predicts only the new one, in one call.
+    calls.clear()
+    tag(
+        api_a,
+        "news",
+        [{"id": "1", "text": article}, {"id": "2", "text": TECH}, {"id": "3", "text": TECH}],
+    )
+    assert calls == [[TECH]]
+
+
+def test_tampered_artifact_is_refused(api_a, need_a, model_version, settings):
+    from registry import artifacts
+
+    path = artifacts.path_for(model_version.artifact_sha256)
+    os.chmod(path, 0o644)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    response = tag(api_a, "news", [{"id": "1", "text": SPORT}])
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "model_unavailable"
+    assert "Refusing to load" in response.json()["error"]["message"]
+
+
+def test_sync_predictions_are_logged_through_the_buffer(api_a, need_a, model_version):
+    tag(api_a, "news", [{"id": "p1", "text": SPORT}, {"id": "p2", "text": TECH}])
+    assert PredictionLog.objects.count() == 0  # buffered, not written on the hot path
+    assert predlog.flush() == 2
+    rows = {row.item_ref: row for row in PredictionLog.objects.all()}
+    assert rows["p1"].channel == "sync"
+    assert rows["p1"].labels == ["news.sport"] and rows["p1"].top_label == "news.sport"
+    assert rows["p1"].model_version_id == model_version.pk
+    assert rows["p1"].tenant_id == need_a.tenant_id and rows["p1"].need_id == need_a.pk
+    assert rows["p2"].labels == ["news.tech"]
+
+
+def test_sample_rate_zero_logs_no_sync_traffic(settings, api_a, need_a):
+    settings.PREDICTION_LOG_SAMPLE_RATE = 0.0
+    tag(api_a, "news", [{"id": "p1", "text": SPORT}])
+    assert predlog.flush() == 0
+
+
+@pytest.mark.django_db
+def test_flush_command_writes_the_buffer(api_a, need_a):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    tag(api_a, "news", [{"id": "p1", "text": SPORT}])
+    out = StringIO()
+    call_command("flush_prediction_log", stdout=out)
+    assert "flushed 1" in out.getvalue()
+    assert PredictionLog.objects.filter(item_ref="p1").exists()

@@ -1,0 +1,52 @@
+"""Entry point of a real prefork `celery worker` subprocess for the SIGKILL test.
+
+Run as `python tests/serving/worker_process.py <name>`. TEST_VISIBILITY_TIMEOUT shortens the Redis
+visibility timeout so that a message left unacknowledged by a killed worker is restored within
+seconds instead of hours (production keeps CELERY_LONGEST_TASK_SECONDS * 2).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "platform")]
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tagging_platform.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from tagging_platform.celery import app  # noqa: E402
+
+visibility = float(os.environ.get("TEST_VISIBILITY_TIMEOUT", "0"))
+if visibility:
+    app.conf.broker_transport_options = {
+        **(app.conf.broker_transport_options or {}),
+        "visibility_timeout": visibility,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }
+
+if __name__ == "__main__":
+    name = sys.argv[1] if len(sys.argv) > 1 else "worker"
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            "batch",
+            "-P",
+            "prefork",
+            "-c",
+            "1",
+            "-n",
+            f"{name}@%h",
+            "--loglevel=INFO",
+            "--prefetch-multiplier=1",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )

@@ -1,0 +1,347 @@
+"""The inference runtime: need -> alias -> model version -> a verified, warmed, cached classifier.
+
+One `Runtime` lives per process (`get_runtime()`), shared by the web process (inline sync tagging)
+and Celery workers (queued sync, stream, batch). It keeps:
+
+* a bounded LRU of loaded models (`MODEL_CACHE_SIZE`), keyed by model version id. A version is
+  loaded through `registry.artifacts.load`, which checks the sha256 before unpickling, then warmed
+  up with one prediction so the first real request does not pay for lazy initialisation;
+* a per-need binding (thresholds, label mapping, the version its alias points at), re-read at most
+  every `ALIAS_POLL_SECONDS`. Promotions and rollbacks are therefore picked up within seconds with
+  one indexed query per need and poll, and never on the hot path in between;
+* a content-hash result cache in the Django cache (Redis in production), keyed by
+  (model version, sha256(text)) and shared by every tenant and channel, so the same article asked
+  for by two tenants served by the same model version costs one prediction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+_RESULT_PREFIX = "tp:res:"
+
+
+class NeedNotFound(LookupError):
+    """No such need for this tenant (another tenant's need is reported the same way)."""
+
+
+class NeedNotServed(RuntimeError):
+    """The need exists but has no model (or no version at its alias) to serve it with."""
+
+
+class ModelUnavailable(RuntimeError):
+    """The model version could not be loaded (missing, tampered or incompatible artifact)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version_id: int
+    name: str
+    number: int
+    classifier: Any  # registry.ml.TextClassifier
+    labels: tuple[str, ...]
+    multilabel: bool
+    label_thresholds: dict[str, float]
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.number}
+
+
+@dataclass
+class ServedNeed:
+    """What the hot path needs to know about a need, refreshed every ALIAS_POLL_SECONDS."""
+
+    id: int
+    tenant_id: int
+    slug: str
+    status: str
+    execution: str
+    model: LoadedModel
+    top_k: int
+    #: Per-label cut-offs in model label order (global thresholds already resolved).
+    cutoffs: np.ndarray
+    #: Tenant-facing names in model label order (global key when unmapped).
+    names: tuple[str, ...]
+    checked_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class TagResult:
+    text_hash: str
+    labels: list[str]  # tenant names, assigned (top-k above thresholds)
+    scores: dict[str, float]  # tenant name -> score, every label, best first
+    global_labels: list[str]
+    global_scores: dict[str, float]
+    top_label: str  # global key
+    top_score: float
+    above_threshold: bool
+    model: LoadedModel
+
+    def public(self, item_id: str) -> dict[str, Any]:
+        return {
+            "id": item_id,
+            "labels": self.labels,
+            "scores": self.scores,
+            "model": self.model.ref,
+        }
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._models: OrderedDict[int, LoadedModel] = OrderedDict()
+        self._needs: dict[int, ServedNeed] = {}
+        self._need_ids: dict[tuple[int, str], int] = {}
+        #: Texts actually sent to a model (cache misses); tests and the benchmark read it.
+        self.predicted_texts = 0
+
+    # --- models -------------------------------------------------------------------------------
+    def model(self, version_id: int) -> LoadedModel:
+        with self._lock:
+            loaded = self._models.get(version_id)
+            if loaded is not None:
+                self._models.move_to_end(version_id)
+                return loaded
+        loaded = self._load(version_id)
+        with self._lock:
+            self._models[version_id] = loaded
+            self._models.move_to_end(version_id)
+            while len(self._models) > settings.MODEL_CACHE_SIZE:
+                evicted, _ = self._models.popitem(last=False)
+                logger.info("model cache full: evicted version %s", evicted)
+        return loaded
+
+    def _load(self, version_id: int) -> LoadedModel:
+        from registry import artifacts
+        from registry.models import ModelVersion
+
+        version = ModelVersion.objects.select_related("registered_model").get(pk=version_id)
+        try:
+            classifier = artifacts.load(version.artifact_sha256)
+        except artifacts.ArtifactError as exc:
+            logger.error("cannot load %s: %s", version, exc)
+            raise ModelUnavailable(str(exc)) from exc
+        classifier.predict_scores(["warm-up"])  # first-call costs land here, not on a request
+        logger.info("loaded and warmed %s (%s)", version, version.artifact_sha256[:12])
+        return LoadedModel(
+            version_id=version.pk,
+            name=version.registered_model.name,
+            number=version.version,
+            classifier=classifier,
+            labels=tuple(classifier.labels),
+            multilabel=bool(classifier.multilabel),
+            label_thresholds=dict(getattr(classifier, "thresholds", {}) or {}),
+        )
+
+    def loaded_version_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._models)
+
+    # --- needs --------------------------------------------------------------------------------
+    def need(self, *, tenant_id: int, slug: str) -> ServedNeed:
+        """The served need `slug` of `tenant_id`; raises NeedNotFound / NeedNotServed."""
+        need_id = self._need_ids.get((tenant_id, slug))
+        if need_id is None:
+            from tenants.models import Need
+
+            need_id = (
+                Need.objects.for_tenant(tenant_id)
+                .filter(slug=slug)
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if need_id is None:
+                raise NeedNotFound(slug)
+        served = self.need_by_id(need_id)
+        self._need_ids[(tenant_id, slug)] = need_id
+        return served
+
+    def need_by_id(self, need_id: int) -> ServedNeed:
+        served = self._needs.get(need_id)
+        if (
+            served is not None
+            and time.monotonic() - served.checked_at < settings.ALIAS_POLL_SECONDS
+        ):
+            return served
+        served = self._bind(need_id)
+        self._needs[need_id] = served
+        return served
+
+    def forget(self) -> None:
+        """Drop every binding and model (tests; a real process simply polls)."""
+        with self._lock:
+            self._models.clear()
+            self._needs.clear()
+            self._need_ids.clear()
+
+    def _bind(self, need_id: int) -> ServedNeed:
+        from registry.models import ModelAlias
+        from tenants.models import Need
+
+        need = Need.objects.filter(pk=need_id).first()
+        if need is None:
+            self._need_ids = {k: v for k, v in self._need_ids.items() if v != need_id}
+            raise NeedNotFound(str(need_id))
+        if need.model_id is None:
+            raise NeedNotServed(f"Need '{need.slug}' has no model yet.")
+        version_id = (
+            ModelAlias.objects.filter(registered_model_id=need.model_id, name=need.model_alias)
+            .values_list("version_id", flat=True)
+            .first()
+        )
+        if version_id is None:
+            raise NeedNotServed(
+                f"Need '{need.slug}': its model has no version at alias '{need.model_alias}'."
+            )
+        model = self.model(version_id)
+        return ServedNeed(
+            id=need.pk,
+            tenant_id=need.tenant_id,
+            slug=need.slug,
+            status=need.status,
+            execution=need.execution,
+            model=model,
+            top_k=max(1, int(need.top_k or 1)),
+            cutoffs=_cutoffs(need, model),
+            names=_tenant_names(need, model),
+        )
+
+    # --- tagging ------------------------------------------------------------------------------
+    def tag(
+        self, served: ServedNeed, texts: list[str], *, use_cache: bool = True
+    ) -> list[TagResult]:
+        """Tag `texts` with the need's model: one vectorised predict for every cache miss."""
+        model = served.model
+        hashes = [text_sha256(text) for text in texts]
+        scores = self.scores(model, texts, hashes, use_cache=use_cache)
+        return _decide(served, hashes, scores)
+
+    def scores(
+        self, model: LoadedModel, texts: list[str], hashes: list[str], *, use_cache: bool = True
+    ) -> np.ndarray:
+        n_labels = len(model.labels)
+        out = np.empty((len(texts), n_labels), dtype=np.float64)
+        missing = list(range(len(texts)))
+        keys: list[str] = []
+        if use_cache and settings.RESULT_CACHE_SECONDS:
+            keys = [f"{_RESULT_PREFIX}{model.version_id}:{h}" for h in hashes]
+            try:
+                found = cache.get_many(keys)
+            except Exception:  # a cache outage costs predictions, never a failed request
+                logger.warning("result cache unavailable", exc_info=True)
+                found = {}
+            if found:
+                missing = []
+                for i, key in enumerate(keys):
+                    raw = found.get(key)
+                    if raw is not None and len(raw) == 4 * n_labels:
+                        out[i] = np.frombuffer(raw, dtype=np.float32)
+                    else:
+                        missing.append(i)
+        if missing:
+            # Identical texts inside one request are predicted once too.
+            unique: dict[str, int] = {}
+            for i in missing:
+                unique.setdefault(hashes[i], i)
+            order = list(unique.values())
+            predicted = model.classifier.predict_scores([texts[i] for i in order])
+            self.predicted_texts += len(order)
+            by_hash = {hashes[i]: predicted[j] for j, i in enumerate(order)}
+            for i in missing:
+                out[i] = by_hash[hashes[i]]
+            if keys:
+                try:
+                    cache.set_many(
+                        {
+                            keys[i]: np.asarray(by_hash[hashes[i]], dtype=np.float32).tobytes()
+                            for i in order
+                        },
+                        timeout=settings.RESULT_CACHE_SECONDS,
+                    )
+                except Exception:
+                    logger.warning("result cache unavailable", exc_info=True)
+        return out
+
+
+def _tenant_names(need, model: LoadedModel) -> tuple[str, ...]:
+    to_name = {key: name for name, key in (need.label_mapping or {}).items()}
+    return tuple(to_name.get(label, label) for label in model.labels)
+
+
+def _cutoffs(need, model: LoadedModel) -> np.ndarray:
+    """Per-label threshold: the need's per-label value (by global key or tenant name), else the
+    need's threshold, else (multi-label models) the threshold the model was tuned with."""
+    per_label = dict(need.per_label_thresholds or {})
+    mapping = need.label_mapping or {}
+    for name, key in mapping.items():
+        if name in per_label and key not in per_label:
+            per_label[key] = per_label[name]
+    cut = []
+    for label in model.labels:
+        if label in per_label:
+            cut.append(float(per_label[label]))
+        elif need.threshold:
+            cut.append(float(need.threshold))
+        elif model.multilabel:
+            cut.append(float(model.label_thresholds.get(label, 0.5)))
+        else:
+            cut.append(0.0)
+    return np.asarray(cut, dtype=np.float64)
+
+
+def _decide(served: ServedNeed, hashes: list[str], scores: np.ndarray) -> list[TagResult]:
+    model = served.model
+    labels, names = model.labels, served.names
+    top_k = min(served.top_k, len(labels))
+    order = np.argsort(-scores, axis=1, kind="stable")
+    rounded = np.round(scores, 4)
+    results = []
+    for i, text_hash in enumerate(hashes):
+        row, ranked = scores[i], order[i]
+        chosen = [j for j in ranked[:top_k] if row[j] >= served.cutoffs[j]]
+        best = int(ranked[0])
+        results.append(
+            TagResult(
+                text_hash=text_hash,
+                labels=[names[j] for j in chosen],
+                scores={names[j]: float(rounded[i, j]) for j in ranked},
+                global_labels=[labels[j] for j in chosen],
+                global_scores={labels[j]: float(rounded[i, j]) for j in ranked},
+                top_label=labels[best],
+                top_score=float(row[best]),
+                above_threshold=bool(row[best] >= served.cutoffs[best]),
+                model=model,
+            )
+        )
+    return results
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process-wide runtime (created on first use, so forked workers build their own)."""
+    global _runtime
+    if _runtime is None:
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = Runtime()
+    return _runtime
