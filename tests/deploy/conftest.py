@@ -62,6 +62,12 @@ def cluster(tmp_path_factory):
             "CELERY_ONLINE_CONCURRENCY": "1",
             "CELERY_BATCH_CONCURRENCY": "2",
             "LOG_LEVEL": "INFO",
+            # Small, slowed-down batch chunks: a job lasts long enough to kill a worker mid-job,
+            # and a dead worker's chunk lease runs out quickly.
+            "BATCH_CHUNK_SIZE": "10",
+            "BATCH_CHUNK_DELAY_SECONDS": "0.4",
+            "BATCH_CHUNK_LEASE_SECONDS": "2",
+            "PREDICTION_LOG_FLUSH_SECONDS": "1",
         },
     )
     cluster.drop_database()  # a leftover from an interrupted run
