@@ -111,10 +111,10 @@ def http_get(url: str, *, timeout: float = 5.0, headers: dict | None = None) -> 
 
 @dataclass
 class Proc:
-    """One supervised process: its pid file, log and command."""
+    """One supervised process as its pid file records it: pid and start time (which tell a live
+    process from a recycled pid)."""
 
     name: str
-    argv: list[str]
     pid: int | None = None
     started: int | None = None
 
@@ -235,7 +235,7 @@ class Cluster:
         return self.run_dir / f"{name}.pid"
 
     def _read_proc(self, name: str) -> Proc:
-        proc = Proc(name=name, argv=[])
+        proc = Proc(name=name)
         with contextlib.suppress(FileNotFoundError, ValueError):
             pid, started = self._pidfile(name).read_text().split()
             proc.pid, proc.started = int(pid), int(started)
@@ -599,7 +599,8 @@ class Cluster:
         """Rolling restart, one instance at a time: take it out of nginx's upstream (reload, so
         no new request goes there), HUP its master (new workers, old ones finish their requests;
         with `restart`, stop and start the instance instead, which loads new code), wait until it
-        answers /healthz with all-new workers, put it back, then the next one."""
+        answers /healthz with all-new workers, put it back, then the next one. Stops at the first
+        instance that does not come back, leaving it drained (no traffic goes to it)."""
         for index in range(1, self.web_instances + 1):
             drain = self.web_instances > 1
             if drain:
