@@ -49,3 +49,14 @@ def test_register_a_need_and_see_the_reuse_suggestion(
     assert "news.sport" in page.locator("#search-results").inner_text()
     page.goto(f"{live_server.url}/taxonomy/")
     screenshot(page, "taxonomy-browse")
+
+    # Keys: the new key is on the page that answers the creation, and on no later page.
+    page.goto(f"{live_server.url}/tenant/keys/")
+    page.fill("#id_name", "desk-service")
+    page.click("#create-key")
+    plain = page.locator("#plain-key").inner_text()
+    assert plain.startswith("tp_")
+    screenshot(page, "keys-created")
+    page.goto(f"{live_server.url}/tenant/keys/")
+    assert plain not in page.content()
+    assert "desk-service" in page.locator("#keys").inner_text()
