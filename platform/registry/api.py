@@ -16,8 +16,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from registry import model_card, selectors, services
-from registry.ml import ALGORITHMS
 from registry.models import (
+    Algorithm,
     AliasEvent,
     AliasName,
     ModelAlias,
@@ -132,14 +132,14 @@ class TrainingRunSerializer(serializers.ModelSerializer):
 class TrainingRunCreateSerializer(serializers.Serializer):
     need = serializers.SlugField(required=False, help_text="Slug of one of your needs.")
     label_set = serializers.SlugField(required=False, help_text="Slug of a visible label set.")
-    algorithm = serializers.ChoiceField(choices=list(ALGORITHMS), default="tfidf-logreg")
+    algorithm = serializers.ChoiceField(choices=Algorithm.choices, default=Algorithm.TFIDF_LOGREG)
     params = serializers.DictField(required=False, default=dict)
     seed = serializers.IntegerField(required=False, default=42, min_value=0)
     test_fraction = serializers.FloatField(
         required=False, default=0.2, min_value=0.05, max_value=0.5
     )
     promote_to = serializers.ChoiceField(
-        choices=["", *AliasName.values], required=False, default=""
+        choices=AliasName.choices, required=False, allow_blank=True, default=""
     )
     shared = serializers.BooleanField(
         required=False, default=False, help_text="Staff only: train a platform-owned model."
@@ -152,7 +152,7 @@ class TrainingRunCreateSerializer(serializers.Serializer):
 
 
 class AliasMoveSerializer(serializers.Serializer):
-    alias = serializers.ChoiceField(choices=AliasName.values, default=AliasName.PRODUCTION)
+    alias = serializers.ChoiceField(choices=AliasName.choices, default=AliasName.PRODUCTION)
     version = serializers.IntegerField(required=False, min_value=1)
     reason = serializers.CharField(required=False, default="", max_length=300, allow_blank=True)
 
@@ -166,6 +166,8 @@ class UploadSerializer(serializers.Serializer):
 # --- Views -----------------------------------------------------------------------------------
 class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Registered models you can use: shared ones and your own."""
+
+    lookup_value_converter = "int"
 
     serializer_class = RegisteredModelSerializer
     # Writes here are alias moves, checked per model in `_check_manage` (staff or owner admin).
@@ -246,6 +248,8 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
 class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """Model versions of models you can use; `?model=<id>` filters one model."""
 
+    lookup_value_converter = "int"
+
     serializer_class = VersionSerializer
 
     def scoped_queryset(self):
@@ -288,6 +292,8 @@ class TrainingRunViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantScopedViewSet
 ):
     """Training runs: read progress; create one for a need or a label set."""
+
+    lookup_value_converter = "int"
 
     serializer_class = TrainingRunSerializer
     write_role = Role.ADMIN

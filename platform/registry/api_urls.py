@@ -5,7 +5,8 @@ from registry import api
 
 app_name = "registry-api"
 
-router = SimpleRouter()
+# Path converters (<int:pk>) give the OpenAPI schema typed ids without a request.
+router = SimpleRouter(use_regex_path=False)
 router.register("models", api.RegisteredModelViewSet, basename="model")
 router.register("versions", api.VersionViewSet, basename="version")
 router.register("training-runs", api.TrainingRunViewSet, basename="training-run")

@@ -198,6 +198,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+# registry: one enum name for the production/candidate alias choices used by several serializers.
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["ModelAliasNameEnum"] = (
+    "registry.models.AliasName"
+)
 
 # --- Health ---------------------------------------------------------------------------------
 READYZ_TASK_TIMEOUT = envfloat("READYZ_TASK_TIMEOUT", 5.0, minimum=0.1)
