@@ -25,3 +25,11 @@ lint: $(STAMP)
 
 clean-data:
 	rm -rf var/
+
+# The production topology on this machine (nginx -> 2 gunicorn, a Celery worker per queue, beat)
+# against local PostgreSQL and Redis; see README "Production deployment" and deploy/cluster --help.
+cluster-up: $(STAMP)
+	$(PY) deploy/cluster up
+
+cluster-down: $(STAMP)
+	$(PY) deploy/cluster down

@@ -1,0 +1,1 @@
+"""Production deployment files; `deploy.cluster` runs the whole topology on one machine."""

@@ -1,0 +1,94 @@
+"""gunicorn settings for one web instance behind nginx (`gunicorn -c deploy/gunicorn.conf.py`).
+
+Every value can be overridden from the environment (or on the command line, which wins over this
+file). nginx's upstream keepalive depends on `keepalive` below staying above nginx's idle timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # for deploy.gunicorn_worker, loaded before `pythonpath` applies
+# The project lives in the plain source folder platform/ (see STYLE.md), next to top-level apps.
+pythonpath = f"{ROOT / 'platform'},{ROOT}"
+wsgi_app = "tagging_platform.wsgi:application"
+proc_name = os.environ.get("GUNICORN_PROC_NAME", "tagging-web")
+
+bind = [os.environ.get("GUNICORN_BIND") or f"127.0.0.1:{os.environ.get('PORT', '8000')}"]
+# Which proxies may set X-Forwarded-* (nginx: same host by default; its address in Docker).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# Inline inference is CPU-bound and the GIL serialises it within a process, so one process per
+# core (+1 to cover a process blocked on I/O); threads cover database and Redis waits.
+workers = int(os.environ.get("WEB_CONCURRENCY") or (os.cpu_count() or 1) + 1)
+# gthread (keep-alive capable) that closes its idle keep-alive connections the moment it stops,
+# instead of leaving nginx to send a POST into one (see deploy/gunicorn_worker.py).
+worker_class = os.environ.get(
+    "GUNICORN_WORKER_CLASS", "deploy.gunicorn_worker.DrainingThreadWorker"
+)
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# The app (Django, scikit-learn) is imported once in the master and shared copy-on-write.
+# Consequence: HUP recycles workers and re-reads this file but does NOT load new code; deploy
+# new code with a rolling restart (deploy/cluster restart-web, or systemctl restart per instance).
+preload_app = os.environ.get("GUNICORN_PRELOAD", "1") == "1"
+
+# Recycle workers now and then (bounded memory growth from model caches and fragmentation); the
+# jitter keeps all workers from restarting at the same moment.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", str(max_requests // 10)))
+
+# A worker silent for `timeout` seconds is killed (with gthread this means the main loop is stuck,
+# not a slow request: nginx's proxy_read_timeout bounds those). On TERM/HUP a worker gets
+# `graceful_timeout` seconds to finish its requests.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+# Above nginx's upstream keepalive_timeout (5 s), so nginx always closes idle connections first;
+# also how long a stopping worker waits for nginx to do so (deploy/gunicorn_worker.py).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "10"))
+
+# The worker heartbeat file on tmpfs: a slow disk (or Docker's overlayfs) must not look like a hang.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+errorlog = os.environ.get("GUNICORN_ERROR_LOG", "-")
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Latency in seconds (%(L)s) and milliseconds (%(M)s), and the request id the app answered with
+# (nginx's id, or one the app made), which is also on every application log line.
+access_log_format = (
+    '%(h)s "%(r)s" %(s)s %(b)s %(L)ss %(M)sms rid=%({x-request-id}o)s pid=%(p)s "%(a)s"'
+)
+
+
+def on_starting(server) -> None:
+    """Start with an empty Prometheus multiprocess directory: stale files would be summed in."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+
+
+def pre_fork(server, worker) -> None:
+    """Close, in the master, any database connection the preloaded app opened: a socket shared
+    with forked workers would interleave their queries. (Closing it in a child instead would
+    terminate the session under everybody.)"""
+    if "django.db" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
+
+
+def child_exit(server, worker) -> None:
+    """Tell prometheus_client that this worker's live gauges are gone."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        try:
+            from prometheus_client import multiprocess
+        except ImportError:  # metrics are optional
+            return
+        multiprocess.mark_process_dead(worker.pid)

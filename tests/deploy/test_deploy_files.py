@@ -1,0 +1,218 @@
+"""The deployment files themselves: they render, parse and say what the README promises. These
+need no running cluster (nginx -t and systemd-analyze are used when installed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import runpy
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from django.conf import settings
+
+from deploy.cluster import (
+    MULTIPART_ALLOWANCE,
+    QUEUES,
+    ROOT,
+    Cluster,
+    ClusterError,
+    render_site,
+    render_template,
+)
+
+DEPLOY = ROOT / "deploy"
+
+
+def test_rendered_nginx_config_passes_nginx_t(tmp_path):
+    if shutil.which("nginx") is None:
+        pytest.skip("nginx is not installed")
+    cluster = Cluster(tmp_path / "c", web_ports=[18001, 18002], nginx_port=18000)
+
+    assert "test is successful" in cluster.nginx_test_config()
+
+
+def test_site_config_balances_all_instances_with_passive_failover_and_the_upload_limit():
+    site = render_site(
+        upstreams=["10.0.0.11:8000", "10.0.0.12:8000"],
+        static_root="/srv/static/",
+        upload_max_bytes=5_000_000,
+        drained=["10.0.0.12:8000"],
+    )
+
+    assert "server 10.0.0.11:8000 max_fails=3 fail_timeout=10s;" in site
+    assert "server 10.0.0.12:8000 max_fails=3 fail_timeout=10s down;" in site
+    assert f"client_max_body_size {5_000_000 + MULTIPART_ALLOWANCE};" in site
+    assert "alias /srv/static/;" in site
+    assert "proxy_next_upstream error timeout http_502 http_503;" in site
+    assert "non_idempotent" not in site.split("proxy_next_upstream ")[1].split(";")[0]
+    assert "proxy_set_header X-Request-ID $tp_request_id;" in site
+
+
+def test_template_rendering_refuses_an_unfilled_placeholder():
+    with pytest.raises(ClusterError, match="TP_LISTEN"):
+        render_template("listen ${TP_LISTEN}; set $x $host;", {})
+
+    # nginx's own variables are left alone.
+    assert render_template("listen ${TP_LISTEN}; $host", {"TP_LISTEN": "80"}) == "listen 80; $host"
+
+
+def test_nginx_idle_upstream_timeout_is_below_gunicorn_keepalive(monkeypatch):
+    monkeypatch.delenv("GUNICORN_KEEPALIVE", raising=False)
+    conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+    site = (DEPLOY / "nginx" / "tagging-platform.conf.template").read_text()
+    upstream = site.split("upstream tagging_web {")[1].split("\n}")[0]
+    nginx_idle = int(re.search(r"^\s*keepalive_timeout (\d+)s;", upstream, re.M).group(1))
+
+    assert nginx_idle < conf["keepalive"]
+
+
+def test_gunicorn_conf_takes_its_sizes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("WEB_CONCURRENCY", "7")
+    monkeypatch.setenv("GUNICORN_BIND", "0.0.0.0:9000")
+    monkeypatch.setenv("GUNICORN_MAX_REQUESTS", "500")
+    conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+
+    assert conf["workers"] == 7
+    assert conf["bind"] == ["0.0.0.0:9000"]
+    assert conf["max_requests"] == 500
+    assert 0 < conf["max_requests_jitter"] < 500
+    assert conf["preload_app"] is True
+    assert conf["graceful_timeout"] < conf["timeout"]
+    assert "%(L)s" in conf["access_log_format"] and "%(M)s" in conf["access_log_format"]
+    assert "{x-request-id}o" in conf["access_log_format"]
+
+
+def test_gunicorn_workers_default_to_the_cpu_count(monkeypatch):
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+
+    assert conf["workers"] == (os.cpu_count() or 1) + 1
+
+
+def _worker_command(queue: str, **env: str) -> subprocess.CompletedProcess:
+    """What worker.sh would exec, printed by `echo` in place of celery."""
+    return subprocess.run(
+        ["sh", str(DEPLOY / "celery" / "worker.sh"), queue],
+        env={**os.environ, "CELERY_BIN": "echo", **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_each_queue_gets_a_worker_command_fitting_its_latency_class():
+    commands = {queue: _worker_command(queue).stdout for queue in QUEUES}
+
+    for queue, command in commands.items():
+        assert f"--queues {queue} " in command
+        assert "--prefetch-multiplier 1" in command
+    assert "--concurrency 1 " in commands["training"]
+    assert "--max-tasks-per-child 1" in commands["training"]
+    assert "--max-tasks-per-child" not in commands["online"]
+    assert "--concurrency 3 " in _worker_command("online", CELERY_ONLINE_CONCURRENCY="3").stdout
+
+
+def test_worker_script_refuses_an_unknown_queue():
+    result = _worker_command("everything")
+
+    assert result.returncode == 64
+    assert "unknown queue" in result.stderr
+
+
+def test_beat_uses_the_database_scheduler():
+    result = subprocess.run(
+        ["sh", str(DEPLOY / "celery" / "beat.sh")],
+        env={**os.environ, "CELERY_BIN": "echo"},
+        capture_output=True,
+        text=True,
+    )
+
+    assert "--scheduler django_celery_beat.schedulers:DatabaseScheduler" in result.stdout
+
+
+def test_redis_visibility_timeout_outlasts_the_longest_task():
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.skip("the broker is not Redis in this run")
+
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+
+    assert visibility > settings.CELERY_LONGEST_TASK_SECONDS
+
+
+def test_compose_has_the_whole_topology_with_health_checks():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+
+    assert {"postgres", "redis", "web1", "web2", "nginx", "beat"} <= set(services)
+    assert {services[f"worker-{q}"]["command"][-1] for q in QUEUES} == set(QUEUES)
+    for web in ("web1", "web2"):
+        assert "/healthz" in " ".join(services[web]["healthcheck"]["test"])
+        assert f"server {web}:8000" in services["nginx"]["environment"]["TP_UPSTREAM_SERVERS"]
+    assert "/readyz" in " ".join(services["nginx"]["healthcheck"]["test"])
+    assert services["beat"]["command"] == ["deploy/celery/beat.sh"]
+    environment = services["web1"]["environment"]
+    limit = int(services["nginx"]["environment"]["TP_CLIENT_MAX_BODY_SIZE"])
+    assert limit == int(environment["UPLOAD_MAX_BYTES"]) + MULTIPART_ALLOWANCE
+
+
+def test_dockerfile_runs_as_non_root_and_collects_static_at_build():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+
+    assert "FROM python:3.11-slim AS base" in dockerfile
+    assert "collectstatic --noinput" in dockerfile
+    app_stage = dockerfile.split("AS app")[1]
+    assert "USER tagging" in app_stage
+    assert 'CMD ["gunicorn", "--config", "deploy/gunicorn.conf.py"]' in app_stage
+
+
+def test_systemd_units_are_valid(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    units = []
+    for name, instance in (
+        ("gunicorn@.service", "gunicorn@8001.service"),
+        ("celery-worker@.service", "celery-worker@batch.service"),
+        ("celery-beat.service", "celery-beat.service"),
+    ):
+        shutil.copy(DEPLOY / "systemd" / name, tmp_path / name)
+        units.append(instance)
+
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *units],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    # The only acceptable complaint here: /srv/tagging-platform does not exist on this machine.
+    problems = [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and "is not executable: No such file or directory" not in line
+    ]
+    assert not problems, result.stderr
+
+
+def test_systemd_worker_unit_sends_sigterm_to_the_main_process_only():
+    unit = (DEPLOY / "systemd" / "celery-worker@.service").read_text()
+
+    assert "KillMode=mixed" in unit
+    assert "KillSignal=SIGTERM" in unit
+    assert "EnvironmentFile=/etc/tagging-platform/env" in unit
+
+
+def test_cluster_script_is_executable():
+    assert os.access(DEPLOY / "cluster", os.X_OK)
+    result = subprocess.run(
+        [str(DEPLOY / "cluster"), "--help"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0
+    for command in ("up", "down", "status", "reload-web", "restart-worker", "kill-web"):
+        assert command in result.stdout
+
+
+def test_layout_keeps_deploy_out_of_the_platform_source_folder():
+    assert not (ROOT / "platform" / "deploy").exists()
+    assert Path(DEPLOY / "__init__.py").exists()
