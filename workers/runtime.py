@@ -28,9 +28,19 @@ import numpy as np
 from django.conf import settings
 
 from monitoring import metrics
+from registry import ml
 from workers import result_cache
 
 logger = logging.getLogger(__name__)
+
+#: Texts a compiled scorer must score exactly like the model's own predict_scores before use.
+_CHECK_TEXTS = [
+    "warm-up",
+    "Shares rose as the central bank held interest rates; investors cheered the profit report.",
+    "The striker scored twice in the second half and the coach praised the young team.",
+    "新款手机发布，芯片性能提升，市场反应热烈。",
+    "",
+]
 
 
 class NeedNotFound(LookupError):
@@ -54,6 +64,9 @@ class LoadedModel:
     labels: tuple[str, ...]
     multilabel: bool
     label_thresholds: dict[str, float]
+    #: `classifier.predict_scores`, compiled for serving (registry.ml.compile_scorer).
+    scorer: Any = None
+    scorer_path: str = "predict_scores"
 
     @property
     def ref(self) -> dict[str, Any]:
@@ -145,7 +158,8 @@ class Runtime:
             )
             metrics.record_model_load(name, number, outcome)
             raise ModelUnavailable(str(exc)) from exc
-        classifier.predict_scores(["warm-up"])  # first-call costs land here, not on a request
+        # Compiling also warms the model: first-call costs land here, not on a request.
+        scorer, scorer_path = ml.compile_scorer(classifier, check_texts=_CHECK_TEXTS)
         metrics.record_model_load(name, number, "loaded")
         logger.info("loaded and warmed %s (%s)", version, version.artifact_sha256[:12])
         return LoadedModel(
@@ -156,6 +170,8 @@ class Runtime:
             labels=tuple(classifier.labels),
             multilabel=bool(classifier.multilabel),
             label_thresholds=dict(getattr(classifier, "thresholds", {}) or {}),
+            scorer=scorer,
+            scorer_path=scorer_path,
         )
 
     def loaded_version_ids(self) -> list[int]:
@@ -282,7 +298,7 @@ class Runtime:
             for i in missing:
                 unique.setdefault(hashes[i], i)
             order = list(unique.values())
-            predicted = model.classifier.predict_scores([texts[i] for i in order])
+            predicted = model.scorer([texts[i] for i in order])
             self.predicted_texts += len(order)
             by_hash = {hashes[i]: predicted[j] for j, i in enumerate(order)}
             for i in missing:

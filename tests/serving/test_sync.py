@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import pytest
 from django.utils import timezone
 
@@ -180,15 +181,21 @@ def test_alias_poll_is_one_indexed_query_per_interval(
         tag(api_a, "news", item)
 
 
-def test_same_text_for_two_tenants_costs_one_prediction(monkeypatch, api_a, api_b, need_a, need_b):
+def count_predictions(monkeypatch) -> list[list[str]]:
+    """Record every batch of texts the serving runtime sends to a model."""
     calls: list[list[str]] = []
-    original = ml.TextClassifier.predict_scores
+    original = ml.compile_scorer
 
-    def counting(self, texts):
-        calls.append(list(texts))
-        return original(self, texts)
+    def compile_counting(model, *, check_texts):
+        scorer, path = original(model, check_texts=check_texts)
+        return (lambda texts: calls.append(list(texts)) or scorer(texts)), path
 
-    monkeypatch.setattr(ml.TextClassifier, "predict_scores", counting)
+    monkeypatch.setattr(ml, "compile_scorer", compile_counting)
+    return calls
+
+
+def test_same_text_for_two_tenants_costs_one_prediction(monkeypatch, api_a, api_b, need_a, need_b):
+    calls = count_predictions(monkeypatch)
     article = SPORT + " an article both tenants receive"
     a = tag(api_a, "news", [{"id": "x", "text": article}]).json()
     b = tag(api_b, "bravo-news", [{"id": "y", "text": article}]).json()
@@ -255,13 +262,7 @@ def test_background_writer_stores_cache_entries_and_log_lines(
     from workers import result_cache
 
     settings.SERVING_ASYNC_WRITES = True
-    calls: list[list[str]] = []
-    original = ml.TextClassifier.predict_scores
-    monkeypatch.setattr(
-        ml.TextClassifier,
-        "predict_scores",
-        lambda self, texts: calls.append(list(texts)) or original(self, texts),
-    )
+    calls = count_predictions(monkeypatch)
     tag(api_a, "news", [{"id": "w1", "text": SPORT + " written later"}])
     writer.flush()
     key = result_cache.keys_for(
@@ -304,3 +305,24 @@ def test_tag_requests_and_model_loads_reach_the_metrics(client, api_a, need_a, s
         'tagging_request_duration_seconds_bucket{channel="sync"'
         in client.get("/metrics").content.decode()
     )
+
+
+def test_compiled_scorer_matches_the_model_and_falls_back_when_it_cannot(need_a, model_version):
+    from registry import artifacts
+
+    classifier = artifacts.load(model_version.artifact_sha256)
+    texts = [SPORT, TECH, "market shares profit", ""]
+    scorer, path = ml.compile_scorer(classifier, check_texts=texts)
+    assert path == "linear"
+    assert np.allclose(scorer(texts), classifier.predict_scores(texts))
+    nb = ml.train(
+        texts=[SPORT, TECH] * 5,
+        label_lists=[["news.sport"], ["news.tech"]] * 5,
+        labels=["news.sport", "news.tech"],
+        multilabel=False,
+        algorithm="complement-nb",
+        params={"vectorizer": {"min_df": 1}},
+    )
+    scorer, path = ml.compile_scorer(nb, check_texts=texts)
+    assert path == "predict_scores"
+    assert np.allclose(scorer(texts), nb.predict_scores(texts))
