@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import os
 import re
-import uuid
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+# nginx normally sends X-Request-ID. When it does not, ids are a random per-process prefix plus a
+# counter: unique across processes without a urandom read (uuid4) on every request.
+_prefix = os.urandom(8).hex()
+_counter = itertools.count(1)
+
+
+def _reseed_after_fork() -> None:
+    # gunicorn --preload forks workers from one master: each needs its own prefix.
+    global _prefix, _counter
+    _prefix, _counter = os.urandom(8).hex(), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reseed_after_fork)
+
+
+def _new_request_id() -> str:
+    return f"{_prefix}{next(_counter):016x}"
 
 
 def current_request_id() -> str:
@@ -21,7 +40,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request):
         incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _VALID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _VALID.match(incoming) else _new_request_id()
         request.request_id = request_id
         token = _request_id.set(request_id)
         try:

@@ -57,7 +57,8 @@ def test_switch_tenant_refuses_offsite_redirects(client, alice):
 
 def test_request_id_is_echoed_and_generated(client):
     assert client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
-    assert len(client.get("/healthz")["X-Request-ID"]) == 32
+    first, second = (client.get("/healthz")["X-Request-ID"] for _ in range(2))
+    assert len(first) == 32 and first != second
 
 
 def test_api_docs_and_schema_are_served_without_a_cdn(client, alice):
@@ -66,3 +67,20 @@ def test_api_docs_and_schema_are_served_without_a_cdn(client, alice):
     assert schema.status_code == 200
     docs = client.get("/api/docs/").content.decode()
     assert "cdn.jsdelivr" not in docs and "unpkg.com" not in docs
+
+
+def test_generated_request_ids_differ_across_forked_workers():
+    import os
+
+    from tagging_platform import middleware
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a gunicorn worker forked from a preloaded master
+        os.write(write, middleware._new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = os.read(read, 64).decode()
+    parent_id = middleware._new_request_id()
+    assert len(child_id) == len(parent_id) == 32
+    assert child_id[:16] != parent_id[:16]
