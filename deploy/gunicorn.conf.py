@@ -10,6 +10,10 @@ import os
 import sys
 from pathlib import Path
 
+# Imported here, at start-up, not in child_exit: that hook runs inside the SIGCHLD handler, and a
+# first import there can re-enter a half-imported module (seen during rolling HUPs).
+from prometheus_client import multiprocess
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for deploy.gunicorn_worker, loaded before `pythonpath` applies
@@ -87,8 +91,4 @@ def pre_fork(server, worker) -> None:
 def child_exit(server, worker) -> None:
     """Tell prometheus_client that this worker's live gauges are gone."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        try:
-            from prometheus_client import multiprocess
-        except ImportError:  # metrics are optional
-            return
         multiprocess.mark_process_dead(worker.pid)
