@@ -2,10 +2,11 @@
 
 from django.urls import include, path
 
+# Serving first: its routes are the hot path, and URL resolution tries includes in order.
 urlpatterns = [
+    path("", include("serving.api_urls")),
     path("", include("tenants.api_urls")),
     path("", include("taxonomy.api_urls")),
     path("", include("registry.api_urls")),
-    path("", include("serving.api_urls")),
     path("", include("monitoring.api_urls")),
 ]

@@ -313,7 +313,7 @@ def test_compiled_scorer_matches_the_model_and_falls_back_when_it_cannot(need_a,
     classifier = artifacts.load(model_version.artifact_sha256)
     texts = [SPORT, TECH, "market shares profit", ""]
     scorer, path = ml.compile_scorer(classifier, check_texts=texts)
-    assert path == "linear"
+    assert path == "tfidf-linear"
     assert np.allclose(scorer(texts), classifier.predict_scores(texts))
     nb = ml.train(
         texts=[SPORT, TECH] * 5,
