@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from taxonomy.models import Label, LabelSet, LabelSetMember, LabelStatus
 
@@ -283,3 +283,13 @@ def offered_models(*, tenant) -> QuerySet:
 
 def visible_label_sets(*, tenant) -> QuerySet[LabelSet]:
     return LabelSet.objects.for_tenant(tenant).select_related("tenant").order_by("slug")
+
+
+def visible_label_set(*, tenant, slug: str) -> LabelSet | None:
+    """The label set `slug` as `tenant` sees it: its own if it has one, else the shared one."""
+    return (
+        LabelSet.objects.for_tenant(tenant)
+        .filter(slug=slug)
+        .order_by(F("tenant").asc(nulls_last=True))
+        .first()
+    )

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from tenants.authentication import clear_key_cache
 from tenants.models import Role
 from tests.factories import ApiKeyFactory, MembershipFactory, TenantFactory, UserFactory
+from tests.taxonomy.factories import build_news_tree, shared_label_sets
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -117,6 +118,22 @@ def api_a(key_a):
 @pytest.fixture
 def api_b(key_b):
     return api_client_for_key(key_b)
+
+
+# --- The demo-like news taxonomy (taxonomy and tenants tests) ---------------------------------
+@pytest.fixture
+def tree(db):
+    return build_news_tree()
+
+
+@pytest.fixture
+def label_sets(tree):
+    return shared_label_sets()
+
+
+@pytest.fixture
+def news_topics(label_sets):
+    return label_sets[0]
 
 
 @pytest.fixture

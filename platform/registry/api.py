@@ -7,8 +7,7 @@ for a person: a tenant admin on the tenant's own models, platform staff on share
 
 from __future__ import annotations
 
-from django.db.models import Q
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -28,6 +27,7 @@ from registry.models import (
 from registry.services import DatasetImportError, RegistryError
 from tagging_platform.errors import ApiError
 from taxonomy.models import LabelSet
+from taxonomy.selectors import visible_label_set
 from tenants.models import ApiKeyScope, Need, Role
 from tenants.scoping import TenantScopedGenericAPIView, TenantScopedViewSet
 
@@ -322,8 +322,9 @@ class TrainingRunViewSet(
                 Need.objects.for_tenant(self.tenant), slug=data["need"]
             )
         else:
-            visible = LabelSet.objects.for_tenant(self.tenant).filter(slug=data["label_set"])
-            label_set = visible.filter(tenant=self.tenant).first() or get_object_or_404(visible)
+            label_set = visible_label_set(tenant=self.tenant, slug=data["label_set"])
+            if label_set is None:
+                raise Http404
             owner = self.tenant
             if data["shared"]:
                 if not getattr(self.acting_user, "is_staff", False):
@@ -353,9 +354,9 @@ class DatasetUploadView(TenantScopedGenericAPIView):
     def post(self, request):
         body = UploadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        slug = body.validated_data["label_set"]
-        visible = self.get_queryset().filter(slug=slug)
-        label_set = visible.filter(Q(tenant=self.tenant)).first() or get_object_or_404(visible)
+        label_set = visible_label_set(tenant=self.tenant, slug=body.validated_data["label_set"])
+        if label_set is None:
+            raise Http404
         upload = body.validated_data["file"]
         try:
             report = services.dataset_upload(

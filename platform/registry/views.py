@@ -13,6 +13,7 @@ from registry.ml import ALGORITHMS
 from registry.models import AliasName, ModelVersion, RegisteredModel, RunStatus, TrainingRun
 from registry.services import DatasetImportError, RegistryError
 from taxonomy.models import LabelSet
+from taxonomy.selectors import visible_label_set
 from tenants.models import Role
 from tenants.scoping import TenantPortalMixin, role_at_least
 
@@ -213,8 +214,7 @@ class TrainView(TenantPortalMixin, View):
         return LabelSet.objects.all()
 
     def post(self, request, *args, **kwargs):
-        visible = self.get_queryset().filter(slug=request.POST.get("label_set", ""))
-        label_set = visible.filter(tenant=self.tenant).first() or visible.first()
+        label_set = visible_label_set(tenant=self.tenant, slug=request.POST.get("label_set", ""))
         if label_set is None:
             messages.error(request, "Choose a label set.")
             return redirect("registry:list")
@@ -262,8 +262,7 @@ class DatasetUploadView(TenantPortalMixin, TemplateView):
         form = UploadForm(request.POST, request.FILES, label_sets=self.get_queryset())
         context = {"form": form}
         if form.is_valid():
-            visible = self.get_queryset().filter(slug=form.cleaned_data["label_set"])
-            label_set = visible.filter(tenant=self.tenant).first() or visible.first()
+            label_set = visible_label_set(tenant=self.tenant, slug=form.cleaned_data["label_set"])
             upload = form.cleaned_data["file"]
             try:
                 report = services.dataset_upload(
