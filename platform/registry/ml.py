@@ -23,6 +23,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.svm import LinearSVC
 
+from registry import scoring
+
 ALGORITHMS = ("tfidf-logreg", "tfidf-svm", "hashing-sgd", "complement-nb")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
@@ -194,47 +196,7 @@ def compile_scorer(model: TextClassifier, *, check_texts: list[str]) -> tuple[An
     reference = model.predict_scores(check_texts)
     if not np.allclose(linear(check_texts), reference, rtol=1e-6, atol=1e-9):
         return validated_off, "predict_scores"
-    direct = _direct_tfidf_scorer(features, weights, bias)
+    direct = scoring.build(features, weights, bias)
     if direct is not None and np.allclose(direct(check_texts), reference, rtol=1e-6, atol=1e-9):
         return direct, "tfidf-linear"
     return linear, "linear"
-
-
-def _direct_tfidf_scorer(features, weights: np.ndarray, bias: np.ndarray):
-    """Score straight from the analyser's tokens: counts -> (sublinear) tf -> idf -> L2 -> W.
-
-    This is TfidfVectorizer.transform followed by the linear layer, without building a sparse
-    matrix or running scikit-learn's per-call input checks (a large share of a single-document
-    call). `compile_scorer` only uses it when it reproduces the model's own scores.
-    """
-    from collections import Counter
-
-    if not isinstance(features, TfidfVectorizer) or features.norm not in ("l2", None):
-        return None
-    analyze = features.build_analyzer()
-    vocabulary = features.vocabulary_
-    idf = features.idf_ if features.use_idf else None
-    sublinear, binary, l2 = features.sublinear_tf, features.binary, features.norm == "l2"
-    n_labels = weights.shape[1]
-
-    def score(texts: list[str]) -> np.ndarray:
-        out = np.empty((len(texts), n_labels))
-        for row, text in enumerate(texts):
-            counts = Counter(j for j in map(vocabulary.get, analyze(text)) if j is not None)
-            if not counts:
-                out[row] = bias
-                continue
-            columns = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-            values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            if binary:
-                values[:] = 1.0
-            elif sublinear:
-                values = np.log(values) + 1.0
-            if idf is not None:
-                values *= idf[columns]
-            if l2:
-                values /= np.sqrt(values @ values)
-            out[row] = values @ weights[columns] + bias
-        return softmax(out, axis=1)
-
-    return score
