@@ -96,7 +96,11 @@ def test_matches_scikit_learn_on_chinese_news_with_character_ngrams(zh):
 
 @pytest.mark.parametrize(
     "options",
-    [{"stop_words": "english"}, {"analyzer": "char_wb"}, {"tokenizer": str.split, "token_pattern": None}],
+    [
+        {"stop_words": "english"},
+        {"analyzer": "char_wb"},
+        {"tokenizer": str.split, "token_pattern": None},
+    ],
     ids=["stop_words", "char_wb", "tokenizer"],
 )
 def test_declines_what_it_does_not_reproduce(bbc, options):
