@@ -1,6 +1,7 @@
 """The content-hash result cache: (model version, sha256(text)) -> float32 scores, shared by all
 tenants and channels. Raw Redis (MGET, pipelined SET EX) when REDIS_URL is set, else the Django
-cache. Writes go through the serving background writer so they cost the request nothing."""
+cache. Writes go through the serving write-behind (serving.redis_pool) so they cost the request
+nothing."""
 
 from __future__ import annotations
 

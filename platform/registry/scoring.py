@@ -22,7 +22,6 @@ from itertools import repeat
 
 import numpy as np
 from scipy import sparse
-from scipy.special import softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 #: scikit-learn's default token pattern, and an equivalent one that `re` runs about 30% faster:
@@ -55,9 +54,13 @@ def build(features, weights: np.ndarray, bias: np.ndarray) -> Scorer | None:
     index_get = tables.index.get
 
     def score(texts: list[str]) -> np.ndarray:
+        if len(texts) > tables.max_docs:
+            step = tables.max_docs
+            return np.vstack([score(texts[i : i + step]) for i in range(0, len(texts), step)])
         n_docs = len(texts)
         # Every text's tokens in one list, each text followed by a None (id -1), so no n-gram
-        # spans two texts.
+        # spans two texts. Each distinct token is looked up in the (large, cache-cold) vocabulary
+        # index once; the repeats go through a small dict that stays in cache.
         stream: list = []
         lengths = np.empty(n_docs, dtype=np.int64)
         for row, text in enumerate(texts):
@@ -65,12 +68,11 @@ def build(features, weights: np.ndarray, bias: np.ndarray) -> Scorer | None:
             stream.extend(tokens)
             stream.append(None)
             lengths[row] = len(tokens) + 1
-        ids = np.fromiter(map(index_get, stream, repeat(-1)), dtype=np.int64, count=len(stream))
+        distinct = dict.fromkeys(stream)
+        local = dict(zip(distinct, map(index_get, distinct, repeat(-1)), strict=True))
+        ids = np.fromiter(map(local.__getitem__, stream), dtype=np.int64, count=len(stream))
         doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
-        docs, columns = tables.lookup(ids, doc_of)
-        # One entry per (text, feature), sorted by text: np.unique on a combined key.
-        keys, counts = np.unique(docs * n_features + columns, return_counts=True)
-        docs, columns = np.divmod(keys, n_features)
+        docs, columns, counts = tables.count(ids, doc_of)
         values = counts.astype(np.float64)
         if binary:
             values[:] = 1.0
@@ -81,12 +83,40 @@ def build(features, weights: np.ndarray, bias: np.ndarray) -> Scorer | None:
         if l2:
             norms = np.sqrt(np.bincount(docs, weights=values * values, minlength=n_docs))
             values /= norms[docs]
+        return _softmax(_linear(docs, columns, values, n_docs, n_features, weights) + bias)
+
+    return score
+
+
+#: Texts scored in one pass (bounds memory; (text, n-gram) keys must also fit in int64).
+MAX_DOCS_PER_PASS = 2048
+#: Above this many (n-gram, label) products, `_linear` multiplies through a sparse matrix instead
+#: of materialising them (bounded memory for large batches and many labels).
+DENSE_PRODUCTS_MAX = 1 << 21
+
+
+def _linear(docs, columns, values, n_docs: int, n_features: int, weights) -> np.ndarray:
+    """X · weights for the sparse rows given as (text, column, value), sorted by text."""
+    n_labels = weights.shape[1]
+    if len(values) * n_labels > DENSE_PRODUCTS_MAX:
         indptr = np.zeros(n_docs + 1, dtype=np.int64)
         np.cumsum(np.bincount(docs, minlength=n_docs), out=indptr[1:])
         matrix = sparse.csr_matrix((values, columns, indptr), shape=(n_docs, n_features))
-        return softmax(np.asarray(matrix @ weights) + bias, axis=1)
+        return np.asarray(matrix @ weights)
+    out = np.zeros((n_docs, n_labels))
+    if len(values):
+        products = weights[columns]
+        products *= values[:, None]
+        starts = np.flatnonzero(np.concatenate(([True], docs[1:] != docs[:-1])))
+        out[docs[starts]] = np.add.reduceat(products, starts, axis=0)
+    return out
 
-    return score
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
 
 
 def _tokeniser(features) -> Callable[[str], list[str]]:
@@ -124,6 +154,8 @@ class _NgramTables:
             min_n <= len(pieces) <= max_n and all(pieces) for pieces in parts.values()
         )
         self.tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.unigram_columns = np.empty(0, dtype=np.int64)
+        self.max_docs = 1
         if not self.ok:
             return
         for n in self.sizes:
@@ -140,10 +172,20 @@ class _NgramTables:
             )
             order = np.argsort(codes)
             self.tables[n] = (codes[order], columns[order])
+        self.unigram_columns = np.full(base, -1, dtype=np.int64)
+        if 1 in self.tables:
+            codes, columns = self.tables[1]
+            self.unigram_columns[codes] = columns
+        self.max_docs = max(1, min(MAX_DOCS_PER_PASS, (2**62) // base**max_n))
 
-    def lookup(self, ids: np.ndarray, doc_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(text, column) of every n-gram in the id stream that is in the vocabulary."""
-        docs, columns = [], []
+    def count(
+        self, ids: np.ndarray, doc_of: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(text, column, count) of every vocabulary n-gram in the id stream, sorted by text.
+
+        Occurrences are counted first (np.unique on text·Tⁿ + code) and each distinct n-gram is
+        looked up once, with sorted keys; unigrams index a direct table instead."""
+        docs, columns, counts = [], [], []
         for n, (codes, cols) in self.tables.items():
             if len(codes) == 0 or len(ids) < n:
                 continue
@@ -154,11 +196,30 @@ class _NgramTables:
                 following = ids[k : k + width]
                 valid &= following >= 0
                 code = code * self.base + following
-            code, at = code[valid], doc_of[:width][valid]
-            slot = np.minimum(np.searchsorted(codes, code), len(codes) - 1)
-            found = codes[slot] == code
+            span = self.base**n
+            keys, found_counts = np.unique(
+                doc_of[:width][valid] * span + code[valid], return_counts=True
+            )
+            at, code = np.divmod(keys, span)
+            if n == 1:
+                column = self.unigram_columns[code]
+                found = column >= 0
+            else:
+                slot = np.minimum(np.searchsorted(codes, code), len(codes) - 1)
+                found = codes[slot] == code
+                column = cols[slot]
             docs.append(at[found])
-            columns.append(cols[slot[found]])
+            columns.append(column[found])
+            counts.append(found_counts[found])
         if not docs:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        return np.concatenate(docs), np.concatenate(columns)
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty
+        docs, columns, counts = (
+            np.concatenate(docs),
+            np.concatenate(columns),
+            np.concatenate(counts),
+        )
+        if len(self.tables) > 1:  # each n's entries are sorted by text; merge them
+            order = np.argsort(docs, kind="stable")
+            docs, columns, counts = docs[order], columns[order], counts[order]
+        return docs, columns, counts

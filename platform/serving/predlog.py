@@ -1,7 +1,8 @@
 """The prediction log, buffered so that recording never slows the hot path.
 
-`record()` appends one JSON line per prediction to a Redis list with a single RPUSH, sent by the
-process's background writer (or, without Redis, to an in-process buffer the same process flushes). `flush()` pops the buffer in
+`record()` appends one JSON line per prediction to a Redis list with a single RPUSH, sent with the
+process's next Redis pipeline (serving.redis_pool.writer; without Redis, to an in-process buffer
+the same process flushes). `flush()` pops the buffer in
 batches and bulk-inserts PredictionLog rows; the `online.flush_prediction_log` task runs it every
 PREDICTION_LOG_FLUSH_SECONDS, and `manage.py flush_prediction_log` runs it on demand.
 Sync traffic is sampled with PREDICTION_LOG_SAMPLE_RATE; stream and batch are always logged.
@@ -133,7 +134,7 @@ def flush(*, batch: int = 2000, limit: int | None = None) -> int:
     """Move buffered lines into PredictionLog. Returns the number of rows written."""
     global _local_flushed_at
     written = 0
-    writer.flush()  # lines this process has handed to its background writer
+    writer.flush()  # lines this process still holds for write-behind
     with _local_lock:
         local, _local[:] = list(_local), []
         _local_flushed_at = time.monotonic()

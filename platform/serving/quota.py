@@ -1,7 +1,8 @@
 """Per-tenant request quotas, counted in Redis (a fixed one-minute window per tenant).
 
 One pipelined INCR+EXPIRE per request; the sync hot path adds its result-cache MGET to the same
-pipeline, so quota and cache cost one round trip together. Without Redis the Django cache counts
+pipeline, and the process's pending write-behind operations ride in front of both, so quota,
+cache lookup and the previous requests' writes cost one round trip together. Without Redis the Django cache counts
 (embedded single-machine setup). `Tenant.quota_requests_per_minute == 0` means "no limit".
 """
 
@@ -11,7 +12,7 @@ import time
 
 from django.core.cache import cache
 
-from serving.redis_pool import get_redis
+from serving.redis_pool import get_redis, writer
 from tagging_platform.errors import ApiError
 from workers import result_cache
 
@@ -30,14 +31,15 @@ def check_rate(tenant, *, lookup_keys: list[str] | None = None) -> list[bytes | 
     count, found = 0, None
     if client is not None:
         pipe = client.pipeline(transaction=False)
+        mine = writer.drain_into(pipe)  # replies to the ridden-along writes come first
         if limit:
             pipe.incr(key)
             pipe.expire(key, WINDOW_SECONDS + 5)
         if lookup_keys:
             pipe.mget(lookup_keys)
-        replies = pipe.execute() if (limit or lookup_keys) else []
+        replies = pipe.execute() if len(pipe) else []
         if limit:
-            count = int(replies[0])
+            count = int(replies[mine])
         if lookup_keys:
             found = replies[-1]
     else:

@@ -247,8 +247,10 @@ BATCH_CHUNK_LEASE_SECONDS = envfloat("BATCH_CHUNK_LEASE_SECONDS", 600.0, minimum
 #: Test/benchmark only: sleep this long inside each chunk (makes "kill mid-chunk" reproducible).
 BATCH_CHUNK_DELAY_SECONDS = envfloat("BATCH_CHUNK_DELAY_SECONDS", 0.0, minimum=0.0)
 PREDICTION_LOG_FLUSH_SECONDS = envfloat("PREDICTION_LOG_FLUSH_SECONDS", 5.0, minimum=0.1)
-#: Write result-cache entries and log lines from a background thread (off the request path).
+#: Send result-cache entries and log lines with the next Redis pipeline (write-behind) instead of
+#: inline; a quiet process sends them after WRITE_BEHIND_SECONDS (serving/redis_pool.py).
 SERVING_ASYNC_WRITES = envbool("SERVING_ASYNC_WRITES", True)
+WRITE_BEHIND_SECONDS = envfloat("WRITE_BEHIND_SECONDS", 0.05, minimum=0.001)
 
 # --- Demo -----------------------------------------------------------------------------------
 DEMO_ADMIN_USERNAME = envstr("DEMO_ADMIN_USERNAME", "admin")

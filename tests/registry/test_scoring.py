@@ -94,6 +94,15 @@ def test_matches_scikit_learn_on_chinese_news_with_character_ngrams(zh):
     check(pipeline, texts[::2] + EDGE_CASES)
 
 
+def test_large_batches_take_the_sparse_product_and_several_passes(bbc, monkeypatch):
+    texts, labels = bbc
+    pipeline = fit(texts, labels, ngram_range=(1, 2), sublinear_tf=True)
+    monkeypatch.setattr(scoring, "DENSE_PRODUCTS_MAX", 0)
+    check(pipeline, texts[::3] + EDGE_CASES)
+    monkeypatch.setattr(scoring, "MAX_DOCS_PER_PASS", 5)
+    check(pipeline, texts[::3] + EDGE_CASES)
+
+
 @pytest.mark.parametrize(
     "options",
     [
