@@ -42,7 +42,8 @@ preload_app = os.environ.get("GUNICORN_PRELOAD", "1") == "1"
 
 # Recycle workers now and then (bounded memory growth from model caches and fragmentation); the
 # jitter keeps all workers from restarting at the same moment.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
+# Not too often: a recycled worker reloads and re-warms its models before it serves again.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", str(max_requests // 10)))
 
 # A worker silent for `timeout` seconds is killed (with gthread this means the main loop is stuck,
@@ -58,7 +59,7 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "10"))
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
 
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # empty: no access log
 errorlog = os.environ.get("GUNICORN_ERROR_LOG", "-")
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # Latency in seconds (%(L)s) and milliseconds (%(M)s), and the request id the app answered with
@@ -92,3 +93,23 @@ def child_exit(server, worker) -> None:
     """Tell prometheus_client that this worker's live gauges are gone."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker) -> None:
+    """Before a worker takes its first request: load and warm the live needs' models (the first
+    request must not pay for it), then move everything alive so far into the garbage collector's
+    permanent generation. Django, scikit-learn and the models are some 190,000 tracked objects;
+    a full collection over them stalls a request for ~100 ms, and they never become garbage."""
+    import gc
+
+    from django.db import connections
+
+    from workers.runtime import warm_live_needs
+
+    try:
+        warm_live_needs()
+    except Exception:  # a cold start is slower, not broken
+        worker.log.warning("model warm-up at worker start failed", exc_info=True)
+    finally:
+        connections.close_all()
+    gc.freeze()
