@@ -588,6 +588,8 @@ def main() -> None:
             "2",
             "-k",
             "sync",
+            "--threads",
+            "1",  # more than 1 would turn the sync worker into gthread
             "-b",
             f"127.0.0.1:{OUR_PORT}",
             "--backlog",
