@@ -124,6 +124,9 @@ def _validate(rows: list[tuple[int, object, object]]) -> list[tuple[str, str]]:
             except UnicodeEncodeError:
                 errors[key] = ["The text is not valid Unicode (lone surrogate)."]
                 codes.append("invalid_utf8")
+        if key not in errors and ("\x00" in item_id or "\x00" in text):
+            errors[key] = ["The id or text contains a NUL character (not storable)."]
+            codes.append("invalid")
         if len(errors) >= MAX_REPORTED_ERRORS:
             break
         out.append((item_id, text))

@@ -95,6 +95,12 @@ def validate_items(data: Any, *, max_items: int) -> tuple[list[str], list[str]]:
             except UnicodeEncodeError:  # lone surrogates from "\\ud800" escapes
                 errors[f"items[{n}].text"] = ["The text is not valid Unicode (lone surrogate)."]
                 codes.add("invalid_utf8")
+            if "\x00" in text:  # PostgreSQL text cannot hold it
+                errors[f"items[{n}].text"] = ["The text contains a NUL character."]
+                codes.add("invalid")
+        if isinstance(item_id, str) and "\x00" in item_id:
+            errors[f"items[{n}].id"] = ["The id contains a NUL character."]
+            codes.add("invalid")
         ids.append(item_id)
         texts.append(text)
     if errors:

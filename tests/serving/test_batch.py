@@ -183,6 +183,32 @@ def test_upload_with_too_long_text_is_413(settings, api_a, need_a):
     assert_refused(upload(api_a, csv_file([("1", SPORT)])), 413, "text_too_long")
 
 
+def test_upload_with_a_nul_character_is_400(api_a, need_a):
+    response = upload(api_a, jsonl_file([("1", SPORT), ("2", "bad\x00text")]))
+    assert_refused(response, 400, "invalid")
+    assert "line 2" in response.json()["error"]["fields"]
+
+
+def test_stored_items_keep_every_character_of_the_upload(api_a, need_a):
+    """Items are written with COPY on PostgreSQL: quoting, separators and escapes survive."""
+    from serving.models import BatchItem
+
+    rows = [
+        ("q1", 'He said "goal", twice; then left.'),
+        ("nl", "line one\nline two\r\nline three"),
+        ("tab", "a\tb\\N c\\ d"),
+        ("uni", "Café — 新闻 ✓ \u00a0nbsp"),
+        ("edge,id", ' "" , '),
+        ("null", "NULL"),
+    ]
+    response = upload(api_a, jsonl_file(rows))
+    assert response.status_code == 201, response.content
+    stored = BatchItem.objects.filter(job_id=response.json()["id"]).order_by("position")
+    assert [(item.position, item.external_id, item.text) for item in stored] == [
+        (n, item_id, text) for n, (item_id, text) in enumerate(rows)
+    ]
+
+
 def test_csv_without_text_column_is_400(api_a, need_a):
     bad = SimpleUploadedFile("x.csv", b"id,body\n1,hello\n", content_type="text/csv")
     assert_refused(upload(api_a, bad), 400, "invalid")

@@ -93,6 +93,15 @@ def test_wrong_types_are_400_with_fields(api_a, need_a, endpoint, body, field):
     assert_nothing_written()
 
 
+def test_nul_characters_are_400_with_fields(api_a, need_a, endpoint):
+    items = [{"id": "good", "text": SPORT}, {"id": "b\x00d", "text": "goal\x00 scored"}]
+    response = api_a.post(endpoint, {"items": items}, format="json")
+    assert response.status_code == 400
+    assert error(response)["code"] == "invalid"
+    assert set(error(response)["fields"]) == {"items[1].id", "items[1].text"}
+    assert_nothing_written()
+
+
 @pytest.mark.parametrize("text", ["", "   ", "\n\t "])
 def test_empty_or_whitespace_text(api_a, need_a, endpoint, text):
     items = [{"id": "good", "text": SPORT}, {"id": "bad", "text": text}]
