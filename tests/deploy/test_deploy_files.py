@@ -216,3 +216,34 @@ def test_cluster_script_is_executable():
 def test_layout_keeps_deploy_out_of_the_platform_source_folder():
     assert not (ROOT / "platform" / "deploy").exists()
     assert Path(DEPLOY / "__init__.py").exists()
+
+
+def test_gunicorn_workers_warm_live_models_and_freeze_the_heap_before_serving(
+    db, tenant_a, monkeypatch
+):
+    import gc
+    import logging
+
+    from django.db import connections
+
+    from tests.serving.factories import make_served_need
+    from workers.runtime import get_runtime
+
+    need = make_served_need(tenant=tenant_a)
+    version_id = need.model.aliases.get(name="production").version_id
+    runtime = get_runtime()
+    runtime.forget()
+    conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))  # keep the test process as is
+    monkeypatch.setattr(connections, "close_all", lambda: None)  # the test's transaction stays
+
+    class Worker:
+        log = logging.getLogger("gunicorn.error")
+
+    try:
+        conf["post_worker_init"](Worker())
+        assert version_id in runtime.loaded_version_ids()
+        assert frozen == [True]
+    finally:
+        runtime.forget()
