@@ -33,3 +33,8 @@ cluster-up: $(STAMP)
 
 cluster-down: $(STAMP)
 	$(PY) deploy/cluster down
+
+# The serving benchmark (platform vs a bare Flask app, batch vs raw predict) on local PostgreSQL
+# and Redis; writes docs/benchmarks.md. Uses Debian's wrk as the load generator when installed.
+bench: $(STAMP)
+	$(PY) bench/serving_bench.py
