@@ -273,13 +273,10 @@ def test_prediction_log_lists_sync_and_batch_predictions(cluster, platform):
     assert {"sync", "batch"} <= channels
 
 
-def test_killing_a_gunicorn_instance_under_tag_load_fails_only_requests_in_flight(
-    cluster, platform
-):
+def test_killing_a_gunicorn_instance_under_tag_load_fails_no_tag_request(cluster, platform):
     key_header = platform.service.headers["Authorization"]
     with Load(cluster.host, cluster.nginx_port, tag_call(key_header), concurrency=4) as load:
         load.wait_for(30)
-        kill_started = time.monotonic()
         cluster.kill_web(1)
         dead_at = time.monotonic()
         load.wait_for(60)
@@ -289,11 +286,9 @@ def test_killing_a_gunicorn_instance_under_tag_load_fails_only_requests_in_fligh
         failed = [o for o in outcomes if o.status != 200]
 
         assert len(after) >= 60
-        assert not [o for o in after if o.status != 200], describe(after)
-        # POSTs are never retried by nginx once sent: only those in flight may have failed.
-        assert all(o.started < dead_at and o.finished >= kill_started for o in failed), describe(
-            failed
-        )
+        # nginx resends a sync tag request that the dead instance had in hand (or that it wrote
+        # into a keep-alive connection to it) to the live one, so even those in flight succeed.
+        assert not failed, describe(failed)
     finally:
         cluster.start_web(1)
 
