@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from serving import predlog
+from serving.redis_pool import writer
 from tenants.authentication import clear_key_cache
 from tests.serving.factories import make_model, make_served_need
 from workers.runtime import get_runtime
@@ -14,7 +16,10 @@ def _fresh_runtime(settings):
     settings.SERVING_ASYNC_WRITES = False  # deterministic; test_sync covers the background writer
     get_runtime().forget()
     clear_key_cache()
+    predlog._local.clear()  # the no-Redis buffer is per process: lines must not cross tests
     yield
+    writer.flush()  # nothing held for write-behind leaks into the next test
+    predlog._local.clear()
     get_runtime().forget()
     clear_key_cache()
 
