@@ -327,14 +327,12 @@ def run_load_wrk(
     target: Target, texts: list[str], *, items: int, concurrency: int, duration: float, unique: bool
 ) -> dict:
     """The same requests as run_load, sent by wrk (one event-loop thread)."""
-    table = DATA_DIR / f"wrk_texts_{len(texts)}.lua"
-    if not table.exists() or table.stat().st_mtime < time.time() - 3600:
-        # The texts as a Lua table of JSON-escaped strings (rewritten for each bench run).
-        table.write_text(
-            "return {\n"
-            + ",\n".join("[==[" + json.dumps(text)[1:-1] + "]==]" for text in texts)
-            + "\n}\n"
-        )
+    table = DATA_DIR / "wrk_texts.lua"  # the texts as a Lua table of JSON-escaped strings
+    table.write_text(
+        "return {\n"
+        + ",\n".join("[==[" + json.dumps(text)[1:-1] + "]==]" for text in texts)
+        + "\n}\n"
+    )
     env = {
         **os.environ,
         "WRK_TEXTS": str(table),

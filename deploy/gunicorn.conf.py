@@ -102,14 +102,7 @@ def post_worker_init(worker) -> None:
     a full collection over them stalls a request for ~100 ms, and they never become garbage."""
     import gc
 
-    from django.db import connections
+    from workers.runtime import warm_at_process_start
 
-    from workers.runtime import warm_live_needs
-
-    try:
-        warm_live_needs()
-    except Exception:  # a cold start is slower, not broken
-        worker.log.warning("model warm-up at worker start failed", exc_info=True)
-    finally:
-        connections.close_all()
+    warm_at_process_start()
     gc.freeze()

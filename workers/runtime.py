@@ -390,6 +390,22 @@ def warm_live_needs() -> int:
     return warmed
 
 
+def warm_at_process_start() -> int:
+    """`warm_live_needs` for a process that has just started (a forked Celery pool process or
+    gunicorn worker): never on a connection inherited from the parent, and a failure is logged,
+    not raised (a cold start is slower, not broken)."""
+    from django.db import connections
+
+    try:
+        connections.close_all()
+        return warm_live_needs()
+    except Exception:
+        logger.warning("model warm-up at process start failed", exc_info=True)
+        return 0
+    finally:
+        connections.close_all()
+
+
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
 

@@ -2,9 +2,9 @@
 
 `record()` appends one JSON line per prediction to a Redis list with a single RPUSH, sent with the
 process's next Redis pipeline (serving.redis_pool.writer; without Redis, to an in-process buffer
-the same process flushes). `flush()` pops the buffer in
-batches and bulk-inserts PredictionLog rows; the `online.flush_prediction_log` task runs it every
-PREDICTION_LOG_FLUSH_SECONDS, and `manage.py flush_prediction_log` runs it on demand.
+the same process flushes). `flush()` pops the buffer in batches and bulk-inserts PredictionLog
+rows; the `online.flush_prediction_log` task runs it every PREDICTION_LOG_FLUSH_SECONDS, and
+`manage.py flush_prediction_log` runs it on demand.
 Sync traffic is sampled with PREDICTION_LOG_SAMPLE_RATE; stream and batch are always logged.
 """
 

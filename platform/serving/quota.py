@@ -2,8 +2,8 @@
 
 One pipelined INCR+EXPIRE per request; the sync hot path adds its result-cache MGET to the same
 pipeline, and the process's pending write-behind operations ride in front of both, so quota,
-cache lookup and the previous requests' writes cost one round trip together. Without Redis the Django cache counts
-(embedded single-machine setup). `Tenant.quota_requests_per_minute == 0` means "no limit".
+cache lookup and the previous requests' writes cost one round trip together. Without Redis the
+Django cache counts (embedded single-machine setup). `Tenant.quota_requests_per_minute == 0` means "no limit".
 """
 
 from __future__ import annotations

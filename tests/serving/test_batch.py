@@ -190,7 +190,7 @@ def test_upload_with_a_nul_character_is_400(api_a, need_a):
 
 
 def test_stored_items_keep_every_character_of_the_upload(api_a, need_a):
-    """Items are written with COPY on PostgreSQL: quoting, separators and escapes survive."""
+    """Quoting, separators, escapes and a literal NULL survive the upload and the database."""
     from serving.models import BatchItem
 
     rows = [

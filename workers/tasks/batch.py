@@ -15,17 +15,9 @@ logger = logging.getLogger(__name__)
 @worker_process_init.connect
 def _warm_models(**kwargs) -> None:
     """Each pool process loads the live needs' models once, at start, not inside a chunk."""
-    from django.db import connections
+    from workers.runtime import warm_at_process_start
 
-    from workers.runtime import warm_live_needs
-
-    try:
-        connections.close_all()  # never reuse the parent's database connection after fork
-        logger.info("warmed %d live needs' models", warm_live_needs())
-    except Exception:  # a cold start is slower, not broken
-        logger.warning("model warm-up at worker start failed", exc_info=True)
-    finally:
-        connections.close_all()
+    logger.info("warmed %d live needs' models", warm_at_process_start())
 
 
 @shared_task(bind=True, base=DurableTask, name="workers.tasks.batch.run_batch_chunk")
