@@ -6,15 +6,15 @@ file, so a user can find it in an editor or spreadsheet). `registry.services` de
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
+
+from tagging_platform import csv_io
 
 #: Longest training text accepted (BBC articles reach ~25k characters).
 MAX_TEXT_CHARS = 100_000
@@ -116,9 +116,13 @@ def parse_csv(content: bytes) -> ParseResult:
     if decoded is None:
         result.errors.append(RowError(0, "file", "The file is not UTF-8 text."))
         return result
-    reader = csv.DictReader(io.StringIO(decoded, newline=""))
-    columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-    reader.fieldnames = columns
+    try:
+        found = list(csv_io.records(decoded))
+    except csv_io.CsvFormatError as exc:
+        # e.g. an unterminated quote, which a lenient reader turns into one huge last field.
+        result.errors.append(RowError(exc.line, "row", exc.message))
+        return result
+    columns = [c.strip().lower() for c in (found[0][1] if found else [])]
     label_column = "labels" if "labels" in columns else "label" if "label" in columns else None
     if "text" not in columns or label_column is None:
         result.errors.append(
@@ -127,24 +131,18 @@ def parse_csv(content: bytes) -> ParseResult:
             )
         )
         return result
-    try:
-        for record in reader:
-            if None in record:
-                result.errors.append(
-                    RowError(reader.line_num, "row", "More cells than header columns.")
-                )
-                continue
-            if not any((value or "").strip() for value in record.values()):
-                continue  # blank line
-            _clean_row(
-                result,
-                row=reader.line_num,
-                text=record.get("text"),
-                labels=record.get(label_column) or "",
-                split=record.get("split", ""),
-            )
-    except csv.Error as exc:
-        result.errors.append(RowError(reader.line_num, "row", f"Malformed CSV: {exc}."))
+    for line, cells in found[1:]:
+        if len(cells) > len(columns):
+            result.errors.append(RowError(line, "row", "More cells than header columns."))
+            continue
+        record = dict(zip(columns, cells, strict=False))
+        _clean_row(
+            result,
+            row=line,
+            text=record.get("text"),
+            labels=record.get(label_column) or "",
+            split=record.get("split", ""),
+        )
     return result
 
 

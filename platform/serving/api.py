@@ -17,6 +17,7 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
@@ -25,6 +26,7 @@ from rest_framework.response import Response
 from serving import batch_io, quota, selectors, serializers, services, sync, validation, webhooks
 from serving.models import BatchJob, BatchSource, Item, PredictionLog, WebhookDelivery
 from tagging_platform.errors import ApiError
+from tenants.authentication import ApiKeyAuthentication
 from tenants.models import ApiKeyScope, Role
 from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView
 
@@ -52,12 +54,30 @@ class ServingMixin:
         quota.check_rate(self.tenant)
 
 
-class TagView(ServingMixin, TenantScopedAPIView):
+class RawBodySessionAuthentication(SessionAuthentication):
+    """Session authentication for views that read their JSON body themselves.
+
+    Django's CSRF check reads `request.POST` (for a form token). On DRF's request that parses
+    the body with the view's parsers, and with none (`parser_classes = []`) every signed-in POST
+    got a 415. Django's own request answers `POST` for a JSON body without reading it.
+    """
+
+    def enforce_csrf(self, request):
+        super().enforce_csrf(request._request)
+
+
+class JsonBodyMixin:
+    """`POST` bodies read once by validation.read_json_body (JSON only: 415 otherwise)."""
+
+    parser_classes: list = []
+    authentication_classes = [ApiKeyAuthentication, RawBodySessionAuthentication]
+
+
+class TagView(JsonBodyMixin, ServingMixin, TenantScopedAPIView):
     """`POST /api/v1/needs/{need_slug}/tag`: the synchronous hot path."""
 
     write_scope = ApiKeyScope.TAG
     write_role = Role.REQUESTER
-    parser_classes: list = []  # the body is read once, by validation.read_json_body
 
     @extend_schema(
         operation_id="needs_tag",
@@ -108,12 +128,11 @@ def _need_or_404(tenant, slug: str):
     return need
 
 
-class StreamItemsView(ServingMixin, TenantScopedGenericAPIView):
+class StreamItemsView(JsonBodyMixin, ServingMixin, TenantScopedGenericAPIView):
     """`POST` ingests items for the online queue; `GET` reads them back with their results."""
 
     write_scope = ApiKeyScope.TAG
     write_role = Role.REQUESTER
-    parser_classes: list = []
     serializer_class = serializers.ItemOutSerializer
 
     def scoped_queryset(self):
@@ -129,7 +148,9 @@ class StreamItemsView(ServingMixin, TenantScopedGenericAPIView):
     def post(self, request, need_slug: str):
         self.count_quota()
         data = validation.read_json_body(request)
-        ids, texts = validation.validate_items(data, max_items=settings.STREAM_MAX_ITEMS)
+        ids, texts = validation.validate_items(
+            data, max_items=settings.STREAM_MAX_ITEMS, unique_ids=False
+        )
         need = _need_or_404(self.tenant, need_slug)
         sync.resolve_need(tenant_id=self.tenant.pk, need_slug=need_slug)  # 409 if not servable
         body = services.stream_items_ingest(tenant=self.tenant, need=need, ids=ids, texts=texts)
@@ -373,7 +394,16 @@ class BatchJobResultsView(ServingMixin, TenantScopedGenericAPIView):
 
     @extend_schema(
         operation_id="batch_jobs_results",
-        parameters=[OpenApiParameter("format", str, enum=["csv", "jsonl"], default="csv")],
+        parameters=[
+            OpenApiParameter("format", str, enum=["csv", "jsonl"], default="csv"),
+            OpenApiParameter(
+                "include_text",
+                str,
+                enum=["1", "0"],
+                default="1",
+                description="Include each item's text (the last CSV column; `text` in JSONL).",
+            ),
+        ],
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
             (200, "application/x-ndjson"): OpenApiTypes.STR,
@@ -382,22 +412,36 @@ class BatchJobResultsView(ServingMixin, TenantScopedGenericAPIView):
     )
     def get(self, request, pk: int):
         job = get_object_or_404(self.get_queryset(), pk=pk)
-        return results_download(job, request.query_params.get("format", "csv"))
+        params = request.query_params
+        return results_download(job, params.get("format", "csv"), params.get("include_text"))
 
 
-def results_download(job, fmt: str) -> StreamingHttpResponse:
-    rows = selectors.batch_result_rows(job=job)
-    if fmt == "jsonl":
-        response = StreamingHttpResponse(
-            batch_io.render_jsonl(rows), content_type="application/x-ndjson"
-        )
-    elif fmt == "csv":
-        response = StreamingHttpResponse(
-            batch_io.render_csv(rows), content_type="text/csv; charset=utf-8"
-        )
-    else:
+def _include_text(value: str | None) -> bool:
+    if value is None or value == "":
+        return True
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise ApiError("invalid", "include_text must be 1 or 0.", fields={"include_text": ["1 or 0"]})
+
+
+def results_download(job, fmt: str, include_text: str | None = None) -> StreamingHttpResponse:
+    """A job's results as CSV or JSONL; the item texts are included unless include_text=0."""
+    if fmt not in ("csv", "jsonl"):
         raise ApiError(
             "invalid", "format must be csv or jsonl.", fields={"format": ["csv or jsonl"]}
+        )
+    with_text = _include_text(include_text)
+    rows = selectors.batch_result_rows(job=job, include_text=with_text)
+    if fmt == "jsonl":
+        response = StreamingHttpResponse(
+            batch_io.render_jsonl(rows, include_text=with_text), content_type="application/x-ndjson"
+        )
+    else:
+        response = StreamingHttpResponse(
+            batch_io.render_csv(rows, include_text=with_text),
+            content_type="text/csv; charset=utf-8",
         )
     response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}-results.{fmt}"'
     return response

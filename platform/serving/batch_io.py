@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 
+from serving.ranked import ranked_scores, scores_mapping, top
+from tagging_platform import csv_io
 from tagging_platform.errors import ApiError
 
 MAX_REPORTED_ERRORS = 20
@@ -50,7 +51,9 @@ def parse_upload(upload) -> list[tuple[str, str]]:
 
 def _parse_jsonl(text: str) -> list[tuple[int, object, object]]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and friends unescaped, and
+    # the line numbers in errors must be the ones an editor shows.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -72,24 +75,30 @@ def _parse_jsonl(text: str) -> list[tuple[int, object, object]]:
 
 
 def _parse_csv(text: str) -> list[tuple[int, object, object]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    fieldnames = [name.strip().lower() for name in (reader.fieldnames or [])]
-    if "text" not in fieldnames:
+    """(line the record starts on, id, text) rows; the header names the `id` and `text` columns."""
+    try:
+        found = list(csv_io.records(text))
+    except csv_io.CsvFormatError as exc:
+        raise ApiError(
+            "malformed_csv", exc.message, fields={f"line {exc.line}": [exc.message]}
+        ) from None
+    if not found:
+        raise ApiError("invalid", "The file has no rows.", fields={"file": ["Empty."]})
+    header_line, header = found[0]
+    columns = [name.strip().lower() for name in header]
+    if "text" not in columns:
         raise ApiError(
             "invalid",
-            "The CSV needs a header row with a `text` column (and optionally `id`).",
-            fields={"file": ["Missing `text` column."]},
+            "The CSV needs a header row with a 'text' column (and optionally 'id').",
+            fields={f"line {header_line}": ["Missing 'text' column."]},
         )
-    reader.fieldnames = fieldnames
+    text_at = columns.index("text")
+    id_at = columns.index("id") if "id" in columns else None
     rows = []
-    try:
-        for row in reader:
-            number = reader.line_num
-            rows.append((number, row.get("id") or number - 1, row.get("text")))
-    except csv.Error as exc:
-        raise ApiError(
-            "invalid", f"The CSV is malformed near line {reader.line_num}: {exc}."
-        ) from None
+    for number, cells in found[1:]:
+        item_id = cells[id_at] if id_at is not None and id_at < len(cells) else ""
+        text_cell = cells[text_at] if text_at < len(cells) else None
+        rows.append((number, item_id or str(len(rows) + 1), text_cell))
     return rows
 
 
@@ -99,6 +108,8 @@ def _validate(rows: list[tuple[int, object, object]]) -> list[tuple[str, str]]:
     max_chars = settings.TAG_MAX_TEXT_CHARS
     errors: dict[str, list[str]] = {}
     codes: list[str] = []
+    first_line: dict[str, int] = {}
+    repeated: dict[str, list[int]] = {}
     out = []
     for number, item_id, text in rows:
         key = f"line {number}"
@@ -110,7 +121,7 @@ def _validate(rows: list[tuple[int, object, object]]) -> list[tuple[str, str]]:
             ]
             codes.append("invalid")
         elif not isinstance(text, str):
-            errors[key] = ["A `text` string is required."]
+            errors[key] = ["A 'text' string is required."]
             codes.append("invalid")
         elif len(text) > max_chars:
             errors[key] = [f"The text has {len(text)} characters; at most {max_chars}."]
@@ -127,36 +138,56 @@ def _validate(rows: list[tuple[int, object, object]]) -> list[tuple[str, str]]:
         if key not in errors and ("\x00" in item_id or "\x00" in text):
             errors[key] = ["The id or text contains a NUL character (not storable)."]
             codes.append("invalid")
+        if key not in errors:
+            if item_id in first_line:
+                # Two results with one id could not be told apart: refuse, as sync and stream do.
+                errors[key] = [f"Duplicate id '{item_id}' (first on line {first_line[item_id]})."]
+                codes.append("duplicate_ids")
+                repeated.setdefault(item_id, [first_line[item_id]]).append(number)
+            else:
+                first_line[item_id] = number
         if len(errors) >= MAX_REPORTED_ERRORS:
             break
         out.append((item_id, text))
     if errors:
         code = codes[0]
         status = 413 if code == "text_too_long" else 400
-        raise ApiError(
-            code, f"{len(errors)} bad line(s) in the file.", status_code=status, fields=errors
-        )
+        message = f"{len(errors)} bad line(s) in the file."
+        if code == "duplicate_ids":
+            named = "; ".join(
+                f"'{item_id}' (lines {', '.join(map(str, lines))})"
+                for item_id, lines in repeated.items()
+            )
+            message = f"Item ids must be unique within a file. Repeated: {named}."
+        raise ApiError(code, message, status_code=status, fields=errors)
     return out
 
 
-def render_csv(rows: Iterable[dict]) -> Iterator[str]:
+CSV_COLUMNS = ["id", "labels", "top_label", "top_score", "scores", "model", "model_version"]
+
+
+def render_csv(rows: Iterable[dict], *, include_text: bool = True) -> Iterator[str]:
+    """One line per result, in file order. `top_label`/`top_score` are the best-ranked score
+    (also when no label passed the thresholds); `text` is the last column when included, so
+    the other columns keep their places. Cells are neutralised against formula injection."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["id", "labels", "top_label", "top_score", "scores", "model", "model_version"])
+    writer = csv_io.SafeWriter(buffer)
+    writer.writerow(CSV_COLUMNS + (["text"] if include_text else []))
     for row in rows:
-        scores = row["scores"]
-        top = next(iter(scores.items()), ("", 0.0))
-        writer.writerow(
-            [
-                row["id"],
-                "|".join(row["labels"]),
-                top[0],
-                top[1],
-                json.dumps(scores, ensure_ascii=False),
-                row["model"],
-                row["model_version"],
-            ]
-        )
+        scores = ranked_scores(row["scores"])
+        top_label, top_score = top(scores)
+        cells = [
+            row["id"],
+            "|".join(row["labels"]),
+            top_label,
+            "" if top_score is None else top_score,
+            json.dumps(scores_mapping(scores), ensure_ascii=False),
+            row["model"],
+            row["model_version"],
+        ]
+        if include_text:
+            cells.append(row["text"])
+        writer.writerow(cells)
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -164,20 +195,19 @@ def render_csv(rows: Iterable[dict]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def render_jsonl(rows: Iterable[dict]) -> Iterator[str]:
+def render_jsonl(rows: Iterable[dict], *, include_text: bool = True) -> Iterator[str]:
+    """One JSON object per result: the sync API's item shape, plus `text` when included."""
     lines = []
     for row in rows:
-        lines.append(
-            json.dumps(
-                {
-                    "id": row["id"],
-                    "labels": row["labels"],
-                    "scores": row["scores"],
-                    "model": {"name": row["model"], "version": row["model_version"]},
-                },
-                ensure_ascii=False,
-            )
-        )
+        item = {
+            "id": row["id"],
+            "labels": row["labels"],
+            "scores": scores_mapping(ranked_scores(row["scores"])),
+            "model": {"name": row["model"], "version": row["model_version"]},
+        }
+        if include_text:
+            item["text"] = row["text"]
+        lines.append(json.dumps(item, ensure_ascii=False))
         if len(lines) >= 500:
             yield "\n".join(lines) + "\n"
             lines = []

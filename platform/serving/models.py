@@ -72,7 +72,8 @@ class Item(models.Model):
     status = models.CharField(
         max_length=8, choices=ItemStatus.choices, default=ItemStatus.PENDING, db_index=True
     )
-    #: Tenant-facing result: {"labels": [...], "scores": {...}, "model": {"name", "version"}}.
+    #: Tenant-facing result: {"labels": [...], "scores": [[name, score], ...] (best first),
+    #: "model": {"name", "version"}}. Scores are a ranked list because jsonb re-sorts object keys.
     result = models.JSONField(null=True, blank=True)
     model_version = models.ForeignKey(
         "registry.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -259,8 +260,11 @@ class BatchResult(models.Model):
     job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="results")
     position = models.PositiveIntegerField()
     external_id = models.CharField(max_length=200)
+    #: Tenant label names assigned (top-k above thresholds), best first.
     labels = models.JSONField(default=list)
-    scores = models.JSONField(default=dict)
+    #: Every label's score as [[name, score], ...], best first (serving.ranked): a list, because
+    #: jsonb re-sorts object keys and "the first key" stops being the best label.
+    scores = models.JSONField(default=list)
     model_version = models.ForeignKey(
         "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
     )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.contrib import messages
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views import View
 from django.views.generic import TemplateView
@@ -11,6 +14,7 @@ from django.views.generic import TemplateView
 from serving import batch_io, selectors, services, sync, validation, webhooks
 from serving.api import results_download
 from serving.models import BatchJob, BatchSource, WebhookDelivery
+from serving.ranked import ranked_scores
 from tagging_platform.errors import ApiError
 from tenants.models import Need, Role
 from tenants.scoping import TenantPortalMixin
@@ -44,7 +48,9 @@ class TryView(TenantPortalMixin, TemplateView):
             )
             served = sync.resolve_need(tenant_id=self.tenant.pk, need_slug=slug)
             # A preview, not production traffic: kept out of the prediction log and monitoring.
-            context["result"] = sync.tag_inline(served, ids, texts, log=False)[0]
+            result = sync.tag_inline(served, ids, texts, log=False)[0]
+            context["result"] = result
+            context["ranked"] = ranked_scores(result["scores"])
             context["model"] = served.model.ref
             context["need"] = served.slug
         except ApiError as exc:
@@ -52,10 +58,21 @@ class TryView(TenantPortalMixin, TemplateView):
         return render(request, "serving/_try_result.html", context)
 
 
+def _plain(text: str) -> str:
+    """API messages quote names in `backticks`; the portal shows plain quotes instead."""
+    return re.sub(r"`([^`]*)`", r"'\1'", text)
+
+
 def _error_text(exc: ApiError) -> str:
-    fields = getattr(exc, "fields", None) or {}
-    details = "; ".join(msg for msgs in fields.values() for msg in msgs)
-    return f"{exc.detail}{' ' + details if details else ''}"
+    """The API's message and its per-field details, keeping the file's line numbers."""
+    message = str(exc.detail)
+    details = []
+    for key, msgs in (getattr(exc, "fields", None) or {}).items():
+        for msg in msgs:
+            if msg in message:
+                continue  # already said in the message itself
+            details.append(f"{key.capitalize()}: {msg}" if key.startswith("line ") else msg)
+    return _plain(" ".join([message, *details]))
 
 
 class BatchListView(TenantPortalMixin, TemplateView):
@@ -130,7 +147,15 @@ class BatchDownloadView(TenantPortalMixin, View):
         return BatchJob.objects.all()
 
     def get(self, request, pk: int, fmt: str):
-        return results_download(self.get_scoped_object_or_404(pk=pk), fmt)
+        job = self.get_scoped_object_or_404(pk=pk)
+        if fmt not in ("csv", "jsonl"):
+            raise Http404("Results come as .csv or .jsonl.")
+        try:
+            return results_download(job, fmt, request.GET.get("include_text"))
+        except ApiError as exc:
+            return HttpResponse(
+                _error_text(exc), status=exc.status_code, content_type="text/plain; charset=utf-8"
+            )
 
 
 class DeadLetterListView(TenantPortalMixin, TemplateView):

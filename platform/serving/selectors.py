@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from serving.models import (
+    BatchItem,
     BatchJob,
     BatchResult,
     DeliveryStatus,
@@ -14,6 +15,7 @@ from serving.models import (
     PredictionLog,
     WebhookDelivery,
 )
+from serving.ranked import ranked_scores
 from tenants.models import Need
 
 
@@ -64,23 +66,33 @@ def batch_jobs_for(*, tenant) -> QuerySet[BatchJob]:
     return BatchJob.objects.for_tenant(tenant).select_related("need").order_by("-created_at", "-id")
 
 
-def batch_result_rows(*, job: BatchJob) -> Iterator[dict]:
-    results = (
-        BatchResult.objects.filter(job=job)
-        .order_by("position")
-        .values_list(
-            "external_id",
-            "labels",
-            "scores",
-            "model_version__registered_model__name",
-            "model_version__version",
+def batch_result_rows(*, job: BatchJob, include_text: bool = False) -> Iterator[dict]:
+    """A job's results in file order; `scores` ranked best first (serving.ranked)."""
+    results = BatchResult.objects.filter(job=job).order_by("position")
+    fields = [
+        "external_id",
+        "labels",
+        "scores",
+        "model_version__registered_model__name",
+        "model_version__version",
+    ]
+    if include_text:
+        # (job, position) is unique on both tables: one index probe per row.
+        results = results.annotate(
+            text=Subquery(
+                BatchItem.objects.filter(job=OuterRef("job"), position=OuterRef("position")).values(
+                    "text"
+                )[:1]
+            )
         )
-    )
-    for external_id, labels, scores, model, version in results.iterator(chunk_size=2000):
+        fields.append("text")
+    for row in results.values_list(*fields).iterator(chunk_size=2000):
+        external_id, labels, scores, model, version = row[:5]
         yield {
             "id": external_id,
             "labels": labels,
-            "scores": scores,
+            "scores": ranked_scores(scores),
             "model": model,
             "model_version": version,
+            "text": row[5] if include_text else None,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from serving.models import BatchJob, Item, PredictionLog, WebhookDelivery
+from serving.ranked import ranked_scores, scores_mapping
 
 
 class ItemInSerializer(serializers.Serializer):
@@ -27,7 +28,9 @@ class TagOutSerializer(serializers.Serializer):
         child=serializers.CharField(), help_text="Tenant label names, top-k above thresholds."
     )
     scores = serializers.DictField(
-        child=serializers.FloatField(), help_text="Every label's score, best first."
+        child=serializers.FloatField(),
+        help_text="Every label's score. A JSON object has no order: rank by value, never by key "
+        "position (`labels` is already ranked).",
     )
     model = ModelRefSerializer()
 
@@ -70,7 +73,7 @@ class ItemOutSerializer(serializers.ModelSerializer):
         return (obj.result or {}).get("labels", [])
 
     def get_scores(self, obj) -> dict[str, float]:
-        return (obj.result or {}).get("scores", {})
+        return scores_mapping(ranked_scores((obj.result or {}).get("scores")))
 
     def get_model(self, obj) -> dict | None:
         return (obj.result or {}).get("model")

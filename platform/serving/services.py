@@ -33,6 +33,7 @@ from serving.models import (
     ItemStatus,
     ScheduledBatch,
 )
+from serving.ranked import ranked_scores
 from tagging_platform.errors import ApiError
 from workers.runtime import get_runtime, text_sha256
 
@@ -107,7 +108,12 @@ def stream_items_tag(*, need_id: int, item_ids: list[int]) -> int:
         for item, result in zip(items, results, strict=True):
             body = result.public(item.external_id)
             item.status = ItemStatus.TAGGED
-            item.result = {k: v for k, v in body.items() if k != "id"}
+            # Stored ranked (a list), never as a JSON object whose key order jsonb discards.
+            item.result = {
+                "labels": result.labels,
+                "scores": ranked_scores(result.scores),
+                "model": result.model.ref,
+            }
             item.model_version_id = result.model.version_id
             item.tagged_at = now
             public.append(body)
@@ -145,13 +151,21 @@ def stream_pending_requeue(*, older_than_seconds: float = 30.0) -> int:
 
 # --- batch ------------------------------------------------------------------------------------
 def _check_batch_quota(tenant, count: int) -> None:
+    limit = tenant.quota_max_batch_items
+    if count > limit:
+        # Larger than the quota itself: waiting would never help, so not a 429.
+        raise ApiError(
+            "too_many_items",
+            f"This job has {count} items; the tenant may have at most {limit} batch items in "
+            "flight. Split the file into smaller jobs.",
+            status_code=413,
+        )
     in_flight = (
         BatchJob.objects.for_tenant(tenant)
         .filter(status__in=BATCH_ACTIVE)
         .aggregate(n=Sum(F("total_items") - F("done_items")))["n"]
         or 0
     )
-    limit = tenant.quota_max_batch_items
     if in_flight + count > limit:
         raise ApiError(
             "batch_quota_exceeded",
@@ -291,7 +305,7 @@ def batch_chunk_run(*, chunk_id: int) -> tuple[str, float | None]:
                     position=position,
                     external_id=external_id,
                     labels=result.labels,
-                    scores=result.scores,
+                    scores=ranked_scores(result.scores),  # [[label, score], ...] best first
                     model_version_id=result.model.version_id,
                 )
                 for (position, external_id, _), result in zip(rows, results, strict=True)

@@ -21,6 +21,17 @@ MAX_ID_CHARS = 200
 def read_json_body(request) -> Any:
     """The decoded JSON body, with distinct errors for size, encoding and syntax."""
     django_request = getattr(request, "_request", request)
+    media_type = (django_request.content_type or "").lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        # Checked before the body is read: text/plain or a form is not JSON, whatever it holds.
+        raise ApiError(
+            "unsupported_media_type",
+            f"Send the body as JSON with Content-Type: application/json "
+            f"(got {media_type or 'no Content-Type'!r}).",
+            status_code=415,
+        )
     try:
         raw = django_request.body
     except RequestDataTooBig:
@@ -41,9 +52,13 @@ def read_json_body(request) -> Any:
         raise ApiError("malformed_json", f"The request body is not valid JSON: {exc}.") from None
 
 
-def validate_items(data: Any, *, max_items: int) -> tuple[list[str], list[str]]:
+def validate_items(
+    data: Any, *, max_items: int, unique_ids: bool = True
+) -> tuple[list[str], list[str]]:
     """Return (ids, texts) or raise. Error codes, most specific first: too_many_items,
-    text_too_long, empty_text, invalid_utf8, invalid (wrong types or missing fields)."""
+    text_too_long, empty_text, invalid_utf8, invalid (wrong types or missing fields), then
+    duplicate_ids (an id sent twice, unless `unique_ids` is False: the stream reports a repeat
+    as a duplicate of an already ingested item instead)."""
     if not isinstance(data, dict) or "items" not in data:
         raise ApiError(
             "invalid",
@@ -110,4 +125,25 @@ def validate_items(data: Any, *, max_items: int) -> tuple[list[str], list[str]]:
         )
         status = 413 if code == "text_too_long" else 400
         raise ApiError(code, "Some items are invalid.", status_code=status, fields=errors)
+    if unique_ids and len(set(ids)) != len(ids):
+        _refuse_duplicates(ids)
     return ids, texts
+
+
+def _refuse_duplicates(ids: list[str]) -> None:
+    """Two results with one id could not be told apart: name every repeated id."""
+    first: dict[str, int] = {}
+    repeated: dict[str, list[int]] = {}
+    fields: dict[str, list[str]] = {}
+    for n, item_id in enumerate(ids):
+        if item_id in first:
+            repeated.setdefault(item_id, [first[item_id]]).append(n)
+            fields[f"items[{n}].id"] = [f"Duplicate of items[{first[item_id]}].id ('{item_id}')."]
+        else:
+            first[item_id] = n
+    names = ", ".join(f"'{item_id}'" for item_id in repeated)
+    raise ApiError(
+        "duplicate_ids",
+        f"Item ids must be unique within a request. Repeated: {names}.",
+        fields=fields,
+    )
