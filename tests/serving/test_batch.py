@@ -225,12 +225,29 @@ def test_missing_need_or_file_is_400(api_a, need_a):
     )
 
 
-def test_batch_over_the_tenants_item_quota_is_429(tenant_a, api_a, need_a):
+def test_batch_larger_than_the_tenants_item_quota_is_413(tenant_a, api_a, need_a):
+    """Waiting can never make it fit, so it is not a 429 with a Retry-After."""
     tenant_a.quota_max_batch_items = 3
     tenant_a.save()
     response = upload(api_a, csv_file([(str(n), SPORT) for n in range(4)]))
-    assert_refused(response, 429, "batch_quota_exceeded")
+    assert_refused(response, 413, "too_many_items")
+    assert "Retry-After" not in response
+    assert "at most 3" in response.json()["error"]["message"]
+
+
+def test_batch_over_the_quota_with_jobs_in_flight_is_429(
+    django_capture_on_commit_callbacks, tenant_a, api_a, need_a
+):
+    tenant_a.quota_max_batch_items = 3
+    tenant_a.save()
+    with django_capture_on_commit_callbacks(execute=False):  # the first job stays queued
+        first = upload(api_a, csv_file([("a", SPORT), ("b", SPORT)]))
+    assert first.status_code == 201
+    response = upload(api_a, csv_file([("c", SPORT), ("d", SPORT)]))
+    assert response.status_code == 429, response.content
+    assert response.json()["error"]["code"] == "batch_quota_exceeded"
     assert response["Retry-After"] == "60"
+    assert BatchJob.objects.count() == 1
 
 
 def test_batch_needs_the_batch_scope(tenant_a, need_a):
