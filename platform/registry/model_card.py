@@ -21,6 +21,11 @@ def _language(params: dict) -> str:
     return "English-like text: word 1–2-grams, lower-cased; other languages are not supported."
 
 
+def _in_label_order(per_label: dict, labels: list[str]) -> list[str]:
+    position = {label: i for i, label in enumerate(labels)}
+    return sorted(per_label, key=lambda label: (position.get(label, len(position)), label))
+
+
 def card_data(version: ModelVersion, *, viewer_tenant=None) -> dict[str, Any]:
     model = version.registered_model
     metrics = version.metrics or {}
@@ -31,9 +36,9 @@ def card_data(version: ModelVersion, *, viewer_tenant=None) -> dict[str, Any]:
     own_needs = [n for n in needs if viewer_tenant is None or n.tenant_id == viewer_tenant.pk]
     limits = []
     weak = [
-        (label, row["f1"])
-        for label, row in per_label.items()
-        if row["support"] and row["f1"] < WEAK_F1
+        (label, per_label[label]["f1"])
+        for label in _in_label_order(per_label, metrics.get("labels", []))
+        if per_label[label]["support"] and per_label[label]["f1"] < WEAK_F1
     ]
     best = max((row["f1"] for row in per_label.values() if row["support"]), default=0.0)
     weakest = [
@@ -47,7 +52,7 @@ def card_data(version: ModelVersion, *, viewer_tenant=None) -> dict[str, Any]:
             f"Weakest label {label}: F1 {row.get('f1', 0):.3f} "
             f"(precision {row.get('precision', 0):.3f}, recall {row.get('recall', 0):.3f})."
         )
-    rare = [label for label, n in distribution.items() if n / total < RARE_SHARE]
+    rare = sorted(label for label, n in distribution.items() if n / total < RARE_SHARE)
     if rare:
         limits.append(
             f"Rare in training data (<{RARE_SHARE:.0%}): {', '.join(rare)}; expect lower recall."
@@ -72,12 +77,15 @@ def card_data(version: ModelVersion, *, viewer_tenant=None) -> dict[str, Any]:
         "needs": own_needs,
         "other_needs": len(needs) - len(own_needs),
         "metrics": metrics,
+        # Metrics come back from jsonb with their keys re-sorted: rows follow the model's label
+        # order (the confusion matrix's) and the counts, never the stored key order.
         "per_label": [
-            {"label": label, **row, "train_count": distribution.get(label, 0)}
-            for label, row in per_label.items()
+            {"label": label, **per_label[label], "train_count": distribution.get(label, 0)}
+            for label in _in_label_order(per_label, metrics.get("labels", []))
         ],
         "distribution": [
-            {"label": label, "count": n, "share": n / total} for label, n in distribution.items()
+            {"label": label, "count": n, "share": n / total}
+            for label, n in sorted(distribution.items(), key=lambda kv: (-kv[1], kv[0]))
         ],
         "matrix_rows": [
             {"label": label, "cells": row}

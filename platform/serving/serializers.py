@@ -173,7 +173,7 @@ class BatchCreateUploadSerializer(serializers.Serializer):
     need = serializers.SlugField(help_text="The need whose model tags the file.")
     file = serializers.FileField(
         help_text='CSV with a header `id,text`, or JSONL with one {"id", "text"} per line; '
-        "UTF-8, at most UPLOAD_MAX_BYTES."
+        "UTF-8, at most UPLOAD_MAX_BYTES, ids unique within the file."
     )
 
 
