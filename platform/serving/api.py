@@ -17,16 +17,14 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from serving import batch_io, quota, selectors, serializers, services, sync, validation, webhooks
 from serving.models import BatchJob, BatchSource, Item, PredictionLog, WebhookDelivery
 from tagging_platform.errors import ApiError
-from tenants.authentication import ApiKeyAuthentication
 from tenants.models import ApiKeyScope, Role
 from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView
 
@@ -54,23 +52,22 @@ class ServingMixin:
         quota.check_rate(self.tenant)
 
 
-class RawBodySessionAuthentication(SessionAuthentication):
-    """Session authentication for views that read their JSON body themselves.
+class BodyLeftToTheView(BaseParser):
+    """Claims every media type and reads nothing: these views read and check their JSON body
+    themselves, once (validation.read_json_body, 415 for anything but JSON).
 
-    Django's CSRF check reads `request.POST` (for a form token). On DRF's request that parses
-    the body with the view's parsers, and with none (`parser_classes = []`) every signed-in POST
-    got a 415. Django's own request answers `POST` for a JSON body without reading it.
+    DRF parses on the first look at `request.POST`, which Django's CSRF check takes for every
+    signed-in POST; with no parser at all that look answered 415 to every session caller.
     """
 
-    def enforce_csrf(self, request):
-        super().enforce_csrf(request._request)
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {}
 
 
 class JsonBodyMixin:
-    """`POST` bodies read once by validation.read_json_body (JSON only: 415 otherwise)."""
-
-    parser_classes: list = []
-    authentication_classes = [ApiKeyAuthentication, RawBodySessionAuthentication]
+    parser_classes = [BodyLeftToTheView]
 
 
 class TagView(JsonBodyMixin, ServingMixin, TenantScopedAPIView):

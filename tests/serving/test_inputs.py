@@ -268,3 +268,12 @@ def test_portal_download_of_an_unknown_format_is_404(
     assert alice_client.get(f"/serving/batches/{job_id}/results.xml").status_code == 404
     bad = alice_client.get(f"/serving/batches/{job_id}/results.csv?include_text=maybe")
     assert bad.status_code == 400 and b"include_text" in bad.content
+
+
+def test_signed_in_posts_of_plain_text_are_415(signed_in, need_a, endpoint):
+    body = json.dumps({"items": [{"id": "1", "text": SPORT}]})
+    response = signed_in.generic(
+        "POST", endpoint, body, content_type="text/plain", HTTP_X_CSRFTOKEN=CSRF
+    )
+    assert response.status_code == 415
+    assert error(response)["code"] == "unsupported_media_type"
