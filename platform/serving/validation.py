@@ -133,11 +133,11 @@ def validate_items(
 def _refuse_duplicates(ids: list[str]) -> None:
     """Two results with one id could not be told apart: name every repeated id."""
     first: dict[str, int] = {}
-    repeated: dict[str, list[int]] = {}
+    repeated: dict[str, None] = {}  # insertion-ordered set
     fields: dict[str, list[str]] = {}
     for n, item_id in enumerate(ids):
         if item_id in first:
-            repeated.setdefault(item_id, [first[item_id]]).append(n)
+            repeated[item_id] = None
             fields[f"items[{n}].id"] = [f"Duplicate of items[{first[item_id]}].id ('{item_id}')."]
         else:
             first[item_id] = n
