@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0003_incidents_alias_action_run_need_split'),
+        ("registry", "0003_incidents_alias_action_run_need_split"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='modelalias',
-            options={'verbose_name_plural': 'model aliases'},
+            name="modelalias",
+            options={"verbose_name_plural": "model aliases"},
         ),
     ]

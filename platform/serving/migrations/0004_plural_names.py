@@ -4,18 +4,20 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('serving', '0003_items_deliveries_batches'),
+        ("serving", "0003_items_deliveries_batches"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='scheduledbatch',
-            options={'ordering': ['tenant', 'name'], 'verbose_name_plural': 'scheduled batches'},
+            name="scheduledbatch",
+            options={"ordering": ["tenant", "name"], "verbose_name_plural": "scheduled batches"},
         ),
         migrations.AlterModelOptions(
-            name='webhookdelivery',
-            options={'ordering': ['-created_at', '-id'], 'verbose_name_plural': 'webhook deliveries'},
+            name="webhookdelivery",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "verbose_name_plural": "webhook deliveries",
+            },
         ),
     ]
