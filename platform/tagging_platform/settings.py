@@ -18,11 +18,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent  # the repository root
 TESTING = "pytest" in sys.modules or envbool("TESTING", False)
 
 DEBUG = envbool("DEBUG", True)
+#: The development key in this repository: public, so never accepted with DEBUG=0.
+DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-0123456789abcdef"
 SECRET_KEY = envstr("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0.")
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-0123456789abcdef"
+    SECRET_KEY = DEV_SECRET_KEY
+elif not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or SECRET_KEY.startswith("dev-only-insecure")):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is the repository's public development key; set a long random one with DEBUG=0."
+    )
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
