@@ -228,6 +228,8 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["JobStatusEnum"] = "registry.models.
 
 # --- Health ---------------------------------------------------------------------------------
 READYZ_TASK_TIMEOUT = envfloat("READYZ_TASK_TIMEOUT", 5.0, minimum=0.1)
+#: How long /readyz collects the workers' answers to "which queues do you consume?".
+READYZ_INSPECT_TIMEOUT = envfloat("READYZ_INSPECT_TIMEOUT", 1.0, minimum=0.1)
 
 # --- Serving limits -------------------------------------------------------------------------
 TAG_MAX_ITEMS = envint("TAG_MAX_ITEMS", 64, minimum=1)
@@ -283,7 +285,9 @@ LOGGING = {
 # --- Monitoring -----------------------------------------------------------------------------
 FEEDBACK_MAX_EVENTS = envint("FEEDBACK_MAX_EVENTS", 1000, minimum=1)
 MONITORING_WEBHOOK_TIMEOUT = envfloat("MONITORING_WEBHOOK_TIMEOUT", 5.0, minimum=0.1)
-#: /metrics is open by default (scrapers sit inside the network); restrict by client IP and/or a
-#: bearer token (`Authorization: Bearer <token>`) when set.
+#: /metrics names every tenant's needs and volumes. Outside DEBUG it needs the bearer token
+#: (`Authorization: Bearer <token>`) and answers 403 while none is configured; METRICS_ALLOWED_IPS
+#: restricts it by client IP as well. The same token shows /readyz's details.
 METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS", [])
 METRICS_BEARER_TOKEN = envstr("METRICS_BEARER_TOKEN", "")
+METRICS_REQUIRE_TOKEN = envbool("METRICS_REQUIRE_TOKEN", not DEBUG)
