@@ -75,8 +75,11 @@ class TenantScopedAPIMixin:
     #: False for endpoints only a signed-in person may use (e.g. key management: a key must
     #: never be able to mint a stronger key).
     allow_api_keys: bool = True
+    #: True where platform staff who are no tenant's member act on shared (platform-owned) rows:
+    #: `tenant` is then None and querysets hold shared rows only (e.g. promoting shared models).
+    allow_platform_staff: bool = False
 
-    tenant: Tenant
+    tenant: Tenant | None
     membership: Membership | None = None
     api_key = None
 
@@ -101,7 +104,12 @@ class TenantScopedAPIMixin:
             if scope and scope not in self.api_key.scopes:
                 raise exceptions.PermissionDenied(f"This API key lacks the '{scope}' scope.")
             return
-        membership = resolve_membership(request, wanted_slug=request.headers.get(TENANT_HEADER))
+        wanted = request.headers.get(TENANT_HEADER)
+        membership = resolve_membership(request, wanted_slug=wanted)
+        staff = getattr(request.user, "is_staff", False)
+        if membership is None and self.allow_platform_staff and staff and not wanted:
+            self.membership, self.tenant = None, None  # platform staff: shared rows only
+            return
         if membership is None:
             raise exceptions.PermissionDenied("You are not a member of any active tenant.")
         role = self.read_role if safe else self.write_role
@@ -125,6 +133,11 @@ class TenantScopedAPIMixin:
         if getattr(self, "swagger_fake_view", False):
             # drf-spectacular introspects views without a request: no tenant, no rows.
             return self.scoped_queryset().none()
+        if self.tenant is None:  # platform staff without a tenant (allow_platform_staff)
+            queryset = self.scoped_queryset()
+            if not getattr(queryset, "include_shared", False):
+                return queryset.none()
+            return queryset.filter(**{f"{queryset.tenant_field}__isnull": True})
         return self.scoped_queryset().for_tenant(self.tenant)
 
 
