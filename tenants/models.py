@@ -50,6 +50,10 @@ class Membership(models.Model):
 
     objects = TenantQuerySet.as_manager()
 
+    #: True on the unsaved, read-only stand-in that platform staff get for a tenant they are not
+    #: a member of (portal support mode, tenants.scoping.support_memberships_for).
+    support = False
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="uniq_membership")]
 

@@ -30,6 +30,7 @@ from tenants.models import (
     NeedStatus,
     NeedStatusChange,
     Role,
+    SupportAccess,
     Tenant,
 )
 
@@ -71,6 +72,11 @@ def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
 
 def membership_remove(*, membership: Membership) -> None:
     membership.delete()
+
+
+def support_access_record(*, user, tenant: Tenant, method: str, path: str) -> SupportAccess:
+    """Audit a platform staff user's read of a tenant's portal page (support mode)."""
+    return SupportAccess.objects.create(user=user, tenant=tenant, method=method, path=path[:500])
 
 
 def user_by_username(username: str):
