@@ -121,6 +121,22 @@ def test_a_batch_chunk_of_a_need_retired_after_upload_fails_the_job_plainly(
     assert "retired" in job.error
 
 
+def test_pending_stream_items_of_a_retired_need_wait_untried_until_it_is_reinstated(
+    api_a, need, staff_user
+):
+    from serving.models import Item, ItemStatus
+    from serving.services import stream_pending_requeue
+    from tenants import services
+
+    assert _stream(api_a).status_code == 202  # queued on commit: not run in this test
+    services.need_retire(need=need, actor=None)
+    assert stream_pending_requeue(older_than_seconds=0) == 0
+    assert Item.objects.unscoped().get().status == ItemStatus.PENDING
+    services.need_reinstate(need=need, actor=staff_user, reason="mistake")
+    assert stream_pending_requeue(older_than_seconds=0) == 1  # eager: tagged now
+    assert Item.objects.unscoped().get().status == ItemStatus.TAGGED
+
+
 # --- need management scope ------------------------------------------------------------------
 @pytest.fixture
 def tag_only(tenant_a):
