@@ -72,7 +72,7 @@ def test_metrics_are_denied_by_nginx_outside_the_scrape_network_and_need_the_tok
     status, body = http_get(
         f"{cluster.url}/metrics", headers={"Authorization": f"Bearer {cluster.metrics_token}"}
     )
-    assert status == 200 and b"tagging_requests_total" in body
+    assert status == 200 and b"celery_queue_length" in body
     site = (cluster.directory / "nginx" / "tagging-platform.conf").read_text()
     block = site[site.index("location = /metrics") :]
     assert "allow 127.0.0.1;" in block and "deny all;" in block.split("}")[0]
