@@ -60,7 +60,13 @@ def test_readyz_is_503_when_the_artifact_store_is_unwritable(client, settings, t
 
 
 # --- What /readyz tells whom, per queue, and about refused production models ---------------------
-def test_anonymous_readyz_shows_verdicts_but_no_details(client, settings, tmp_path, db):
+@pytest.fixture
+def no_worker(settings):
+    """No worker runs: don't wait the full window for workers' answers that cannot come."""
+    settings.READYZ_INSPECT_TIMEOUT = 0.1
+
+
+def test_anonymous_readyz_shows_verdicts_but_no_details(client, settings, tmp_path, db, no_worker):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("x")
     settings.ARTIFACT_ROOT = blocker / "artifacts"
@@ -77,7 +83,7 @@ def test_anonymous_readyz_shows_verdicts_but_no_details(client, settings, tmp_pa
     }
 
 
-def test_readyz_details_for_staff_and_for_the_metrics_token(client, settings, db):
+def test_readyz_details_for_staff_and_for_the_metrics_token(client, settings, db, no_worker):
     from tests.factories import UserFactory
 
     settings.METRICS_BEARER_TOKEN = "scrape-token"
