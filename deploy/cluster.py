@@ -249,12 +249,17 @@ class Cluster:
         return proc.pid if proc.alive() else None
 
     # --- environment --------------------------------------------------------------------------
-    def _secret_key(self) -> str:
-        path = self.directory / "secret_key"
+    def _secret_key(self, name: str = "secret_key") -> str:
+        path = self.directory / name
         if not path.exists():
             path.write_text(secrets.token_urlsafe(50))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    @property
+    def metrics_token(self) -> str:
+        """The bearer token for /metrics and /readyz's details."""
+        return self._secret_key("metrics_token")
 
     def env(self) -> dict[str, str]:
         """The environment every cluster process gets: production settings on local services."""
@@ -265,6 +270,7 @@ class Cluster:
             PYTHONPATH=f"{ROOT / 'platform'}{os.pathsep}{ROOT}",
             DEBUG="0",
             SECRET_KEY=self._secret_key(),
+            METRICS_BEARER_TOKEN=self.metrics_token,
             ALLOWED_HOSTS=f"{self.host},localhost",
             CSRF_TRUSTED_ORIGINS=",".join(origins),
             # Plain HTTP on 127.0.0.1: in production TLS ends at nginx (or a balancer before it).
@@ -771,8 +777,10 @@ def render_site(
     upload_max_bytes: int = 20 * 1024 * 1024,
     access_log: str = "/var/log/nginx/tagging-access.log",
     drained: Iterable[str] = (),
+    metrics_allow: Iterable[str] = ("127.0.0.1",),
 ) -> str:
-    """The nginx site configuration (http context) for these gunicorn instances."""
+    """The nginx site configuration (http context) for these gunicorn instances.
+    `metrics_allow`: the addresses/CIDRs (the scrape network) that may read /metrics."""
     values = {
         "TP_UPSTREAM_SERVERS": upstream_lines(upstreams, drained),
         "TP_LISTEN": listen,
@@ -780,6 +788,7 @@ def render_site(
         "TP_STATIC_ROOT": static_root.rstrip("/"),
         "TP_CLIENT_MAX_BODY_SIZE": str(upload_max_bytes + MULTIPART_ALLOWANCE),
         "TP_ACCESS_LOG": access_log,
+        "TP_METRICS_ALLOW": " ".join(f"allow {net};" for net in metrics_allow),
     }
     return render_template(
         (DEPLOY / "nginx" / "tagging-platform.conf.template").read_text(), values
@@ -875,6 +884,12 @@ def main(argv: list[str] | None = None) -> int:
         "--upload-max-bytes", type=int, default=int(os.environ.get("UPLOAD_MAX_BYTES", 20971520))
     )
     render.add_argument("--access-log", default="/var/log/nginx/tagging-access.log")
+    render.add_argument(
+        "--metrics-allow",
+        action="append",
+        default=None,
+        help="address/CIDR that may scrape /metrics, repeat (default 127.0.0.1)",
+    )
     for verb in ("kill-web", "start-web"):
         one = sub.add_parser(verb, help=f"{verb.split('-')[0]} one gunicorn instance (1-based)")
         one.add_argument("index", type=int)
@@ -893,6 +908,7 @@ def main(argv: list[str] | None = None) -> int:
                     static_root=args.static_root,
                     upload_max_bytes=args.upload_max_bytes,
                     access_log=args.access_log,
+                    metrics_allow=args.metrics_allow or ("127.0.0.1",),
                 )
             )
             return 0
@@ -907,7 +923,11 @@ def main(argv: list[str] | None = None) -> int:
             _print_status(cluster)
             if cluster.pid("nginx"):
                 try:
-                    status, body = http_get(f"{cluster.url}/readyz", timeout=10)
+                    status, body = http_get(
+                        f"{cluster.url}/readyz",
+                        timeout=10,
+                        headers={"Authorization": f"Bearer {cluster.metrics_token}"},
+                    )
                     print(f"  {cluster.url}/readyz -> {status} {body.decode()[:400]}")
                 except OSError as exc:
                     print(f"  {cluster.url}/readyz -> {exc}")

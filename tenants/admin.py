@@ -13,7 +13,16 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 
 from tenants import services
-from tenants.models import ApiKey, ApiKeyScope, Membership, Need, NeedStatus, Tenant
+from tenants.models import (
+    ApiKey,
+    ApiKeyScope,
+    Membership,
+    Need,
+    NeedStatus,
+    NeedStatusChange,
+    SupportAccess,
+    Tenant,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -155,6 +164,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
 
 
+class NeedStatusChangeInline(admin.TabularInline):
+    """The need's lifecycle audit: read-only, never deleted."""
+
+    model = NeedStatusChange
+    extra = 0
+    can_delete = False
+    fields = ["at", "from_status", "to_status", "actor", "api_key_prefix", "reason"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Need)
 class NeedAdmin(admin.ModelAdmin):
     list_display = ["slug", "tenant", "name", "status", "label_set", "model", "created_at"]
@@ -163,7 +185,8 @@ class NeedAdmin(admin.ModelAdmin):
     list_select_related = ["tenant", "label_set", "model"]
     raw_id_fields = ["tenant", "label_set", "model", "created_by", "approved_by"]
     readonly_fields = ["status", "approved_by", "approved_at", "created_at", "updated_at"]
-    actions = ["approve_needs", "go_live_needs", "retire_needs"]
+    actions = ["approve_needs", "go_live_needs", "retire_needs", "reinstate_needs"]
+    inlines = [NeedStatusChangeInline]
 
     def _apply(self, request, queryset, verb: str, transition) -> None:
         done = 0
@@ -202,7 +225,36 @@ class NeedAdmin(admin.ModelAdmin):
     @admin.action(description="Retire selected needs")
     def retire_needs(self, request, queryset):
         self._apply(
-            request, queryset, "Retired", lambda n: services.need_retire(need=n, actor=request.user)
+            request,
+            queryset,
+            "Retired",
+            lambda n: services.need_retire(
+                need=n, actor=request.user, reason="Retired by staff in the admin."
+            ),
+        )
+
+    @admin.action(description="Reinstate selected retired needs (asks for a reason)")
+    def reinstate_needs(self, request, queryset):
+        reason = request.POST.get("reason", "").strip()
+        if "apply" in request.POST and reason:
+            self._apply(
+                request,
+                queryset,
+                "Reinstated",
+                lambda n: services.need_reinstate(need=n, actor=request.user, reason=reason),
+            )
+            return None
+        if "apply" in request.POST:
+            self.message_user(request, "Give a reason to reinstate.", messages.ERROR)
+        return TemplateResponse(
+            request,
+            "admin/tenants/need/reinstate.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Reinstate retired needs",
+                "needs": queryset.select_related("tenant"),
+                "opts": self.model._meta,
+            },
         )
 
     def get_readonly_fields(self, request, obj=None):
@@ -210,3 +262,23 @@ class NeedAdmin(admin.ModelAdmin):
         if obj is not None and obj.status == NeedStatus.RETIRED:
             return [f.name for f in Need._meta.fields]
         return self.readonly_fields
+
+
+@admin.register(SupportAccess)
+class SupportAccessAdmin(admin.ModelAdmin):
+    """Staff reads of tenants' portals (support mode): an audit, so nothing here changes."""
+
+    list_display = ["at", "user", "tenant", "method", "path"]
+    list_filter = ["tenant"]
+    search_fields = ["user__username", "tenant__slug", "path"]
+    list_select_related = ["user", "tenant"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from taxonomy import selectors as taxonomy_selectors
 from taxonomy.serializers import ReuseSuggestionsSerializer
 from tenants import services
-from tenants.models import ApiKey, ApiKeyScope, Membership, Need, Role, Tenant
+from tenants.models import ApiKey, ApiKeyScope, Membership, Need, NeedStatusChange, Role, Tenant
 from tenants.scoping import TenantScopedViewSet
 from tenants.serializers import (
     ApiKeyCreatedSerializer,
@@ -19,8 +19,10 @@ from tenants.serializers import (
     ApiKeySerializer,
     MembershipSerializer,
     NeedSerializer,
+    NeedStatusChangeSerializer,
     NeedUpdateSerializer,
     NeedWriteSerializer,
+    ReasonSerializer,
     SubscribeSerializer,
     TenantSerializer,
 )
@@ -36,11 +38,12 @@ def _created_key_payload(api_key: ApiKey, plain: str) -> dict:
     retrieve=extend_schema(summary="One of your needs"),
 )
 class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    """Needs of the caller's tenant. Writes need the `requester` role (or a key with `tag`)."""
+    """Needs of the caller's tenant. Writes (create, change, subscribe, go live, retire) need the
+    `requester` role, or a key with the `needs` scope: a serving (`tag`) key cannot change them."""
 
     serializer_class = NeedSerializer
     lookup_field = "slug"
-    write_scope = ApiKeyScope.TAG
+    write_scope = ApiKeyScope.NEEDS
     write_role = Role.REQUESTER
     http_method_names = ["get", "post", "patch", "head", "options"]
 
@@ -66,11 +69,34 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
         need = services.need_update(need=need, **serializer.validated_data)
         return Response(NeedSerializer(need).data)
 
-    @extend_schema(summary="Retire a need", request=None, responses=NeedSerializer)
+    @property
+    def actor(self):
+        """Who the audit records: the signed-in person, or the API key."""
+        return self.acting_user or self.api_key
+
+    @extend_schema(
+        summary="Retire a need (it stops serving; platform staff can reinstate it)",
+        request=ReasonSerializer,
+        responses=NeedSerializer,
+    )
     @action(detail=True, methods=["post"])
     def retire(self, request, slug=None):
-        need = services.need_retire(need=self.get_object(), actor=self.acting_user)
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        need = services.need_retire(
+            need=self.get_object(), actor=self.actor, reason=body.validated_data["reason"]
+        )
         return Response(NeedSerializer(need).data)
+
+    @extend_schema(
+        summary="The need's lifecycle history (who, when, why)",
+        responses=NeedStatusChangeSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def history(self, request, slug=None):
+        need = self.get_object()
+        changes = NeedStatusChange.objects.for_tenant(self.tenant).filter(need=need)
+        return Response(NeedStatusChangeSerializer(changes.select_related("actor"), many=True).data)
 
     @extend_schema(
         summary="Put an approved need live (it must have a model with a production alias)",
@@ -79,7 +105,7 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
     )
     @action(detail=True, methods=["post"], url_path="go-live")
     def go_live(self, request, slug=None):
-        need = services.need_go_live(need=self.get_object(), actor=self.acting_user)
+        need = services.need_go_live(need=self.get_object(), actor=self.actor)
         return Response(NeedSerializer(need).data)
 
     @extend_schema(
@@ -101,7 +127,7 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
             from django.core.exceptions import ValidationError
 
             raise ValidationError({"model": ["Unknown model, or it has no production version."]})
-        need = services.need_subscribe_model(need=need, model=model, actor=self.acting_user)
+        need = services.need_subscribe_model(need=need, model=model, actor=self.actor)
         return Response(NeedSerializer(need).data)
 
     @extend_schema(
@@ -245,4 +271,27 @@ class TenantAdminViewSet(
         if need is None:
             raise Http404
         need = services.need_approve(need=need, actor=request.user)
+        return Response(NeedSerializer(need).data)
+
+    @extend_schema(
+        summary="Reinstate a retired need (platform staff; a reason is required)",
+        request=ReasonSerializer,
+        responses=NeedSerializer,
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"needs/(?P<need_slug>[-a-zA-Z0-9_]+)/reinstate",
+        url_name="reinstate-need",
+    )
+    def reinstate_need(self, request, slug=None, need_slug=None):
+        tenant = self.get_object()
+        need = Need.objects.unscoped().filter(tenant=tenant, slug=need_slug).first()
+        if need is None:
+            raise Http404
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        need = services.need_reinstate(
+            need=need, actor=request.user, reason=body.validated_data["reason"]
+        )
         return Response(NeedSerializer(need).data)

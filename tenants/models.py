@@ -50,6 +50,10 @@ class Membership(models.Model):
 
     objects = TenantQuerySet.as_manager()
 
+    #: True on the unsaved, read-only stand-in that platform staff get for a tenant they are not
+    #: a member of (portal support mode, tenants.scoping.support_memberships_for).
+    support = False
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="uniq_membership")]
 
@@ -65,6 +69,9 @@ class ApiKeyScope(models.TextChoices):
     BATCH = "batch", "Batch jobs"
     FEEDBACK = "feedback", "Feedback events"
     READ = "read", "Read"
+    #: Create, change, subscribe, go live and retire needs. Deliberately separate from `tag`: a
+    #: serving key must not be able to change (or retire) what it serves.
+    NEEDS = "needs", "Manage needs"
 
 
 class ApiKey(models.Model):
@@ -171,3 +178,52 @@ class Need(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.slug}"
+
+
+class _ThroughNeedQuerySet(TenantQuerySet):
+    tenant_field = "need__tenant"
+
+
+class NeedStatusChange(models.Model):
+    """Append-only audit of a need's lifecycle: who moved it, when, from what to what, and why."""
+
+    need = models.ForeignKey(Need, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=16, choices=NeedStatus.choices)
+    to_status = models.CharField(max_length=16, choices=NeedStatus.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    #: The API key's prefix when a key (not a person) made the change.
+    api_key_prefix = models.CharField(max_length=16, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    objects = _ThroughNeedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["need", "-at"], name="need_status_change_at")]
+
+    def __str__(self) -> str:
+        return f"{self.need}: {self.from_status} -> {self.to_status}"
+
+
+class SupportAccess(models.Model):
+    """Audit of platform staff reading a tenant's portal in read-only support mode."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="support_accesses"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="support_accesses")
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=500)
+    at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name_plural = "support accesses"
+
+    def __str__(self) -> str:
+        return f"{self.user} read {self.tenant.slug} {self.path}"

@@ -196,7 +196,9 @@ class NeedActionView(TenantPortalMixin, View):
                 services.need_subscribe_model(need=need, model=model, actor=request.user)
                 messages.success(request, f"This need is now served by {model.name}.")
             elif self.action == "retire":
-                services.need_retire(need=need, actor=request.user)
+                services.need_retire(
+                    need=need, actor=request.user, reason=request.POST.get("reason", "")
+                )
                 messages.success(request, "Need retired.")
             elif self.action == "go-live":
                 services.need_go_live(need=need, actor=request.user)

@@ -21,6 +21,14 @@ from tenants.models import ROLE_RANK, ApiKeyScope, Membership, Role, Tenant
 
 SESSION_TENANT_KEY = "tenant_id"
 TENANT_HEADER = "X-Tenant"
+AS_TENANT_PARAM = "as_tenant"
+
+
+def support_access_record(request, membership: Membership) -> None:
+    """Audit one page a staff user read in support mode."""
+    from tenants.services import support_access_record as record
+
+    record(user=request.user, tenant=membership.tenant, method=request.method, path=request.path)
 
 
 def memberships_for(user) -> list[Membership]:
@@ -34,9 +42,32 @@ def memberships_for(user) -> list[Membership]:
     )
 
 
-def resolve_membership(request, *, wanted_slug: str | None = None) -> Membership | None:
-    """The session user's current membership: the requested tenant, the chosen one, or the only one."""
-    memberships = memberships_for(request.user)
+def support_memberships_for(user) -> list[Membership]:
+    """Read-only stand-ins (role viewer, `support=True`, never saved) for every active tenant a
+    platform staff user is not a member of: their way into a tenant's portal for support. Every
+    page they open that way is audited (`SupportAccess`) and every write is refused."""
+    if not getattr(user, "is_staff", False) or isinstance(user, ApiKeyUser):
+        return []
+    own = Membership.objects.unscoped().filter(user=user).values_list("tenant_id", flat=True)
+    stand_ins = []
+    for tenant in Tenant.objects.filter(is_active=True).exclude(pk__in=own).order_by("slug"):
+        membership = Membership(user=user, tenant=tenant, role=Role.VIEWER)
+        membership.support = True
+        stand_ins.append(membership)
+    return stand_ins
+
+
+def portal_memberships_for(user) -> list[Membership]:
+    """The tenants a user can open in the portal: their memberships, then (staff) support ones."""
+    return memberships_for(user) + support_memberships_for(user)
+
+
+def resolve_membership(
+    request, *, wanted_slug: str | None = None, portal: bool = False
+) -> Membership | None:
+    """The session user's current membership: the requested tenant, the chosen one, or the only one.
+    `portal=True` includes the read-only support memberships of platform staff."""
+    memberships = (portal_memberships_for if portal else memberships_for)(request.user)
     if not memberships:
         return None
     if wanted_slug:
@@ -75,8 +106,11 @@ class TenantScopedAPIMixin:
     #: False for endpoints only a signed-in person may use (e.g. key management: a key must
     #: never be able to mint a stronger key).
     allow_api_keys: bool = True
+    #: True where platform staff who are no tenant's member act on shared (platform-owned) rows:
+    #: `tenant` is then None and querysets hold shared rows only (e.g. promoting shared models).
+    allow_platform_staff: bool = False
 
-    tenant: Tenant
+    tenant: Tenant | None
     membership: Membership | None = None
     api_key = None
 
@@ -101,7 +135,12 @@ class TenantScopedAPIMixin:
             if scope and scope not in self.api_key.scopes:
                 raise exceptions.PermissionDenied(f"This API key lacks the '{scope}' scope.")
             return
-        membership = resolve_membership(request, wanted_slug=request.headers.get(TENANT_HEADER))
+        wanted = request.headers.get(TENANT_HEADER)
+        membership = resolve_membership(request, wanted_slug=wanted)
+        staff = getattr(request.user, "is_staff", False)
+        if membership is None and self.allow_platform_staff and staff and not wanted:
+            self.membership, self.tenant = None, None  # platform staff: shared rows only
+            return
         if membership is None:
             raise exceptions.PermissionDenied("You are not a member of any active tenant.")
         role = self.read_role if safe else self.write_role
@@ -125,6 +164,11 @@ class TenantScopedAPIMixin:
         if getattr(self, "swagger_fake_view", False):
             # drf-spectacular introspects views without a request: no tenant, no rows.
             return self.scoped_queryset().none()
+        if self.tenant is None:  # platform staff without a tenant (allow_platform_staff)
+            queryset = self.scoped_queryset()
+            if not getattr(queryset, "include_shared", False):
+                return queryset.none()
+            return queryset.filter(**{f"{queryset.tenant_field}__isnull": True})
         return self.scoped_queryset().for_tenant(self.tenant)
 
 
@@ -154,10 +198,18 @@ class TenantPortalMixin(LoginRequiredMixin):
     def dispatch(self, request, *args, **kwargs):
         if not request.user.is_authenticated:
             return self.handle_no_permission()
-        membership = resolve_membership(request)
+        # `?as_tenant=<slug>` opens a page as that tenant (e.g. the admin's model-card link).
+        wanted = request.GET.get(AS_TENANT_PARAM) or None
+        membership = resolve_membership(request, wanted_slug=wanted, portal=True)
         if membership is None:
             raise PermissionDenied("You are not a member of any active tenant.")
-        if not membership.has_role(self.required_role):
+        if wanted:
+            request.session[SESSION_TENANT_KEY] = membership.tenant_id
+        if membership.support:
+            if request.method not in SAFE_METHODS:
+                raise PermissionDenied("Support access is read-only.")
+            support_access_record(request, membership)
+        elif not membership.has_role(self.required_role):
             raise PermissionDenied(f"This page needs the '{self.required_role}' role.")
         self.membership = membership
         self.tenant = membership.tenant

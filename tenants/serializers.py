@@ -3,7 +3,17 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from taxonomy.models import LabelSet
-from tenants.models import ApiKey, ApiKeyScope, Delivery, Execution, Membership, Need, Role, Tenant
+from tenants.models import (
+    ApiKey,
+    ApiKeyScope,
+    Delivery,
+    Execution,
+    Membership,
+    Need,
+    NeedStatusChange,
+    Role,
+    Tenant,
+)
 
 
 class NeedSerializer(serializers.ModelSerializer):
@@ -81,6 +91,21 @@ class NeedUpdateSerializer(NeedWriteSerializer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields.pop("slug")
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default="", help_text="Why (audited)."
+    )
+
+
+class NeedStatusChangeSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = NeedStatusChange
+        fields = ["from_status", "to_status", "actor", "api_key_prefix", "reason", "at"]
+        read_only_fields = fields
 
 
 class SubscribeSerializer(serializers.Serializer):

@@ -28,7 +28,9 @@ from tenants.models import (
     Membership,
     Need,
     NeedStatus,
+    NeedStatusChange,
     Role,
+    SupportAccess,
     Tenant,
 )
 
@@ -70,6 +72,11 @@ def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
 
 def membership_remove(*, membership: Membership) -> None:
     membership.delete()
+
+
+def support_access_record(*, user, tenant: Tenant, method: str, path: str) -> SupportAccess:
+    """Audit a platform staff user's read of a tenant's portal page (support mode)."""
+    return SupportAccess.objects.create(user=user, tenant=tenant, method=method, path=path[:500])
 
 
 def user_by_username(username: str):
@@ -347,11 +354,19 @@ def need_update(*, need: Need, **changes: Any) -> Need:
     return need
 
 
-def _transition(*, need: Need, to: str, actor=None, **extra: Any) -> Need:
+def _actor_fields(actor) -> dict[str, Any]:
+    """Audit columns for `actor`: a Django user, or an API key (as its prefix), or nobody."""
+    if isinstance(actor, ApiKey):
+        return {"actor": None, "api_key_prefix": actor.prefix}
+    return {"actor": actor if getattr(actor, "pk", None) else None, "api_key_prefix": ""}
+
+
+def _transition(*, need: Need, to: str, actor=None, reason: str = "", **extra: Any) -> Need:
     with transaction.atomic():
         need = Need.objects.unscoped().select_for_update().get(pk=need.pk)
         if to not in NEED_TRANSITIONS[NeedStatus(need.status)]:
             raise ValidationError({"status": [f"A {need.status} need cannot become {to}."]})
+        _record_status(need=need, to=to, actor=actor, reason=reason)
         need.status = to
         for field, value in extra.items():
             setattr(need, field, value)
@@ -359,33 +374,83 @@ def _transition(*, need: Need, to: str, actor=None, **extra: Any) -> Need:
     return need
 
 
-def need_approve(*, need: Need, actor) -> Need:
+def _record_status(*, need: Need, to: str, actor, reason: str) -> None:
+    NeedStatusChange.objects.create(
+        need=need,
+        from_status=need.status,
+        to_status=to,
+        reason=(reason or "").strip()[:500],
+        **_actor_fields(actor),
+    )
+
+
+def need_approve(*, need: Need, actor, reason: str = "") -> Need:
     """Platform staff approve a requested need (then it can be trained for, or go live)."""
     if not getattr(actor, "is_staff", False):
         raise PermissionDenied("Only platform staff approve needs.")
     return _transition(
-        need=need, to=NeedStatus.APPROVED, approved_by=actor, approved_at=timezone.now()
+        need=need,
+        to=NeedStatus.APPROVED,
+        actor=actor,
+        reason=reason,
+        approved_by=actor,
+        approved_at=timezone.now(),
     )
 
 
-def need_go_live(*, need: Need, actor=None) -> Need:
+def need_go_live(*, need: Need, actor=None, reason: str = "") -> Need:
     """An approved need goes live once a model with a `production` alias serves it."""
-    from registry.models import ModelAlias
-
-    if (
-        need.model_id is None
-        or not ModelAlias.objects.filter(
-            registered_model_id=need.model_id, name=need.model_alias
-        ).exists()
-    ):
+    if not _has_serving_alias(need):
         raise ValidationError(
             {"model": [f"Attach a model with a '{need.model_alias}' alias before going live."]}
         )
-    return _transition(need=need, to=NeedStatus.LIVE, actor=actor)
+    return _transition(need=need, to=NeedStatus.LIVE, actor=actor, reason=reason)
 
 
-def need_retire(*, need: Need, actor=None) -> Need:
-    return _transition(need=need, to=NeedStatus.RETIRED, actor=actor)
+def _has_serving_alias(need: Need) -> bool:
+    from registry.models import ModelAlias
+
+    return (
+        need.model_id is not None
+        and ModelAlias.objects.filter(
+            registered_model_id=need.model_id, name=need.model_alias
+        ).exists()
+    )
+
+
+def need_retire(*, need: Need, actor=None, reason: str = "") -> Need:
+    """Stop serving a need. Staff can undo it with `need_reinstate`; the audit keeps both."""
+    return _transition(need=need, to=NeedStatus.RETIRED, actor=actor, reason=reason)
+
+
+def need_reinstate(*, need: Need, actor, reason: str) -> Need:
+    """Platform staff undo a retirement: the need returns to the status it had before it (a live
+    need whose model lost its alias meanwhile returns as approved). A reason is required."""
+    if not getattr(actor, "is_staff", False):
+        raise PermissionDenied("Only platform staff reinstate retired needs.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["Say why the need is reinstated."]})
+    with transaction.atomic():
+        need = Need.objects.unscoped().select_for_update().get(pk=need.pk)
+        if need.status != NeedStatus.RETIRED:
+            raise ValidationError(
+                {"status": [f"Only a retired need can be reinstated ({need} is {need.status})."]}
+            )
+        before = (
+            NeedStatusChange.objects.unscoped()
+            .filter(need=need, to_status=NeedStatus.RETIRED)
+            .values_list("from_status", flat=True)
+            .first()
+        )
+        if before is None:  # retired before the audit existed: judge from the approval
+            before = NeedStatus.APPROVED if need.approved_at else NeedStatus.REQUESTED
+        if before == NeedStatus.LIVE and not _has_serving_alias(need):
+            before = NeedStatus.APPROVED
+        _record_status(need=need, to=before, actor=actor, reason=reason)
+        need.status = before
+        need.save()
+    return need
 
 
 def need_subscribe_model(*, need: Need, model, actor=None) -> Need:

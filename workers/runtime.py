@@ -51,8 +51,27 @@ class NeedNotServed(RuntimeError):
     """The need exists but has no model (or no version at its alias) to serve it with."""
 
 
+class NeedInactive(NeedNotServed):
+    """The lifecycle forbids serving: the need is not approved yet (`requested`) or `retired`.
+
+    `code` is the API error code, the same for sync, stream and batch."""
+
+    def __init__(self, slug: str, status: str) -> None:
+        self.status = status
+        if status == "retired":
+            self.code = "need_retired"
+            message = f"Need '{slug}' is retired and no longer served."
+        else:
+            self.code = "need_not_approved"
+            message = f"Need '{slug}' is not approved yet; platform staff must approve it first."
+        super().__init__(message)
+
+
 class ModelUnavailable(RuntimeError):
-    """The model version could not be loaded (missing, tampered or incompatible artifact)."""
+    """The model version could not be loaded (missing, tampered or incompatible artifact).
+
+    Its message is for tenants and says nothing about artifacts; the detail (hash, path, what to
+    do) is in the log and the ArtifactIntegrityIncident that `registry.artifacts` opened."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +131,11 @@ class TagResult:
         }
 
 
+#: Need statuses that may be served; `requested` and `retired` may not (checked at every bind,
+#: so a status change reaches every process within ALIAS_POLL_SECONDS).
+_SERVABLE = frozenset({"approved", "live"})
+
+
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -157,7 +181,10 @@ class Runtime:
                 else "failed"
             )
             metrics.record_model_load(name, number, outcome)
-            raise ModelUnavailable(str(exc)) from exc
+            raise ModelUnavailable(
+                f"The model serving this need ({name} v{number}) is unavailable; "
+                "the platform team has been alerted."
+            ) from exc
         # Compiling also warms the model: first-call costs land here, not on a request.
         scorer, scorer_path = ml.compile_scorer(classifier, check_texts=_CHECK_TEXTS)
         metrics.record_model_load(name, number, "loaded")
@@ -223,6 +250,8 @@ class Runtime:
         if need is None:
             self._need_ids = {k: v for k, v in self._need_ids.items() if v != need_id}
             raise NeedNotFound(str(need_id))
+        if need.status not in _SERVABLE:
+            raise NeedInactive(need.slug, need.status)
         if need.model_id is None:
             raise NeedNotServed(f"Need '{need.slug}' has no model yet.")
         version_id = (

@@ -1,4 +1,8 @@
-"""GET /metrics for Prometheus. Open unless METRICS_ALLOWED_IPS and/or METRICS_BEARER_TOKEN are set."""
+"""GET /metrics for Prometheus.
+
+Outside DEBUG it needs METRICS_BEARER_TOKEN (METRICS_REQUIRE_TOKEN); METRICS_ALLOWED_IPS limits it
+by client address too. nginx also denies it except from the scrape network.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,15 @@ def _ip_allowed(remote: str, allowed: list[str]) -> bool:
     return False
 
 
+def bearer_token_given(request) -> bool:
+    """True when the request carries the configured metrics bearer token."""
+    token = settings.METRICS_BEARER_TOKEN
+    if not token:
+        return False
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+
+
 @require_GET
 @never_cache
 def metrics_view(request):
@@ -36,11 +49,15 @@ def metrics_view(request):
     if allowed and not _ip_allowed(request.META.get("REMOTE_ADDR", ""), allowed):
         return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
     token = settings.METRICS_BEARER_TOKEN
-    if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
-            response = HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
-            response["WWW-Authenticate"] = "Bearer"
-            return response
+    if not token and settings.METRICS_REQUIRE_TOKEN:
+        return HttpResponse(
+            "Forbidden: set METRICS_BEARER_TOKEN to scrape /metrics\n",
+            status=403,
+            content_type="text/plain",
+        )
+    if token and not bearer_token_given(request):
+        response = HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = "Bearer"
+        return response
     body, content_type = metrics.exposition()
     return HttpResponse(body, content_type=content_type)

@@ -8,7 +8,12 @@ from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
 from portal import selectors
-from tenants.scoping import SESSION_TENANT_KEY, memberships_for
+from tenants.scoping import (
+    SESSION_TENANT_KEY,
+    portal_memberships_for,
+    resolve_membership,
+    support_access_record,
+)
 
 
 class HomeView(TemplateView):
@@ -21,25 +26,31 @@ class HomeView(TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        tenant = context.get("current_tenant") or self.request_tenant()
+        membership = resolve_membership(self.request, portal=True)
+        if membership is not None and membership.support:
+            support_access_record(self.request, membership)
+        tenant = membership.tenant if membership else None
         context["overview"] = selectors.tenant_overview(tenant=tenant) if tenant else None
         return context
-
-    def request_tenant(self):
-        memberships = memberships_for(self.request.user)
-        return memberships[0].tenant if memberships else None
 
 
 @login_required
 @require_POST
 def switch_tenant(request):
     slug = request.POST.get("tenant", "")
-    membership = next((m for m in memberships_for(request.user) if m.tenant.slug == slug), None)
+    membership = next(
+        (m for m in portal_memberships_for(request.user) if m.tenant.slug == slug), None
+    )
     if membership is None:
         messages.error(request, "You are not a member of that tenant.")
     else:
         request.session[SESSION_TENANT_KEY] = membership.tenant_id
-        messages.success(request, f"Now working as {membership.tenant.name}.")
+        if membership.support:
+            messages.info(
+                request, f"Viewing {membership.tenant.name} read-only (support, audited)."
+            )
+        else:
+            messages.success(request, f"Now working as {membership.tenant.name}.")
     target = request.POST.get("next") or "/"
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = "/"

@@ -133,7 +133,7 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
         "created_by", "created_at", "card",
     ]  # fmt: skip
     list_filter = ["status", "algorithm", "registered_model__tenant"]
-    list_select_related = ["registered_model", "created_by"]
+    list_select_related = ["registered_model__tenant", "created_by"]
     raw_id_fields = [
         "registered_model",
         "snapshot",
@@ -158,7 +158,13 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
         url = reverse(
             "registry:card", kwargs={"pk": obj.registered_model_id, "number": obj.version}
         )
-        return format_html('<a href="{}">card</a> · <a href="{}.md">.md</a>', url, url + "card")
+        # Staff open the card in the portal's read-only support view, as the owning tenant (any
+        # tenant sees a shared model).
+        owner = obj.registered_model.tenant
+        query = f"?as_tenant={owner.slug}" if owner is not None else ""
+        return format_html(
+            '<a href="{}{}">card</a> · <a href="{}.md{}">.md</a>', url, query, url + "card", query
+        )
 
     def _promote(self, request, queryset, alias: str) -> None:
         for version in queryset.select_related("registered_model"):

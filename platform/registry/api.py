@@ -172,6 +172,8 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
     serializer_class = RegisteredModelSerializer
     # Writes here are alias moves, checked per model in `_check_manage` (staff or owner admin).
     write_role = Role.VIEWER
+    # Staff who belong to no tenant still manage the shared models (README: promote/rollback).
+    allow_platform_staff = True
 
     def scoped_queryset(self):
         return RegisteredModel.objects.select_related("label_set", "tenant").prefetch_related(
@@ -196,7 +198,11 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
     @action(detail=True, methods=["get"])
     def versions(self, request, pk=None):
         model = self.get_object()
-        versions = selectors.versions_for_tenant(self.tenant).filter(registered_model=model)
+        versions = (
+            selectors.versions_for_tenant(self.tenant)
+            if self.tenant is not None
+            else selectors.shared_versions()
+        ).filter(registered_model=model)
         return Response(VersionSerializer(versions, many=True).data)
 
     @action(detail=True, methods=["get"], url_path="alias-events")

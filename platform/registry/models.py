@@ -238,6 +238,7 @@ class ModelAlias(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name_plural = "model aliases"
         constraints = [
             models.UniqueConstraint(fields=["registered_model", "name"], name="uniq_model_alias")
         ]

@@ -31,6 +31,13 @@ def versions_for_tenant(tenant) -> QuerySet[ModelVersion]:
     )
 
 
+def shared_versions() -> QuerySet[ModelVersion]:
+    """Versions of platform-owned (shared) models, for platform staff outside any tenant."""
+    return ModelVersion.objects.filter(registered_model__tenant__isnull=True).select_related(
+        "registered_model__label_set", "snapshot", "revision", "parent", "created_by"
+    )
+
+
 def runs_for_tenant(tenant) -> QuerySet[TrainingRun]:
     return TrainingRun.objects.for_tenant(tenant).select_related(
         "registered_model", "snapshot", "created_by"

@@ -130,6 +130,7 @@ class WebhookDelivery(models.Model):
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name_plural = "webhook deliveries"
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["tenant", "status"], name="delivery_tenant_status")]
 
@@ -310,6 +311,7 @@ class ScheduledBatch(models.Model):
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name_plural = "scheduled batches"
         ordering = ["tenant", "name"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="uniq_scheduledbatch_name")

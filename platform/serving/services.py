@@ -138,6 +138,9 @@ def stream_pending_requeue(*, older_than_seconds: float = 30.0) -> int:
     pending = (
         Item.objects.unscoped()
         .filter(status=ItemStatus.PENDING, received_at__lt=cutoff)
+        # A need that may not serve (requested/retired) keeps its items pending, untried, until
+        # staff reinstate it.
+        .filter(need__status__in=("approved", "live"))
         .order_by("need_id", "pk")
         .values_list("need_id", "pk")[:10_000]
     )

@@ -30,8 +30,9 @@ def resolve_need(*, tenant_id: int, need_slug: str) -> ServedNeed:
         return get_runtime().need(tenant_id=tenant_id, slug=need_slug)
     except NeedNotFound:
         raise ApiError("need_not_found", f"No need '{need_slug}'.", status_code=404) from None
-    except NeedNotServed as exc:
-        raise ApiError("need_not_served", str(exc), status_code=409) from None
+    except NeedNotServed as exc:  # incl. NeedInactive: need_not_approved / need_retired
+        code = getattr(exc, "code", "need_not_served")
+        raise ApiError(code, str(exc), status_code=409) from None
     except ModelUnavailable as exc:
         raise ApiError(
             "model_unavailable", str(exc), status_code=503, headers={"Retry-After": "30"}

@@ -1,4 +1,12 @@
-"""Liveness (/healthz) and readiness (/readyz): database, broker round trip, artifact store."""
+"""Liveness (/healthz) and readiness (/readyz).
+
+/readyz checks the database, a broker round trip (a `ping` task through the online worker), a
+consumer on every queue (so a dead batch, training or monitoring worker shows), the artifact store,
+and whether any production model is refused (an open artifact-integrity incident): that one makes
+the status `degraded` (200), the others `unavailable` (503). Anonymous callers get only the
+verdicts; the details (paths, transports, errors, refused models) are for signed-in staff and for
+callers with the metrics bearer token.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from monitoring.metrics_view import bearer_token_given
 
 
 @require_GET
@@ -44,6 +54,28 @@ def _check_broker() -> dict:
     }
 
 
+class QueueWithoutConsumer(RuntimeError):
+    pass
+
+
+def _check_queues() -> dict:
+    """Ask every worker which queues it consumes (a control broadcast, answered by the worker's
+    main process even while its pool is busy, e.g. training) and report each queue's consumers."""
+    from tagging_platform.celery import QUEUES, app
+
+    replies = app.control.inspect(timeout=settings.READYZ_INSPECT_TIMEOUT).active_queues() or {}
+    consumers = {queue: 0 for queue in QUEUES}
+    for queues in replies.values():
+        for queue in queues or []:
+            if queue.get("name") in consumers:
+                consumers[queue["name"]] += 1
+    report = {queue: {"ok": n > 0, "consumers": n} for queue, n in consumers.items()}
+    missing = [queue for queue, n in consumers.items() if n == 0]
+    if missing:
+        raise QueueWithoutConsumer(report, f"no worker consumes {', '.join(missing)}")
+    return report
+
+
 def _check_artifacts() -> dict:
     root = settings.ARTIFACT_ROOT
     root.mkdir(parents=True, exist_ok=True)
@@ -53,21 +85,70 @@ def _check_artifacts() -> dict:
     return {"path": str(root)}
 
 
-CHECKS = {"database": _check_database, "broker": _check_broker, "artifacts": _check_artifacts}
+class ServingDegraded(RuntimeError):
+    pass
+
+
+def _check_serving() -> dict:
+    """Production model versions whose artifact is refused (an open integrity incident)."""
+    from registry.models import ArtifactIntegrityIncident
+
+    refused = [
+        {
+            "model": incident.model_version.registered_model.name,
+            "version": incident.model_version.version,
+            "incident": incident.pk,
+            "kind": incident.kind,
+            "since": incident.first_seen_at.isoformat(),
+        }
+        for incident in ArtifactIntegrityIncident.objects.filter(
+            resolved_at__isnull=True, model_version__aliases__name="production"
+        )
+        .select_related("model_version__registered_model")
+        .distinct()[:50]
+    ]
+    if refused:
+        raise ServingDegraded({"refused_production_models": refused}, "production model refused")
+    return {"refused_production_models": []}
+
+
+#: Checks whose failure makes the instance unready (503).
+CHECKS = {
+    "database": _check_database,
+    "broker": _check_broker,
+    "queues": _check_queues,
+    "artifacts": _check_artifacts,
+}
+#: Checks whose failure means degraded service, still ready (200).
+SOFT_CHECKS = {"serving": _check_serving}
+
+
+def details_allowed(request) -> bool:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_staff:
+        return True
+    return bearer_token_given(request)
+
+
+def _run(check) -> dict:
+    try:
+        return {"ok": True, **check()}
+    except (QueueWithoutConsumer, ServingDegraded) as exc:
+        detail, message = exc.args
+        return {"ok": False, "error": message, **detail}
+    except Exception as exc:  # a readiness probe reports every failure, whatever its type
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
 
 
 @require_GET
 @never_cache
 def readyz(request):
-    report: dict[str, dict] = {}
-    healthy = True
-    for name, check in CHECKS.items():
-        try:
-            report[name] = {"ok": True, **check()}
-        except Exception as exc:  # a readiness probe reports every failure, whatever its type
-            healthy = False
-            report[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": report},
-        status=200 if healthy else 503,
-    )
+    report = {name: _run(check) for name, check in CHECKS.items()}
+    soft = {name: _run(check) for name, check in SOFT_CHECKS.items()}
+    healthy = all(entry["ok"] for entry in report.values())
+    degraded = not all(entry["ok"] for entry in soft.values())
+    report.update(soft)
+    if not details_allowed(request):
+        report = {name: {"ok": entry["ok"]} for name, entry in report.items()}
+    status = "unavailable" if not healthy else "degraded" if degraded else "ok"
+    return JsonResponse({"status": status, "checks": report}, status=200 if healthy else 503)

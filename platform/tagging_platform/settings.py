@@ -7,6 +7,7 @@ no server). Production sets DATABASE_URL, REDIS_URL, SECRET_KEY and DEBUG=0; see
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -18,11 +19,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent  # the repository root
 TESTING = "pytest" in sys.modules or envbool("TESTING", False)
 
 DEBUG = envbool("DEBUG", True)
+#: The development key in this repository: public, so never accepted with DEBUG=0.
+DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-0123456789abcdef"
 SECRET_KEY = envstr("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0.")
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-0123456789abcdef"
+    SECRET_KEY = DEV_SECRET_KEY
+elif not DEBUG and (SECRET_KEY == DEV_SECRET_KEY or SECRET_KEY.startswith("dev-only-insecure")):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is the repository's public development key; set a long random one with DEBUG=0."
+    )
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
@@ -42,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_celery_results",
+    "axes",
     # company-wide domain (top level)
     "tenants",
     "taxonomy",
@@ -57,12 +65,15 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tagging_platform.middleware.RequestIdMiddleware",
+    "tagging_platform.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tagging_platform.urls"
@@ -146,6 +157,22 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Login throttling (django-axes) for the portal and the admin, which share Django's login: after
+# LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is locked out
+# for LOGIN_LOCKOUT_MINUTES (even with the right password); a success resets the count. Behind
+# nginx set LOGIN_PROXY_COUNT=1 so the client address comes from X-Forwarded-For.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+if envint("LOGIN_PROXY_COUNT", 0, minimum=0):
+    AXES_IPWARE_PROXY_COUNT = envint("LOGIN_PROXY_COUNT", 0, minimum=0)
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:login"
@@ -175,6 +202,14 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 X_FRAME_OPTIONS = "DENY"
+#: No inline script anywhere (portal, admin, API docs): scripts come from our static files only.
+#: Styles may be inline (style attributes, htmx's indicator style); Redoc needs blob: workers.
+CONTENT_SECURITY_POLICY = envstr(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -222,6 +257,8 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["JobStatusEnum"] = "registry.models.
 
 # --- Health ---------------------------------------------------------------------------------
 READYZ_TASK_TIMEOUT = envfloat("READYZ_TASK_TIMEOUT", 5.0, minimum=0.1)
+#: How long /readyz collects the workers' answers to "which queues do you consume?".
+READYZ_INSPECT_TIMEOUT = envfloat("READYZ_INSPECT_TIMEOUT", 1.0, minimum=0.1)
 
 # --- Serving limits -------------------------------------------------------------------------
 TAG_MAX_ITEMS = envint("TAG_MAX_ITEMS", 64, minimum=1)
@@ -277,7 +314,9 @@ LOGGING = {
 # --- Monitoring -----------------------------------------------------------------------------
 FEEDBACK_MAX_EVENTS = envint("FEEDBACK_MAX_EVENTS", 1000, minimum=1)
 MONITORING_WEBHOOK_TIMEOUT = envfloat("MONITORING_WEBHOOK_TIMEOUT", 5.0, minimum=0.1)
-#: /metrics is open by default (scrapers sit inside the network); restrict by client IP and/or a
-#: bearer token (`Authorization: Bearer <token>`) when set.
+#: /metrics names every tenant's needs and volumes. Outside DEBUG it needs the bearer token
+#: (`Authorization: Bearer <token>`) and answers 403 while none is configured; METRICS_ALLOWED_IPS
+#: restricts it by client IP as well. The same token shows /readyz's details.
 METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS", [])
 METRICS_BEARER_TOKEN = envstr("METRICS_BEARER_TOKEN", "")
+METRICS_REQUIRE_TOKEN = envbool("METRICS_REQUIRE_TOKEN", not DEBUG)

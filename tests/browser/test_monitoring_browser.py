@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from tenants.models import Role, Tenant
+from tests.browser.csp import violations, watch_csp
 from tests.conftest import login
 from tests.factories import MembershipFactory, UserFactory
 
@@ -23,6 +24,7 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     user = UserFactory(username="monica")
     MembershipFactory(user=user, tenant=Tenant.objects.get(slug="tenant-a"), role=Role.ADMIN)
 
+    console = watch_csp(page)
     login(page, live_server, "monica")
     page.goto(f"{live_server.url}/monitoring/")
     overview = page.locator("#needs-overview")
@@ -35,6 +37,7 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     page.click("#needs-overview a:has-text('News topics')")
     page.wait_for_url("**/monitoring/needs/news-topics/")
     page.wait_for_function("() => window.Chart && Object.keys(Chart.instances).length === 5")
+    assert violations(page, console) == []  # Chart.js and dashboard.js under the CSP
     kinds = page.locator("#need-alerts tbody tr").all_inner_texts()
     assert any("Label distribution drift" in row for row in kinds)
     assert any("Rare class missing" in row for row in kinds)

@@ -51,13 +51,17 @@ def test_batch_upload_progress_bar_moves_live(
     assert len(queued) == 3
 
     services.batch_chunk_run(chunk_id=queued[0])
-    page.wait_for_function("document.querySelector('.batch-progress').innerText.includes('3/9')")
+    page.wait_for_function(
+        "() => document.querySelector('.batch-progress').innerText.includes('3/9')"
+    )
     assert page.locator("progress[aria-label^='progress of batch']").get_attribute("value") == "3"
     screenshot(page, "serving-batch-running")
 
     for chunk_id in queued[1:]:
         services.batch_chunk_run(chunk_id=chunk_id)
-    page.wait_for_function("document.querySelector('.batch-progress').innerText.includes('9/9')")
+    page.wait_for_function(
+        "() => document.querySelector('.batch-progress').innerText.includes('9/9')"
+    )
     assert page.locator("#batch-jobs .badge").first.inner_text() == "succeeded"
     link = page.locator("#batch-jobs a", has_text="CSV").first.get_attribute("href")
     content = page.request.get(f"{live_server.url}{link}").text()  # with the session cookie

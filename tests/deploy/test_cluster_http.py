@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from deploy.cluster import http_get
+from deploy.cluster import QUEUES, http_get
 from tests.deploy.conftest import CLUSTER_UPLOAD_MAX_BYTES
 
 pytestmark = pytest.mark.cluster
@@ -49,14 +49,33 @@ def _nginx_log_line(cluster, needle: str) -> str:
     return _log_line(cluster.nginx_access_log.read_text, needle)
 
 
-def test_readyz_through_nginx_checks_postgres_redis_and_artifacts(cluster):
-    status, body = http_get(f"{cluster.url}/readyz", timeout=15)
+def test_readyz_through_nginx_checks_postgres_redis_queues_and_artifacts(cluster):
+    auth = {"Authorization": f"Bearer {cluster.metrics_token}"}
+    status, body = http_get(f"{cluster.url}/readyz", timeout=15, headers=auth)
 
     report = json.loads(body)
     assert status == 200, report
     assert report["checks"]["database"]["vendor"] == "postgresql"
     assert report["checks"]["broker"]["transport"] == "redis"
     assert report["checks"]["artifacts"]["path"] == str(cluster.artifact_root)
+    assert all(report["checks"]["queues"][q]["consumers"] >= 1 for q in QUEUES)
+    # Anonymous callers see verdicts only: no paths, transports or errors.
+    status, body = http_get(f"{cluster.url}/readyz", timeout=15)
+    assert status == 200 and str(cluster.artifact_root).encode() not in body
+    assert json.loads(body)["checks"]["artifacts"] == {"ok": True}
+
+
+def test_metrics_are_denied_by_nginx_outside_the_scrape_network_and_need_the_token(cluster):
+    # The cluster's nginx allows only 127.0.0.1 (the default scrape network), so this client
+    # reaches the app, which wants the bearer token outside DEBUG.
+    assert http_get(f"{cluster.url}/metrics")[0] == 401
+    status, body = http_get(
+        f"{cluster.url}/metrics", headers={"Authorization": f"Bearer {cluster.metrics_token}"}
+    )
+    assert status == 200 and b"celery_queue_length" in body
+    site = (cluster.directory / "nginx" / "tagging-platform.conf").read_text()
+    block = site[site.index("location = /metrics") :]
+    assert "allow 127.0.0.1;" in block and "deny all;" in block.split("}")[0]
 
 
 def test_both_gunicorn_instances_get_traffic(cluster):

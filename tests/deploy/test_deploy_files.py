@@ -58,6 +58,16 @@ def test_site_config_balances_all_instances_with_passive_failover_and_the_upload
     assert "proxy_set_header X-Request-ID $tp_request_id;" in site
 
 
+def test_site_config_denies_metrics_except_from_the_scrape_network():
+    site = render_site(
+        upstreams=["10.0.0.11:8000"], static_root="/srv/static", metrics_allow=["10.0.5.0/24"]
+    )
+    block = site.split("location = /metrics {")[1].split("\n    }")[0]
+    rules = [line.strip() for line in block.splitlines() if line.strip()[:5] in ("allow", "deny ")]
+    assert rules == ["allow 10.0.5.0/24;", "deny all;"]
+    assert "allow 127.0.0.1;" in render_site(upstreams=["10.0.0.11:8000"], static_root="/s")
+
+
 def test_template_rendering_refuses_an_unfilled_placeholder():
     with pytest.raises(ClusterError, match="TP_LISTEN"):
         render_template("listen ${TP_LISTEN}; set $x $host;", {})

@@ -143,7 +143,7 @@ def platform(cluster) -> Platform:
     )
     key = staff.post(
         f"/api/v1/tenants/{TENANT}/keys/",
-        json={"name": "e2e-service", "scopes": ["tag", "batch", "read"]},
+        json={"name": "e2e-service", "scopes": ["needs", "tag", "batch", "read"]},
         expect=201,
     ).json()["key"]
     service = Client(cluster.url)

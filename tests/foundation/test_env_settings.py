@@ -67,6 +67,15 @@ def test_production_refuses_to_start_without_secret_key():
     assert "SECRET_KEY must be set" in result.stderr
 
 
+def test_production_refuses_the_repositorys_dev_secret_key():
+    from django.conf import settings
+
+    env = {"DEBUG": "0", "ALLOWED_HOSTS": "tags.example.com", "SECRET_KEY": settings.DEV_SECRET_KEY}
+    result = _run_settings(env)  # `manage.py check --deploy`
+    assert result.returncode != 0
+    assert "public development key" in result.stderr
+
+
 def test_production_settings_pass_check_deploy():
     result = _run_settings(
         {

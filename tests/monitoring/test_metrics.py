@@ -80,3 +80,40 @@ def test_metrics_can_require_a_bearer_token(client, settings):
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+
+
+def test_metrics_need_the_token_by_default_outside_debug(client, settings):
+    settings.METRICS_REQUIRE_TOKEN = True  # the default when DEBUG=0
+    settings.METRICS_BEARER_TOKEN = ""
+    refused = client.get("/metrics")
+    assert refused.status_code == 403 and b"METRICS_BEARER_TOKEN" in refused.content
+    assert b"tagging_" not in refused.content
+    settings.METRICS_BEARER_TOKEN = "s3cret"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+
+
+def test_metrics_token_is_required_by_default_only_outside_debug():
+    import os
+    import subprocess
+    import sys
+
+    code = "from django.conf import settings; print(settings.METRICS_REQUIRE_TOKEN)"
+    env_base = {"DJANGO_SETTINGS_MODULE": "tagging_platform.settings", "PYTHONPATH": "platform:."}
+    outputs = {}
+    for debug in ("0", "1"):
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in {"DEBUG", "TESTING"}},
+            **env_base,
+            "DEBUG": debug,
+            "SECRET_KEY": "a-long-random-production-key-0123456789-abcdefghijklmnop",
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        outputs[debug] = result.stdout.strip() or result.stderr[-300:]
+    assert outputs == {"0": "True", "1": "False"}

@@ -192,3 +192,29 @@ def test_upload_to_another_tenants_label_set_is_404(session_a, tenant_b):
     upload = SimpleUploadedFile("d.csv", b"text,labels\nok,x.a\n")
     response = session_a.post("/api/v1/datasets/upload/", {"label_set": "private", "file": upload})
     assert response.status_code == 404
+
+
+def test_staff_without_any_membership_promote_and_list_shared_models_only(
+    api, staff_user, tenant_model, trained_version
+):
+    """README: staff promote shared models through the API (was 403 "not a member")."""
+    shared = trained_version.registered_model
+    own_model, _, _ = tenant_model
+    api.force_authenticate(staff_user)
+    names = {m["name"] for m in api.get("/api/v1/models/").json()["results"]}
+    assert names == {shared.name}  # a tenant's own model is not a platform row
+    assert api.get(f"/api/v1/models/{shared.pk}/versions/").status_code == 200
+    response = api.post(
+        f"/api/v1/models/{shared.pk}/promote/", {"version": 1, "reason": "ops"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert AliasEvent.objects.get().actor == staff_user
+    assert api.post(f"/api/v1/models/{own_model.pk}/promote/", {"version": 1}).status_code == 404
+
+
+def test_non_staff_without_membership_still_gets_403_on_models(api, db, trained_version):
+    from tests.factories import UserFactory
+
+    api.force_authenticate(UserFactory(username="nobody"))
+    response = api.post(f"/api/v1/models/{trained_version.registered_model.pk}/promote/", {})
+    assert response.status_code == 403

@@ -117,7 +117,7 @@ def test_revoked_key_gets_401_within_the_key_cache_time(settings, api_a, key_a, 
 def test_need_without_model_is_409(api_a, tenant_a, db):
     from tests.factories import NeedFactory
 
-    NeedFactory(tenant=tenant_a, slug="unserved")
+    NeedFactory(tenant=tenant_a, slug="unserved", status="approved")
     response = tag(api_a, "unserved", [{"id": "1", "text": SPORT}])
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "need_not_served"
@@ -222,7 +222,14 @@ def test_tampered_artifact_is_refused(api_a, need_a, model_version, settings):
     response = tag(api_a, "news", [{"id": "1", "text": SPORT}])
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "model_unavailable"
-    assert "Refusing to load" in response.json()["error"]["message"]
+    # Tenants get a plain message; the hash and the operator's fix are in the incident only.
+    message = response.json()["error"]["message"]
+    assert "unavailable" in message and model_version.artifact_sha256[:12] not in message
+    assert "Refusing" not in message and "restore" not in message.lower()
+    from registry.models import ArtifactIntegrityIncident
+
+    incident = ArtifactIntegrityIncident.objects.get(sha256=model_version.artifact_sha256)
+    assert "Refusing to load" in incident.message
 
 
 def test_sync_predictions_are_logged_through_the_buffer(api_a, need_a, model_version):

@@ -218,7 +218,9 @@ def test_staff_creates_tenant_member_key_and_the_key_registers_a_need(api, staff
     )
     assert member.status_code == 201 and member.json()["role"] == "admin"
     plain = api.post(
-        "/api/v1/tenants/echo/keys/", {"name": "svc", "scopes": ["tag", "read"]}, format="json"
+        "/api/v1/tenants/echo/keys/",
+        {"name": "svc", "scopes": ["needs", "tag", "read"]},
+        format="json",
     ).json()["key"]
     client = type(api)()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain}")
