@@ -16,11 +16,15 @@ from django.core.exceptions import RequestDataTooBig
 from tagging_platform.errors import ApiError
 
 MAX_ID_CHARS = 200
+_MISSING = object()
 
 
 def read_json_body(request) -> Any:
     """The decoded JSON body, with distinct errors for size, encoding and syntax."""
     django_request = getattr(request, "_request", request)
+    decoded = getattr(django_request, "_edge_json", _MISSING)
+    if decoded is not _MISSING:  # already decoded and checked by the edge middleware
+        return decoded
     try:
         raw = django_request.body
     except RequestDataTooBig:

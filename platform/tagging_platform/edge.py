@@ -1,0 +1,214 @@
+"""Input sanitising at the API edge: one place that every query parameter and request body passes.
+
+`EdgeValidationMiddleware` (tagging_platform.middleware) runs these checks on every `/api/`
+request before any view sees it, so a view never meets input PostgreSQL or Python cannot hold:
+
+- query strings and form fields: valid UTF-8, no NUL, bounded size;
+- JSON bodies: valid UTF-8, strict JSON (no NaN/Infinity), nesting at most `MAX_JSON_DEPTH`,
+  integers inside 64 bits, finite floats, no NUL and no lone surrogate in any string or key;
+- every other body media type is refused (415): the API speaks JSON, forms and multipart.
+
+Field-level ranges (an `IntegerField` column holds 32 bits) are the serializers' job:
+`db_int_bounds()` gives them the database's range for a model field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from django.db.backends.base.operations import BaseDatabaseOperations
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from tagging_platform.errors import ApiError
+
+MAX_JSON_DEPTH = 32
+MAX_QUERY_STRING_BYTES = 8192
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Media types the API parses; anything else with a body is a 415 at the edge.
+JSON_MEDIA_TYPES = ("application/json",)
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class _Reject(ValueError):
+    pass
+
+
+def _reject_constant(name: str):
+    raise _Reject(f"{name} is not valid JSON.")
+
+
+def _parse_int(text: str) -> int:
+    # Reject by length first: int() of a huge digit string costs quadratic time.
+    if len(text.lstrip("-")) > 19:
+        raise _Reject("An integer is out of range (64 bits).")
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise _Reject("An integer is out of range (64 bits).")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Reject("A number is out of range.")
+    return value
+
+
+def string_problem(value: str) -> str | None:
+    """Why PostgreSQL (or UTF-8) cannot hold this string, or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (not valid Unicode)"
+    return None
+
+
+def _walk(data: Any, *, check_depth: bool, check_strings: bool) -> None:
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            if check_depth and depth > MAX_JSON_DEPTH:
+                raise ApiError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+            for key, value in node.items():
+                if check_strings and (problem := string_problem(key)):
+                    raise ApiError("invalid", f"A JSON key {problem}.")
+                stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            if check_depth and depth > MAX_JSON_DEPTH:
+                raise ApiError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+            stack.extend((value, depth + 1) for value in node)
+        elif check_strings and isinstance(node, str) and (problem := string_problem(node)):
+            code = "invalid_utf8" if "surrogate" in problem else "invalid"
+            raise ApiError(code, f"A JSON string {problem}.")
+
+
+def decode_json(raw: bytes) -> Any:
+    """Decode a request body, or raise an `ApiError` (400) naming what is wrong."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            "invalid_utf8", f"The request body is not valid UTF-8 (byte {exc.start})."
+        ) from None
+    try:
+        data = json.loads(
+            text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+        )
+    except RecursionError:
+        raise ApiError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from None
+    except _Reject as exc:
+        raise ApiError("invalid", str(exc)) from None
+    except ValueError as exc:
+        raise ApiError("malformed_json", f"The request body is not valid JSON: {exc}.") from None
+    # Cheap pre-checks keep the walk off the hot path: without enough brackets the body cannot be
+    # too deep, and without a \u escape (raw control characters are not strict JSON) no string
+    # can hold a NUL or a lone surrogate.
+    check_depth = raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
+    check_strings = b"\\u" in raw
+    if check_depth or check_strings:
+        _walk(data, check_depth=check_depth, check_strings=check_strings)
+    return data
+
+
+def check_query_string(raw: str) -> None:
+    """`raw` is the WSGI QUERY_STRING (latin-1 str of the raw bytes)."""
+    if not raw:
+        return
+    if len(raw) > MAX_QUERY_STRING_BYTES:
+        raise ApiError(
+            "invalid", f"The query string is longer than {MAX_QUERY_STRING_BYTES} bytes."
+        )
+    for pair in raw.split("&"):
+        name, _, value = pair.partition("=")
+        for part in (name, value):
+            decoded = unquote_to_bytes(part.replace("+", " "))
+            try:
+                text = decoded.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ApiError(
+                    "invalid_utf8", "A query parameter is not valid UTF-8 (percent-encoded)."
+                ) from None
+            if "\x00" in text:
+                label = unquote_to_bytes(name).decode("utf-8", "replace").replace("\x00", "")
+                raise ApiError(
+                    "invalid",
+                    "A query parameter contains a NUL character.",
+                    fields={label or "query": ["NUL characters are not allowed."]},
+                )
+
+
+def check_form_values(data) -> None:
+    """NUL / lone surrogates in form fields (urlencoded or multipart, not file contents)."""
+    for name, values in data.lists():
+        for value in [name, *values]:
+            if isinstance(value, str) and (problem := string_problem(value)):
+                raise ApiError(
+                    "invalid",
+                    f"A form field {problem}.",
+                    fields={string_safe(name): [f"The value {problem}."]},
+                )
+
+
+def string_safe(value: str) -> str:
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
+def db_int_bounds(model, field_name: str) -> dict[str, int]:
+    """`min_value`/`max_value` for a serializer field stored in `model.field_name`.
+
+    PostgreSQL's ranges (Django's documented safe ranges), whatever the current backend: an
+    `integer` column rejects 2**31 with a DataError, which must be a 400 long before.
+    """
+    field = model._meta.get_field(field_name)
+    low, high = BaseDatabaseOperations.integer_field_ranges[field.get_internal_type()]
+    return {"min_value": low, "max_value": high}
+
+
+def query_datetime(value: str, *, name: str) -> datetime | None:
+    """An ISO 8601 query parameter as an aware UTC datetime; impossible dates are a 400."""
+    if not value:
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:  # well-formed but impossible: 2020-02-30, +25:00
+        parsed = None
+    if parsed is None:
+        raise ApiError(
+            "invalid",
+            f"`{name}` must be an ISO 8601 date-time.",
+            fields={name: ["Invalid date-time."]},
+        )
+    if timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        # Offsets PostgreSQL cannot take (+17:13) leave here as plain UTC.
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ApiError(
+            "invalid", f"`{name}` is out of range.", fields={name: ["Out of range."]}
+        ) from None
+
+
+def query_int(value: str | None, *, name: str, minimum: int, maximum: int) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isascii() or not value.lstrip("-").isdigit() or len(value) > 20:
+        raise ApiError(
+            "invalid", f"`{name}` must be an integer.", fields={name: ["Expected an integer."]}
+        )
+    number = int(value)
+    if not minimum <= number <= maximum:
+        raise ApiError(
+            "invalid",
+            f"`{name}` must be between {minimum} and {maximum}.",
+            fields={name: [f"Between {minimum} and {maximum}."]},
+        )
+    return number
