@@ -145,9 +145,13 @@ def check_query_string(raw: str) -> None:
                 )
 
 
-def check_form_values(data) -> None:
-    """NUL / lone surrogates in form fields (urlencoded or multipart, not file contents)."""
-    for name, values in data.lists():
+def check_form_values(data, files=None) -> None:
+    """NUL / lone surrogates in form fields and file names (not in file contents: the parsers of
+    uploads report those per row)."""
+    items = list(data.lists())
+    if files is not None:
+        items += [(name, [f.name for f in uploads]) for name, uploads in files.lists()]
+    for name, values in items:
         for value in [name, *values]:
             if isinstance(value, str) and (problem := string_problem(value)):
                 raise ApiError(

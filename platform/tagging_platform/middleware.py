@@ -121,12 +121,12 @@ class EdgeValidationMiddleware:
         elif content_type in edge.FORM_MEDIA_TYPES:
             if request.method == "POST":  # Django parses forms for POST only
                 try:
-                    form = request.POST
+                    form, files = request.POST, request.FILES
                 except RequestDataTooBig:
                     raise ApiError(
                         "upload_too_large", "The upload is too large.", status_code=413
                     ) from None
-                edge.check_form_values(form)
+                edge.check_form_values(form, files)
         elif has_body:
             raise ApiError(
                 "unsupported_media_type",
