@@ -199,7 +199,7 @@ class TenantAdminViewSet(
         request=MembershipSerializer,
         responses={201: MembershipSerializer},
     )
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def memberships(self, request, slug=None):
         tenant = self.get_object()
         if request.method == "GET":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -29,6 +29,8 @@ from tagging_platform.errors import ApiError
 MAX_JSON_DEPTH = 32
 MAX_QUERY_STRING_BYTES = 8192
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Real time zones span UTC-12:00 to UTC+14:00.
+MAX_UTC_OFFSET = timedelta(hours=14)
 #: Media types the API parses; anything else with a body is a 415 at the edge.
 JSON_MEDIA_TYPES = ("application/json",)
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -192,6 +194,13 @@ def query_datetime(value: str, *, name: str) -> datetime | None:
         )
     if timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=UTC)
+    offset = parsed.utcoffset()
+    if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+        raise ApiError(
+            "invalid",
+            f"`{name}` has a UTC offset no time zone uses (at most ±14:00).",
+            fields={name: ["Impossible UTC offset."]},
+        )
     try:
         # Offsets PostgreSQL cannot take (+17:13) leave here as plain UTC.
         return parsed.astimezone(UTC)

@@ -79,9 +79,7 @@ def _strategy(operation, seeded):
             k: v for k, v in _seeded_path_parameters(operation.path, seeded).items() if k in names
         }
         if steer:
-            strategies.append(
-                operation.as_strategy(GenerationMode.POSITIVE, path_parameters=steer)
-            )
+            strategies.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters=steer))
     return st.one_of(strategies)
 
 
