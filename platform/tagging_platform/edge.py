@@ -73,23 +73,31 @@ def string_problem(value: str) -> str | None:
 
 
 def _walk(data: Any, *, check_depth: bool, check_strings: bool) -> None:
-    stack: list[tuple[Any, int]] = [(data, 1)]
+    """Depth and string checks over a decoded body, iteratively (the body may be deep)."""
+    stack: list[tuple[Any, int, str]] = [(data, 1, "")]
+    problems: dict[str, list[str]] = {}
+    surrogate = False
     while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
+        node, depth, path = stack.pop()
+        if isinstance(node, dict | list):
             if check_depth and depth > MAX_JSON_DEPTH:
                 raise ApiError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
-            for key, value in node.items():
-                if check_strings and (problem := string_problem(key)):
-                    raise ApiError("invalid", f"A JSON key {problem}.")
-                stack.append((value, depth + 1))
-        elif isinstance(node, list):
-            if check_depth and depth > MAX_JSON_DEPTH:
-                raise ApiError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
-            stack.extend((value, depth + 1) for value in node)
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if check_strings and (problem := string_problem(key)):
+                        problems.setdefault(path or "body", []).append(f"A key {problem}.")
+                    stack.append((value, depth + 1, f"{path}.{key}" if path else str(key)))
+            else:
+                stack.extend((value, depth + 1, f"{path}[{n}]") for n, value in enumerate(node))
         elif check_strings and isinstance(node, str) and (problem := string_problem(node)):
-            code = "invalid_utf8" if "surrogate" in problem else "invalid"
-            raise ApiError(code, f"A JSON string {problem}.")
+            surrogate = surrogate or "surrogate" in problem
+            problems.setdefault(path or "body", []).append(f"The value {problem}.")
+    if problems:
+        fields = {string_safe(k): v for k, v in sorted(problems.items())[:50]}
+        code = "invalid_utf8" if surrogate else "invalid"
+        raise ApiError(
+            code, "Some strings cannot be stored (NUL or lone surrogate).", fields=fields
+        )
 
 
 def decode_json(raw: bytes) -> Any:
