@@ -155,7 +155,9 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         api_key = services.api_key_revoke(api_key=self.get_object())
         return Response(ApiKeySerializer(api_key).data)
 
-    @extend_schema(summary="Revoke a key (the row is kept for audit)", responses=ApiKeySerializer)
+    @extend_schema(
+        summary="Revoke a key (the row is kept for audit)", responses={200: ApiKeySerializer}
+    )
     def destroy(self, request, prefix=None):
         api_key = services.api_key_revoke(api_key=self.get_object())
         return Response(ApiKeySerializer(api_key).data)
