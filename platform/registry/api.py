@@ -88,6 +88,7 @@ class VersionSerializer(serializers.ModelSerializer):
         source="created_by.username", default=None, allow_null=True, read_only=True
     )
     card_url = serializers.SerializerMethodField()
+    training_run_id = serializers.IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = ModelVersion
