@@ -61,6 +61,11 @@ def _parse_float(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+)
+
+
 def string_problem(value: str) -> str | None:
     """Why PostgreSQL (or UTF-8) cannot hold this string, or None."""
     if "\x00" in value:
@@ -72,32 +77,37 @@ def string_problem(value: str) -> str | None:
     return None
 
 
-def _walk(data: Any, *, check_depth: bool, check_strings: bool) -> None:
-    """Depth and string checks over a decoded body, iteratively (the body may be deep)."""
-    stack: list[tuple[Any, int, str]] = [(data, 1, "")]
+def _max_depth_exceeded(data: Any) -> bool:
+    # Level by level, keeping only containers: a wide body of strings costs one cheap pass.
+    level = [data] if isinstance(data, dict | list) else []
+    for _ in range(MAX_JSON_DEPTH):
+        level = [
+            value
+            for node in level
+            for value in (node.values() if type(node) is dict else node)
+            if type(value) is dict or type(value) is list
+        ]
+        if not level:
+            return False
+    return True
+
+
+def _string_problems(data: Any) -> dict[str, list[str]]:
+    """Every string (key or value) PostgreSQL cannot hold, by its JSON path."""
     problems: dict[str, list[str]] = {}
-    surrogate = False
+    stack: list[tuple[Any, str]] = [(data, "")]
     while stack:
-        node, depth, path = stack.pop()
-        if isinstance(node, dict | list):
-            if check_depth and depth > MAX_JSON_DEPTH:
-                raise ApiError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
-            if isinstance(node, dict):
-                for key, value in node.items():
-                    if check_strings and (problem := string_problem(key)):
-                        problems.setdefault(path or "body", []).append(f"A key {problem}.")
-                    stack.append((value, depth + 1, f"{path}.{key}" if path else str(key)))
-            else:
-                stack.extend((value, depth + 1, f"{path}[{n}]") for n, value in enumerate(node))
-        elif check_strings and isinstance(node, str) and (problem := string_problem(node)):
-            surrogate = surrogate or "surrogate" in problem
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if problem := string_problem(key):
+                    problems.setdefault(path or "body", []).append(f"A key {problem}.")
+                stack.append((value, f"{path}.{key}" if path else str(key)))
+        elif isinstance(node, list):
+            stack.extend((value, f"{path}[{n}]") for n, value in enumerate(node))
+        elif isinstance(node, str) and (problem := string_problem(node)):
             problems.setdefault(path or "body", []).append(f"The value {problem}.")
-    if problems:
-        fields = {string_safe(k): v for k, v in sorted(problems.items())[:50]}
-        code = "invalid_utf8" if surrogate else "invalid"
-        raise ApiError(
-            code, "Some strings cannot be stored (NUL or lone surrogate).", fields=fields
-        )
+    return problems
 
 
 def decode_json(raw: bytes) -> Any:
@@ -109,9 +119,7 @@ def decode_json(raw: bytes) -> Any:
             "invalid_utf8", f"The request body is not valid UTF-8 (byte {exc.start})."
         ) from None
     try:
-        data = json.loads(
-            text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
-        )
+        data = _DECODER.decode(text)
     except RecursionError:
         raise ApiError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from None
     except _Reject as exc:
@@ -121,10 +129,15 @@ def decode_json(raw: bytes) -> Any:
     # Cheap pre-checks keep the walk off the hot path: without enough brackets the body cannot be
     # too deep, and without a \u escape (raw control characters are not strict JSON) no string
     # can hold a NUL or a lone surrogate.
-    check_depth = raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
-    check_strings = b"\\u" in raw
-    if check_depth or check_strings:
-        _walk(data, check_depth=check_depth, check_strings=check_strings)
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _max_depth_exceeded(data):
+        raise ApiError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+    if b"\\u" in raw and (problems := _string_problems(data)):
+        surrogate = any("surrogate" in m for messages in problems.values() for m in messages)
+        raise ApiError(
+            "invalid_utf8" if surrogate else "invalid",
+            "Some strings cannot be stored (NUL or lone surrogate).",
+            fields={string_safe(k): v for k, v in sorted(problems.items())[:50]},
+        )
     return data
 
 
