@@ -313,3 +313,17 @@ def test_an_exception_outside_drf_under_api_is_a_json_500(client, monkeypatch, c
         response = client.get("/api/schema/")
     assert_error(response, 500, "server_error")
     assert any("schema broke" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/batch-jobs/99999999999999999999999/",
+        "/api/v1/batch-jobs/9223372036854775808/results",
+        "/api/v1/models/9223372036854775808/versions/",
+        "/api/v1/versions/9223372036854775808/card/",
+        "/api/v1/training-runs/99999999999999999999999/",
+    ],
+)
+def test_out_of_range_ids_in_paths_are_404(api, url):
+    assert_error(api.get(url), 404, "not_found")
