@@ -62,7 +62,7 @@ class RequestIdLogFilter(logging.Filter):
 class EdgeValidationMiddleware:
     """The API's edge: every `/api/` request is sanitised here, and every error leaves as JSON.
 
-    - Query strings, form fields and JSON bodies pass `tagging_platform.edge` (UTF-8, NUL, lone
+    - Query strings (on every path, portal and admin too), form fields and JSON bodies pass `tagging_platform.edge` (UTF-8, NUL, lone
       surrogates, depth, size, 64-bit integers, finite numbers); a JSON body is decoded once and
       handed to the parsers as `request._edge_json`.
     - Bodies of any other media type are a 415.
@@ -84,6 +84,20 @@ class EdgeValidationMiddleware:
                 self._sanitise(request)
             except Exception as exc:  # an ApiError, or Django refusing the upload
                 return self._exception_response(request, exc)
+        elif request.META.get("QUERY_STRING"):
+            # Portal and admin pages search with query parameters too (Django forms already
+            # refuse NUL in posted fields).
+            from django.http import HttpResponseBadRequest
+
+            from tagging_platform import edge
+            from tagging_platform.errors import ApiError
+
+            try:
+                edge.check_query_string(request.META["QUERY_STRING"])
+            except ApiError as exc:
+                return HttpResponseBadRequest(
+                    f"Bad request: {exc.detail}", content_type="text/plain"
+                )
         response = self.get_response(request)
         if is_api and response.status_code >= 400 and not self._is_json(response):
             response = self._as_json(response)

@@ -327,3 +327,15 @@ def test_an_exception_outside_drf_under_api_is_a_json_500(client, monkeypatch, c
 )
 def test_out_of_range_ids_in_paths_are_404(api, url):
     assert_error(api.get(url), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "url", ["/taxonomy/?q=%00", "/admin/taxonomy/label/?q=%00", "/models/?x=%ED%A0%80"]
+)
+def test_nul_or_bad_utf8_in_a_portal_or_admin_query_is_a_400(client, seeded, url):
+    seeded["user"].is_staff = seeded["user"].is_superuser = True
+    seeded["user"].save()
+    client.force_login(seeded["user"])
+    response = client.get(url)
+    assert response.status_code == 400
+    assert b"NUL" in response.content or b"UTF-8" in response.content
