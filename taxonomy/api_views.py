@@ -181,7 +181,7 @@ class LabelSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @extend_schema(
         summary="Every revision of a label set", responses=LabelSetRevisionSerializer(many=True)
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def revisions(self, request, slug=None):
         label_set = self.get_object()
         revisions = label_set.revisions.order_by("-number")

@@ -7,8 +7,8 @@ from taxonomy.models import Label, LabelChange, LabelSet, LabelSetKind, LabelSet
 
 
 class LabelSerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="key", read_only=True)
-    replaced_by = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    parent = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
+    replaced_by = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
 
     class Meta:
         model = Label
@@ -86,7 +86,7 @@ class LabelMergeSerializer(serializers.Serializer):
 
 
 class LabelChangeSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = LabelChange

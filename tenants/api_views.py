@@ -181,7 +181,9 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         api_key = services.api_key_revoke(api_key=self.get_object())
         return Response(ApiKeySerializer(api_key).data)
 
-    @extend_schema(summary="Revoke a key (the row is kept for audit)", responses=ApiKeySerializer)
+    @extend_schema(
+        summary="Revoke a key (the row is kept for audit)", responses={200: ApiKeySerializer}
+    )
     def destroy(self, request, prefix=None):
         api_key = services.api_key_revoke(api_key=self.get_object())
         return Response(ApiKeySerializer(api_key).data)
@@ -225,7 +227,7 @@ class TenantAdminViewSet(
         request=MembershipSerializer,
         responses={201: MembershipSerializer},
     )
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def memberships(self, request, slug=None):
         tenant = self.get_object()
         if request.method == "GET":

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
+from tagging_platform.edge import db_int_bounds
 from taxonomy.selectors import offered_models, split_terms, visible_label_sets
-from tenants.models import ApiKeyScope, Delivery
+from tenants.models import ApiKeyScope, Delivery, Need
 
 
 def parse_mapping(text: str) -> dict[str, str]:
@@ -73,14 +74,21 @@ class NeedForm(forms.Form):
         help_text="Optional: your own label names → global label keys, one per line.",
     )
     threshold = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.0)
-    top_k = forms.IntegerField(min_value=1, initial=1, label="Top k")
+    top_k = forms.IntegerField(
+        min_value=1, max_value=db_int_bounds(Need, "top_k")["max_value"], initial=1, label="Top k"
+    )
     delivery = forms.MultipleChoiceField(
         choices=Delivery.choices, widget=forms.CheckboxSelectMultiple, initial=[Delivery.SYNC]
     )
     latency_budget_ms = forms.FloatField(
         min_value=0.001, required=False, label="Latency budget (p99 ms)"
     )
-    size_budget_kb = forms.IntegerField(min_value=1, required=False, label="Model size budget (KB)")
+    size_budget_kb = forms.IntegerField(
+        min_value=1,
+        max_value=db_int_bounds(Need, "size_budget_kb")["max_value"],
+        required=False,
+        label="Model size budget (KB)",
+    )
 
     def __init__(self, *args, tenant, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)

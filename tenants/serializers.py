@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from tagging_platform.edge import db_int_bounds
 from taxonomy.models import LabelSet
 from tenants.models import (
     ApiKey,
@@ -17,8 +18,8 @@ from tenants.models import (
 
 
 class NeedSerializer(serializers.ModelSerializer):
-    label_set = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    model = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    label_set = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    model = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     delivery = serializers.ListField(child=serializers.ChoiceField(choices=Delivery.choices))
 
     class Meta:
@@ -70,12 +71,16 @@ class NeedWriteSerializer(serializers.Serializer):
     per_label_thresholds = serializers.DictField(
         child=serializers.FloatField(min_value=0.0, max_value=1.0), required=False
     )
-    top_k = serializers.IntegerField(min_value=1, required=False)
+    top_k = serializers.IntegerField(
+        required=False, **{**db_int_bounds(Need, "top_k"), "min_value": 1}
+    )
     delivery = serializers.ListField(
         child=serializers.ChoiceField(choices=Delivery.choices), required=False, min_length=1
     )
     latency_budget_ms = serializers.FloatField(min_value=0.001, required=False, allow_null=True)
-    size_budget_kb = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    size_budget_kb = serializers.IntegerField(
+        required=False, allow_null=True, **{**db_int_bounds(Need, "size_budget_kb"), "min_value": 1}
+    )
     execution = serializers.ChoiceField(choices=Execution.choices, required=False)
 
     def __init__(self, *args, tenant=None, **kwargs):
@@ -116,7 +121,9 @@ class SubscribeSerializer(serializers.Serializer):
 
 class ApiKeySerializer(serializers.ModelSerializer):
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiKeyScope.choices))
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     is_usable = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -168,6 +175,11 @@ class TenantSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["created_at"]
+        # PostgreSQL's range whatever the backend (SQLite would allow 64 bits).
+        extra_kwargs = {
+            "quota_requests_per_minute": db_int_bounds(Tenant, "quota_requests_per_minute"),
+            "quota_max_batch_items": db_int_bounds(Tenant, "quota_max_batch_items"),
+        }
 
 
 class MembershipSerializer(serializers.ModelSerializer):

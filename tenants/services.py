@@ -465,11 +465,12 @@ def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
     if not offered_models(tenant=need.tenant).filter(pk=model.pk).exists():
         raise ValidationError({"model": ["Unknown model, or it has no production version."]})
     allowed = set(_need_label_keys(label_set=model.label_set, requested=[]))
-    outside = {
-        name: [f"'{key}' is not served by {model.name}."]
+    # Django's ValidationError holds flat lists: name the offending entry in each message.
+    outside = [
+        f"{name}: '{key}' is not served by {model.name}."
         for name, key in (need.label_mapping or {}).items()
         if key not in allowed
-    }
+    ]
     if outside:
         raise ValidationError({"label_mapping": outside})
     with transaction.atomic():

@@ -149,6 +149,10 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
     ]
     actions = ["promote_production", "promote_candidate", "archive"]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Versions are immutable records made by training (or import_registry), never by hand.
+        return False
+
     @admin.display(description="macro F1")
     def macro_f1(self, obj: ModelVersion):
         return (obj.metrics or {}).get("macro_f1")

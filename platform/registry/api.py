@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -19,12 +21,14 @@ from registry.models import (
     Algorithm,
     AliasEvent,
     AliasName,
+    DatasetSnapshot,
     ModelAlias,
     ModelVersion,
     RegisteredModel,
     TrainingRun,
 )
 from registry.services import DatasetImportError, RegistryError
+from tagging_platform.edge import INT64_MAX, db_int_bounds, query_int
 from tagging_platform.errors import ApiError
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
@@ -80,8 +84,11 @@ class VersionSerializer(serializers.ModelSerializer):
     registered_model_id = serializers.IntegerField()
     snapshot = serializers.CharField(source="snapshot.content_hash")
     parent = serializers.SerializerMethodField()
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(
+        source="created_by.username", default=None, allow_null=True, read_only=True
+    )
     card_url = serializers.SerializerMethodField()
+    training_run_id = serializers.IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = ModelVersion
@@ -101,9 +108,13 @@ class VersionSerializer(serializers.ModelSerializer):
 
 
 class AliasEventSerializer(serializers.ModelSerializer):
-    from_version = serializers.IntegerField(source="from_version.version", default=None)
-    to_version = serializers.IntegerField(source="to_version.version")
-    actor = serializers.CharField(source="actor.username", default=None)
+    from_version = serializers.IntegerField(
+        source="from_version.version", default=None, allow_null=True, read_only=True
+    )
+    to_version = serializers.IntegerField(source="to_version.version", read_only=True)
+    actor = serializers.CharField(
+        source="actor.username", default=None, allow_null=True, read_only=True
+    )
 
     class Meta:
         model = AliasEvent
@@ -114,7 +125,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     registered_model = serializers.CharField(source="registered_model.name")
     snapshot = serializers.CharField(source="snapshot.content_hash")
     version = serializers.SerializerMethodField()
-    duration_seconds = serializers.FloatField(read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = TrainingRun
@@ -134,7 +145,9 @@ class TrainingRunCreateSerializer(serializers.Serializer):
     label_set = serializers.SlugField(required=False, help_text="Slug of a visible label set.")
     algorithm = serializers.ChoiceField(choices=Algorithm.choices, default=Algorithm.TFIDF_LOGREG)
     params = serializers.DictField(required=False, default=dict)
-    seed = serializers.IntegerField(required=False, default=42, min_value=0)
+    seed = serializers.IntegerField(
+        required=False, default=42, **db_int_bounds(DatasetSnapshot, "seed")
+    )
     test_fraction = serializers.FloatField(
         required=False, default=0.2, min_value=0.05, max_value=0.5
     )
@@ -153,7 +166,9 @@ class TrainingRunCreateSerializer(serializers.Serializer):
 
 class AliasMoveSerializer(serializers.Serializer):
     alias = serializers.ChoiceField(choices=AliasName.choices, default=AliasName.PRODUCTION)
-    version = serializers.IntegerField(required=False, min_value=1)
+    version = serializers.IntegerField(
+        required=False, **{**db_int_bounds(ModelVersion, "version"), "min_value": 1}
+    )
     reason = serializers.CharField(required=False, default="", max_length=300, allow_blank=True)
 
 
@@ -195,7 +210,8 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
                 "permission_denied", f"Only {who} may move this model's aliases.", status_code=403
             )
 
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=VersionSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request, pk=None):
         model = self.get_object()
         versions = (
@@ -205,7 +221,8 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
         ).filter(registered_model=model)
         return Response(VersionSerializer(versions, many=True).data)
 
-    @action(detail=True, methods=["get"], url_path="alias-events")
+    @extend_schema(responses=AliasEventSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="alias-events", pagination_class=None)
     def alias_events(self, request, pk=None):
         model = self.get_object()
         return Response(AliasEventSerializer(selectors.alias_history(model), many=True).data)
@@ -262,12 +279,21 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         queryset = ModelVersion.objects.select_related(
             "registered_model", "snapshot", "parent", "created_by"
         )
-        model = self.request.query_params.get("model")
-        if model and model.isdigit():
-            queryset = queryset.filter(registered_model_id=int(model))
+        model = query_int(
+            self.request.query_params.get("model"), name="model", minimum=1, maximum=INT64_MAX
+        )
+        if model is not None:
+            queryset = queryset.filter(registered_model_id=model)
         return queryset
 
-    @action(detail=True, methods=["get"])
+    @extend_schema(
+        parameters=[OpenApiParameter("model", int, description="Only this registered model's")]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={(200, "text/markdown"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"], pagination_class=None)
     def card(self, request, pk=None):
         """The model card as Markdown (download)."""
         version = self.get_object()
@@ -277,15 +303,22 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 
-    @action(detail=False, methods=["get"])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("a", int, required=True, description="A version id"),
+            OpenApiParameter("b", int, required=True, description="Another version id"),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    @action(detail=False, methods=["get"], pagination_class=None)
     def compare(self, request):
         """Re-evaluate versions `a` and `b` (ids) on one test set (b's snapshot by default)."""
         ids = {}
         for key in ("a", "b"):
-            value = request.query_params.get(key, "")
-            if not value.isdigit():
+            value = query_int(request.query_params.get(key), name=key, minimum=1, maximum=INT64_MAX)
+            if value is None:
                 raise serializers.ValidationError({key: "Give a version id."})
-            ids[key] = int(value)
+            ids[key] = value
         a = get_object_or_404(self.get_queryset(), pk=ids["a"])
         b = get_object_or_404(self.get_queryset(), pk=ids["b"])
         try:

@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from tagging_platform import csv_io
+from tagging_platform.edge import string_problem
 
 #: Longest training text accepted (BBC articles reach ~25k characters).
 MAX_TEXT_CHARS = 100_000
@@ -66,6 +67,13 @@ class ParseResult:
 def _clean_row(result: ParseResult, *, row: int, text, labels, split, source_ref: str = "") -> None:
     """Validate one raw record's shape (not its labels: those depend on the label set)."""
     ok = True
+    for name, value in (("text", text), ("labels", labels), ("split", split)):
+        values = value if isinstance(value, list) else [value]
+        problem = next((p for v in values if isinstance(v, str) and (p := string_problem(v))), None)
+        if problem:
+            # PostgreSQL text cannot hold a NUL, and a lone surrogate is not UTF-8.
+            result.errors.append(RowError(row, name, f"The value {problem}."))
+            return
     if not isinstance(text, str) or not text.strip():
         result.errors.append(RowError(row, "text", "Text is missing or empty."))
         ok = False

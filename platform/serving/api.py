@@ -7,13 +7,11 @@ call serving.sync / services / selectors.
 from __future__ import annotations
 
 import json
-from datetime import UTC
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
@@ -24,6 +22,7 @@ from rest_framework.response import Response
 
 from serving import batch_io, quota, selectors, serializers, services, sync, validation, webhooks
 from serving.models import BatchJob, BatchSource, Item, PredictionLog, WebhookDelivery
+from tagging_platform.edge import query_datetime
 from tagging_platform.errors import ApiError
 from tenants.models import ApiKeyScope, Role
 from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView
@@ -102,20 +101,7 @@ class TagView(JsonBodyMixin, ServingMixin, TenantScopedAPIView):
 
 
 def _parse_since(value: str):
-    from django.utils.dateparse import parse_datetime
-
-    if not value:
-        return None
-    parsed = parse_datetime(value)
-    if parsed is None:
-        raise ApiError(
-            "invalid",
-            "`since` must be an ISO 8601 date-time.",
-            fields={"since": ["Invalid date-time."]},
-        )
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, UTC)
-    return parsed
+    return query_datetime(value, name="since")
 
 
 def _need_or_404(tenant, slug: str):

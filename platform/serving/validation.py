@@ -16,6 +16,7 @@ from django.core.exceptions import RequestDataTooBig
 from tagging_platform.errors import ApiError
 
 MAX_ID_CHARS = 200
+_MISSING = object()
 
 
 def read_json_body(request) -> Any:
@@ -32,6 +33,9 @@ def read_json_body(request) -> Any:
             f"(got {media_type or 'no Content-Type'!r}).",
             status_code=415,
         )
+    decoded = getattr(django_request, "_edge_json", _MISSING)
+    if decoded is not _MISSING:  # already decoded and checked by the edge middleware
+        return decoded
     try:
         raw = django_request.body
     except RequestDataTooBig:

@@ -5,12 +5,16 @@ Codes are stable strings clients can switch on; messages are for humans.
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
+
+logger = logging.getLogger("tagging_platform.errors")
 
 
 class ApiError(exceptions.APIException):
@@ -33,17 +37,64 @@ _DEFAULT_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
     429: "throttled",
+    500: "server_error",
+    503: "unavailable",
 }
+
+
+def error_body(code: str, message: str, fields=None) -> dict:
+    body = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
+
+def error_response(
+    code: str, message: str, *, status_code: int, fields=None, headers=None
+) -> JsonResponse:
+    """The JSON error shape outside DRF (middleware, plain views)."""
+    response = JsonResponse(
+        error_body(code, message, fields),
+        status=status_code,
+        json_dumps_params={"ensure_ascii": False},
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    if status_code == 429 and "Retry-After" not in response:
+        response["Retry-After"] = "1"
+    return response
+
+
+def default_code(status_code: int) -> str:
+    return _DEFAULT_CODES.get(status_code, "error")
+
+
+def server_error_response(exc: BaseException, *, where: str) -> JsonResponse:
+    """Anything no one handled: logged with its traceback, answered as a JSON 500."""
+    logger.error("Unhandled %s at %s", type(exc).__name__, where, exc_info=exc)
+    return error_response(
+        "server_error", "Internal server error; it has been logged.", status_code=500
+    )
+
+
+def _django_validation_fields(exc: DjangoValidationError) -> dict:
+    # `message_dict` assumes flat lists; a nested dict (one entry per mapping key) must not
+    # turn a 400 into an AttributeError.
+    if hasattr(exc, "error_dict"):
+        return {
+            field: [message for error in errors for message in error.messages]
+            for field, errors in exc.error_dict.items()
+        }
+    return {"non_field_errors": exc.messages}
 
 
 def api_exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(
-            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        )
+        exc = exceptions.ValidationError(_django_validation_fields(exc))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -57,16 +108,18 @@ def api_exception_handler(exc, context):
 
     response = exception_handler(exc, context)
     if response is None:
-        return None
+        view = context.get("view") if context else None
+        request = context.get("request") if context else None
+        where = f"{getattr(request, 'method', '?')} {getattr(request, 'path', '?')}"
+        set_rollback()
+        return server_error_response(exc, where=f"{where} ({type(view).__name__})")
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail
         fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
         code = "invalid"
-        if isinstance(exc, exceptions.ParseError):
-            code = "malformed_request"
         response.data = {"error": {"code": code, "message": "Invalid input.", "fields": fields}}
     else:
-        code = _DEFAULT_CODES.get(response.status_code, "error")
+        code = default_code(response.status_code)
         if isinstance(exc, exceptions.ParseError):
             code = "malformed_request"
         elif isinstance(exc, exceptions.AuthenticationFailed):

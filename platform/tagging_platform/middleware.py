@@ -8,6 +8,8 @@ import logging
 import os
 import re
 
+from django.conf import settings
+
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -72,3 +74,174 @@ class ContentSecurityPolicyMiddleware:
         if self.policy and "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = self.policy
         return response
+
+
+class EdgeValidationMiddleware:
+    """The API's edge: every `/api/` request is sanitised here, and every error leaves as JSON.
+
+    - Query strings (on every path, portal and admin too), form fields and JSON bodies pass `tagging_platform.edge` (UTF-8, NUL, lone
+      surrogates, depth, size, 64-bit integers, finite numbers); a JSON body is decoded once and
+      handed to the parsers as `request._edge_json`.
+    - Bodies of any other media type are a 415.
+    - An `APIException` (e.g. `ApiError`) raised by any view, API or portal, becomes its 4xx.
+    - Anything else raised under `/api/` is a logged JSON 500, and an error page Django renders
+      under `/api/` (an unrouted path's 404, a 400 for a suspicious request) is replaced by the
+      JSON shape. Never HTML under /api/.
+    """
+
+    API_PREFIX = "/api/"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        is_api = request.path_info.startswith(self.API_PREFIX)
+        if is_api:
+            try:
+                self._sanitise(request)
+            except Exception as exc:  # an ApiError, or Django refusing the upload
+                return self._exception_response(request, exc)
+        elif request.META.get("QUERY_STRING"):
+            # Portal and admin pages search with query parameters too (Django forms already
+            # refuse NUL in posted fields).
+            from django.http import HttpResponseBadRequest
+
+            from tagging_platform import edge
+            from tagging_platform.errors import ApiError
+
+            try:
+                edge.check_query_string(request.META["QUERY_STRING"])
+            except ApiError as exc:
+                return HttpResponseBadRequest(
+                    f"Bad request: {exc.detail}", content_type="text/plain"
+                )
+        response = self.get_response(request)
+        if is_api and response.status_code >= 400 and not self._is_json(response):
+            response = self._as_json(response)
+        return response
+
+    def process_exception(self, request, exc):
+        from rest_framework.exceptions import APIException
+
+        if isinstance(exc, APIException) or request.path_info.startswith(self.API_PREFIX):
+            return self._exception_response(request, exc)
+        return None
+
+    # -- checks --------------------------------------------------------------------------
+    def _sanitise(self, request) -> None:
+        from django.core.exceptions import RequestDataTooBig
+
+        from tagging_platform import edge
+        from tagging_platform.errors import ApiError
+
+        edge.check_query_string(request.META.get("QUERY_STRING", ""))
+        content_type = request.content_type or ""
+        has_body = self._has_body(request)
+        if content_type in edge.JSON_MEDIA_TYPES or content_type.endswith("+json"):
+            if has_body:
+                try:
+                    body = request.body
+                except RequestDataTooBig:
+                    raise ApiError(
+                        "request_too_large",
+                        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+                        "bytes.",
+                        status_code=413,
+                    ) from None
+                request._edge_json = edge.decode_json(body)
+        elif content_type in edge.FORM_MEDIA_TYPES:
+            if request.method == "POST":  # Django parses forms for POST only
+                try:
+                    form, files = request.POST, request.FILES
+                except RequestDataTooBig:
+                    raise ApiError(
+                        "upload_too_large", "The upload is too large.", status_code=413
+                    ) from None
+                edge.check_form_values(form, files)
+        elif has_body:
+            raise ApiError(
+                "unsupported_media_type",
+                f"Unsupported media type {content_type or '(none)'!r}: send application/json, "
+                "or multipart/form-data for uploads.",
+                status_code=415,
+            )
+
+    @staticmethod
+    def _has_body(request) -> bool:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        return length > 0 or "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+    # -- responses -------------------------------------------------------------------------
+    @staticmethod
+    def _is_json(response) -> bool:
+        return "json" in response.get("Content-Type", "")
+
+    def _as_json(self, response):
+        from tagging_platform.errors import default_code, error_response
+
+        status_code = response.status_code
+        message = {
+            404: "Not found.",
+            405: "Method not allowed.",
+            500: "Internal server error; it has been logged.",
+        }.get(status_code, getattr(response, "reason_phrase", "") or "Error.")
+        new = error_response(default_code(status_code), message, status_code=status_code)
+        for header in ("Allow", "Retry-After", "X-Request-ID"):
+            if header in response:
+                new[header] = response[header]
+        return new
+
+    def _exception_response(self, request, exc):
+        from django.core.exceptions import (
+            PermissionDenied,
+            RequestDataTooBig,
+            SuspiciousOperation,
+            TooManyFieldsSent,
+            TooManyFilesSent,
+        )
+        from django.http import Http404
+        from rest_framework.exceptions import APIException
+
+        from tagging_platform.errors import (
+            ApiError,
+            default_code,
+            error_response,
+            server_error_response,
+        )
+
+        if isinstance(exc, ApiError):
+            return error_response(
+                exc.error_code,
+                str(exc.detail),
+                status_code=exc.status_code,
+                fields=exc.fields,
+                headers=exc.headers,
+            )
+        if isinstance(exc, APIException):
+            headers = {}
+            if getattr(exc, "wait", None):
+                headers["Retry-After"] = str(int(exc.wait))
+            return error_response(
+                default_code(exc.status_code),
+                str(exc.detail),
+                status_code=exc.status_code,
+                headers=headers,
+            )
+        if isinstance(exc, RequestDataTooBig):
+            return error_response(
+                "request_too_large", "The request body is too large.", status_code=413
+            )
+        if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+            return error_response("invalid", "Too many form fields or files.", status_code=400)
+        if isinstance(exc, SuspiciousOperation):
+            return error_response("invalid", "Bad request.", status_code=400)
+        if isinstance(exc, Http404):
+            return error_response("not_found", "Not found.", status_code=404)
+        if isinstance(exc, PermissionDenied):
+            return error_response(
+                "permission_denied", str(exc) or "Permission denied.", status_code=403
+            )
+        return server_error_response(exc, where=f"{request.method} {request.path}")
