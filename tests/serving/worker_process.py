@@ -1,6 +1,7 @@
 """Entry point of a real prefork `celery worker` subprocess for the SIGKILL test.
 
-Run as `python tests/serving/worker_process.py <name>`. TEST_VISIBILITY_TIMEOUT shortens the Redis
+Run as `python tests/serving/worker_process.py <name>`. TEST_WORKER_QUEUES (default `batch`) and
+TEST_WORKER_CONCURRENCY (default 1) pick what it consumes. TEST_VISIBILITY_TIMEOUT shortens the Redis
 visibility timeout so that a message left unacknowledged by a killed worker is restored within
 seconds instead of hours (production keeps CELERY_LONGEST_TASK_SECONDS * 2).
 """
@@ -36,11 +37,11 @@ if __name__ == "__main__":
         [
             "worker",
             "-Q",
-            "batch",
+            os.environ.get("TEST_WORKER_QUEUES", "batch"),
             "-P",
             "prefork",
             "-c",
-            "1",
+            os.environ.get("TEST_WORKER_CONCURRENCY", "1"),
             "-n",
             f"{name}@%h",
             "--loglevel=INFO",
