@@ -39,6 +39,7 @@ from workers.runtime import get_runtime, text_sha256
 logger = logging.getLogger(__name__)
 
 STREAM_TASK_ITEMS = 256  # items per tagging task: one vectorised predict each
+SCHEDULED_BATCH_EXPIRE_SECONDS = 12 * 3600
 
 
 # --- stream -----------------------------------------------------------------------------------
@@ -395,6 +396,9 @@ def scheduled_batch_create(
             crontab=schedule,
             args=json.dumps([scheduled.pk]),
             queue="batch",
+            # A run that waited half a day (beat or workers down) is dropped, not piled up: the
+            # next one covers everything since the last, by its cursor.
+            expire_seconds=SCHEDULED_BATCH_EXPIRE_SECONDS,
         )
         scheduled.save(update_fields=["periodic_task"])
     return scheduled

@@ -31,6 +31,22 @@ if visibility:
         "unacked_restore_throttle": 1,
     }
 
+slow_load = float(os.environ.get("TEST_SLOW_MODEL_LOAD", "0"))
+if slow_load:
+    # Fault injection: every model load takes this long (a big model, a slow disk), longer than
+    # Celery's 4 s worker_proc_alive_timeout when the test wants it to.
+    import time
+
+    from workers.runtime import Runtime
+
+    original_load = Runtime._load
+
+    def slow(self, version_id):
+        time.sleep(slow_load)
+        return original_load(self, version_id)
+
+    Runtime._load = slow
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else "worker"
     app.worker_main(
