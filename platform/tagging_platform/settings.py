@@ -120,6 +120,8 @@ else:
 CELERY_LONGEST_TASK_SECONDS = envint("CELERY_LONGEST_TASK_SECONDS", 3600, minimum=60)
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or REDIS_URL or "filesystem://localhost//"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's file-system transport with atomic writes and claims (kombu #1551 crashed workers).
+    CELERY_BROKER_TRANSPORT = "tagging_platform.embedded_broker:Transport"
     _broker_dir = DATA_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
