@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""`make run`: migrate, load the demo, then run web + Celery worker + beat until Ctrl-C.
+"""`make run`: migrate, load the demo, then run web + Celery workers + beat until Ctrl-C; a
+process that exits is restarted (with backoff), the others keep running.
 
 Everything uses the embedded defaults (SQLite and a file-system broker under var/) unless the
 environment says otherwise. Running it again reuses the database, the demo and the artifacts.
@@ -143,19 +144,18 @@ def main() -> int:
         "--graceful-timeout",
         "10",
     ]
+    # Two workers, as in production's one-per-latency-class: a demo training run (minutes of
+    # CPU) never holds the process that serves stream items, queued sync calls and /readyz.
+    celery_worker = [str(VENV_BIN / "celery"), "-A", "tagging_platform", "worker"]
+    specs["worker-online"] = [
+        *celery_worker,
+        *("-Q", "online", "--concurrency", "1", "--prefetch-multiplier", "1"),
+        *("--loglevel", "INFO", "--hostname", "embedded-online@%h"),
+    ]
     specs["worker"] = [
-        str(VENV_BIN / "celery"),
-        "-A",
-        "tagging_platform",
-        "worker",
-        "-Q",
-        "online,batch,training,monitoring",
-        "--concurrency",
-        "2",
-        "--loglevel",
-        "INFO",
-        "--hostname",
-        "embedded@%h",
+        *celery_worker,
+        *("-Q", "batch,training,monitoring", "--concurrency", "2", "--prefetch-multiplier", "1"),
+        *("--loglevel", "INFO", "--hostname", "embedded@%h"),
     ]
     specs["beat"] = [
         str(VENV_BIN / "celery"),
