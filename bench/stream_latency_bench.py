@@ -83,7 +83,8 @@ def report(rows: list[dict], meta: dict) -> str:
     lines = [
         "## Stream delivery latency",
         "",
-        f"`bench/stream_latency_bench.py`, {meta['when']}, {meta['cpus']} CPUs shared by the "
+        f"`bench/stream_latency_bench.py`, {meta['when']}, {meta['cpus']} CPUs (load average "
+        f"{meta['load']:.1f} at the start: other work shared them) used by the "
         "load generator, gunicorn (2 sync workers), one Celery `online` worker (2 prefork "
         "processes), PostgreSQL and Redis. No beat runs, so the once-a-minute sweeper cannot "
         "deliver an item its own task skipped. Each client sends single-item `POST …/items` "
@@ -126,6 +127,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
+    load = os.getloadavg()[0]
     sb.DATA_DIR.mkdir(parents=True, exist_ok=True)
     sb.setup_django()
     texts, labels = sb.load_bbc()
@@ -180,7 +182,12 @@ def main() -> None:
         sb.stop(web)
         sb.stop(worker)
     section = report(
-        rows, {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count()}
+        rows,
+        {
+            "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpus": os.cpu_count(),
+            "load": load,
+        },
     )
     print(section)
     if not args.no_write:

@@ -85,7 +85,7 @@ def make_run(tmp_path):
         DATA_DIR=str(tmp_path / "var"),
         PORT=str(port),
         LOAD_DEMO="0",  # no demo training competing for the CPU; the processes are the same
-        WEB_CONCURRENCY="1",
+        WEB_CONCURRENCY="2",
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )
@@ -115,10 +115,10 @@ def test_embedded_run_survives_a_readyz_hammer_and_restarts_a_killed_worker(make
     proc, port, output = make_run
     wait_until(lambda: get(port, "/readyz")[0] == 200, 180, "/readyz ok")
 
-    # The repro: `seq 1 400 | xargs -P4 -I{} curl -s http://127.0.0.1:8000/readyz`.
-    with ThreadPoolExecutor(4) as pool:
-        codes = list(pool.map(lambda _: get(port, "/readyz")[0], range(400)))
-    assert codes.count(200) == 400, {c: codes.count(c) for c in set(codes)}
+    # The repro (`seq 1 400 | xargs -P4 curl …/readyz`) crashed it within seconds; 8 at a time here.
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: get(port, "/readyz")[0], range(200)))
+    assert codes.count(200) == 200, {c: codes.count(c) for c in set(codes)}
     assert "exited" not in output.text  # no child crashed
     assert get(port, "/readyz")[1]["checks"]["broker"]["ok"]
 

@@ -1,6 +1,6 @@
 """Pool processes report ready fast, whatever the live models cost to load.
 
-A real prefork worker where every model load takes 6 s (longer than Celery's 4 s
+A real prefork worker where every model load takes 5 s (longer than Celery's 4 s
 worker_proc_alive_timeout). After its pool process is SIGKILLed, a replacement that loaded models
 before reporting ready would be killed and replaced in a loop and never run a task.
 """
@@ -34,7 +34,7 @@ def start(tmp_path: Path, settings, queues: str) -> tuple[subprocess.Popen, Path
         "REDIS_URL": settings.REDIS_URL,
         "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
         "TEST_WORKER_QUEUES": queues,
-        "TEST_SLOW_MODEL_LOAD": "6",
+        "TEST_SLOW_MODEL_LOAD": "5",
     }
     log = open(log_path, "wb")  # noqa: SIM115 (closed with the process)
     process = subprocess.Popen(
@@ -87,7 +87,7 @@ def test_online_pool_reports_ready_then_warms_in_the_background(
 ):
     worker, log_path = start(tmp_path, settings, "online")
     try:
-        assert ping_through("online") == "pong"  # answered while the 6 s load is still running
+        assert ping_through("online") == "pong"  # answered while the 5 s load is still running
         # The warm-up still happens, after the ready signal, in the same pool process.
         wait_for(lambda: "warmed 1 live needs' models" in log_path.read_text(), timeout=30)
         kill_pool_process(worker)
