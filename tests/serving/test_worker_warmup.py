@@ -83,12 +83,24 @@ def test_training_and_monitoring_pools_never_load_serving_models(
 
 
 def test_online_pool_reports_ready_then_warms_in_the_background(
-    live_worker_app, settings, tmp_path
+    live_worker_app, settings, tmp_path, api_a
 ):
+    from serving.models import Item, ItemStatus
+
     worker, log_path = start(tmp_path, settings, "online")
     try:
         assert ping_through("online") == "pong"  # answered while the 5 s load is still running
-        # The warm-up still happens, after the ready signal, in the same pool process.
+        # A stream item arriving during the warm-up waits for it instead of loading the model
+        # a second time beside it.
+        response = api_a.post(
+            "/api/v1/needs/news/items",
+            {"items": [{"id": "early", "text": "football match goal striker"}]},
+            format="json",
+        )
+        assert response.status_code == 202
+        wait_for(lambda: Item.objects.filter(status=ItemStatus.TAGGED).exists(), timeout=30)
+        assert log_path.read_text().count("loaded and warmed") == 1
+        # The warm-up happened after the ready signal, in the same pool process.
         wait_for(lambda: "warmed 1 live needs' models" in log_path.read_text(), timeout=30)
         kill_pool_process(worker)
         assert ping_through("online") == "pong"  # the replacement is up and serving at once

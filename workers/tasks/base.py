@@ -62,15 +62,30 @@ def _consumes_serving_queue(app) -> bool:
     return bool(names & SERVING_QUEUES)
 
 
+#: Set while no warm-up runs in this process; serving tasks wait for it (bounded) rather than
+#: load the model a second time beside the warm-up thread.
+_warm = threading.Event()
+_warm.set()
+
+
+def wait_for_warm_up() -> None:
+    _warm.wait(timeout=settings.SERVING_WARM_SECONDS)
+
+
 def warm_in_background(name: str = "model-warm-up") -> threading.Thread:
     """Load the live needs' models on a daemon thread, within SERVING_WARM_SECONDS: the process
-    reports ready at once (Celery kills a pool process that is not up within 4 s), and a task
-    that arrives first simply loads its own model."""
+    reports ready at once (Celery kills a pool process that is not up within 4 s); a serving
+    task that arrives meanwhile waits for it (`wait_for_warm_up`), other tasks run at once."""
     from workers.runtime import warm_at_process_start
 
     def run() -> None:
-        warmed = warm_at_process_start(budget_seconds=settings.SERVING_WARM_SECONDS)
-        logger.info("warmed %d live needs' models", warmed)
+        try:
+            warmed = warm_at_process_start(budget_seconds=settings.SERVING_WARM_SECONDS)
+            logger.info("warmed %d live needs' models", warmed)
+        finally:
+            _warm.set()
+
+    _warm.clear()
 
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()

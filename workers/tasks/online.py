@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from workers.tasks.base import RETRYABLE_ERRORS, time_limits
+from workers.tasks.base import RETRYABLE_ERRORS, time_limits, wait_for_warm_up
 
 
 @shared_task(name="workers.tasks.online.tag_sync_items", **time_limits(30))
@@ -13,6 +13,7 @@ def tag_sync_items(need_id: int, ids: list[str], texts: list[str]) -> list[dict]
     from serving import sync
     from workers.runtime import get_runtime
 
+    wait_for_warm_up()
     served = get_runtime().need_by_id(need_id)
     return sync.tag_inline(served, ids, texts)
 
@@ -30,6 +31,7 @@ def tag_stream_items(need_id: int, item_ids: list[int]) -> int:
     Redis blinked (the sweeper remains the net for a task lost with its worker)."""
     from serving import services
 
+    wait_for_warm_up()
     return services.stream_items_tag(need_id=need_id, item_ids=item_ids)
 
 
