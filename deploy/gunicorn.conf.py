@@ -102,7 +102,10 @@ def post_worker_init(worker) -> None:
     a full collection over them stalls a request for ~100 ms, and they never become garbage."""
     import gc
 
+    from django.conf import settings
+
     from workers.runtime import warm_at_process_start
 
-    warm_at_process_start()
+    # Bounded (SERVING_WARM_SECONDS, below `timeout`): a worker still loading is never killed.
+    warm_at_process_start(budget_seconds=settings.SERVING_WARM_SECONDS)
     gc.freeze()

@@ -398,8 +398,9 @@ def _decide(served: ServedNeed, hashes: list[str], scores: np.ndarray) -> list[T
     return results
 
 
-def warm_live_needs() -> int:
-    """Load the models of live needs (at most MODEL_CACHE_SIZE) so the first task doesn't pay."""
+def warm_live_needs(*, budget_seconds: float | None = None) -> int:
+    """Load the models of live needs (at most MODEL_CACHE_SIZE) so the first task doesn't pay.
+    With a budget, no new load starts once it is spent (the rest load on first use)."""
     from tenants.models import Need, NeedStatus
 
     runtime = get_runtime()
@@ -410,7 +411,13 @@ def warm_live_needs() -> int:
         .order_by("-updated_at")
         .values_list("pk", flat=True)
     )
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     for need_id in needs[: settings.MODEL_CACHE_SIZE]:
+        if deadline is not None and time.monotonic() >= deadline:
+            logger.info(
+                "model warm-up budget of %.0f s spent; the rest load on use", budget_seconds
+            )
+            break
         try:
             runtime.need_by_id(need_id)
             warmed += 1
@@ -419,7 +426,7 @@ def warm_live_needs() -> int:
     return warmed
 
 
-def warm_at_process_start() -> int:
+def warm_at_process_start(*, budget_seconds: float | None = None) -> int:
     """`warm_live_needs` for a process that has just started (a forked Celery pool process or
     gunicorn worker): never on a connection inherited from the parent, and a failure is logged,
     not raised (a cold start is slower, not broken)."""
@@ -427,7 +434,7 @@ def warm_at_process_start() -> int:
 
     try:
         connections.close_all()
-        return warm_live_needs()
+        return warm_live_needs(budget_seconds=budget_seconds)
     except Exception:
         logger.warning("model warm-up at process start failed", exc_info=True)
         return 0

@@ -40,6 +40,7 @@ from workers.runtime import get_runtime, text_sha256
 logger = logging.getLogger(__name__)
 
 STREAM_TASK_ITEMS = 256  # items per tagging task: one vectorised predict each
+SCHEDULED_BATCH_EXPIRE_SECONDS = 12 * 3600
 
 
 # --- stream -----------------------------------------------------------------------------------
@@ -90,19 +91,41 @@ def stream_items_ingest(*, tenant, need, ids: list[str], texts: list[str]) -> di
 
 
 def stream_items_tag(*, need_id: int, item_ids: list[int]) -> int:
-    """Tag the still-pending items among `item_ids`; store results; queue the webhook."""
+    """Tag the still-pending items among `item_ids`; store results, log lines and the webhook.
+
+    Read, predict, then commit, as batch does: no row lock is held while the model runs. The
+    commit locks only the items themselves (`of=("self",)`: never the shared tenant and need
+    rows, which would make a concurrent task skip all of its items) and writes only those still
+    pending, so a concurrent task or a sweeper re-queue for the same items writes nothing twice.
+    Log lines go into the same transaction as the results: a kill or a Redis blip loses none.
+    """
+    pending = list(
+        Item.objects.unscoped()  # the task was given ids of one need; tenancy came from it
+        .filter(pk__in=item_ids, need_id=need_id, status=ItemStatus.PENDING)
+        .order_by("pk")
+        .values_list("pk", "text")
+    )
+    if not pending:
+        return 0
     served = get_runtime().need_by_id(need_id)
+    predicted = dict(
+        zip(
+            (pk for pk, _ in pending),
+            get_runtime().tag(served, [text for _, text in pending]),
+            strict=True,
+        )
+    )
     with transaction.atomic():
         items = list(
-            Item.objects.unscoped()  # the task was given ids of one need; tenancy came from it
-            .select_for_update(skip_locked=True)
-            .filter(pk__in=item_ids, need_id=need_id, status=ItemStatus.PENDING)
+            Item.objects.unscoped()
+            .select_for_update(of=("self",))  # waits for a concurrent commit, then re-checks
+            .filter(pk__in=list(predicted), status=ItemStatus.PENDING)
             .select_related("tenant", "need")
             .order_by("pk")
         )
         if not items:
             return 0
-        results = get_runtime().tag(served, [item.text for item in items])
+        results = [predicted[item.pk] for item in items]
         now = timezone.now()
         public = []
         for item, result in zip(items, results, strict=True):
@@ -118,13 +141,12 @@ def stream_items_tag(*, need_id: int, item_ids: list[int]) -> int:
             item.tagged_at = now
             public.append(body)
         Item.objects.bulk_update(items, ["status", "result", "model_version", "tagged_at"])
-        refs = [item.external_id for item in items]
-        transaction.on_commit(
-            lambda: predlog.record(
-                tenant_id=served.tenant_id,
+        predlog.write_now(
+            predlog.entries_for(
+                tenant_id=items[0].tenant_id,
                 need_id=need_id,
                 channel=Channel.STREAM,
-                item_refs=refs,
+                item_refs=[item.external_id for item in items],
                 results=results,
             )
         )
@@ -391,6 +413,9 @@ def scheduled_batch_create(
             crontab=schedule,
             args=json.dumps([scheduled.pk]),
             queue="batch",
+            # A run that waited half a day (beat or workers down) is dropped, not piled up: the
+            # next one covers everything since the last, by its cursor.
+            expire_seconds=SCHEDULED_BATCH_EXPIRE_SECONDS,
         )
         scheduled.save(update_fields=["periodic_task"])
     return scheduled

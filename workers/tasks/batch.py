@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
-from celery.signals import worker_process_init
 
-from workers.tasks.base import DurableTask
-
-logger = logging.getLogger(__name__)
+from workers.tasks.base import DurableTask, time_limits
 
 
-@worker_process_init.connect
-def _warm_models(**kwargs) -> None:
-    """Each pool process loads the live needs' models once, at start, not inside a chunk."""
-    from workers.runtime import warm_at_process_start
-
-    logger.info("warmed %d live needs' models", warm_at_process_start())
-
-
-@shared_task(bind=True, base=DurableTask, name="workers.tasks.batch.run_batch_chunk")
+@shared_task(
+    bind=True, base=DurableTask, name="workers.tasks.batch.run_batch_chunk", **time_limits(300)
+)
 def run_batch_chunk(self, chunk_id: int) -> str:
     """One chunk of a batch job. acks_late + reject_on_worker_lost: a killed worker's chunk is
     redelivered; the chunk's claim token and unique result keys make the rerun exactly-once."""
