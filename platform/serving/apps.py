@@ -21,4 +21,14 @@ class ServingConfig(AppConfig):
                 "task": "workers.tasks.online.tag_pending_items",
                 "schedule": 60.0,
             },
+            # On the online queue: a backlog of chunks on the batch queue must not delay it.
+            "serving-sweep-stale-batch-chunks": {
+                "task": "workers.tasks.batch.sweep_stale_chunks",
+                "schedule": settings.BATCH_SWEEP_SECONDS,
+                # (django-celery-beat's DatabaseScheduler reads `expire_seconds`, not `expires`)
+                "options": {
+                    "queue": "online",
+                    "expire_seconds": max(1, int(settings.BATCH_SWEEP_SECONDS)),
+                },
+            },
         }
