@@ -196,12 +196,18 @@ def test_batch_pool_process_sigkilled_mid_chunk_is_taken_over_without_waiting_th
 ):
     job_id, ids = batch.submit("pool", 100)
     batch.wait_mid_job(job_id)
-    running = batch.sql(
-        "SELECT id, lease_until FROM serving_batchchunk WHERE job_id = %s AND status = 'running'",
-        [job_id],
+    running = wait_until(
+        lambda: batch.sql(
+            "SELECT id, lease_until FROM serving_batchchunk "
+            "WHERE job_id = %s AND status = 'running'",
+            [job_id],
+        ),
+        timeout=30,
+        interval=0.05,
+        what="a chunk in progress",
     )
     victims = cluster.worker_children("batch")
-    assert running and victims
+    assert victims
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
 
