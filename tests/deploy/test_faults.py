@@ -97,8 +97,9 @@ class Batch:
         assert set(logged.values()) == {1}, "a log line was written twice"
 
 
-@pytest.fixture(scope="module")
-def batch(cluster) -> Batch:
+def setup_batch_platform(cluster) -> Batch:
+    """Staff user, taxonomy, tenant, API key, need, a trained and promoted model, live need
+    (all through the API but the first two); bench/recovery_bench.py uses it too."""
     cluster.manage(
         "shell",
         "-c",
@@ -166,6 +167,11 @@ def batch(cluster) -> Batch:
     assert done["status"] == "succeeded", done["error"]
     service.post(f"/api/v1/needs/{NEED}/go-live/", expect=200)
     return Batch(cluster=cluster, service=service)
+
+
+@pytest.fixture(scope="module")
+def batch(cluster) -> Batch:
+    return setup_batch_platform(cluster)
 
 
 def test_batch_worker_main_process_sigkilled_mid_job_heals_by_itself(cluster, batch):
