@@ -255,16 +255,20 @@ def batch_chunk_lease_seconds(*, job: BatchJob) -> float:
     )
 
 
-def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> tuple[str, float | None]:
-    """Process one chunk. Returns (outcome, retry_in_seconds) — retry when another live claim
-    holds the chunk (e.g. a sweeper's copy of the message arriving while the chunk runs).
+def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> str:
+    """Process one chunk; returns the outcome ("done", "busy", "failed", "lost-claim", ...).
+
+    "busy": another live claim holds the chunk (e.g. a sweeper's copy arriving while it runs).
+    Nothing is scheduled for later: if that claimer dies, its lease runs out and the stale-chunk
+    sweeper sends the chunk again (a delayed retry would sit in a worker as a reserved ETA
+    message, which a worker that fetches only for free slots cannot afford).
 
     `task_id` is the Celery message's id: when the chunk's current claim was made by this same
     message, its earlier delivery died (pool process killed, worker lost), so this delivery takes
     the chunk over at once. After BATCH_CHUNK_MAX_ATTEMPTS claims the chunk fails the job."""
     chunk = BatchChunk.objects.select_related("job").filter(pk=chunk_id).first()
     if chunk is None:
-        return "missing", None
+        return "missing"
     job = chunk.job
     now = timezone.now()
     token = uuid.uuid4().hex
@@ -301,16 +305,15 @@ def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> tuple[str, float | N
                 f"after {chunk.attempts} attempts: its worker stopped each time before "
                 "finishing it (BATCH_CHUNK_MAX_ATTEMPTS).",
             )
-            return "failed", None
+            return "failed"
         if chunk.status == ChunkStatus.RUNNING and job.status in BATCH_ACTIVE:
-            wait = (chunk.lease_until - timezone.now()).total_seconds() if chunk.lease_until else 1
-            return "busy", max(0.5, wait + 0.5)
+            return "busy"
         if chunk.status == ChunkStatus.PENDING and job.status not in BATCH_ACTIVE:
             BatchChunk.objects.filter(pk=chunk_id, status=ChunkStatus.PENDING).update(
                 status=ChunkStatus.CANCELLED
             )
-            return ChunkStatus.CANCELLED, None
-        return chunk.status, None
+            return ChunkStatus.CANCELLED
+        return chunk.status
     BatchJob.objects.filter(pk=job.pk, status=BatchStatus.QUEUED).update(
         status=BatchStatus.RUNNING, started_at=now
     )
@@ -332,10 +335,10 @@ def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> tuple[str, float | N
     with transaction.atomic():
         locked = BatchChunk.objects.select_for_update().get(pk=chunk_id)
         if locked.status != ChunkStatus.RUNNING or locked.claim != token:
-            return "lost-claim", None  # someone re-claimed after our lease ran out; they commit
+            return "lost-claim"  # someone re-claimed after our lease ran out; they commit
         if BatchJob.objects.filter(pk=job.pk, status=BatchStatus.CANCELLED).exists():
             BatchChunk.objects.filter(pk=chunk_id).update(status=ChunkStatus.CANCELLED)
-            return "cancelled", None
+            return "cancelled"
         BatchResult.objects.bulk_create(
             [
                 BatchResult(
@@ -377,7 +380,7 @@ def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> tuple[str, float | N
             status=Case(When(last_chunk, then=Value(BatchStatus.SUCCEEDED)), default=F("status")),
             finished_at=Case(When(last_chunk, then=Value(finished)), default=F("finished_at")),
         )
-    return "done", None
+    return "done"
 
 
 def _batch_fail(job: BatchJob, error: str) -> None:

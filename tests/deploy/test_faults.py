@@ -181,20 +181,22 @@ def test_batch_worker_main_process_sigkilled_mid_job_heals_by_itself(cluster, ba
     pool = child_pids(main)
     restarts = cluster.restarts("worker-batch")
 
-    os.kill(main, signal.SIGKILL)  # its reserved chunks are stranded in Redis's unacked index
-    try:
-        batch.wait_finished(job_id)
-        batch.assert_exactly_once(job_id, ids)
-        # The supervisor brought the worker back; `status` says so.
-        status = cluster.status()["worker-batch"]
-        assert status["alive"] and status["pid"] != main
-        assert status["restarts"] == restarts + 1
-        # The stranded chunks came back through the sweeper, not after the visibility timeout.
-        assert "re-queueing" in cluster.log_path("worker-online").read_text()
-    finally:
-        for pid in pool:  # orphaned pool processes of the killed worker, if any are left
-            if _process_start_time(pid) is not None:
-                os.kill(pid, signal.SIGKILL)
+    # The main process, and its pool processes with it (as an OOM kill of the whole worker or a
+    # lost machine would): the chunks in progress keep claims nobody will finish, and their
+    # messages sit in Redis's unacked index until the visibility timeout (7,200 s).
+    os.kill(main, signal.SIGKILL)
+    for pid in pool:
+        if _process_start_time(pid) is not None:
+            os.kill(pid, signal.SIGKILL)
+
+    batch.wait_finished(job_id)
+    batch.assert_exactly_once(job_id, ids)
+    # The supervisor brought the worker back; `status` says so.
+    status = cluster.status()["worker-batch"]
+    assert status["alive"] and status["pid"] != main
+    assert status["restarts"] == restarts + 1
+    # The orphaned chunks came back through the sweeper once their leases ran out.
+    assert "re-queueing" in cluster.log_path("worker-online").read_text()
 
 
 def test_batch_pool_process_sigkilled_mid_chunk_is_taken_over_without_waiting_the_lease(

@@ -63,10 +63,9 @@ def test_redelivery_of_a_dead_claimers_message_takes_the_chunk_over_at_once(
     assert first.status == ChunkStatus.RUNNING and first.lease_until > timezone.now()
 
     # Another message for the chunk (e.g. a sweeper's copy) respects the live lease ...
-    outcome, retry_in = services.batch_chunk_run(chunk_id=first.pk, task_id="message-2")
-    assert outcome == "busy" and retry_in > 500
+    assert services.batch_chunk_run(chunk_id=first.pk, task_id="message-2") == "busy"
     # ... but the same message, redelivered (reject_on_worker_lost), means its claimer died.
-    outcome, _ = services.batch_chunk_run(chunk_id=first.pk, task_id="message-1")
+    outcome = services.batch_chunk_run(chunk_id=first.pk, task_id="message-1")
 
     first.refresh_from_db()
     assert outcome == "done"
@@ -119,11 +118,11 @@ def test_a_chunk_whose_worker_dies_every_time_fails_the_job_after_max_attempts(
     assert poison.attempts == 3 and poison.status == ChunkStatus.RUNNING
 
     # The 4th delivery of the same message gives up instead of killing another worker.
-    outcome, retry_in = services.batch_chunk_run(chunk_id=poison.pk, task_id="poison")
+    outcome = services.batch_chunk_run(chunk_id=poison.pk, task_id="poison")
 
     poison.refresh_from_db()
     queued_job.refresh_from_db()
-    assert (outcome, retry_in) == ("failed", None)
+    assert outcome == "failed"
     assert poison.status == ChunkStatus.FAILED and poison.attempts == 3
     assert queued_job.status == BatchStatus.FAILED
     assert "Chunk 1 (items 4-6)" in queued_job.error and "3 attempts" in queued_job.error
@@ -148,7 +147,7 @@ def test_log_lines_are_committed_with_the_chunks_results(settings, queued_job, n
     logged = PredictionLog.objects.filter(need=need_a, channel="batch")
     assert sorted(logged.values_list("item_ref", flat=True)) == ["r0", "r1", "r2"]
     # A redelivery after such a kill finds the chunk done and writes nothing twice.
-    assert services.batch_chunk_run(chunk_id=first.pk, task_id="a") == ("done", None)
+    assert services.batch_chunk_run(chunk_id=first.pk, task_id="a") == "done"
     assert logged.count() == 3
 
 

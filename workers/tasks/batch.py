@@ -27,10 +27,7 @@ def run_batch_chunk(self, chunk_id: int) -> str:
     unique result keys make the rerun exactly-once."""
     from serving import services
 
-    outcome, retry_in = services.batch_chunk_run(chunk_id=chunk_id, task_id=self.request.id or "")
-    if retry_in is not None:
-        run_batch_chunk.apply_async(args=[chunk_id], countdown=retry_in)
-    return outcome
+    return services.batch_chunk_run(chunk_id=chunk_id, task_id=self.request.id or "")
 
 
 @shared_task(name="workers.tasks.batch.sweep_stale_chunks")
