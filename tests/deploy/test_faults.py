@@ -252,7 +252,9 @@ def test_redis_killed_and_restarted_mid_job_loses_nothing_and_no_worker(
     # No worker died for good; none needed the supervisor either.
     for name, pid in workers.items():
         if name.startswith("worker-"):
-            assert cluster.pid(name) == pid, f"{name} was restarted"
+            assert cluster.pid(name) == pid, (
+                f"{name} was restarted:\n{cluster.tail('supervisor')}\n{cluster.tail(name, 80)}"
+            )
     for queue, offset in logs.items():
         with cluster.log_path(f"worker-{queue}").open() as log:
             log.seek(offset)
