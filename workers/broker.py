@@ -1,17 +1,22 @@
 """Keep a Redis outage from killing a Celery worker for good.
 
-When the broker connection drops, kombu closes the consumer's channels and hands their delivered
-but unacknowledged messages back (`QoS.restore_unacked`). If the connection was already collected
-by then, the channel has neither a connection pool nor a transport client to build one from, and
-kombu fails with `AttributeError: 'NoneType' object has no attribute 'hostname'` (in
-`Channel._connparams`). That error is not one Celery treats as recoverable, so the worker logged
-"Unrecoverable error" and exited, while Redis came back seconds later.
+When the broker connection drops, kombu collects the consumer's connection while channels of it
+are still in use. Two calls on such a channel then need a new Redis client, and kombu builds its
+parameters from the transport that is already gone (`Channel._connparams`):
+- handing the channel's unacknowledged messages back (`QoS.restore_unacked`, on close):
+  `AttributeError: 'NoneType' object has no attribute 'hostname'`;
+- acknowledging a task that was running during the outage and finished after the reconnect
+  (`QoS.ack`): `AttributeError: 'NoneType' object has no attribute 'client'`.
+Celery does not treat an AttributeError as a connection error, so the worker logged
+"Unrecoverable error" and exited while Redis was back.
 
-Nothing is lost by not handing those messages back at that moment: kombu's Redis transport keeps
-every delivered message in its `unacked` index until it is acknowledged, and restores it after the
-visibility timeout (batch chunks sooner: the stale-chunk sweeper re-sends them). So the guard logs
-and carries on, and the worker reconnects like after any other connection error. Process
-supervision (deploy/cluster, systemd `Restart=`, compose `restart:`) covers anything else.
+The guard turns that case into what it is, a connection error (`BrokerChannelClosed`, a
+redis-py ConnectionError, which Celery handles: "Couldn't ack ..." and carry on), and lets the
+hand-back on close log and continue. Nothing is lost either way: kombu's Redis transport keeps
+every delivered message in its `unacked` index until it is acknowledged and restores it after
+the visibility timeout (batch chunks sooner: the stale-chunk sweeper; a chunk found done is a
+no-op). Process supervision (deploy/cluster, systemd `Restart=`, compose `restart:`) covers
+anything else.
 """
 
 from __future__ import annotations
@@ -21,30 +26,40 @@ import logging
 
 logger = logging.getLogger(__name__)
 
+try:
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+except ImportError:  # no redis-py: the embedded file-system broker
+    _RedisConnectionError = ConnectionError
 
-def _connection_gone(qos) -> bool:
-    channel = getattr(qos, "channel", None)
-    transport = getattr(channel, "connection", None)
-    return getattr(channel, "_pool", None) is None and getattr(transport, "client", None) is None
+
+class BrokerChannelClosed(_RedisConnectionError):
+    """A kombu Redis channel was used after its connection had been closed."""
 
 
 def install_restore_guard() -> None:
-    """Patch kombu's Redis `QoS.restore_unacked` once per process (idempotent)."""
+    """Patch kombu's Redis `Channel._connparams` and `QoS.restore_unacked` once (idempotent)."""
     try:
         from kombu.transport import redis as kombu_redis
-    except ImportError:  # no redis-py: the embedded file-system broker
+    except ImportError:
         return
-    original = kombu_redis.QoS.restore_unacked
-    if getattr(original, "tp_guarded", False):
+    connparams = kombu_redis.Channel._connparams
+    if getattr(connparams, "tp_guarded", False):
         return
 
-    @functools.wraps(original)
-    def restore_unacked(self, client=None):
+    @functools.wraps(connparams)
+    def guarded_connparams(self, asynchronous=False):
+        transport = self.connection
+        if transport is None or getattr(transport, "client", None) is None:
+            raise BrokerChannelClosed("the broker connection of this channel was already closed")
+        return connparams(self, asynchronous=asynchronous)
+
+    restore_unacked = kombu_redis.QoS.restore_unacked
+
+    @functools.wraps(restore_unacked)
+    def guarded_restore_unacked(self, client=None):
         try:
-            return original(self, client)
-        except AttributeError:
-            if client is not None or not _connection_gone(self):
-                raise
+            return restore_unacked(self, client)
+        except BrokerChannelClosed:
             logger.warning(
                 "broker connection already closed: %d unacknowledged message(s) stay in Redis's "
                 "unacked index and come back after the visibility timeout",
@@ -53,5 +68,6 @@ def install_restore_guard() -> None:
             self._delivered.clear()
             return None
 
-    restore_unacked.tp_guarded = True
-    kombu_redis.QoS.restore_unacked = restore_unacked
+    guarded_connparams.tp_guarded = True
+    kombu_redis.Channel._connparams = guarded_connparams
+    kombu_redis.QoS.restore_unacked = guarded_restore_unacked
