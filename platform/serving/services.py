@@ -406,19 +406,18 @@ def _batch_queue_depth() -> int | None:
         client.close()
 
 
-def batch_chunks_sweep(*, quiet_seconds: float | None = None) -> int:
+def batch_chunks_sweep() -> int:
     """Send the messages of stale chunks again; returns how many. Beat runs it every
     BATCH_SWEEP_SECONDS (the stale-chunk sweeper).
 
     Stale: a running chunk whose lease ran out (its claimer died; the copy claims it at once),
     and the pending chunks of an active job that shows no activity (no live claim, nothing
-    claimed or finished for `quiet_seconds`) while the broker's batch queue is empty: their
+    claimed or finished for BATCH_SWEEP_SECONDS) while the broker's batch queue is empty: their
     messages were reserved by a worker that died and would otherwise wait in Redis's `unacked`
     index for the visibility timeout. A copy of a message that was not lost after all is a no-op
     (the chunk is found done), and a chunk's message is sent at most once per quiet period."""
-    quiet = settings.BATCH_SWEEP_SECONDS if quiet_seconds is None else quiet_seconds
     now = timezone.now()
-    cutoff = now - timedelta(seconds=quiet)
+    cutoff = now - timedelta(seconds=settings.BATCH_SWEEP_SECONDS)
     recent_send = Q(queued_at__isnull=False, queued_at__gte=cutoff)
     expired = list(
         BatchChunk.objects.filter(
