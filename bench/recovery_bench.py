@@ -185,12 +185,14 @@ def report(rows: list[dict], args, restarted: dict) -> str:
         "",
         "Supervisor restarts during the runs: "
         + (", ".join(f"{k} {v}x" for k, v in restarted.items()) or "none")
-        + ". A killed worker's reserved chunks come back through the stale-chunk sweeper: once "
-        "the job shows no activity for BATCH_SWEEP_SECONDS and the batch queue is empty, at the "
-        "next sweep (so within about 2 x BATCH_SWEEP_SECONDS, plus the lease for a chunk whose "
-        "claimer died mid-run); before, they waited for the Redis visibility timeout (7,200 s). "
-        "A killed pool process's chunk is redelivered at once and its same message takes the "
-        "chunk over without waiting for the lease (before: the 600 s lease).",
+        + ". Chunks whose message went with a killed worker, or was lost or acknowledged without "
+        "a result during the Redis outage, come back through the stale-chunk sweeper: once the "
+        "job shows no activity for BATCH_SWEEP_SECONDS and the batch queue is empty, at the next "
+        "sweep (so within about 2 x BATCH_SWEEP_SECONDS, plus the lease for a chunk whose "
+        "claimer died mid-run: the issue's target is lease + 1 minute); before, they waited for "
+        "the Redis visibility timeout (7,200 s). A killed pool process's chunk is redelivered at "
+        "once and its same message takes the chunk over without waiting for the lease (before: "
+        "the 600 s lease). Times vary by run with where the fault lands and the machine's load.",
     ]
     return "\n".join(lines) + "\n"
 
