@@ -185,8 +185,8 @@ def report(rows: list[dict], args, restarted: dict) -> str:
         "",
         "Supervisor restarts during the runs: "
         + (", ".join(f"{k} {v}x" for k, v in restarted.items()) or "none")
-        + ". Chunks whose message went with a killed worker, or was lost or acknowledged without "
-        "a result during the Redis outage, come back through the stale-chunk sweeper: once the "
+        + ". Chunks whose message went with a killed worker, or did not get through the Redis "
+        "outage, come back through the stale-chunk sweeper: once the "
         "job shows no activity for BATCH_SWEEP_SECONDS and the batch queue is empty, at the next "
         "sweep (so within about 2 x BATCH_SWEEP_SECONDS, plus the lease for a chunk whose "
         "claimer died mid-run: the issue's target is lease + 1 minute); before, they waited for "
