@@ -4,4 +4,5 @@ from django.apps import AppConfig
 class ServingConfig(AppConfig):
     name = "serving"
     verbose_name = "Serving: sync, stream and batch tagging"
-    # Its periodic chores (prediction-log flush, stream sweeper) are in settings.CELERY_BEAT_SCHEDULE.
+    # Its periodic chores (prediction-log flush, stream and batch-chunk sweepers) live in
+    # settings.CELERY_BEAT_SCHEDULE.

@@ -356,7 +356,24 @@ WEBHOOK_BACKOFF_SECONDS = envfloat("WEBHOOK_BACKOFF_SECONDS", 2.0, minimum=0.0)
 WEBHOOK_BACKOFF_MAX_SECONDS = envfloat("WEBHOOK_BACKOFF_MAX_SECONDS", 900.0, minimum=0.0)
 WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 BATCH_CHUNK_SIZE = envint("BATCH_CHUNK_SIZE", 250, minimum=1)
-BATCH_CHUNK_LEASE_SECONDS = envfloat("BATCH_CHUNK_LEASE_SECONDS", 600.0, minimum=0.1)
+# A claimed chunk's lease is sized to the job's measured seconds per chunk (x FACTOR, within
+# MIN..MAX); BATCH_CHUNK_LEASE_SECONDS is the lease before anything was measured for the need.
+BATCH_CHUNK_LEASE_SECONDS = envfloat("BATCH_CHUNK_LEASE_SECONDS", 120.0, minimum=0.1)
+BATCH_CHUNK_LEASE_FACTOR = envfloat("BATCH_CHUNK_LEASE_FACTOR", 3.0, minimum=1.0)
+BATCH_CHUNK_LEASE_MIN_SECONDS = envfloat("BATCH_CHUNK_LEASE_MIN_SECONDS", 15.0, minimum=0.1)
+BATCH_CHUNK_LEASE_MAX_SECONDS = envfloat("BATCH_CHUNK_LEASE_MAX_SECONDS", 1800.0, minimum=0.1)
+#: A chunk claimed this many times without committing (its worker died each time) fails the job.
+BATCH_CHUNK_MAX_ATTEMPTS = envint("BATCH_CHUNK_MAX_ATTEMPTS", 5, minimum=1)
+#: The stale-chunk sweeper's beat interval, and how long a job may show no chunk activity before
+#: its pending chunks are sent again (their messages may be stranded with a dead worker).
+BATCH_SWEEP_SECONDS = envfloat("BATCH_SWEEP_SECONDS", 30.0, minimum=0.1)
+# On the online queue: a backlog of chunks on the batch queue must not delay the sweeper.
+CELERY_BEAT_SCHEDULE["serving: re-queue stale batch chunks"] = _beat(
+    "workers.tasks.batch.sweep_stale_chunks",
+    BATCH_SWEEP_SECONDS,
+    expires=BATCH_SWEEP_SECONDS,
+    queue="online",
+)
 #: Test/benchmark only: sleep this long inside each chunk (makes "kill mid-chunk" reproducible).
 BATCH_CHUNK_DELAY_SECONDS = envfloat("BATCH_CHUNK_DELAY_SECONDS", 0.0, minimum=0.0)
 #: Send result-cache entries and log lines with the next Redis pipeline (write-behind) instead of

@@ -128,6 +128,8 @@ def test_each_queue_gets_a_worker_command_fitting_its_latency_class():
     assert "--concurrency 1 " in commands["training"]
     assert "--max-tasks-per-child 1" in commands["training"]
     assert "--max-tasks-per-child" not in commands["online"]
+    # A batch worker holds no unstarted chunks a crash could strand (issue 12.1).
+    assert "--disable-prefetch" in commands["batch"]
     assert "--concurrency 3 " in _worker_command("online", CELERY_ONLINE_CONCURRENCY="3").stdout
 
 
