@@ -27,7 +27,7 @@ bind = [os.environ.get("GUNICORN_BIND") or f"127.0.0.1:{os.environ.get('PORT', '
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 # Inline inference is CPU-bound and the GIL serialises it within a process, so the default is
-# gunicorn's sync worker: one request per process at a time, no threads contending for the GIL.
+# a sync worker: one request per process at a time, no threads contending for the GIL.
 # Measured against 3 x 4 gthread on the same machine (docs/benchmarks.md, "Web worker class"):
 # better p99 at every concurrency. A sync worker also answers `Connection: close`, so nginx never
 # keeps an idle connection to it, and no restart (HUP, TERM, max_requests) can close one that nginx
@@ -38,7 +38,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # them, choose the threaded worker that drains its kept-alive connections instead:
 # GUNICORN_WORKER_CLASS=deploy.gunicorn_worker.DrainingThreadWorker GUNICORN_THREADS=4.
 workers = int(os.environ.get("WEB_CONCURRENCY") or (os.cpu_count() or 1) + 1)
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+# (gunicorn's sync worker, writing each response at once: deploy/gunicorn_worker.py)
+worker_class = os.environ.get(
+    "GUNICORN_WORKER_CLASS", "deploy.gunicorn_worker.WholeResponseSyncWorker"
+)
 # gunicorn turns a sync worker with threads > 1 into gthread; 1 keeps it sync.
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 # The app (Django, scikit-learn) is imported once in the master and shared copy-on-write.

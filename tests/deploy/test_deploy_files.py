@@ -253,3 +253,35 @@ def test_gunicorn_workers_warm_live_models_and_freeze_the_heap_before_serving(
         assert frozen == [True]
     finally:
         runtime.forget()
+
+
+def test_result_cache_has_a_bounded_redis_of_its_own_and_the_broker_never_evicts():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    environment = services["web1"]["environment"]
+    cache_conf = (DEPLOY / "redis" / "cache.conf").read_text()
+    broker_conf = (DEPLOY / "redis" / "broker.conf").read_text()
+
+    assert environment["CACHE_REDIS_URL"].startswith("redis://redis-cache:")
+    assert environment["REDIS_URL"].startswith("redis://redis:")
+    assert any("cache.conf" in volume for volume in services["redis-cache"]["volumes"])
+    assert any("broker.conf" in volume for volume in services["redis"]["volumes"])
+    assert re.search(r"^maxmemory \d+mb$", cache_conf, re.M)
+    assert re.search(r"^maxmemory-policy allkeys-lru$", cache_conf, re.M)
+    assert re.search(r"^maxmemory-policy noeviction$", broker_conf, re.M)
+    assert re.search(r"^appendonly yes$", broker_conf, re.M)
+
+
+def test_web_default_is_the_sync_worker_which_keeps_no_connection_to_drain(monkeypatch):
+    for name in ("GUNICORN_WORKER_CLASS", "GUNICORN_THREADS", "WEB_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+
+    from gunicorn.workers.sync import SyncWorker
+
+    from deploy import gunicorn_worker
+
+    module, name = conf["worker_class"].rsplit(".", 1)
+    assert module == "deploy.gunicorn_worker"
+    assert issubclass(getattr(gunicorn_worker, name), SyncWorker)
+    assert conf["threads"] == 1  # more would make gunicorn switch to gthread

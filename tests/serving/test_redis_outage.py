@@ -37,10 +37,11 @@ class PrivateRedis:
         self.proc: subprocess.Popen | None = None
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *config: str) -> None:
         self.proc = subprocess.Popen(
             [
                 "redis-server",
+                *config,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -172,3 +173,50 @@ def test_stream_post_answers_202_when_items_are_committed_but_the_broker_is_down
         ("s-1", ItemStatus.PENDING),
         ("s-2", ItemStatus.PENDING),
     }
+
+
+def test_result_cache_redis_levels_off_at_maxmemory_by_evicting_lru_keys(
+    tmp_path, settings, caplog, requires_redis
+):
+    """Issue 12.9: the cache Redis runs deploy/redis/cache.conf (maxmemory + allkeys-lru), here
+    with a 2 MB limit; writing far more entries than fit keeps it at the limit, with every write
+    accepted, while the broker's Redis (REDIS_URL) holds none of them."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from workers import result_cache
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    conf = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "cache.conf"
+    cache_redis = PrivateRedis(tmp_path)
+    cache_redis.start(str(conf), "--maxmemory", "2mb")
+    settings.CACHE_REDIS_URL = cache_redis.url
+    settings.SERVING_ASYNC_WRITES = True
+    redis_pool.reset_outages()
+    client = cache_redis.client()
+    caplog.set_level("WARNING")
+    scores = np.linspace(0, 1, 5, dtype=np.float32).tobytes()
+    try:
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+        used = []
+        for batch in range(40):  # 40,000 entries: several times what 2 MB holds
+            keys = result_cache.keys_for(1, [f"{batch:04d}{n:060d}" for n in range(1000)])
+            result_cache.store(dict.fromkeys(keys, scores))
+            redis_pool.writer.flush()
+            used.append(client.info("memory")["used_memory"])
+        stats = client.info("stats")
+        sample = client.randomkey()
+        ttl = client.ttl(sample)
+    finally:
+        cache_redis.kill()
+        redis_pool.reset_outages()
+
+    limit = 2 * 1024 * 1024
+    assert stats["evicted_keys"] > 0
+    assert max(used[10:]) <= limit * 1.1  # levelled off at the limit, not growing with writes
+    assert 0 < ttl <= settings.RESULT_CACHE_SECONDS
+    assert "failed" not in caplog.text  # no write was refused (OOM) on the way
+    broker = redis.Redis.from_url(settings.REDIS_URL)
+    assert not broker.keys(f"{result_cache.PREFIX}1:0000*")
