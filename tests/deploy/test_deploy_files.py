@@ -285,3 +285,40 @@ def test_web_default_is_the_sync_worker_which_keeps_no_connection_to_drain(monke
     assert module == "deploy.gunicorn_worker"
     assert issubclass(getattr(gunicorn_worker, name), SyncWorker)
     assert conf["threads"] == 1  # more would make gunicorn switch to gthread
+
+
+class _RecordingSocket:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+
+    def sendall(self, data) -> None:
+        self.calls.append(("sendall", bytes(data)))
+
+    def sendfile(self, file, offset=0, count=None) -> int:
+        self.calls.append(("sendfile", b""))
+        return 0
+
+    def fileno(self) -> int:
+        return 99
+
+
+def test_default_worker_writes_headers_and_body_with_one_call():
+    from deploy.gunicorn_worker import HOLD_LIMIT, _HeldWrites
+
+    sock = _RecordingSocket()
+    held = _HeldWrites(sock)
+    held.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+    held.sendall(b"{}")
+    assert sock.calls == []  # nothing on the wire before the response is complete
+    held.release()
+    assert sock.calls == [("sendall", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")]
+    assert held.fileno() == 99
+
+    big = _RecordingSocket()
+    streamed = _HeldWrites(big)
+    streamed.sendall(b"headers\r\n\r\n")
+    streamed.sendall(b"x" * (HOLD_LIMIT + 1))  # a download: streams from here on
+    streamed.sendall(b"tail")
+    streamed.sendfile(None)
+    assert [name for name, _ in big.calls] == ["sendall", "sendall", "sendfile"]
+    assert big.calls[0][1].startswith(b"headers") and big.calls[1][1] == b"tail"

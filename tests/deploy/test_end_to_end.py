@@ -6,6 +6,7 @@ version are all survived without errors beyond the requests in flight."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -321,6 +322,12 @@ def test_rolling_web_operations_drop_no_keep_alive_client_request(cluster, platf
     gunicorn instance is HUPed (reload-web) or replaced with newly loaded code (restart-web)."""
     before = {i: cluster.status()[f"web-{i}"] for i in (1, 2)}
     key_header = platform.service.headers["Authorization"]
+    # A client connection left idle across the whole operation: nginx reloads would close it
+    # (what made busy keep-alive clients fail now and then); it must still carry a request.
+    idle = http.client.HTTPConnection(cluster.host, cluster.nginx_port, timeout=30)
+    idle.request("GET", "/healthz")
+    assert idle.getresponse().read() is not None
+    idle_port = idle.sock.getsockname()[1]
 
     with (
         Load(
@@ -336,6 +343,10 @@ def test_rolling_web_operations_drop_no_keep_alive_client_request(cluster, platf
         done = time.monotonic()
         tag_load.wait_for(30)
 
+    idle.request("GET", "/healthz")
+    assert idle.getresponse().status == 200
+    assert idle.sock.getsockname()[1] == idle_port  # the same connection, not a new one
+    idle.close()
     outcomes = tag_load.outcomes + stream_load.outcomes
     during = [o for o in outcomes if started <= o.started <= done]
     failed = [o for o in outcomes if o.status not in (200, 202)]
