@@ -33,11 +33,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # keeps an idle connection to it, and no restart (HUP, TERM, max_requests) can close one that nginx
 # is sending a request into: there is nothing to drain. nginx buffers request and response
 # bodies, so a slow client never holds a process. `WEB_CONCURRENCY` defaults to one process per
-# core plus one (a process waiting on PostgreSQL or Redis leaves its core to another).
+# core: measured, a third process on two cores worsened p99 more than it filled I/O waits.
 # Needs with `execution=queue` hold a process while they wait for the online queue: with many of
 # them, choose the threaded worker that drains its kept-alive connections instead:
 # GUNICORN_WORKER_CLASS=deploy.gunicorn_worker.DrainingThreadWorker GUNICORN_THREADS=4.
-workers = int(os.environ.get("WEB_CONCURRENCY") or (os.cpu_count() or 1) + 1)
+workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
 # (gunicorn's sync worker, writing each response at once: deploy/gunicorn_worker.py)
 worker_class = os.environ.get(
     "GUNICORN_WORKER_CLASS", "deploy.gunicorn_worker.WholeResponseSyncWorker"

@@ -96,7 +96,7 @@ def test_gunicorn_workers_default_to_the_cpu_count(monkeypatch):
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
 
-    assert conf["workers"] == (os.cpu_count() or 1) + 1
+    assert conf["workers"] == (os.cpu_count() or 1)
 
 
 def _worker_command(queue: str, **env: str) -> subprocess.CompletedProcess:
