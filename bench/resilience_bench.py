@@ -16,11 +16,13 @@ gunicorn always runs deploy/gunicorn.conf.py; only the worker settings differ.
 2. Promotion: keep-alive clients tag at a steady rate while the need's alias moves to another
    version; the slowest request in the 10 s after the promotion against the slowest before it
    (steady state, same run), and how many times each process loaded the new version.
-3. Result cache memory: unique texts for a while; the cache Redis's used memory and key count
+3. Redis outage: keep-alive clients tag while the cache Redis is SIGKILLed for 5 s and started
+   again: answers during the outage (all 200, JSON) and how soon quotas are counted again.
+4. Result cache memory: unique texts for a while; the cache Redis's used memory and key count
    sampled every few seconds level off at maxmemory (allkeys-lru evicts), with 0 write errors.
 
-Writes three sections of docs/benchmarks.md ("Web worker class", "Promotion latency",
-"Result cache memory").
+Writes four sections of docs/benchmarks.md ("Web worker class", "Promotion latency",
+"Redis outage", "Result cache memory"); `--only SECTION` reruns one.
 """
 
 from __future__ import annotations
@@ -87,6 +89,14 @@ sys.path.insert(0, str(ROOT))
 from bench import serving_bench as sb  # noqa: E402  (reads BENCH_* above)
 
 sb.ENV["CACHE_REDIS_URL"] = f"redis://127.0.0.1:{CACHE_PORT}/0"
+CACHE_ARGS = (
+    CACHE_PORT,
+    WORKDIR,
+    str(ROOT / "deploy" / "redis" / "cache.conf"),
+    "--maxmemory",
+    f"{CACHE_MAXMEMORY_MB}mb",
+)
+cache_process: subprocess.Popen | None = None
 
 
 def start_web(port: int, log: Path, **env: str) -> subprocess.Popen:
@@ -289,6 +299,77 @@ def promotion(info: dict, texts: list[str], all_texts, all_labels, seconds: floa
     }
 
 
+def redis_outage(info: dict, texts: list[str], outage_seconds: float) -> dict:
+    """Keep-alive clients tag while the cache Redis is SIGKILLed and, after a while, started
+    again: answers and errors during the outage, and how soon quota counting resumes."""
+    import redis
+    import requests
+
+    port = free_port()
+    server = start_web(port, sb.DATA_DIR / "web-outage.log")
+    cache = redis.Redis(port=CACHE_PORT)
+    samples: list[tuple[float, float, int | None, str]] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Api-Key {info['key']}"
+        k = 0
+        while not stop.is_set():
+            k += 1
+            started = time.monotonic()
+            try:
+                response = session.post(
+                    f"http://127.0.0.1:{port}/api/v1/needs/news-topics/tag",
+                    json={"items": [{"id": str(k), "text": texts[(n * 31 + k) % len(texts)]}]},
+                    timeout=30,
+                )
+                status, kind = response.status_code, response.headers.get("Content-Type", "")
+            except requests.RequestException:
+                status, kind = None, ""
+            with lock:
+                samples.append((started, time.monotonic() - started, status, kind))
+            stop.wait(0.02)
+
+    global cache_process
+    try:
+        sb.wait_port(port)
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(3)
+        cache_process.kill()
+        cache_process.wait()
+        killed_at = time.monotonic()
+        time.sleep(outage_seconds)
+        cache_process = start_redis(*CACHE_ARGS)
+        restarted_at = time.monotonic()
+        counting_again = None
+        while time.monotonic() - restarted_at < 20:
+            if cache.keys("tp:rl:*"):
+                counting_again = time.monotonic() - restarted_at
+                break
+            time.sleep(0.05)
+        time.sleep(2)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    finally:
+        sb.stop(server)
+    during = [s for s in samples if killed_at <= s[0] < restarted_at]
+    return {
+        "outage_s": outage_seconds,
+        "during": len(during),
+        "ok_during": sum(1 for s in during if s[2] == 200),
+        "non_json": sum(1 for s in samples if s[2] and "json" not in s[3]),
+        "failed": sum(1 for s in samples if s[2] != 200),
+        "max_during_ms": max((s[1] for s in during), default=0.0) * 1000,
+        "counting_again_s": counting_again,
+        "requests": len(samples),
+    }
+
+
 def cache_memory(info: dict, texts: list[str], seconds: float, interval: float) -> dict:
     import redis
 
@@ -336,8 +417,36 @@ def cache_memory(info: dict, texts: list[str], seconds: float, interval: float) 
     return {"points": points, "maxmemory_mb": CACHE_MAXMEMORY_MB}
 
 
-def report(classes, promo, memory, meta: dict) -> dict[str, str]:
+def report(classes, promo, memory, meta: dict, outage=None) -> dict[str, str]:
     sections: dict[str, str] = {}
+    if outage:
+        resumed = (
+            f"{outage['counting_again_s']:.1f} s"
+            if outage["counting_again_s"] is not None
+            else "not within 20 s"
+        )
+        sections["Redis outage"] = "\n".join(
+            [
+                "## Redis outage",
+                "",
+                f"Measured by `bench/resilience_bench.py` on {meta['when']}: one gunicorn "
+                "instance (default settings), 4 keep-alive clients tagging; the cache Redis "
+                f"(result cache + quotas) is SIGKILLed for {outage['outage_s']:g} s, then "
+                "started again (empty). QUOTA_WHEN_REDIS_DOWN=open (the default).",
+                "",
+                "| requests during the outage | answered 200 | slowest during the outage ms | "
+                "non-JSON answers (whole run) | failed (whole run) | quota counted again after "
+                "restart |",
+                "|---:|---:|---:|---:|---:|---:|",
+                f"| {outage['during']} | {outage['ok_during']} | {outage['max_during_ms']:.1f} | "
+                f"{outage['non_json']} | {outage['failed']} of {outage['requests']} | {resumed} |",
+                "",
+                "Inline models keep answering through the outage (uncounted, logged, every "
+                "lookup a miss); each process retries Redis once a second, so counting and "
+                "caching resume within about a second of Redis being back.",
+                "",
+            ]
+        )
     if classes:
         sections["Web worker class"] = report_classes(classes, meta)
     if promo:
@@ -470,7 +579,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print, leave docs/ alone")
     parser.add_argument(
         "--only",
-        choices=["classes", "promotion", "memory"],
+        choices=["classes", "promotion", "outage", "memory"],
         action="append",
         help="run only these sections (repeatable); the others keep their docs text",
     )
@@ -478,14 +587,9 @@ def main() -> None:
     slice_seconds = 1.0 if args.quick else 2.0
     promo_seconds = 6.0 if args.quick else 10.0
     memory_seconds = 20.0 if args.quick else 40.0
+    global cache_process
     broker = start_redis(BROKER_PORT, WORKDIR, str(ROOT / "deploy" / "redis" / "broker.conf"))
-    cache = start_redis(
-        CACHE_PORT,
-        WORKDIR,
-        str(ROOT / "deploy" / "redis" / "cache.conf"),
-        "--maxmemory",
-        f"{CACHE_MAXMEMORY_MB}mb",
-    )
+    cache_process = start_redis(*CACHE_ARGS)
     try:
         sb.DATA_DIR.mkdir(parents=True, exist_ok=True)
         sb.setup_django()
@@ -498,20 +602,23 @@ def main() -> None:
             "slice": slice_seconds,
             "promo": promo_seconds,
         }
-        only = set(args.only or ["classes", "promotion", "memory"])
-        classes = promo = memory = None
+        only = set(args.only or ["classes", "promotion", "outage", "memory"])
+        classes = promo = memory = outage = None
         if "classes" in only:
             classes = worker_classes(info, info["test_texts"], slice_seconds)
         if "promotion" in only:
             promo = promotion(info, info["test_texts"], texts, labels, promo_seconds)
             print(json.dumps(promo), flush=True)
+        if "outage" in only:
+            outage = redis_outage(info, info["test_texts"], outage_seconds=5.0)
+            print(json.dumps(outage), flush=True)
         if "memory" in only:
             memory = cache_memory(info, info["test_texts"], memory_seconds, interval=4.0)
     finally:
-        for process in (broker, cache):
+        for process in (broker, cache_process):
             process.kill()
             process.wait()
-    sections = report(classes, promo, memory, meta)
+    sections = report(classes, promo, memory, meta, outage)
     for section in sections.values():
         print(section)
     if not args.no_write:

@@ -334,7 +334,12 @@ def test_rolling_web_operations_drop_no_keep_alive_client_request(cluster, platf
             cluster.host, cluster.nginx_port, tag_call(key_header), concurrency=3, keepalive=True
         ) as tag_load,
         Load(
-            cluster.host, cluster.nginx_port, stream_call(key_header), concurrency=2, keepalive=True
+            cluster.host,
+            cluster.nginx_port,
+            stream_call(key_header),
+            concurrency=2,
+            keepalive=True,
+            pause=0.05,
         ) as stream_load,
     ):
         tag_load.wait_for(30)
@@ -360,6 +365,22 @@ def test_rolling_web_operations_drop_no_keep_alive_client_request(cluster, platf
         )
         if operation == "restart-web":
             assert after["pid"] != before[index]["pid"], f"web-{index} kept its master"
+
+    # Every accepted stream item is tagged by the online worker (none stranded); this also
+    # leaves the online queue empty for the tests after this one.
+    accepted = {json.loads(o.call.body)["items"][0]["id"] for o in stream_load.outcomes}
+
+    def all_tagged():
+        page = platform.service.get(
+            f"/api/v1/needs/{NEED}/items?status=pending&limit=1", expect=200
+        ).json()
+        return page["count"] == 0
+
+    wait_until(all_tagged, timeout=180, interval=1.0, what="the stream items to be tagged")
+    tagged = platform.service.get(
+        f"/api/v1/needs/{NEED}/items?status=tagged&limit=1", expect=200
+    ).json()
+    assert tagged["count"] >= len(accepted)
 
 
 def test_promoting_a_new_version_under_load_switches_within_seconds_without_errors(
