@@ -89,6 +89,15 @@ def _process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _process_group(proc: Proc) -> int | None:
+    if not proc.alive():
+        return proc.pid  # as before: the group a started process led
+    try:
+        return os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return proc.pid
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of `pid` (e.g. gunicorn's or nginx's workers), zombies excluded."""
     children = []
@@ -613,22 +622,23 @@ class Cluster:
         for name in names:
             self._hold(name)  # stopped on purpose: the supervisor must not bring it back
         procs = {name: self._read_proc(name) for name in names}
+        # A re-executed gunicorn master (restart-web) is not its process group's leader.
+        groups = {name: _process_group(proc) for name, proc in procs.items()}
         for name in names:
             # nginx: QUIT is its graceful shutdown (TERM is the fast one). gunicorn: TERM is
             # graceful. Celery: TERM is the warm shutdown.
             self._signal(name, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
         stubborn = self._wait_gone(names, timeout)
         for name in stubborn:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(procs[name].pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
+                os.killpg(groups[name], signal.SIGKILL)
         self._wait_gone(stubborn, 5.0)
         for name in names:
-            proc = procs[name]
-            if proc.pid is not None:
+            if groups[name] is not None:
                 # The leader is gone; an orphan left in its group (a pool process whose parent
                 # was killed) goes too.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    os.killpg(groups[name], signal.SIGKILL)
             if name in self._popen:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._popen.pop(name).wait(timeout=5)
@@ -656,7 +666,10 @@ class Cluster:
                 "--name",
                 f"tagging-{name}",
             ],
-            extra_env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc)},
+            extra_env={
+                "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+                "GUNICORN_READY_DIR": str(self._ready_dir(index)),
+            },
         )
         if wait:
             self.wait_web_healthy(index, timeout=timeout)
@@ -671,7 +684,8 @@ class Cluster:
             raise ClusterError(f"{name} is not running")
         self._hold(name)  # stays down until start_web (a test of failover, not a crash)
         workers = child_pids(proc.pid)
-        os.killpg(proc.pid, signal.SIGKILL)
+        # getpgid: after a restart-web the master is a re-executed one, in its first group.
+        os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
         if name in self._popen:
             self._popen.pop(name).wait(timeout=10)
         deadline = time.monotonic() + 10
@@ -728,26 +742,84 @@ class Cluster:
         raise ClusterError(f"web-{index} did not replace its workers within {timeout:.0f}s")
 
     def reload_web(self, *, timeout: float = 60.0, restart: bool = False) -> None:
-        """Rolling restart, one instance at a time: take it out of nginx's upstream (reload, so
-        no new request goes there), HUP its master (new workers, old ones finish their requests;
-        with `restart`, stop and start the instance instead, which loads new code), wait until it
-        answers /healthz with all-new workers, put it back, then the next one. Stops at the first
-        instance that does not come back, leaving it drained (no traffic goes to it)."""
+        """Rolling restart, one instance at a time, without touching nginx.
+
+        HUP (`reload-web`): gunicorn starts new workers (re-read configuration) and the old ones
+        finish their requests; all of them share the master's listening socket, so no
+        connection is refused or reset. `restart` (`restart-web`, new code): USR2 re-executes
+        the master, which loads the code from disk beside the old one and inherits the same
+        listening socket; once its workers are warm the old master gets TERM and its workers
+        finish what they hold. Either way the port never stops accepting.
+
+        nginx is deliberately not reloaded to drain an instance first: a reload makes nginx's
+        old workers close their idle client keep-alive connections, and a client that writes its
+        next request into one at that moment gets BrokenPipe / RemoteDisconnected (seen with
+        requests.Session clients; issue 12.6). Waits until each instance answers /healthz with
+        all-new, warmed workers before the next; stops at the first that does not."""
         for index in range(1, self.web_instances + 1):
-            drain = self.web_instances > 1
-            if drain:
-                self.set_drained({index})
             if restart:
-                self._stop([f"web-{index}"], timeout=timeout)
-                self.start_web(index, timeout=timeout)
+                self._reexec_web(index, timeout=timeout)
             else:
                 old = set(self._web_worker_pids(index))
                 if not self._signal(f"web-{index}", signal.SIGHUP):
                     raise ClusterError(f"web-{index} is not running")
                 self._wait_new_workers(index, old, timeout)
-                self.wait_web_healthy(index, timeout=timeout)
-            if drain:
-                self.set_drained(set())
+                self._wait_workers_ready(index, set(self._web_worker_pids(index)), timeout)
+            self.wait_web_healthy(index, timeout=timeout)
+
+    def _ready_dir(self, index: int) -> Path:
+        return self.run_dir / "ready" / f"web-{index}"
+
+    def _wait_workers_ready(self, index: int, workers: set[int], timeout: float) -> None:
+        """Wait until these worker pids have warmed their models (deploy/gunicorn.conf.py
+        touches GUNICORN_READY_DIR/<pid> at the end of post_worker_init)."""
+        deadline = time.monotonic() + timeout
+        ready_dir = self._ready_dir(index)
+        while time.monotonic() < deadline:
+            if all((ready_dir / str(pid)).exists() for pid in workers):
+                return
+            time.sleep(0.1)
+        raise ClusterError(f"web-{index}: workers {sorted(workers)} not ready in {timeout:.0f}s")
+
+    def _reexec_web(self, index: int, *, timeout: float) -> None:
+        """Replace instance `index`'s master and workers with freshly loaded code, gunicorn's
+        USR2 way: the new master is forked by the old one and inherits its listening socket."""
+        name = f"web-{index}"
+        old = self._read_proc(name)
+        if not old.alive():
+            raise ClusterError(f"{name} is not running")
+        new_pidfile = Path(f"{self.run_dir / f'{name}.gunicorn.pid'}.2")
+        new_pidfile.unlink(missing_ok=True)
+        os.kill(old.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        new_pid = None
+        while new_pid is None:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                new_pid = int(new_pidfile.read_text().strip())
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{name}: no new master after USR2\n{self.tail(name)}")
+            if new_pid is None:
+                time.sleep(0.1)
+        workers: list[int] = []
+        while len(workers) < self.web_concurrency:
+            if _process_start_time(new_pid) is None:
+                raise ClusterError(f"{name}: the new master died\n{self.tail(name)}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{name}: the new master started no workers\n{self.tail(name)}")
+            time.sleep(0.1)
+            workers = child_pids(new_pid)
+        self._wait_workers_ready(index, set(workers), max(1.0, deadline - time.monotonic()))
+        # From here on the new master is the instance (the pid file says so before the old one
+        # goes, so nobody sees the instance as dead in between).
+        self._pidfile(name).write_text(f"{new_pid} {_process_start_time(new_pid)}\n")
+        os.kill(old.pid, signal.SIGTERM)
+        popen = self._popen.pop(name, None)
+        while _process_start_time(old.pid) == old.started:
+            if popen is not None:
+                popen.poll()  # reap it: a zombie keeps its /proc entry
+            if time.monotonic() > deadline + 35:  # gunicorn's graceful_timeout is 30 s
+                raise ClusterError(f"{name}: the old master did not exit\n{self.tail(name)}")
+            time.sleep(0.1)
 
     # --- nginx --------------------------------------------------------------------------------
     def _nginx_argv(self) -> list[str]:

@@ -51,6 +51,22 @@ def _enqueue_stream(need_id: int, item_ids: list[int]) -> None:
         tag_stream_items.delay(need_id, item_ids[start : start + STREAM_TASK_ITEMS])
 
 
+def _enqueue_stream_committed(need_id: int, item_ids: list[int]) -> None:
+    """Queue items that are already committed. A broker outage must not turn the POST into an
+    error (a client retrying it would be told its items are duplicates): they stay pending and
+    `stream_pending_requeue` (beat) queues them once the broker is back."""
+    try:
+        _enqueue_stream(need_id, item_ids)
+    except Exception:
+        logger.warning(
+            "could not queue %d committed stream items of need %s (broker unavailable?); "
+            "they stay pending until the stream sweeper re-queues them",
+            len(item_ids),
+            need_id,
+            exc_info=True,
+        )
+
+
 def stream_items_ingest(*, tenant, need, ids: list[str], texts: list[str]) -> dict:
     """Store new items (an id already ingested for this need is not re-ingested) and queue them."""
     with transaction.atomic():
@@ -86,7 +102,7 @@ def stream_items_ingest(*, tenant, need, ids: list[str], texts: list[str]) -> di
             .values_list("pk", flat=True)
         )
         if created:
-            transaction.on_commit(lambda: _enqueue_stream(need.pk, created))
+            transaction.on_commit(lambda: _enqueue_stream_committed(need.pk, created))
     return {"accepted": len(new), "duplicates": duplicates}
 
 

@@ -116,9 +116,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery ----------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL") or None
-if REDIS_URL:
+# The result cache and quota counters (evictable: production gives them their own Redis with
+# maxmemory + allkeys-lru, deploy/redis/cache.conf); the broker's REDIS_URL must never evict.
+CACHE_REDIS_URL = envstr("CACHE_REDIS_URL") or REDIS_URL
+if CACHE_REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_REDIS_URL,
+        }
     }
 else:
     CACHES = {
@@ -347,7 +353,14 @@ SERVING_WARM_SECONDS = envfloat("SERVING_WARM_SECONDS", 20.0, minimum=0.0)
 ALIAS_POLL_SECONDS = envfloat("ALIAS_POLL_SECONDS", 2.0, minimum=0.0)
 # Serving runtime and channels (see README "Serving").
 API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 5.0, minimum=0.0)
-RESULT_CACHE_SECONDS = envint("RESULT_CACHE_SECONDS", 7 * 24 * 3600, minimum=0)
+RESULT_CACHE_SECONDS = envint("RESULT_CACHE_SECONDS", 24 * 3600, minimum=0)
+# With the cache Redis down: `open` serves uncounted (logged), `closed` answers 503 + Retry-After.
+QUOTA_WHEN_REDIS_DOWN = (envstr("QUOTA_WHEN_REDIS_DOWN") or "open").strip().lower()
+if QUOTA_WHEN_REDIS_DOWN not in {"open", "closed"}:
+    raise ImproperlyConfigured(
+        f"QUOTA_WHEN_REDIS_DOWN={QUOTA_WHEN_REDIS_DOWN!r} must be `open` or `closed`."
+    )
+REDIS_OUTAGE_RETRY_AFTER_SECONDS = envint("REDIS_OUTAGE_RETRY_AFTER_SECONDS", 5, minimum=1)
 SYNC_QUEUE_TIMEOUT_SECONDS = envfloat("SYNC_QUEUE_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 SYNC_QUEUE_MAX_DEPTH = envint("SYNC_QUEUE_MAX_DEPTH", 500, minimum=1)
 STREAM_MAX_ITEMS = envint("STREAM_MAX_ITEMS", 1000, minimum=1)
