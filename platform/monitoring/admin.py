@@ -41,22 +41,38 @@ class NeedMonitoringConfigAdmin(admin.ModelAdmin):
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
     list_display = (
-        "created_at",
+        "last_seen",
+        "status",
         "severity",
         "kind",
+        "label",
         "need",
-        "period",
-        "period_start",
+        "first_seen",
+        "days_active",
         "message",
         "acknowledged_at",
+        "snoozed_until",
         "delivered_at",
     )
     list_select_related = ("need__tenant", "tenant")
-    list_filter = ("severity", "kind", "period", ("acknowledged_at", admin.EmptyFieldListFilter))
+    list_filter = (
+        "status",
+        "severity",
+        "kind",
+        ("acknowledged_at", admin.EmptyFieldListFilter),
+    )
     raw_id_fields = ("need", "tenant", "acknowledged_by")
-    search_fields = ("need__slug", "tenant__slug", "message")
-    date_hierarchy = "period_start"
-    readonly_fields = ("created_at", "updated_at", "delivered_at", "delivery_error")
+    search_fields = ("need__slug", "tenant__slug", "label", "message")
+    date_hierarchy = "last_seen"
+    readonly_fields = (
+        "created_at",
+        "updated_at",
+        "escalated_at",
+        "resolved_at",
+        "notifications_sent",
+        "delivered_at",
+        "delivery_error",
+    )
     actions = ("acknowledge", "redeliver")
 
     @admin.action(description="Acknowledge the selected alerts")
