@@ -78,7 +78,7 @@ class AlertAdmin(admin.ModelAdmin):
     @admin.action(description="Acknowledge the selected alerts")
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         count = 0
-        for alert in queryset.filter(acknowledged_at__isnull=True):
+        for alert in queryset.filter(acknowledged_at__isnull=True).select_related("need"):
             services.alert_acknowledge(alert=alert, user=request.user)
             count += 1
         self.message_user(request, f"Acknowledged {count} alert(s).", messages.SUCCESS)
@@ -88,6 +88,8 @@ class AlertAdmin(admin.ModelAdmin):
         from workers.tasks.monitoring import deliver_alert
 
         for alert in queryset:
+            # Staff asked for it: a reminder goes out even though nothing is due.
+            Alert.objects.unscoped().filter(pk=alert.pk).update(notification_pending="reminder")
             deliver_alert.delay(alert.pk)
         self.message_user(request, f"Queued {queryset.count()} deliveries.", messages.SUCCESS)
 

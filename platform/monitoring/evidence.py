@@ -201,3 +201,33 @@ def sparkline_points(alert: Alert, *, width: int = 120, height: int = 28) -> dic
         "width": width,
         "height": height,
     }
+
+
+@dataclass
+class AlertCard:
+    """What the portal shows for one alert."""
+
+    alert: Alert
+    sentence: str
+    label_name: str
+    rows: list[EvidenceRow]
+    spark: dict
+    value_title: str
+
+
+def alert_cards(alerts) -> list[AlertCard]:
+    names_by_need: dict[int, dict[str, str]] = {}
+    cards = []
+    for alert in alerts:
+        names = names_by_need.setdefault(alert.need_id, label_names(alert.need))
+        cards.append(
+            AlertCard(
+                alert=alert,
+                sentence=html_sentence(alert, names),
+                label_name=name_of(alert.label, names) if alert.label else "",
+                rows=table_rows(alert)[-7:],
+                spark=sparkline_points(alert),
+                value_title=value_title(alert.kind),
+            )
+        )
+    return cards

@@ -61,7 +61,7 @@ class NeedMonitoringConfig(models.Model):
     rare_alpha = models.FloatField(
         default=0.01,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="False-discovery rate over labels and days (Benjamini-Hochberg).",
+        help_text="Significance level after the correction over labels and days.",
     )
     #: ...and only when it appears at most this fraction of the expected count.
     rare_max_ratio = models.FloatField(
@@ -76,7 +76,7 @@ class NeedMonitoringConfig(models.Model):
     share_alpha = models.FloatField(
         default=0.01,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="False-discovery rate over labels and days (Benjamini-Hochberg).",
+        help_text="Significance level after the correction over labels and days.",
     )
     #: Legacy "dominance" finding: still computed in drift reports, no longer an alert rule
     #: (the label-share rule covers it).
@@ -98,7 +98,7 @@ class NeedMonitoringConfig(models.Model):
     feedback_alpha = models.FloatField(
         default=0.01,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="False-discovery rate over labels and days (Benjamini-Hochberg).",
+        help_text="Significance level after the correction over labels and days.",
     )
     # -- volume
     volume_collapse_pct = models.FloatField(
@@ -108,12 +108,27 @@ class NeedMonitoringConfig(models.Model):
     evidence_days = models.PositiveSmallIntegerField(
         default=1,
         validators=[MinValueValidator(1), MaxValueValidator(14)],
-        help_text="Days pooled for the per-label tests (the latest day and the ones before).",
+        help_text="Days pooled for the label-share and rare-class tests (the latest day and the "
+        "ones before it).",
     )
     reference_days = models.PositiveSmallIntegerField(
         default=14,
         validators=[MinValueValidator(3), MaxValueValidator(90)],
         help_text="Days before the evidence window that define 'usual' for shares and feedback.",
+    )
+    feedback_evidence_days = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(14)],
+        help_text="Days pooled for the CTR and negative-feedback tests.",
+    )
+    correction = models.CharField(
+        max_length=8,
+        choices=[
+            ("holm", "Holm (family-wise error)"),
+            ("fdr_bh", "Benjamini-Hochberg (false-discovery rate)"),
+        ],
+        default="holm",
+        help_text="Multiple-comparison correction over labels and days (statsmodels).",
     )
     correction_days = models.PositiveSmallIntegerField(
         default=7,
@@ -432,7 +447,7 @@ class Alert(models.Model):
     snoozed_until = models.DateField(null=True, blank=True)
     snooze_note = models.CharField(max_length=500, blank=True)
     #: "opened" / "escalated" while a notification is due; cleared by the delivery.
-    notification_pending = models.CharField(max_length=16, blank=True)
+    notification_pending = models.CharField(max_length=40, blank=True)
     notifications_sent = models.PositiveIntegerField(default=0)
     delivered_at = models.DateTimeField(null=True, blank=True)
     delivery_error = models.CharField(max_length=500, blank=True)

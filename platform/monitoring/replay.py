@@ -107,7 +107,7 @@ NEED_SPECS = {
         "Chinese news sentiment",
         "news-sentiment",
         "News sentiment",
-        800,
+        1200,
         {
             "disappear": "sentiment.positive",
             "double": "sentiment.positive",
@@ -351,7 +351,9 @@ def replay(
         for rule in ACTIVE_RULES:
             result.false_alerts[(rn.spec.key, rule)] = opened.get(rule, 0)
     if stdout is not None:
-        stdout.write(f"  {stable_days} stable days replayed ({first} .. {shift_from - timedelta(1)})")
+        stdout.write(
+            f"  {stable_days} stable days replayed ({first} .. {shift_from - timedelta(1)})"
+        )
 
     for scenario in scenarios:
         _clear_from([rn.need for rn in replay_needs], shift_from)
@@ -375,9 +377,7 @@ def replay(
             )
             expected = [a for a in alerts if a.kind == expected_rule and a.label == target]
             others = [a for a in alerts if a not in expected]
-            detect = (
-                (expected[0].first_seen - shift_from).days + 1 if expected else None
-            )
+            detect = (expected[0].first_seen - shift_from).days + 1 if expected else None
             result.detections[(rn.spec.key, scenario)] = {
                 "target": target,
                 "rule": expected_rule,

@@ -3,9 +3,11 @@
 Each rule either decides ("ok" or "flagged") or says it cannot ("insufficient"): a small sample is
 never read as "no problem" nor as an alert. The windows, for a day D and a need's settings:
 
-- evidence window: the `evidence_days` days ending at D (pooled: 2 days of counts beat 1);
-- reference window: the `reference_days` days before the evidence window, minus the days on which
-  the same rule flagged the same label (an ongoing incident must not become "usual").
+- evidence window: the `evidence_days` days ending at D for label counts (default 1), and the
+  `feedback_evidence_days` days for feedback (default 2: clicks and complaints are sparser);
+- reference window: the `reference_days` most recent days before the evidence window with data,
+  skipping the days on which the same rule flagged the same label and everything since the start
+  of its open incident (an ongoing incident must not become "usual").
 
 Rules:
 
@@ -23,23 +25,27 @@ Rules:
 - **volume_collapse** (need-wide): D's volume against the median of the reference days.
 
 Multiple comparisons: the p-values of one rule for one need over its labels and the
-`correction_days` days ending at D form one family, adjusted with Benjamini-Hochberg
-(`scipy.stats.false_discovery_control`); a label is flagged only if its adjusted p-value is below
-the rule's alpha.
+`correction_days` days ending at D form one family, adjusted with Holm (family-wise error; or
+Benjamini-Hochberg, per need) through `statsmodels.stats.multitest.multipletests`; a label is
+flagged only if its adjusted p-value is below the rule's alpha.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.db.models import Sum
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from monitoring.models import (
+    Alert,
     AlertKind,
+    AlertStatus,
     CheckStatus,
     DriftReport,
     FeedbackAggregate,
@@ -79,14 +85,48 @@ class Check:
 @dataclass
 class Windows:
     evidence: list[date]
-    reference: list[date]
+    feedback_evidence: list[date]
+    #: Every day before the evidence windows that a reference may be drawn from, newest first.
+    lookback: list[date]
+
+
+#: How far back a reference may reach past flagged days and open incidents, in reference windows.
+LOOKBACK_WINDOWS = 3
 
 
 def windows(day: date, config: NeedMonitoringConfig) -> Windows:
     evidence = [day - timedelta(days=i) for i in range(config.evidence_days)][::-1]
-    first_ref = evidence[0] - timedelta(days=config.reference_days)
-    reference = [first_ref + timedelta(days=i) for i in range(config.reference_days)]
-    return Windows(evidence, reference)
+    feedback = [day - timedelta(days=i) for i in range(config.feedback_evidence_days)][::-1]
+    start = min(evidence[0], feedback[0])
+    lookback = [
+        day - timedelta(days=i + 1)
+        for i in range((day - start).days + config.reference_days * LOOKBACK_WINDOWS)
+    ]
+    return Windows(evidence, feedback, lookback)
+
+
+def reference_days(
+    *,
+    win: Windows,
+    config: NeedMonitoringConfig,
+    has_data: Callable[[date], bool],
+    flagged: set[date],
+    incident_start: date | None,
+    before: date,
+) -> list[date]:
+    """The `reference_days` most recent usable days before `before` (the rule's evidence window):
+    with data, not flagged by this rule for this label, and before the label's open incident if
+    there is one (so "usual" means before it)."""
+    days = []
+    for day in win.lookback:
+        if day >= before or (incident_start is not None and day >= incident_start):
+            continue
+        if day in flagged or not has_data(day):
+            continue
+        days.append(day)
+        if len(days) == config.reference_days:
+            break
+    return sorted(days)
 
 
 def _daily_label_counts(need: Need, days: list[date]) -> dict[date, dict[str, float]]:
@@ -213,20 +253,46 @@ def _volume_check(day: date, volumes: dict[date, int], reference_days: list[date
     )
 
 
+def _incident_starts(need: Need) -> dict[tuple[str, str], date]:
+    return {
+        (kind, label): first_seen
+        for kind, label, first_seen in Alert.objects.unscoped()
+        .filter(need=need, status=AlertStatus.OPEN)
+        .values_list("kind", "label", "first_seen")
+    }
+
+
 def evaluate_day(
     *, need: Need, day: date, config: NeedMonitoringConfig, baseline: dict[str, float] | None
 ) -> list[Check]:
     """Every rule's checks for the need on `day` (not yet saved)."""
     win = windows(day, config)
-    all_days = win.reference + win.evidence
+    all_days = sorted(set(win.lookback) | set(win.evidence) | set(win.feedback_evidence))
     counts = _daily_label_counts(need, all_days)
     volumes = _daily_volumes(need, all_days)
     feedback = _daily_feedback(need, all_days)
-    flagged = _flagged_days(need, win.reference)
+    flagged = _flagged_days(need, win.lookback)
+    incidents = _incident_starts(need)
+
+    def ref_for(rule: str, label: str, has_data: Callable[[date], bool]) -> list[date]:
+        feedback_rule = rule in (AlertKind.CTR_DROP, AlertKind.NEGATIVE_RISE)
+        return reference_days(
+            win=win,
+            config=config,
+            has_data=has_data,
+            flagged=flagged[(rule, label)],
+            incident_start=incidents.get((rule, label)),
+            before=(win.feedback_evidence if feedback_rule else win.evidence)[0],
+        )
 
     checks: list[Check] = [
         _drift_check(need, day, config),
-        _volume_check(day, volumes, win.reference, config),
+        _volume_check(
+            day,
+            volumes,
+            ref_for(AlertKind.VOLUME_COLLAPSE, "", lambda d: d in volumes),
+            config,
+        ),
     ]
 
     evidence_counts = _sum_labels(counts, win.evidence)
@@ -278,20 +344,24 @@ def evaluate_day(
         labels=share_labels,
         evidence_counts=evidence_counts,
         n_evidence=n_evidence,
-        reference=[d for d in win.reference if volumes.get(d)],
+        ref_days={
+            label: ref_for(AlertKind.LABEL_SHARE, label, lambda d: bool(volumes.get(d)))
+            for label in share_labels
+        },
         counts=counts,
         volumes=volumes,
-        flagged=flagged,
     )
 
-    feedback_labels = sorted({label for d in win.evidence for label in feedback.get(d, {})})
+    feedback_labels = sorted(
+        {label for d in win.feedback_evidence for label in feedback.get(d, {})}
+    )
     for label in feedback_labels:
-        cur = _sum_feedback(feedback, win.evidence, label)
+        cur = _sum_feedback(feedback, win.feedback_evidence, label)
         for rule, key, alternative in (
             (AlertKind.CTR_DROP, "clicks", "less"),
             (AlertKind.NEGATIVE_RISE, "negative", "greater"),
         ):
-            ref_days = [d for d in win.reference if d not in flagged[(rule, label)]]
+            ref_days = ref_for(rule, label, lambda d, lb=label: lb in feedback.get(d, {}))
             ref = _sum_feedback(feedback, ref_days, label)
             if cur["impressions"] < config.min_impressions or (
                 ref["impressions"] < config.min_impressions
@@ -328,7 +398,11 @@ def evaluate_day(
                     sample=cur["impressions"],
                     p_value=p_value,
                     large=large,
-                    detail={"change_pct": change if rule != AlertKind.CTR_DROP else -change},
+                    detail={
+                        "change_pct": change if rule != AlertKind.CTR_DROP else -change,
+                        "reference_days": len(ref_days),
+                        "evidence_days": len(win.feedback_evidence),
+                    },
                 )
             )
 
@@ -344,10 +418,9 @@ def _label_share_checks(
     labels: list[str],
     evidence_counts: dict[str, float],
     n_evidence: int,
-    reference: list[date],
+    ref_days: dict[str, list[date]],
     counts: dict[date, dict[str, float]],
     volumes: dict[date, int],
-    flagged: dict[tuple[str, str], set[date]],
 ) -> list[Check]:
     """Shares are compositional: when one label doubles, every other label's share shrinks.
 
@@ -356,10 +429,6 @@ def _label_share_checks(
     days) and flags only the most significant new mover. The rest are tested again without it, so
     "tech doubled" is one alert, not one per label.
     """
-    ref_days = {
-        label: [d for d in reference if d not in flagged[(AlertKind.LABEL_SHARE, label)]]
-        for label in labels
-    }
     history = _history_p_values(need=need, day=day, config=config, rule=AlertKind.LABEL_SHARE)
     moved: list[str] = []
     final: dict[str, Check] = {}
@@ -409,7 +478,7 @@ def _label_share_checks(
                     },
                 )
             )
-        _bh(round_checks, history=history, alpha=config.share_alpha)
+        _correct(round_checks, history=history, alpha=config.share_alpha, method=config.correction)
         for check in round_checks:
             final[check.label] = check
         candidates = [c for c in round_checks if c.status == CheckStatus.FLAGGED]
@@ -439,13 +508,14 @@ def _history_p_values(
     )
 
 
-def _bh(checks: list[Check], *, history: list[float], alpha: float) -> None:
-    """Benjamini-Hochberg over today's p-values and the earlier days' of the same rule."""
+def _correct(checks: list[Check], *, history: list[float], alpha: float, method: str) -> None:
+    """Holm (or Benjamini-Hochberg) over today's p-values and the earlier days' of the same rule,
+    through statsmodels' `multipletests`."""
     today = [c for c in checks if c.p_value is not None]
     if not today:
         return
     family = [c.p_value for c in today] + history
-    adjusted = stats.false_discovery_control(family, method="bh")
+    adjusted = multipletests(family, alpha=alpha, method=method)[1]
     for check, p_adj in zip(today, adjusted[: len(today)], strict=True):
         check.adjusted_p = float(p_adj)
         check.detail["family_size"] = len(family)
@@ -463,14 +533,15 @@ def _alpha(rule: str, config: NeedMonitoringConfig) -> float:
 
 
 def _adjust(*, need: Need, day: date, config: NeedMonitoringConfig, checks: list[Check]) -> None:
-    """Benjamini-Hochberg over each tested rule's labels and the `correction_days` days to `day`.
+    """Correct each tested rule's p-values over its labels and the `correction_days` days to `day`.
 
     (The label-share rule corrects inside its own rounds.)"""
     for rule in TESTED_RULES:
         if rule == AlertKind.LABEL_SHARE:
             continue
-        _bh(
+        _correct(
             [c for c in checks if c.rule == rule],
             history=_history_p_values(need=need, day=day, config=config, rule=rule),
             alpha=_alpha(rule, config),
+            method=config.correction,
         )

@@ -272,7 +272,8 @@ def _notify(alert: Alert, event: str, day: date) -> bool:
     """Mark a notification as due unless the alert is snoozed (or acknowledged, for escalation)."""
     if alert.is_snoozed(day) or (event == "escalated" and alert.is_acknowledged):
         return False
-    alert.notification_pending = event
+    # A queue, not a slot: an "opened" not yet delivered must not be replaced by "escalated".
+    alert.notification_pending = " ".join([*alert.notification_pending.split(), event])[:40]
     return True
 
 
@@ -419,52 +420,69 @@ def alert_payload(alert: Alert, *, event: str = "") -> dict:
 
 
 def alert_deliver(*, alert: Alert) -> dict:
-    """Send the due notification to the webhook and/or e-mail. Failures are recorded, not raised."""
+    """Send the due notifications ("opened", "escalated", in order) to the webhook and/or e-mail.
+
+    Nothing due, nothing sent (a second delivery task for the same alert is a no-op). Failures
+    are recorded, never raised.
+    """
+    events = alert.notification_pending.split()
+    if not events:
+        return {"skipped": "nothing due"}
     config = config_for(alert.need)
     tenant: Tenant = alert.tenant
     webhook = config.alert_webhook_url or tenant.alert_webhook_url
     email = config.alert_email or tenant.alert_email
-    event = alert.notification_pending or "update"
-    payload = alert_payload(alert, event=event)
     outcome: dict[str, str] = {}
     errors: list[str] = []
-    if webhook:
-        try:
-            request = urllib.request.Request(
-                webhook,
-                data=json.dumps(payload).encode(),
-                headers={"Content-Type": "application/json", "User-Agent": "tagging-platform"},
-                method="POST",
-            )
-            with urllib.request.urlopen(  # noqa: S310 - the URL is a validated http(s) URLField
-                request, timeout=settings.MONITORING_WEBHOOK_TIMEOUT
-            ) as response:
-                outcome["webhook"] = f"HTTP {response.status}"
-        except Exception as exc:  # any failure is recorded; the task must not fail
-            errors.append(f"webhook: {exc}")
-            logger.warning("alert %s webhook delivery failed: %s", alert.pk, exc)
-    if email:
-        try:
-            verb = "escalated to critical" if event == "escalated" else "opened"
-            send_mail(
-                subject=(
-                    f"[{alert.get_severity_display()}] {alert.need.name}: "
-                    f"{alert.get_kind_display()} ({verb})"
-                ),
-                message=(
-                    f"{payload['summary']}\n\nFirst seen {payload['first_seen']}, last seen "
-                    f"{payload['last_seen']}, {alert.days_active} day(s) active.\n"
-                ),
-                from_email=None,
-                recipient_list=[email],
-            )
-            outcome["email"] = "sent"
-        except Exception as exc:
-            errors.append(f"email: {exc}")
-            logger.warning("alert %s email delivery failed: %s", alert.pk, exc)
-    if outcome:
+    sent = 0
+    for event in events:
+        payload = alert_payload(alert, event=event)
+        delivered = False
+        if webhook:
+            try:
+                request = urllib.request.Request(
+                    webhook,
+                    data=json.dumps(payload).encode(),
+                    headers={
+                        "Content-Type": "application/json",
+                        "User-Agent": "tagging-platform",
+                    },
+                    method="POST",
+                )
+                with urllib.request.urlopen(  # noqa: S310 - a validated http(s) URLField
+                    request, timeout=settings.MONITORING_WEBHOOK_TIMEOUT
+                ) as response:
+                    outcome["webhook"] = f"HTTP {response.status}"
+                    delivered = True
+            except Exception as exc:  # any failure is recorded; the task must not fail
+                errors.append(f"webhook: {exc}")
+                logger.warning("alert %s webhook delivery failed: %s", alert.pk, exc)
+        if email:
+            try:
+                verb = {"escalated": "escalated to critical", "opened": "opened"}.get(
+                    event, "reminder"
+                )
+                send_mail(
+                    subject=(
+                        f"[{alert.get_severity_display()}] {alert.need.name}: "
+                        f"{alert.get_kind_display()} ({verb})"
+                    ),
+                    message=(
+                        f"{payload['summary']}\n\nFirst seen {payload['first_seen']}, last seen "
+                        f"{payload['last_seen']}, {alert.days_active} day(s) active.\n"
+                    ),
+                    from_email=None,
+                    recipient_list=[email],
+                )
+                outcome["email"] = "sent"
+                delivered = True
+            except Exception as exc:
+                errors.append(f"email: {exc}")
+                logger.warning("alert %s email delivery failed: %s", alert.pk, exc)
+        sent += delivered
+    if sent:
         alert.delivered_at = timezone.now()
-        alert.notifications_sent += 1
+        alert.notifications_sent += sent
     alert.notification_pending = ""
     alert.delivery_error = "; ".join(errors)[:500]
     alert.save(
@@ -475,7 +493,7 @@ def alert_deliver(*, alert: Alert) -> dict:
             "delivery_error",
         ]
     )
-    return {"event": event, **outcome, **({"errors": errors} if errors else {})}
+    return {"events": events, **outcome, **({"errors": errors} if errors else {})}
 
 
 # --- Feedback -------------------------------------------------------------------------------

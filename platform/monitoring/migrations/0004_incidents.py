@@ -136,7 +136,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="alert",
             name="notification_pending",
-            field=models.CharField(blank=True, max_length=16),
+            field=models.CharField(blank=True, max_length=40),
         ),
         migrations.AddField(
             model_name="alert",
