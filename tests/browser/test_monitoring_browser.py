@@ -37,14 +37,14 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
         >= 1
     )
     assert "{'" not in text and '{"' not in text
-    rules = page.locator("#open-alerts tbody tr").all_inner_texts()
+    rules = page.locator("#open-alerts tr.alert-row").all_inner_texts()
     assert len(rules) == len(set(rules)) and len(rules) <= 6
     screenshot(page, "monitoring_overview")
 
     page.click("#needs-overview a:has-text('News topics')")
     page.wait_for_url("**/monitoring/needs/news-topics/")
     page.wait_for_function("() => window.Chart && Object.keys(Chart.instances).length === 5")
-    kinds = page.locator("#need-alerts tbody tr").all_inner_texts()
+    kinds = page.locator("#need-alerts tr.alert-row").all_inner_texts()
     assert sum("A label's share changed" in row and "Entertainment" in row for row in kinds) == 1
     assert any("CTR falling" in row and "Tech" in row for row in kinds)
     assert page.locator("#need-alerts svg.sparkline").count() >= 1

@@ -96,6 +96,6 @@
       scales: { x: xAxis, y: { min: 0, title: { display: true, text: axisTitle } } },
     }),
   });
-  perLabel("chart-ctr", data.ctr, "CTR (% of impressions)");
-  perLabel("chart-negative", data.negative_rate, "negative feedback (% of impressions)");
+  perLabel("chart-ctr", data.ctr, "CTR, % of impressions");
+  perLabel("chart-negative", data.negative_rate, "negative, % of impressions");
 })();
