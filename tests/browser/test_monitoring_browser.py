@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from tenants.models import Role, Tenant
+from tenants.models import Need, Role, Tenant
 from tests.conftest import login
 from tests.factories import MembershipFactory, UserFactory
 
@@ -23,6 +23,10 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     assert "open alerts" in out.getvalue()
     user = UserFactory(username="monica")
     MembershipFactory(user=user, tenant=Tenant.objects.get(slug="tenant-a"), role=Role.ADMIN)
+    # The tenant's own names for two labels (the others fall back to the taxonomy's names).
+    need = Need.objects.unscoped().get(tenant__slug="tenant-a", slug="news-topics")
+    need.label_mapping = {"娱乐 Entertainment": "news.entertainment", "科技 Tech": "news.tech"}
+    need.save(update_fields=["label_mapping"])
 
     login(page, live_server, "monica")
     page.goto(f"{live_server.url}/monitoring/")
@@ -31,7 +35,7 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     open_alerts = page.locator("#open-alerts")
     text = open_alerts.inner_text()
     # One alert per problem, in words, with the tenant's names (the global key in a tooltip).
-    assert "Entertainment fell from" in text
+    assert "娱乐 Entertainment fell from" in text
     assert (
         page.locator("#open-alerts .label-name[title='global key: news.entertainment']").count()
         >= 1
@@ -46,7 +50,7 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     page.wait_for_function("() => window.Chart && Object.keys(Chart.instances).length === 5")
     kinds = page.locator("#need-alerts tr.alert-row").all_inner_texts()
     assert sum("A label's share changed" in row and "Entertainment" in row for row in kinds) == 1
-    assert any("CTR falling" in row and "Tech" in row for row in kinds)
+    assert any("CTR falling" in row and "科技 Tech" in row for row in kinds)
     assert page.locator("#need-alerts svg.sparkline").count() >= 1
     # Every chart canvas has a size and was actually drawn on (not a blank bitmap).
     drawn = page.evaluate(
@@ -94,7 +98,7 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
                  .filter(d => !d.label.endsWith('(baseline)'))
                  .map(d => [d.label, d.borderColor])))"""
     )
-    assert "Entertainment" in colors[0] and "news.entertainment" not in colors[0]
+    assert "娱乐 Entertainment" in colors[0] and "news.entertainment" not in colors[0]
     assert colors[1] and all(colors[0][name] == color for name, color in colors[1].items())
     assert "Week over week" in page.locator("#week-over-week").inner_text()
     screenshot(page, "monitoring_need_news_topics")
