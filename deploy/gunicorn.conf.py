@@ -113,7 +113,7 @@ def post_worker_init(worker) -> None:
 
     from django.conf import settings
 
-    from workers.runtime import warm_at_process_start
+    from serving.runtime import warm_at_process_start
 
     # Bounded (SERVING_WARM_SECONDS, below `timeout`): a worker still loading is never killed.
     warm_at_process_start(budget_seconds=settings.SERVING_WARM_SECONDS)

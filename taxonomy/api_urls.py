@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from taxonomy import api_views
+from taxonomy import api as api_views
 
 app_name = "taxonomy-api"
 

@@ -1,6 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
-from tenants import api_views
+from tenants import api as api_views
 
 app_name = "tenants-api"
 

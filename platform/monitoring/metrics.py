@@ -1,6 +1,9 @@
-"""Prometheus service metrics, and the functions other areas call to record them.
+"""Prometheus service metrics: Celery task failures, queue lengths, and the `/metrics` exposition.
 
-    from monitoring.metrics import observe_tag_request, record_model_load, record_task_failure
+    from monitoring.metrics import record_task_failure
+
+The serving metrics (tag requests, items, latency, model loads) live in `serving.metrics`; they
+register in the same default registry, so `/metrics` exposes them too.
 
 When PROMETHEUS_MULTIPROC_DIR is set (gunicorn with several workers, Celery workers), every process
 writes its samples to files in that directory and `/metrics` aggregates them (prometheus-client's
@@ -18,42 +21,13 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Histogram,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
 
 logger = logging.getLogger(__name__)
 
-TAG_REQUESTS = Counter(
-    "tagging_requests_total", "Tagging requests served, per need and channel.", ["need", "channel"]
-)
-TAG_ITEMS = Counter(
-    "tagging_items_total", "Texts tagged, per need and channel.", ["need", "channel"]
-)
-TAG_LATENCY = Histogram(
-    "tagging_request_duration_seconds",
-    "Tagging request latency, per need and channel.",
-    ["need", "channel"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
-MODEL_LOADS = Counter(
-    "tagging_model_loads_total",
-    "Model loads into a serving process, by outcome (loaded, cache_hit, failed, checksum_mismatch).",
-    ["model", "version", "outcome"],
-)
 TASK_FAILURES = Counter("celery_task_failures_total", "Celery task failures.", ["task"])
-
-
-def observe_tag_request(need_slug: str, channel: str, seconds: float, items: int) -> None:
-    """Record one tagging request (sync, stream or batch chunk) for a need."""
-    TAG_REQUESTS.labels(need=need_slug, channel=channel).inc()
-    TAG_ITEMS.labels(need=need_slug, channel=channel).inc(max(int(items), 0))
-    TAG_LATENCY.labels(need=need_slug, channel=channel).observe(max(float(seconds), 0.0))
-
-
-def record_model_load(model_name: str, version: int | str, outcome: str) -> None:
-    MODEL_LOADS.labels(model=model_name, version=str(version), outcome=outcome).inc()
 
 
 def record_task_failure(task_name: str) -> None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from monitoring import views
+from monitoring import portal_views as views
 
 app_name = "monitoring"
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from registry import views
+from registry import portal_views as views
 
 app_name = "registry"
 

@@ -21,9 +21,8 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
-from serving import redis_pool
+from serving import redis_pool, result_cache
 from tagging_platform.errors import ApiError
-from workers import result_cache
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ per instance; when both are one URL they still share one pipeline.
 
 Outages: a failed command marks that Redis down for OUTAGE_BACKOFF_SECONDS (`available()` is
 False), so a dead Redis costs one failed connection attempt per process and second, not one per
-request; callers then take their degraded path (serving/quota.py, workers/result_cache.py).
+request; callers then take their degraded path (serving/quota.py, platform/serving/result_cache.py).
 """
 
 from __future__ import annotations

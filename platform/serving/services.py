@@ -34,8 +34,8 @@ from serving.models import (
     ScheduledBatch,
 )
 from serving.ranked import ranked_scores
+from serving.runtime import get_runtime, text_sha256
 from tagging_platform.errors import ApiError
-from workers.runtime import get_runtime, text_sha256
 
 logger = logging.getLogger(__name__)
 

@@ -10,14 +10,10 @@ from typing import Any
 from django.conf import settings
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from monitoring import metrics
-from serving import predlog, quota
+from serving import metrics, predlog, quota, result_cache
 from serving.models import Channel
 from serving.redis_pool import REDIS_ERRORS, get_redis
-from tagging_platform.errors import ApiError
-from tenants.models import Execution
-from workers import result_cache
-from workers.runtime import (
+from serving.runtime import (
     ModelUnavailable,
     NeedNotFound,
     NeedNotServed,
@@ -25,6 +21,8 @@ from workers.runtime import (
     get_runtime,
     text_sha256,
 )
+from tagging_platform.errors import ApiError
+from tenants.models import Execution
 
 logger = logging.getLogger(__name__)
 

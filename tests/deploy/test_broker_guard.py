@@ -14,7 +14,7 @@ import redis
 from django.conf import settings
 from kombu import Connection, Exchange, Queue
 
-from workers.broker import BrokerChannelClosed, install_restore_guard
+from tagging_platform.redis_broker import BrokerChannelClosed, install_restore_guard
 
 
 @pytest.fixture

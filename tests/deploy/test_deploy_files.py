@@ -244,8 +244,8 @@ def test_gunicorn_workers_warm_live_models_and_freeze_the_heap_before_serving(
 
     from django.db import connections
 
+    from serving.runtime import get_runtime
     from tests.serving.factories import make_served_need
-    from workers.runtime import get_runtime
 
     need = make_served_need(tenant=tenant_a)
     version_id = need.model.aliases.get(name="production").version_id

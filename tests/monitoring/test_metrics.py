@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from monitoring.metrics import observe_tag_request, record_model_load
+from serving.metrics import observe_tag_request, record_model_load
 
 
 def _sample(text: str, name: str, **labels) -> float:

@@ -4,9 +4,9 @@ import pytest
 
 from serving import predlog
 from serving.redis_pool import writer
+from serving.runtime import get_runtime
 from tenants.authentication import clear_key_cache
 from tests.serving.factories import make_model, make_served_need
-from workers.runtime import get_runtime
 
 
 @pytest.fixture(autouse=True)

@@ -18,8 +18,8 @@ from serving.models import (
     ChunkStatus,
     PredictionLog,
 )
+from serving.runtime import get_runtime
 from tests.serving.test_batch import SPORT, TECH, csv_file, upload
-from workers.runtime import get_runtime
 
 
 class Killed(BaseException):

@@ -15,7 +15,7 @@ import redis
 
 from serving import redis_pool
 from serving.models import Item, ItemStatus
-from workers.runtime import get_runtime
+from serving.runtime import get_runtime
 
 pytestmark = pytest.mark.services
 
@@ -185,7 +185,7 @@ def test_result_cache_redis_levels_off_at_maxmemory_by_evicting_lru_keys(
 
     import numpy as np
 
-    from workers import result_cache
+    from serving import result_cache
 
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")

@@ -12,11 +12,11 @@ from django.utils import timezone
 from registry import ml
 from serving import predlog
 from serving.models import PredictionLog
+from serving.runtime import get_runtime
 from tenants.models import ApiKeyScope
 from tests.conftest import api_client_for_key
 from tests.factories import ApiKeyFactory
 from tests.serving.factories import add_version, make_served_need, set_alias, train_classifier
-from workers.runtime import get_runtime
 
 SPORT = "football match goal striker league coach stadium penalty"
 TECH = "software computer internet phone chip startup broadband gadget"
@@ -146,7 +146,7 @@ def test_threshold_top_k_and_per_label_thresholds_apply(api_a, tenant_a, model_v
 def test_alias_move_is_picked_up_within_the_poll_interval(
     settings, monkeypatch, api_a, need_a, model_version
 ):
-    from workers import runtime
+    from serving import runtime
 
     clock = [1000.0]
     monkeypatch.setattr(runtime.time, "monotonic", lambda: clock[0])
@@ -172,7 +172,7 @@ def test_alias_move_is_picked_up_within_the_poll_interval(
 def test_alias_poll_is_one_indexed_query_per_interval(
     settings, monkeypatch, api_a, need_a, django_assert_max_num_queries
 ):
-    from workers import runtime
+    from serving import runtime
 
     clock = [1000.0]
     monkeypatch.setattr(runtime.time, "monotonic", lambda: clock[0])
@@ -270,8 +270,8 @@ def test_flush_command_writes_the_buffer(api_a, need_a):
 def test_writes_ride_along_with_the_next_request_or_are_flushed_when_quiet(
     requires_redis, settings, monkeypatch, api_a, need_a
 ):
+    from serving import result_cache
     from serving.redis_pool import get_redis, writer
-    from workers import result_cache
 
     settings.SERVING_ASYNC_WRITES = True
     settings.WRITE_BEHIND_SECONDS = 60  # no flusher during the first part
@@ -304,10 +304,10 @@ def need_a_version(need) -> int:
 
 
 def test_tag_requests_and_model_loads_reach_the_metrics(client, api_a, need_a, settings):
-    from monitoring import metrics
+    from prometheus_client import REGISTRY
 
     def sample(metric, **labels):
-        return metrics.REGISTRY.get_sample_value(metric, labels) or 0.0
+        return REGISTRY.get_sample_value(metric, labels) or 0.0
 
     before_requests = sample("tagging_requests_total", need="news", channel="sync")
     before_items = sample("tagging_items_total", need="news", channel="sync")
@@ -357,7 +357,7 @@ def slow_loads(monkeypatch):
     """Loads of chosen versions block until released, and every load is counted."""
     import threading
 
-    from workers.runtime import Runtime
+    from serving.runtime import Runtime
 
     gate = threading.Event()
     blocked: set[int] = set()

@@ -115,7 +115,7 @@ def test_online_pool_reports_ready_then_warms_in_the_background(
 @pytest.mark.django_db
 def test_warm_up_starts_no_new_load_once_its_budget_is_spent(need_a, need_b, monkeypatch):
     """Bounded in time: with a spent budget, no model is loaded at start (they load on use)."""
-    from workers.runtime import get_runtime, warm_live_needs
+    from serving.runtime import get_runtime, warm_live_needs
 
     assert warm_live_needs(budget_seconds=0) == 0
     assert get_runtime().loaded_version_ids() == []

@@ -37,7 +37,7 @@ if slow_load:
     # Celery's 4 s worker_proc_alive_timeout when the test wants it to.
     import time
 
-    from workers.runtime import Runtime
+    from serving.runtime import Runtime
 
     original_load = Runtime._load
 

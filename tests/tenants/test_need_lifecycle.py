@@ -9,13 +9,13 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from serving import runtime as runtime_module
+from serving.runtime import get_runtime
 from tenants.authentication import clear_key_cache
 from tenants.models import NeedStatus, NeedStatusChange
 from tests.conftest import api_client_for_key
 from tests.factories import ApiKeyFactory
 from tests.serving.factories import make_model, make_served_need
-from workers import runtime as runtime_module
-from workers.runtime import get_runtime
 
 TEXT = "The striker scored twice in the cup final and the coach praised the team."
 

@@ -76,7 +76,7 @@ def warm_in_background(name: str = "model-warm-up") -> threading.Thread:
     """Load the live needs' models on a daemon thread, within SERVING_WARM_SECONDS: the process
     reports ready at once (Celery kills a pool process that is not up within 4 s); a serving
     task that arrives meanwhile waits for it (`wait_for_warm_up`), other tasks run at once."""
-    from workers.runtime import warm_at_process_start
+    from serving.runtime import warm_at_process_start
 
     def run() -> None:
         try:

@@ -11,7 +11,7 @@ from workers.tasks.base import RETRYABLE_ERRORS, time_limits, wait_for_warm_up
 def tag_sync_items(need_id: int, ids: list[str], texts: list[str]) -> list[dict]:
     """Synchronous tagging for needs with execution="queue" (the web process waits for this)."""
     from serving import sync
-    from workers.runtime import get_runtime
+    from serving.runtime import get_runtime
 
     wait_for_warm_up()
     served = get_runtime().need_by_id(need_id)

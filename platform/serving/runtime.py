@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from monitoring import metrics
 from registry import ml
-from workers import result_cache
+from serving import metrics, result_cache
 
 logger = logging.getLogger(__name__)
 
