@@ -246,7 +246,7 @@ class Runtime:
         from registry.models import ModelAlias
         from tenants.models import Need
 
-        need = Need.objects.filter(pk=need_id).first()
+        need = Need.objects.filter(pk=need_id).with_labels().first()  # 2 queries, any label count
         if need is None:
             self._need_ids = {k: v for k, v in self._need_ids.items() if v != need_id}
             raise NeedNotFound(str(need_id))
@@ -346,18 +346,14 @@ class Runtime:
 
 
 def _tenant_names(need, model: LoadedModel) -> tuple[str, ...]:
-    to_name = {key: name for name, key in (need.label_mapping or {}).items()}
+    to_name = {key: name for name, key in need.label_mapping.items()}
     return tuple(to_name.get(label, label) for label in model.labels)
 
 
 def _cutoffs(need, model: LoadedModel) -> np.ndarray:
-    """Per-label threshold: the need's per-label value (by global key or tenant name), else the
-    need's threshold, else (multi-label models) the threshold the model was tuned with."""
-    per_label = dict(need.per_label_thresholds or {})
-    mapping = need.label_mapping or {}
-    for name, key in mapping.items():
-        if name in per_label and key not in per_label:
-            per_label[key] = per_label[name]
+    """Per-label threshold: the need's per-label value, else the need's threshold, else
+    (multi-label models) the threshold the model was tuned with."""
+    per_label = need.per_label_thresholds
     cut = []
     for label in model.labels:
         if label in per_label:
