@@ -243,10 +243,25 @@ class Runtime:
             self._need_ids.clear()
 
     def _bind(self, need_id: int) -> ServedNeed:
+        from django.db.models import OuterRef, Subquery
+
         from registry.models import ModelAlias
         from tenants.models import Need
 
-        need = Need.objects.filter(pk=need_id).with_labels().first()  # 2 queries, any label count
+        # Two indexed queries, whatever the label count: the need with the version its alias
+        # points at, and its label rows.
+        need = (
+            Need.objects.filter(pk=need_id)
+            .annotate(
+                alias_version_id=Subquery(
+                    ModelAlias.objects.filter(
+                        registered_model_id=OuterRef("model_id"), name=OuterRef("model_alias")
+                    ).values("version_id")[:1]
+                )
+            )
+            .with_labels()
+            .first()
+        )
         if need is None:
             self._need_ids = {k: v for k, v in self._need_ids.items() if v != need_id}
             raise NeedNotFound(str(need_id))
@@ -254,11 +269,7 @@ class Runtime:
             raise NeedInactive(need.slug, need.status)
         if need.model_id is None:
             raise NeedNotServed(f"Need '{need.slug}' has no model yet.")
-        version_id = (
-            ModelAlias.objects.filter(registered_model_id=need.model_id, name=need.model_alias)
-            .values_list("version_id", flat=True)
-            .first()
-        )
+        version_id = need.alias_version_id
         if version_id is None:
             raise NeedNotServed(
                 f"Need '{need.slug}': its model has no version at alias '{need.model_alias}'."
