@@ -43,9 +43,9 @@ class NeedSerializer(serializers.ModelSerializer):
 
 
 class NeedWriteSerializer(serializers.Serializer):
-    """Field types only; the domain rules (labels known, mapping inside the set…) are services'.
-    Its fields are `slug` and NEED_EDITABLE_FIELDS (a test holds them to it)."""
+    """Field types only; the domain rules (labels known, mapping inside the set…) are services'."""
 
+    # `slug` and NEED_EDITABLE_FIELDS, no more and no fewer (a test holds them to it).
     slug = serializers.SlugField(max_length=80, required=False)
     name = serializers.CharField(max_length=200)
     goal = serializers.CharField(max_length=300, required=False, allow_blank=True)
