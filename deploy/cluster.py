@@ -31,7 +31,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -40,6 +40,8 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 QUEUES = ("online", "batch", "training", "monitoring")
+#: The process that restarts the others when they die (`deploy/cluster supervise`).
+SUPERVISOR = "supervisor"
 DEFAULT_DIR = ROOT / "var" / "cluster"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tagging_cluster"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
@@ -48,6 +50,10 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
 MULTIPART_ALLOWANCE = 64 * 1024
 # Settings inherited from the caller that must not leak into a production-like cluster.
 _DROPPED_ENV = ("TESTING", "CELERY_TASK_ALWAYS_EAGER", "DJANGO_ALLOW_ASYNC_UNSAFE")
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
 
 
 class ClusterError(RuntimeError):
@@ -81,6 +87,15 @@ def _process_start_time(pid: int) -> int | None:
     if fields[0] in ("Z", "X"):
         return None
     return int(fields[19])
+
+
+def _process_group(proc: Proc) -> int | None:
+    if not proc.alive():
+        return proc.pid  # as before: the group a started process led
+    try:
+        return os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return proc.pid
 
 
 def child_pids(pid: int) -> list[int]:
@@ -298,7 +313,7 @@ class Cluster:
         200 through nginx. On failure, everything started is stopped again."""
         if shutil.which("nginx") is None:
             raise ClusterError("nginx is not installed: apt-get install -y nginx")
-        running = [name for name in self.process_names() if self.pid(name)]
+        running = [name for name in [*self.process_names(), SUPERVISOR] if self.pid(name)]
         if running:
             raise ClusterError(
                 f"a cluster is already running in {self.directory} ({', '.join(running)}); "
@@ -329,6 +344,7 @@ class Cluster:
             for index in range(1, self.web_instances + 1):
                 self.wait_web_healthy(index, timeout=max(1.0, deadline - time.monotonic()))
             self.wait_ready(timeout=max(1.0, deadline - time.monotonic()))
+            self.start_supervisor()
         except BaseException:
             self.down()
             raise
@@ -337,6 +353,7 @@ class Cluster:
         """Stop everything: nginx first (no new requests), then web, workers and beat with
         SIGTERM (graceful/warm), SIGKILL for whatever is still alive after `timeout`.
         Returns the names of the processes that had to be killed."""
+        self._stop([SUPERVISOR], timeout=timeout)  # first: it would restart what stops next
         killed = self._stop(["nginx"], timeout=timeout)
         rest = [name for name in self.process_names() if name != "nginx"]
         rest += [name for name in self._extra_process_names() if name not in rest]
@@ -350,11 +367,19 @@ class Cluster:
         return sorted(p.stem for p in self.run_dir.glob("*.pid"))
 
     def status(self) -> dict[str, dict]:
-        """Per process: pid (or None) and, for web instances, the port and worker pids."""
+        """Per process: pid (or None), what the supervisor did (restarts, the pending restart
+        and its backoff, or held: stopped on purpose) and, for web instances, the port and
+        worker pids. The supervisor itself is the last entry."""
         report: dict[str, dict] = {}
+        supervised = self.supervisor_report()
         for name in self.process_names():
             pid = self.pid(name)
             entry: dict = {"pid": pid, "alive": pid is not None}
+            record = supervised.get(name, {})
+            entry["restarts"] = record.get("restarts", 0)
+            entry["last_restart"] = record.get("last_restart")
+            entry["restart_at"] = record.get("restart_at") if pid is None else None
+            entry["held"] = self._held(name)
             if name.startswith("web-"):
                 index = int(name.split("-")[1])
                 entry["port"] = self.web_ports[index - 1] if self.web_ports else None
@@ -363,7 +388,113 @@ class Cluster:
             elif name == "nginx":
                 entry["port"] = self.nginx_port
             report[name] = entry
+        pid = self.pid(SUPERVISOR)
+        report[SUPERVISOR] = {"pid": pid, "alive": pid is not None}
         return report
+
+    # --- supervision --------------------------------------------------------------------------
+    def _hold_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.held"
+
+    def _hold(self, name: str) -> None:
+        if self.run_dir.exists():
+            self._hold_file(name).touch()
+
+    def _release(self, name: str) -> None:
+        self._hold_file(name).unlink(missing_ok=True)
+
+    def _held(self, name: str) -> bool:
+        return self._hold_file(name).exists()
+
+    @property
+    def _supervisor_file(self) -> Path:
+        return self.run_dir / "supervisor.json"
+
+    def supervisor_report(self) -> dict[str, dict]:
+        """What the supervisor recorded per process: restarts, last_restart (epoch seconds),
+        failures in a row, restart_at (epoch seconds of a pending restart) and last_exit."""
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return json.loads(self._supervisor_file.read_text())
+        return {}
+
+    def restarts(self, name: str) -> int:
+        return self.supervisor_report().get(name, {}).get("restarts", 0)
+
+    def start_supervisor(self) -> int:
+        """Start `deploy/cluster supervise` for this directory (its own session, pid file, log)."""
+        if self.pid(SUPERVISOR):
+            raise ClusterError("the supervisor is already running")
+        return self._start(
+            SUPERVISOR,
+            [self.python, str(DEPLOY / "cluster"), "--dir", str(self.directory), "supervise"],
+        )
+
+    def _restart(self, name: str) -> None:
+        if name.startswith("web-"):
+            self.start_web(int(name.split("-")[1]), wait=False)
+        elif name.startswith("worker-"):
+            self.start_worker(name.split("-", 1)[1])
+        elif name == "beat":
+            self._start("beat", ["sh", str(DEPLOY / "celery" / "beat.sh")])
+        elif name == "nginx":
+            self._start("nginx", self._nginx_argv())
+        else:
+            raise ClusterError(f"cannot restart {name!r}")
+
+    def supervise(self, *, poll: float = 0.5, stop: Callable[[], bool] | None = None) -> None:
+        """Restart every process that dies (not one stopped on purpose: `down`, `kill-web`,
+        the old worker of a `restart-worker`), with exponential backoff: base x 2^(failures-1)
+        up to a maximum, the failures counted anew once a process stayed up for `stable`
+        seconds. CLUSTER_RESTART_BACKOFF_SECONDS (1), CLUSTER_RESTART_BACKOFF_MAX_SECONDS (60),
+        CLUSTER_RESTART_STABLE_SECONDS (60). Records what it did for `status`."""
+        base = float(os.environ.get("CLUSTER_RESTART_BACKOFF_SECONDS", "1"))
+        ceiling = float(os.environ.get("CLUSTER_RESTART_BACKOFF_MAX_SECONDS", "60"))
+        stable = float(os.environ.get("CLUSTER_RESTART_STABLE_SECONDS", "60"))
+        report = self.supervisor_report()
+        up_since = {name: time.time() for name in self.process_names()}
+        stop = stop or (lambda: False)
+        _log(f"supervising {', '.join(self.process_names())} (backoff {base:g}s..{ceiling:g}s)")
+        while not stop():
+            changed = False
+            now = time.time()
+            for name in self.process_names():
+                record = report.setdefault(name, {"restarts": 0, "failures": 0})
+                if self._held(name):
+                    if record.pop("restart_at", None) is not None:
+                        changed = True
+                    continue
+                if self.pid(name) is not None:
+                    if record.get("failures") and now - up_since.get(name, now) >= stable:
+                        record["failures"] = 0
+                        changed = True
+                    continue
+                if record.get("restart_at") is None:
+                    record["failures"] = record.get("failures", 0) + 1
+                    delay = min(ceiling, base * 2 ** (record["failures"] - 1))
+                    record["restart_at"] = now + delay
+                    record["last_exit"] = now
+                    _log(f"{name} is not running; restart in {delay:g}s")
+                    changed = True
+                if now >= record["restart_at"]:
+                    try:
+                        self._restart(name)
+                    except (ClusterError, OSError) as exc:
+                        _log(f"{name} did not start: {exc}")
+                        record["restart_at"] = None  # next round counts a failure, backs off
+                    else:
+                        record["restarts"] = record.get("restarts", 0) + 1
+                        record["last_restart"] = now
+                        record.pop("restart_at", None)
+                        up_since[name] = now
+                        _log(
+                            f"{name} restarted (pid {self.pid(name)}, restart {record['restarts']})"
+                        )
+                    changed = True
+            if changed:
+                tmp = self._supervisor_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(report, indent=2))
+                tmp.replace(self._supervisor_file)
+            time.sleep(poll)
 
     # --- pieces -------------------------------------------------------------------------------
     def manage(self, *args: str, env: dict[str, str] | None = None) -> str:
@@ -439,6 +570,7 @@ class Cluster:
             conn.close()
 
     def _start(self, name: str, argv: list[str], *, extra_env: dict | None = None) -> int:
+        self._release(name)
         log = self.log_path(name).open("ab")
         log.write(f"\n==> {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
         log.flush()
@@ -487,23 +619,26 @@ class Cluster:
             time.sleep(0.1)
 
     def _stop(self, names: list[str], *, timeout: float) -> list[str]:
+        for name in names:
+            self._hold(name)  # stopped on purpose: the supervisor must not bring it back
         procs = {name: self._read_proc(name) for name in names}
+        # A re-executed gunicorn master (restart-web) is not its process group's leader.
+        groups = {name: _process_group(proc) for name, proc in procs.items()}
         for name in names:
             # nginx: QUIT is its graceful shutdown (TERM is the fast one). gunicorn: TERM is
             # graceful. Celery: TERM is the warm shutdown.
             self._signal(name, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
         stubborn = self._wait_gone(names, timeout)
         for name in stubborn:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(procs[name].pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
+                os.killpg(groups[name], signal.SIGKILL)
         self._wait_gone(stubborn, 5.0)
         for name in names:
-            proc = procs[name]
-            if proc.pid is not None:
+            if groups[name] is not None:
                 # The leader is gone; an orphan left in its group (a pool process whose parent
                 # was killed) goes too.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    os.killpg(groups[name], signal.SIGKILL)
             if name in self._popen:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._popen.pop(name).wait(timeout=5)
@@ -531,7 +666,10 @@ class Cluster:
                 "--name",
                 f"tagging-{name}",
             ],
-            extra_env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc)},
+            extra_env={
+                "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+                "GUNICORN_READY_DIR": str(self._ready_dir(index)),
+            },
         )
         if wait:
             self.wait_web_healthy(index, timeout=timeout)
@@ -544,8 +682,10 @@ class Cluster:
         proc = self._read_proc(name)
         if not proc.alive():
             raise ClusterError(f"{name} is not running")
+        self._hold(name)  # stays down until start_web (a test of failover, not a crash)
         workers = child_pids(proc.pid)
-        os.killpg(proc.pid, signal.SIGKILL)
+        # getpgid: after a restart-web the master is a re-executed one, in its first group.
+        os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
         if name in self._popen:
             self._popen.pop(name).wait(timeout=10)
         deadline = time.monotonic() + 10
@@ -602,26 +742,84 @@ class Cluster:
         raise ClusterError(f"web-{index} did not replace its workers within {timeout:.0f}s")
 
     def reload_web(self, *, timeout: float = 60.0, restart: bool = False) -> None:
-        """Rolling restart, one instance at a time: take it out of nginx's upstream (reload, so
-        no new request goes there), HUP its master (new workers, old ones finish their requests;
-        with `restart`, stop and start the instance instead, which loads new code), wait until it
-        answers /healthz with all-new workers, put it back, then the next one. Stops at the first
-        instance that does not come back, leaving it drained (no traffic goes to it)."""
+        """Rolling restart, one instance at a time, without touching nginx.
+
+        HUP (`reload-web`): gunicorn starts new workers (re-read configuration) and the old ones
+        finish their requests; all of them share the master's listening socket, so no
+        connection is refused or reset. `restart` (`restart-web`, new code): USR2 re-executes
+        the master, which loads the code from disk beside the old one and inherits the same
+        listening socket; once its workers are warm the old master gets TERM and its workers
+        finish what they hold. Either way the port never stops accepting.
+
+        nginx is deliberately not reloaded to drain an instance first: a reload makes nginx's
+        old workers close their idle client keep-alive connections, and a client that writes its
+        next request into one at that moment gets BrokenPipe / RemoteDisconnected (seen with
+        requests.Session clients; issue 12.6). Waits until each instance answers /healthz with
+        all-new, warmed workers before the next; stops at the first that does not."""
         for index in range(1, self.web_instances + 1):
-            drain = self.web_instances > 1
-            if drain:
-                self.set_drained({index})
             if restart:
-                self._stop([f"web-{index}"], timeout=timeout)
-                self.start_web(index, timeout=timeout)
+                self._reexec_web(index, timeout=timeout)
             else:
                 old = set(self._web_worker_pids(index))
                 if not self._signal(f"web-{index}", signal.SIGHUP):
                     raise ClusterError(f"web-{index} is not running")
                 self._wait_new_workers(index, old, timeout)
-                self.wait_web_healthy(index, timeout=timeout)
-            if drain:
-                self.set_drained(set())
+                self._wait_workers_ready(index, set(self._web_worker_pids(index)), timeout)
+            self.wait_web_healthy(index, timeout=timeout)
+
+    def _ready_dir(self, index: int) -> Path:
+        return self.run_dir / "ready" / f"web-{index}"
+
+    def _wait_workers_ready(self, index: int, workers: set[int], timeout: float) -> None:
+        """Wait until these worker pids have warmed their models (deploy/gunicorn.conf.py
+        touches GUNICORN_READY_DIR/<pid> at the end of post_worker_init)."""
+        deadline = time.monotonic() + timeout
+        ready_dir = self._ready_dir(index)
+        while time.monotonic() < deadline:
+            if all((ready_dir / str(pid)).exists() for pid in workers):
+                return
+            time.sleep(0.1)
+        raise ClusterError(f"web-{index}: workers {sorted(workers)} not ready in {timeout:.0f}s")
+
+    def _reexec_web(self, index: int, *, timeout: float) -> None:
+        """Replace instance `index`'s master and workers with freshly loaded code, gunicorn's
+        USR2 way: the new master is forked by the old one and inherits its listening socket."""
+        name = f"web-{index}"
+        old = self._read_proc(name)
+        if not old.alive():
+            raise ClusterError(f"{name} is not running")
+        new_pidfile = Path(f"{self.run_dir / f'{name}.gunicorn.pid'}.2")
+        new_pidfile.unlink(missing_ok=True)
+        os.kill(old.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        new_pid = None
+        while new_pid is None:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                new_pid = int(new_pidfile.read_text().strip())
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{name}: no new master after USR2\n{self.tail(name)}")
+            if new_pid is None:
+                time.sleep(0.1)
+        workers: list[int] = []
+        while len(workers) < self.web_concurrency:
+            if _process_start_time(new_pid) is None:
+                raise ClusterError(f"{name}: the new master died\n{self.tail(name)}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{name}: the new master started no workers\n{self.tail(name)}")
+            time.sleep(0.1)
+            workers = child_pids(new_pid)
+        self._wait_workers_ready(index, set(workers), max(1.0, deadline - time.monotonic()))
+        # From here on the new master is the instance (the pid file says so before the old one
+        # goes, so nobody sees the instance as dead in between).
+        self._pidfile(name).write_text(f"{new_pid} {_process_start_time(new_pid)}\n")
+        os.kill(old.pid, signal.SIGTERM)
+        popen = self._popen.pop(name, None)
+        while _process_start_time(old.pid) == old.started:
+            if popen is not None:
+                popen.poll()  # reap it: a zombie keeps its /proc entry
+            if time.monotonic() > deadline + 35:  # gunicorn's graceful_timeout is 30 s
+                raise ClusterError(f"{name}: the old master did not exit\n{self.tail(name)}")
+            time.sleep(0.1)
 
     # --- nginx --------------------------------------------------------------------------------
     def _nginx_argv(self) -> list[str]:
@@ -694,9 +892,7 @@ class Cluster:
     def start_worker(self, queue: str) -> int:
         if queue not in QUEUES:
             raise ClusterError(f"unknown queue {queue!r}; one of {', '.join(QUEUES)}")
-        generation = self._generation.get(queue, 0) + 1
-        self._generation[queue] = generation
-        self._save_state()
+        generation = self._bump_generation(queue)
         # A fresh node name per generation: during a restart the old and the new worker overlap.
         node = f"{queue}-{generation}@%h"
         return self._start(
@@ -707,7 +903,23 @@ class Cluster:
 
     def worker_node(self, queue: str) -> str:
         """The node name prefix of the current worker for `queue` (e.g. "batch-2@")."""
-        return f"{queue}-{self._generation.get(queue, 1)}@"
+        return f"{queue}-{self._current_generation(queue) or 1}@"
+
+    def _generation_file(self, queue: str) -> Path:
+        return self.run_dir / f"worker-{queue}.generation"
+
+    def _current_generation(self, queue: str) -> int:
+        """A file per queue, not cluster.json: the supervisor (another process) starts workers
+        too, and must not overwrite the rest of the state with its stale copy."""
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(self._generation_file(queue).read_text())
+        return self._generation.get(queue, 0)
+
+    def _bump_generation(self, queue: str) -> int:
+        generation = self._current_generation(queue) + 1
+        self._generation_file(queue).write_text(f"{generation}\n")
+        self._generation[queue] = generation
+        return generation
 
     def worker_children(self, queue: str) -> list[int]:
         """The pool processes of the queue's worker (the ones that execute tasks)."""
@@ -819,6 +1031,15 @@ def _print_status(cluster: Cluster) -> None:
             extra += f"  workers {' '.join(map(str, entry['workers']))}"
         if entry.get("drained"):
             extra += "  (drained)"
+        if entry.get("restarts"):
+            when = time.strftime("%H:%M:%S", time.localtime(entry["last_restart"]))
+            extra += f"  restarted {entry['restarts']}x (last {when})"
+        if entry.get("restart_at"):
+            extra += f"  restarting in {max(0.0, entry['restart_at'] - time.time()):.0f}s"
+        elif entry.get("held") and not entry["alive"]:
+            extra += "  (stopped on purpose)"
+        if name == SUPERVISOR and not entry["alive"]:
+            extra += "  (nothing restarts dead processes: `deploy/cluster supervise`)"
         print(f"  {name:<18} {state:<12}{extra}")
 
 
@@ -868,7 +1089,10 @@ def main(argv: list[str] | None = None) -> int:
         "--web-concurrency", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2"))
     )
     sub.add_parser("down", help="stop everything (graceful, then SIGKILL)")
-    sub.add_parser("status", help="show the processes and /readyz")
+    sub.add_parser("status", help="show the processes, their restarts and /readyz")
+    sub.add_parser(
+        "supervise", help="restart dead processes with backoff (`up` starts one in background)"
+    )
     sub.add_parser("reload-web", help="rolling HUP of the gunicorn instances (config, workers)")
     sub.add_parser("restart-web", help="rolling restart of the gunicorn instances (new code)")
     worker = sub.add_parser("restart-worker", help="warm restart of one queue's worker")
@@ -931,6 +1155,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {cluster.url}/readyz -> {status} {body.decode()[:400]}")
                 except OSError as exc:
                     print(f"  {cluster.url}/readyz -> {exc}")
+        elif args.command == "supervise":
+            stopping = []
+            signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+            signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+            cluster.supervise(stop=lambda: bool(stopping))
         elif args.command in ("reload-web", "restart-web"):
             cluster.reload_web(restart=args.command == "restart-web")
             print("  every web instance was reloaded, one at a time")

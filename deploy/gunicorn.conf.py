@@ -26,15 +26,24 @@ bind = [os.environ.get("GUNICORN_BIND") or f"127.0.0.1:{os.environ.get('PORT', '
 # Which proxies may set X-Forwarded-* (nginx: same host by default; its address in Docker).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
-# Inline inference is CPU-bound and the GIL serialises it within a process, so one process per
-# core (+1 to cover a process blocked on I/O); threads cover database and Redis waits.
-workers = int(os.environ.get("WEB_CONCURRENCY") or (os.cpu_count() or 1) + 1)
-# gthread (keep-alive capable) that closes its idle keep-alive connections the moment it stops,
-# instead of leaving nginx to send a POST into one (see deploy/gunicorn_worker.py).
+# Inline inference is CPU-bound and the GIL serialises it within a process, so the default is
+# a sync worker: one request per process at a time, no threads contending for the GIL.
+# Measured against 3 x 4 gthread on the same machine (docs/benchmarks.md, "Web worker class"):
+# better p99 at every concurrency. A sync worker also answers `Connection: close`, so nginx never
+# keeps an idle connection to it, and no restart (HUP, TERM, max_requests) can close one that nginx
+# is sending a request into: there is nothing to drain. nginx buffers request and response
+# bodies, so a slow client never holds a process. `WEB_CONCURRENCY` defaults to one process per
+# core: measured, a third process on two cores worsened p99 more than it filled I/O waits.
+# Needs with `execution=queue` hold a process while they wait for the online queue: with many of
+# them, choose the threaded worker that drains its kept-alive connections instead:
+# GUNICORN_WORKER_CLASS=deploy.gunicorn_worker.DrainingThreadWorker GUNICORN_THREADS=4.
+workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+# (gunicorn's sync worker, writing each response at once: deploy/gunicorn_worker.py)
 worker_class = os.environ.get(
-    "GUNICORN_WORKER_CLASS", "deploy.gunicorn_worker.DrainingThreadWorker"
+    "GUNICORN_WORKER_CLASS", "deploy.gunicorn_worker.WholeResponseSyncWorker"
 )
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# gunicorn turns a sync worker with threads > 1 into gthread; 1 keeps it sync.
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 # The app (Django, scikit-learn) is imported once in the master and shared copy-on-write.
 # Consequence: HUP recycles workers and re-reads this file but does NOT load new code; deploy
 # new code with a rolling restart (deploy/cluster restart-web, or systemctl restart per instance).
@@ -46,8 +55,8 @@ preload_app = os.environ.get("GUNICORN_PRELOAD", "1") == "1"
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", str(max_requests // 10)))
 
-# A worker silent for `timeout` seconds is killed (with gthread this means the main loop is stuck,
-# not a slow request: nginx's proxy_read_timeout bounds those). On TERM/HUP a worker gets
+# A worker silent for `timeout` seconds is killed: for a sync worker that is one request running
+# that long (above nginx's proxy_read_timeout, so nginx gave up first); for gthread, a stuck loop. On TERM/HUP a worker gets
 # `graceful_timeout` seconds to finish its requests.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
@@ -102,7 +111,20 @@ def post_worker_init(worker) -> None:
     a full collection over them stalls a request for ~100 ms, and they never become garbage."""
     import gc
 
+    from django.conf import settings
+
     from workers.runtime import warm_at_process_start
 
-    warm_at_process_start()
+    # Bounded (SERVING_WARM_SECONDS, below `timeout`): a worker still loading is never killed.
+    warm_at_process_start(budget_seconds=settings.SERVING_WARM_SECONDS)
     gc.freeze()
+    ready_dir = os.environ.get("GUNICORN_READY_DIR")
+    if ready_dir:  # deploy/cluster waits for these before it retires an old master
+        Path(ready_dir).mkdir(parents=True, exist_ok=True)
+        (Path(ready_dir) / str(os.getpid())).touch()
+
+
+def worker_exit(server, worker) -> None:
+    ready_dir = os.environ.get("GUNICORN_READY_DIR")
+    if ready_dir:
+        (Path(ready_dir) / str(worker.pid)).unlink(missing_ok=True)

@@ -1,4 +1,16 @@
-"""gunicorn's threaded worker, made safe behind nginx's upstream keepalive.
+"""gunicorn workers made safe behind nginx.
+
+`WholeResponseSyncWorker` (the default, deploy/gunicorn.conf.py) is gunicorn's sync worker
+writing each response with one system call. The stock one writes the status line and headers,
+then the body: a worker killed between the two (SIGKILL of an instance, the OOM killer) leaves
+nginx holding headers it has already passed to the client, so it can neither finish the answer
+nor resend the request to another instance, and the client sees a truncated response (seen once
+in the cluster's kill-under-keep-alive-load test). Written at once, a response is either wholly
+in the kernel (delivered even if the process dies next) or not sent at all (nginx resends a sync
+tag request elsewhere). Responses above HOLD_LIMIT bytes (downloads) stream as usual.
+
+`DrainingThreadWorker` is gunicorn's threaded worker, made safe behind nginx's upstream
+keepalive, for deployments that choose threads (many `execution=queue` needs):
 
 The stock gthread worker, when it stops (max_requests reached, HUP, TERM), abandons the
 connections it holds: idle keep-alive ones, ones it accepted but has not read yet, and ones whose
@@ -23,6 +35,52 @@ import time
 from functools import partial
 
 from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.sync import SyncWorker
+
+#: Responses up to this size are written with one call; larger ones stream.
+HOLD_LIMIT = 256 * 1024
+
+
+class _HeldWrites:
+    """The client socket, holding what is written to it until `release()` (or HOLD_LIMIT)."""
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self._held: list[bytes] | None = []
+        self._size = 0
+
+    def sendall(self, data) -> None:
+        if self._held is None:
+            self._sock.sendall(data)
+            return
+        self._held.append(bytes(data))
+        self._size += len(data)
+        if self._size > HOLD_LIMIT:
+            self.release()
+            self._held = None  # a large response: the rest streams
+
+    def release(self) -> None:
+        if self._held:
+            held, self._held, self._size = self._held, [], 0
+            self._sock.sendall(b"".join(held))
+
+    def send(self, data) -> int:  # 100 Continue goes out at once
+        self.release()
+        return self._sock.send(data)
+
+    def sendfile(self, *args, **kwargs):
+        self.release()
+        return self._sock.sendfile(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class WholeResponseSyncWorker(SyncWorker):
+    def handle_request(self, listener, req, client, addr):
+        held = _HeldWrites(client)
+        super().handle_request(listener, req, held, addr)
+        held.release()  # not reached when the app failed mid-response: nothing half-sent
 
 
 class DrainingThreadWorker(ThreadWorker):

@@ -92,7 +92,7 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
         summary="The need's lifecycle history (who, when, why)",
         responses=NeedStatusChangeSerializer(many=True),
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def history(self, request, slug=None):
         need = self.get_object()
         changes = NeedStatusChange.objects.for_tenant(self.tenant).filter(need=need)

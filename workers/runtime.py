@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -140,41 +141,179 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class _VersionMeta:
+    """What loading a version needs from the database, read on the caller's thread (so the load
+    itself, possibly on a background thread, never queries)."""
+
+    version_id: int
+    name: str
+    number: int
+    sha256: str
+    label: str
+
+
+class _Flight:
+    """One in-progress load of a version: everybody who wants it waits on the same one."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.model: LoadedModel | None = None
+        self.error: BaseException | None = None
+
+
 class Runtime:
+    #: After a failed background load, the previous version keeps serving and the new one is
+    #: not tried again for this long (a tampered artifact is not re-read every poll).
+    FAILED_LOAD_RETRY_SECONDS = 30.0
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._models: OrderedDict[int, LoadedModel] = OrderedDict()
         self._needs: dict[int, ServedNeed] = {}
         self._need_ids: dict[tuple[int, str], int] = {}
+        #: Loads in progress, one per version (single-flight), and needs waiting for them.
+        self._flights: dict[int, _Flight] = {}
+        self._waiting: dict[int, set[int]] = {}
+        self._failed_until: dict[int, float] = {}
         #: Texts actually sent to a model (cache misses); tests and the benchmark read it.
         self.predicted_texts = 0
+        #: Versions this process has loaded (count per version id); tests and the bench read it.
+        self.loads: dict[int, int] = {}
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        # A loader thread of the parent does not exist in the child: its flights never finish.
+        self._lock = threading.RLock()
+        self._flights, self._waiting = {}, {}
 
     # --- models -------------------------------------------------------------------------------
     def model(self, version_id: int) -> LoadedModel:
+        """The loaded version, loading it now if needed; concurrent callers share one load."""
         with self._lock:
             loaded = self._models.get(version_id)
             if loaded is not None:
                 self._models.move_to_end(version_id)
                 return loaded
-        loaded = self._load(version_id)
+            flight = self._flights.get(version_id)
+            owner = flight is None
+            if owner:
+                flight = self._flights[version_id] = _Flight()
+        if owner:
+            try:
+                meta = self._version_meta(version_id)
+            except BaseException as exc:
+                self._land(version_id, flight, error=exc)
+                raise
+            self._fly(meta, flight)
+        flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        return flight.model
+
+    def wait_for_loads(self, timeout: float | None = None) -> bool:
+        """Wait for the loads in flight now (tests, benchmarks); False if one is still running."""
         with self._lock:
-            self._models[version_id] = loaded
-            self._models.move_to_end(version_id)
-            while len(self._models) > settings.MODEL_CACHE_SIZE:
-                evicted, _ = self._models.popitem(last=False)
-                logger.info("model cache full: evicted version %s", evicted)
-        return loaded
+            flights = list(self._flights.values())
+        return all(flight.done.wait(timeout) for flight in flights)
+
+    def _loaded(self, version_id: int) -> LoadedModel | None:
+        with self._lock:
+            loaded = self._models.get(version_id)
+            if loaded is not None:
+                self._models.move_to_end(version_id)
+            return loaded
+
+    def _load_beside(self, version_id: int, need_id: int) -> None:
+        """Start loading `version_id` on a background thread unless it is in flight already or
+        failed recently; `need_id` is re-bound as soon as it is ready."""
+        with self._lock:
+            self._waiting.setdefault(version_id, set()).add(need_id)
+            if version_id in self._flights:
+                return
+            if time.monotonic() < self._failed_until.get(version_id, 0.0):
+                return
+            flight = self._flights[version_id] = _Flight()
+        try:
+            meta = self._version_meta(version_id)
+        except BaseException as exc:
+            self._land(version_id, flight, error=exc)
+            raise
+        thread = threading.Thread(
+            target=self._fly,
+            args=(meta, flight),
+            kwargs={"background": True},
+            name=f"model-load-{version_id}",
+            daemon=True,
+        )
+        thread.start()
+
+    def _fly(self, meta: _VersionMeta, flight: _Flight, *, background: bool = False) -> None:
+        try:
+            loaded = self._load_meta(meta)
+        except BaseException as exc:
+            if background:
+                logger.error(
+                    "background load of %s failed; the previous version keeps serving: %s",
+                    meta.label,
+                    exc,
+                )
+            self._land(meta.version_id, flight, error=exc)
+        else:
+            self._land(meta.version_id, flight, model=loaded)
+        finally:
+            if background:
+                from django.db import connections
+
+                connections.close_all()  # this thread's own connections (an incident write)
+
+    def _land(self, version_id: int, flight: _Flight, *, model=None, error=None) -> None:
+        with self._lock:
+            if model is not None:
+                self._models[version_id] = model
+                self._models.move_to_end(version_id)
+                self.loads[version_id] = self.loads.get(version_id, 0) + 1
+                while len(self._models) > settings.MODEL_CACHE_SIZE:
+                    evicted, _ = self._models.popitem(last=False)
+                    logger.info("model cache full: evicted version %s", evicted)
+                self._failed_until.pop(version_id, None)
+            else:
+                self._failed_until[version_id] = time.monotonic() + self.FAILED_LOAD_RETRY_SECONDS
+            if self._flights.get(version_id) is flight:
+                del self._flights[version_id]
+            # The needs waiting for this version re-bind on their next request (the switch is
+            # one dict assignment there), instead of at their next poll.
+            for need_id in self._waiting.pop(version_id, set()) if model is not None else ():
+                served = self._needs.get(need_id)
+                if served is not None:
+                    served.checked_at = float("-inf")
+        flight.model, flight.error = model, error
+        flight.done.set()
 
     def _load(self, version_id: int) -> LoadedModel:
-        from registry import artifacts
+        return self._load_meta(self._version_meta(version_id))
+
+    @staticmethod
+    def _version_meta(version_id: int) -> _VersionMeta:
         from registry.models import ModelVersion
 
         version = ModelVersion.objects.select_related("registered_model").get(pk=version_id)
-        name, number = version.registered_model.name, version.version
+        return _VersionMeta(
+            version_id=version.pk,
+            name=version.registered_model.name,
+            number=version.version,
+            sha256=version.artifact_sha256,
+            label=str(version),
+        )
+
+    def _load_meta(self, meta: _VersionMeta) -> LoadedModel:
+        from registry import artifacts
+
+        name, number = meta.name, meta.number
         try:
-            classifier = artifacts.load(version.artifact_sha256)
+            classifier = artifacts.load(meta.sha256)
         except artifacts.ArtifactError as exc:
-            logger.error("cannot load %s: %s", version, exc)
+            logger.error("cannot load %s: %s", meta.label, exc)
             outcome = (
                 "checksum_mismatch"
                 if isinstance(exc, artifacts.ArtifactIntegrityError)
@@ -188,11 +327,11 @@ class Runtime:
         # Compiling also warms the model: first-call costs land here, not on a request.
         scorer, scorer_path = ml.compile_scorer(classifier, check_texts=_CHECK_TEXTS)
         metrics.record_model_load(name, number, "loaded")
-        logger.info("loaded and warmed %s (%s)", version, version.artifact_sha256[:12])
+        logger.info("loaded and warmed %s (%s)", meta.label, meta.sha256[:12])
         return LoadedModel(
-            version_id=version.pk,
-            name=version.registered_model.name,
-            number=version.version,
+            version_id=meta.version_id,
+            name=name,
+            number=number,
             classifier=classifier,
             labels=tuple(classifier.labels),
             multilabel=bool(classifier.multilabel),
@@ -241,6 +380,9 @@ class Runtime:
             self._models.clear()
             self._needs.clear()
             self._need_ids.clear()
+            self._waiting.clear()
+            self._failed_until.clear()
+            self.loads.clear()
 
     def _bind(self, need_id: int) -> ServedNeed:
         from django.db.models import OuterRef, Subquery
@@ -274,7 +416,19 @@ class Runtime:
             raise NeedNotServed(
                 f"Need '{need.slug}': its model has no version at alias '{need.model_alias}'."
             )
-        model = self.model(version_id)
+        # A version this process has not loaded yet is loaded beside the one serving now (single-
+        # flight, on a background thread) and switched to when ready: no request waits for a
+        # promotion's load. Only a need with nothing to serve meanwhile waits for its model.
+        model = self._loaded(version_id)
+        current = self._needs.get(need_id)
+        if model is None and current is not None:
+            if current.model.version_id == version_id:  # evicted from the LRU, still bound
+                model = current.model
+            else:
+                self._load_beside(version_id, need_id)
+                model = self._loaded(version_id) or current.model
+        elif model is None:
+            model = self.model(version_id)
         return ServedNeed(
             id=need.pk,
             tenant_id=need.tenant_id,
@@ -405,8 +559,9 @@ def _decide(served: ServedNeed, hashes: list[str], scores: np.ndarray) -> list[T
     return results
 
 
-def warm_live_needs() -> int:
-    """Load the models of live needs (at most MODEL_CACHE_SIZE) so the first task doesn't pay."""
+def warm_live_needs(*, budget_seconds: float | None = None) -> int:
+    """Load the models of live needs (at most MODEL_CACHE_SIZE) so the first task doesn't pay.
+    With a budget, no new load starts once it is spent (the rest load on first use)."""
     from tenants.models import Need, NeedStatus
 
     runtime = get_runtime()
@@ -417,7 +572,13 @@ def warm_live_needs() -> int:
         .order_by("-updated_at")
         .values_list("pk", flat=True)
     )
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     for need_id in needs[: settings.MODEL_CACHE_SIZE]:
+        if deadline is not None and time.monotonic() >= deadline:
+            logger.info(
+                "model warm-up budget of %.0f s spent; the rest load on use", budget_seconds
+            )
+            break
         try:
             runtime.need_by_id(need_id)
             warmed += 1
@@ -426,7 +587,7 @@ def warm_live_needs() -> int:
     return warmed
 
 
-def warm_at_process_start() -> int:
+def warm_at_process_start(*, budget_seconds: float | None = None) -> int:
     """`warm_live_needs` for a process that has just started (a forked Celery pool process or
     gunicorn worker): never on a connection inherited from the parent, and a failure is logged,
     not raised (a cold start is slower, not broken)."""
@@ -434,7 +595,7 @@ def warm_at_process_start() -> int:
 
     try:
         connections.close_all()
-        return warm_live_needs()
+        return warm_live_needs(budget_seconds=budget_seconds)
     except Exception:
         logger.warning("model warm-up at process start failed", exc_info=True)
         return 0

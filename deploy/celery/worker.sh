@@ -27,8 +27,10 @@ case "$queue" in
     ;;
   batch)
     # Long chunks, acks_late + reject_on_worker_lost (workers.tasks.base.DurableTask): a killed
-    # process puts its chunk back; prefetch 1 keeps at most one unstarted chunk per process.
-    opts="--concurrency ${CELERY_BATCH_CONCURRENCY:-$cpus} --prefetch-multiplier 1"
+    # process puts its chunk back. --disable-prefetch (Redis only; ignored with a warning
+    # otherwise): a chunk is fetched only for a free process, so a worker that dies holds no
+    # unstarted chunks in Redis's unacked index (they would wait for the stale-chunk sweeper).
+    opts="--concurrency ${CELERY_BATCH_CONCURRENCY:-$cpus} --prefetch-multiplier 1 --disable-prefetch"
     ;;
   training)
     # One training run at a time (they use every core through numpy/scikit-learn), and a fresh

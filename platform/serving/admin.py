@@ -78,7 +78,18 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 class BatchChunkInline(admin.TabularInline):
     model = BatchChunk
     extra = 0
-    fields = ["index", "start", "end", "status", "attempts", "lease_until", "done_at"]
+    fields = [
+        "index",
+        "start",
+        "end",
+        "status",
+        "attempts",
+        "queued_at",
+        "claimed_at",
+        "lease_until",
+        "done_at",
+        "seconds",
+    ]
     readonly_fields = fields
     can_delete = False
 
@@ -100,12 +111,23 @@ class BatchJobAdmin(admin.ModelAdmin):
     list_select_related = ["tenant", "need"]
     raw_id_fields = ["tenant", "need", "created_by"]
     inlines = [BatchChunkInline]
-    actions = ["cancel"]
+    actions = ["cancel", "requeue_stuck_chunks"]
+    readonly_fields = ["chunk_seconds"]
 
     @admin.action(description="Cancel selected jobs")
     def cancel(self, request: HttpRequest, queryset: QuerySet[BatchJob]) -> None:
         cancelled = sum(services.batch_job_cancel(job=job) for job in queryset)
         self.message_user(request, f"{cancelled} job(s) cancelled.", messages.SUCCESS)
+
+    @admin.action(description="Re-queue stuck chunks of selected jobs")
+    def requeue_stuck_chunks(self, request: HttpRequest, queryset: QuerySet[BatchJob]) -> None:
+        sent = sum(services.batch_chunks_requeue(job=job) for job in queryset)
+        self.message_user(
+            request,
+            f"{sent} unfinished chunk(s) sent again (a chunk still running may run twice; "
+            "only one run commits).",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(ScheduledBatch)

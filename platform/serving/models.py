@@ -173,6 +173,8 @@ class BatchJob(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    #: Measured seconds per chunk (moving average over the committed ones); sizes the lease.
+    chunk_seconds = models.FloatField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
 
@@ -227,6 +229,8 @@ class ChunkStatus(models.TextChoices):
     RUNNING = "running", "Running"
     DONE = "done", "Done"
     CANCELLED = "cancelled", "Cancelled"
+    #: Given up after BATCH_CHUNK_MAX_ATTEMPTS claims (a poison chunk that kills its worker).
+    FAILED = "failed", "Failed"
 
 
 class BatchChunk(models.Model):
@@ -242,8 +246,17 @@ class BatchChunk(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     #: Set by each successful claim; only the latest claimer may commit the chunk's results.
     claim = models.CharField(max_length=32, blank=True)
+    #: The Celery task id of the latest claim. A redelivery of that same message means the
+    #: claimer died (a broker delivers a message to one consumer at a time), so it takes over
+    #: at once instead of waiting for the lease.
+    claim_task = models.CharField(max_length=64, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    #: When a task message for this chunk was last sent (creation, sweeper, admin re-queue).
+    queued_at = models.DateTimeField(null=True, blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
+    #: Claim to commit, in seconds, of the run that committed it.
+    seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["job", "index"]

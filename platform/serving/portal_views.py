@@ -13,7 +13,7 @@ from django.views.generic import TemplateView
 
 from serving import batch_io, selectors, services, sync, validation, webhooks
 from serving.api import results_download
-from serving.models import BatchJob, BatchSource, WebhookDelivery
+from serving.models import BatchJob, BatchSource, BatchStatus, WebhookDelivery
 from serving.ranked import ranked_scores
 from tagging_platform.errors import ApiError
 from tenants.models import Need, Role
@@ -75,6 +75,16 @@ def _error_text(exc: ApiError) -> str:
     return _plain(" ".join([message, *details]))
 
 
+def _with_chunk_status(jobs) -> list[BatchJob]:
+    """Jobs with `chunk_status` for the row template (chunks waiting on a lease, failed ones);
+    only jobs that are running or failed need it."""
+    jobs = list(jobs)
+    for job in jobs:
+        if job.is_active or job.status == BatchStatus.FAILED:
+            job.chunk_status = selectors.batch_chunk_status(job=job)
+    return jobs
+
+
 class BatchListView(TenantPortalMixin, TemplateView):
     template_name = "serving/batches.html"
 
@@ -83,7 +93,7 @@ class BatchListView(TenantPortalMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["jobs"] = selectors.batch_jobs_for(tenant=self.tenant)[:50]
+        context["jobs"] = _with_chunk_status(selectors.batch_jobs_for(tenant=self.tenant)[:50])
         context["needs"] = _servable_needs(self.tenant)
         context["can_upload"] = self.membership.has_role(Role.REQUESTER)
         context["max_mb"] = round(settings.UPLOAD_MAX_BYTES / 1024 / 1024, 1)
@@ -124,7 +134,7 @@ class BatchRowView(TenantPortalMixin, View):
         return BatchJob.objects.select_related("need")
 
     def get(self, request, pk: int):
-        job = self.get_scoped_object_or_404(pk=pk)
+        (job,) = _with_chunk_status([self.get_scoped_object_or_404(pk=pk)])
         return render(request, "serving/_batch_row.html", {"job": job})
 
 

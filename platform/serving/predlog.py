@@ -6,6 +6,8 @@ the same process flushes). `flush()` pops the buffer in batches and bulk-inserts
 rows; the `online.flush_prediction_log` task runs it every PREDICTION_LOG_FLUSH_SECONDS, and
 `manage.py flush_prediction_log` runs it on demand.
 Sync traffic is sampled with PREDICTION_LOG_SAMPLE_RATE; stream and batch are always logged.
+`write()` skips the buffer: it inserts the rows in the caller's database transaction, for work whose
+lines must commit (or roll back) with its results (batch chunks).
 """
 
 from __future__ import annotations
@@ -121,6 +123,25 @@ def _rows(lines: list[bytes]) -> list[PredictionLog]:
             )
         )
     return rows
+
+
+def write(*, tenant_id: int, need_id: int, channel: str, item_refs: Sequence[str], results) -> int:
+    """Insert one log row per result now, in the caller's transaction (no buffer, no sampling).
+
+    For work that commits its results in a transaction (batch chunks): the lines commit or roll
+    back with the results, so a process killed right after the commit loses none, and a
+    redelivered chunk that finds its results committed finds its lines too."""
+    if not results:
+        return 0
+    return write_now(
+        entries_for(
+            tenant_id=tenant_id,
+            need_id=need_id,
+            channel=channel,
+            item_refs=item_refs,
+            results=results,
+        )
+    )
 
 
 def write_now(lines: list[bytes]) -> int:

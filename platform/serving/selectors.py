@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.conf import settings
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from serving.models import (
+    BatchChunk,
     BatchItem,
     BatchJob,
     BatchResult,
+    ChunkStatus,
     DeliveryStatus,
     Item,
     PredictionLog,
@@ -96,3 +100,36 @@ def batch_result_rows(*, job: BatchJob, include_text: bool = False) -> Iterator[
             "model_version": version,
             "text": row[5] if include_text else None,
         }
+
+
+def batch_chunk_status(*, job: BatchJob) -> dict:
+    """Chunks by status, and the chunks a job is waiting on: running ones whose claimer died
+    (lease run out, re-queued by the sweeper) or that are on a retry, with their lease."""
+    counts = dict(
+        BatchChunk.objects.filter(job=job).values_list("status").annotate(n=Count("id")).order_by()
+    )
+    now = timezone.now()
+    waiting = (
+        BatchChunk.objects.filter(job=job, status=ChunkStatus.RUNNING)
+        .filter(Q(lease_until__lt=now) | Q(attempts__gt=1))
+        .order_by("index")
+        .values("index", "start", "end", "attempts", "lease_until")[:20]
+    )
+    return {
+        **{status: counts.get(status, 0) for status in ChunkStatus.values},
+        "total": sum(counts.values()),
+        "max_attempts": settings.BATCH_CHUNK_MAX_ATTEMPTS,
+        "waiting": [
+            {
+                "index": chunk["index"],
+                "first_item": chunk["start"] + 1,
+                "last_item": chunk["end"],
+                "attempts": chunk["attempts"],
+                "lease_until": chunk["lease_until"],
+                "lease_seconds_left": round((chunk["lease_until"] - now).total_seconds(), 1)
+                if chunk["lease_until"]
+                else None,
+            }
+            for chunk in waiting
+        ],
+    }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from serving import selectors
 from serving.models import BatchJob, Item, PredictionLog, WebhookDelivery
 from serving.ranked import ranked_scores, scores_mapping
 
@@ -137,9 +139,34 @@ class ProgressSerializer(serializers.Serializer):
     elapsed_seconds = serializers.FloatField()
 
 
+class WaitingChunkSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    first_item = serializers.IntegerField()
+    last_item = serializers.IntegerField()
+    attempts = serializers.IntegerField()
+    lease_until = serializers.DateTimeField(allow_null=True)
+    lease_seconds_left = serializers.FloatField(
+        allow_null=True, help_text="Negative: the claimer seems gone; the sweeper re-queues it."
+    )
+
+
+class ChunkStatusSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    running = serializers.IntegerField()
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="Given up after max_attempts claims.")
+    cancelled = serializers.IntegerField()
+    max_attempts = serializers.IntegerField()
+    waiting = WaitingChunkSerializer(
+        many=True, help_text="Running chunks on a retry or waiting for a dead claim's lease."
+    )
+
+
 class BatchJobSerializer(serializers.ModelSerializer):
     need = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     progress = ProgressSerializer(read_only=True)
+    chunks = serializers.SerializerMethodField()
     results_csv = serializers.SerializerMethodField()
     results_jsonl = serializers.SerializerMethodField()
 
@@ -154,6 +181,7 @@ class BatchJobSerializer(serializers.ModelSerializer):
             "total_items",
             "done_items",
             "progress",
+            "chunks",
             "error",
             "created_at",
             "started_at",
@@ -161,6 +189,10 @@ class BatchJobSerializer(serializers.ModelSerializer):
             "results_csv",
             "results_jsonl",
         ]
+
+    @extend_schema_field(ChunkStatusSerializer)
+    def get_chunks(self, obj) -> dict:
+        return ChunkStatusSerializer(selectors.batch_chunk_status(job=obj)).data
 
     def get_results_csv(self, obj) -> str:
         return f"/api/v1/batch-jobs/{obj.pk}/results?format=csv"

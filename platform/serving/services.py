@@ -40,6 +40,7 @@ from workers.runtime import get_runtime, text_sha256
 logger = logging.getLogger(__name__)
 
 STREAM_TASK_ITEMS = 256  # items per tagging task: one vectorised predict each
+SCHEDULED_BATCH_EXPIRE_SECONDS = 12 * 3600
 
 
 # --- stream -----------------------------------------------------------------------------------
@@ -48,6 +49,22 @@ def _enqueue_stream(need_id: int, item_ids: list[int]) -> None:
 
     for start in range(0, len(item_ids), STREAM_TASK_ITEMS):
         tag_stream_items.delay(need_id, item_ids[start : start + STREAM_TASK_ITEMS])
+
+
+def _enqueue_stream_committed(need_id: int, item_ids: list[int]) -> None:
+    """Queue items that are already committed. A broker outage must not turn the POST into an
+    error (a client retrying it would be told its items are duplicates): they stay pending and
+    `stream_pending_requeue` (beat) queues them once the broker is back."""
+    try:
+        _enqueue_stream(need_id, item_ids)
+    except Exception:
+        logger.warning(
+            "could not queue %d committed stream items of need %s (broker unavailable?); "
+            "they stay pending until the stream sweeper re-queues them",
+            len(item_ids),
+            need_id,
+            exc_info=True,
+        )
 
 
 def stream_items_ingest(*, tenant, need, ids: list[str], texts: list[str]) -> dict:
@@ -85,24 +102,46 @@ def stream_items_ingest(*, tenant, need, ids: list[str], texts: list[str]) -> di
             .values_list("pk", flat=True)
         )
         if created:
-            transaction.on_commit(lambda: _enqueue_stream(need.pk, created))
+            transaction.on_commit(lambda: _enqueue_stream_committed(need.pk, created))
     return {"accepted": len(new), "duplicates": duplicates}
 
 
 def stream_items_tag(*, need_id: int, item_ids: list[int]) -> int:
-    """Tag the still-pending items among `item_ids`; store results; queue the webhook."""
+    """Tag the still-pending items among `item_ids`; store results, log lines and the webhook.
+
+    Read, predict, then commit, as batch does: no row lock is held while the model runs. The
+    commit locks only the items themselves (`of=("self",)`: never the shared tenant and need
+    rows, which would make a concurrent task skip all of its items) and writes only those still
+    pending, so a concurrent task or a sweeper re-queue for the same items writes nothing twice.
+    Log lines go into the same transaction as the results: a kill or a Redis blip loses none.
+    """
+    pending = list(
+        Item.objects.unscoped()  # the task was given ids of one need; tenancy came from it
+        .filter(pk__in=item_ids, need_id=need_id, status=ItemStatus.PENDING)
+        .order_by("pk")
+        .values_list("pk", "text")
+    )
+    if not pending:
+        return 0
     served = get_runtime().need_by_id(need_id)
+    predicted = dict(
+        zip(
+            (pk for pk, _ in pending),
+            get_runtime().tag(served, [text for _, text in pending]),
+            strict=True,
+        )
+    )
     with transaction.atomic():
         items = list(
-            Item.objects.unscoped()  # the task was given ids of one need; tenancy came from it
-            .select_for_update(skip_locked=True)
-            .filter(pk__in=item_ids, need_id=need_id, status=ItemStatus.PENDING)
+            Item.objects.unscoped()
+            .select_for_update(of=("self",))  # waits for a concurrent commit, then re-checks
+            .filter(pk__in=list(predicted), status=ItemStatus.PENDING)
             .select_related("tenant", "need")
             .order_by("pk")
         )
         if not items:
             return 0
-        results = get_runtime().tag(served, [item.text for item in items])
+        results = [predicted[item.pk] for item in items]
         now = timezone.now()
         public = []
         for item, result in zip(items, results, strict=True):
@@ -118,13 +157,12 @@ def stream_items_tag(*, need_id: int, item_ids: list[int]) -> int:
             item.tagged_at = now
             public.append(body)
         Item.objects.bulk_update(items, ["status", "result", "model_version", "tagged_at"])
-        refs = [item.external_id for item in items]
-        transaction.on_commit(
-            lambda: predlog.record(
-                tenant_id=served.tenant_id,
+        predlog.write_now(
+            predlog.entries_for(
+                tenant_id=items[0].tenant_id,
                 need_id=need_id,
                 channel=Channel.STREAM,
-                item_refs=refs,
+                item_refs=[item.external_id for item in items],
                 results=results,
             )
         )
@@ -182,6 +220,7 @@ def _check_batch_quota(tenant, count: int) -> None:
 def _enqueue_chunks(chunk_ids: list[int]) -> None:
     from workers.tasks.batch import run_batch_chunk
 
+    BatchChunk.objects.filter(pk__in=chunk_ids).update(queued_at=timezone.now())
     for chunk_id in chunk_ids:
         run_batch_chunk.delay(chunk_id)
 
@@ -250,37 +289,90 @@ def batch_job_cancel(*, job: BatchJob) -> bool:
     return bool(updated)
 
 
-def batch_chunk_run(*, chunk_id: int) -> tuple[str, float | None]:
-    """Process one chunk. Returns (outcome, retry_in_seconds) — retry when another live claim
-    holds the chunk (e.g. a redelivery arriving before a dead worker's lease ran out)."""
+def batch_chunk_lease_seconds(*, job: BatchJob) -> float:
+    """How long a claim on one of the job's chunks holds: FACTOR x the measured seconds per chunk
+    (this job's, else the need's latest measured job's), within MIN..MAX; before anything was
+    measured, BATCH_CHUNK_LEASE_SECONDS."""
+    measured = job.chunk_seconds
+    if measured is None:
+        measured = (
+            BatchJob.objects.unscoped()
+            .filter(need_id=job.need_id, chunk_seconds__isnull=False)
+            .order_by("-created_at", "-id")
+            .values_list("chunk_seconds", flat=True)
+            .first()
+        )
+    if measured is None:
+        return settings.BATCH_CHUNK_LEASE_SECONDS
+    return min(
+        max(measured * settings.BATCH_CHUNK_LEASE_FACTOR, settings.BATCH_CHUNK_LEASE_MIN_SECONDS),
+        settings.BATCH_CHUNK_LEASE_MAX_SECONDS,
+    )
+
+
+def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> str:
+    """Process one chunk; returns the outcome ("done", "busy", "failed", "lost-claim", ...).
+
+    "busy": another live claim holds the chunk (e.g. a sweeper's copy arriving while it runs).
+    Nothing is scheduled for later: if that claimer dies, its lease runs out and the stale-chunk
+    sweeper sends the chunk again (a delayed retry would sit in a worker as a reserved ETA
+    message, which a worker that fetches only for free slots cannot afford).
+
+    `task_id` is the Celery message's id: when the chunk's current claim was made by this same
+    message, its earlier delivery died (pool process killed, worker lost), so this delivery takes
+    the chunk over at once. After BATCH_CHUNK_MAX_ATTEMPTS claims the chunk fails the job."""
+    chunk = BatchChunk.objects.select_related("job").filter(pk=chunk_id).first()
+    if chunk is None:
+        return "missing"
+    job = chunk.job
     now = timezone.now()
     token = uuid.uuid4().hex
+    claimable = Q(status=ChunkStatus.PENDING) | Q(status=ChunkStatus.RUNNING, lease_until__lt=now)
+    if task_id:
+        claimable |= Q(status=ChunkStatus.RUNNING, claim_task=task_id)
+    lease = batch_chunk_lease_seconds(job=job)
     claimed = (
         BatchChunk.objects.filter(pk=chunk_id, job__status__in=BATCH_ACTIVE)
-        .filter(Q(status=ChunkStatus.PENDING) | Q(status=ChunkStatus.RUNNING, lease_until__lt=now))
+        .filter(claimable, attempts__lt=settings.BATCH_CHUNK_MAX_ATTEMPTS)
         .update(
             status=ChunkStatus.RUNNING,
             claim=token,
-            lease_until=now + timedelta(seconds=settings.BATCH_CHUNK_LEASE_SECONDS),
+            claim_task=task_id[:64],
+            claimed_at=now,
+            lease_until=now + timedelta(seconds=lease),
             attempts=F("attempts") + 1,
         )
     )
-    chunk = BatchChunk.objects.select_related("job").filter(pk=chunk_id).first()
-    if chunk is None:
-        return "missing", None
     if not claimed:
-        if chunk.status == ChunkStatus.RUNNING and chunk.job.status in BATCH_ACTIVE:
-            wait = (chunk.lease_until - timezone.now()).total_seconds() if chunk.lease_until else 1
-            return "busy", max(0.5, wait + 0.5)
-        if chunk.status == ChunkStatus.PENDING:  # job cancelled or finished
+        chunk.refresh_from_db()
+        job.refresh_from_db()
+        exhausted = (
+            job.status in BATCH_ACTIVE and chunk.attempts >= settings.BATCH_CHUNK_MAX_ATTEMPTS
+        )
+        if exhausted and (
+            BatchChunk.objects.filter(pk=chunk_id)
+            .filter(claimable)
+            .update(status=ChunkStatus.FAILED, lease_until=None)
+        ):
+            _batch_fail(
+                job,
+                f"Chunk {chunk.index} (items {chunk.start + 1}-{chunk.end}) was given up "
+                f"after {chunk.attempts} attempts: its worker stopped each time before "
+                "finishing it (BATCH_CHUNK_MAX_ATTEMPTS).",
+            )
+            return "failed"
+        if chunk.status == ChunkStatus.RUNNING and job.status in BATCH_ACTIVE:
+            return "busy"
+        if chunk.status == ChunkStatus.PENDING and job.status not in BATCH_ACTIVE:
             BatchChunk.objects.filter(pk=chunk_id, status=ChunkStatus.PENDING).update(
                 status=ChunkStatus.CANCELLED
             )
-        return chunk.status, None
-    job = chunk.job
+            return ChunkStatus.CANCELLED
+        return chunk.status
     BatchJob.objects.filter(pk=job.pk, status=BatchStatus.QUEUED).update(
         status=BatchStatus.RUNNING, started_at=now
     )
+    started = time.monotonic()
     rows = list(
         BatchItem.objects.filter(job=job, position__gte=chunk.start, position__lt=chunk.end)
         .order_by("position")
@@ -290,17 +382,18 @@ def batch_chunk_run(*, chunk_id: int) -> tuple[str, float | None]:
         served = get_runtime().need_by_id(job.need_id)
         results = get_runtime().tag(served, [text for _, _, text in rows])
     except Exception as exc:
-        _batch_fail(job, chunk, f"{type(exc).__name__}: {exc}")
+        BatchChunk.objects.filter(pk=chunk_id, claim=token).update(status=ChunkStatus.FAILED)
+        _batch_fail(job, f"{type(exc).__name__}: {exc}")
         raise
     if settings.BATCH_CHUNK_DELAY_SECONDS:
         time.sleep(settings.BATCH_CHUNK_DELAY_SECONDS)  # tests: a window to kill the worker in
     with transaction.atomic():
         locked = BatchChunk.objects.select_for_update().get(pk=chunk_id)
         if locked.status != ChunkStatus.RUNNING or locked.claim != token:
-            return "lost-claim", None  # someone re-claimed after our lease ran out; they commit
+            return "lost-claim"  # someone re-claimed after our lease ran out; they commit
         if BatchJob.objects.filter(pk=job.pk, status=BatchStatus.CANCELLED).exists():
             BatchChunk.objects.filter(pk=chunk_id).update(status=ChunkStatus.CANCELLED)
-            return "cancelled", None
+            return "cancelled"
         BatchResult.objects.bulk_create(
             [
                 BatchResult(
@@ -316,53 +409,117 @@ def batch_chunk_run(*, chunk_id: int) -> tuple[str, float | None]:
             ignore_conflicts=True,
             batch_size=1000,
         )
-        # Logged only once this chunk's results are committed, through the same buffer as the
-        # other channels: a chunk redone after a crash was never committed, so never logged.
-        refs = [external_id for _, external_id, _ in rows]
-        transaction.on_commit(
-            lambda: predlog.record(
-                tenant_id=job.tenant_id,
-                need_id=job.need_id,
-                channel=Channel.BATCH,
-                item_refs=refs,
-                results=results,
-                background=False,  # a worker killed right after commit must not lose lines
-            )
+        # The log lines commit with the results (same transaction): a process killed right
+        # after the commit loses none, and a chunk that was not committed logged nothing.
+        predlog.write(
+            tenant_id=job.tenant_id,
+            need_id=job.need_id,
+            channel=Channel.BATCH,
+            item_refs=[external_id for _, external_id, _ in rows],
+            results=results,
         )
+        seconds = time.monotonic() - started
         BatchChunk.objects.filter(pk=chunk_id).update(
-            status=ChunkStatus.DONE, done_at=timezone.now(), lease_until=None
+            status=ChunkStatus.DONE, done_at=timezone.now(), lease_until=None, seconds=seconds
         )
         finished = timezone.now()
-        # One UPDATE advances the progress and, on the last chunk, finishes the job.
+        last_chunk = Q(status=BatchStatus.RUNNING, done_items__gte=F("total_items") - len(rows))
+        # One UPDATE advances the progress, the measured seconds per chunk (which size the next
+        # leases) and, on the last chunk, finishes the job.
         BatchJob.objects.filter(pk=job.pk).update(
             done_items=F("done_items") + len(rows),
-            status=Case(
-                When(
-                    status=BatchStatus.RUNNING,
-                    done_items__gte=F("total_items") - len(rows),
-                    then=Value(BatchStatus.SUCCEEDED),
-                ),
-                default=F("status"),
+            chunk_seconds=Case(
+                When(chunk_seconds__isnull=True, then=Value(seconds)),
+                default=F("chunk_seconds") * 0.7 + seconds * 0.3,
             ),
-            finished_at=Case(
-                When(
-                    status=BatchStatus.RUNNING,
-                    done_items__gte=F("total_items") - len(rows),
-                    then=Value(finished),
-                ),
-                default=F("finished_at"),
-            ),
+            status=Case(When(last_chunk, then=Value(BatchStatus.SUCCEEDED)), default=F("status")),
+            finished_at=Case(When(last_chunk, then=Value(finished)), default=F("finished_at")),
         )
-    return "done", None
+    return "done"
 
 
-def _batch_fail(job: BatchJob, chunk: BatchChunk, error: str) -> None:
+def _batch_fail(job: BatchJob, error: str) -> None:
     BatchJob.objects.filter(pk=job.pk, status__in=BATCH_ACTIVE).update(
         status=BatchStatus.FAILED, error=error[:2000], finished_at=timezone.now()
     )
     BatchChunk.objects.filter(
         job=job, status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING]
     ).update(status=ChunkStatus.CANCELLED)
+
+
+def _batch_queue_depth() -> int | None:
+    """Messages waiting in the broker's `batch` list (None when the broker is not Redis)."""
+    url = str(settings.CELERY_BROKER_URL)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return int(client.llen("batch"))
+    finally:
+        client.close()
+
+
+def batch_chunks_sweep() -> int:
+    """Send the messages of stale chunks again; returns how many. Beat runs it every
+    BATCH_SWEEP_SECONDS (the stale-chunk sweeper).
+
+    Stale: a running chunk whose lease ran out (its claimer died; the copy claims it at once),
+    and the pending chunks of an active job that shows no activity (no live claim, nothing
+    claimed or finished for BATCH_SWEEP_SECONDS) while the broker's batch queue is empty: their
+    messages were reserved by a worker that died and would otherwise wait in Redis's `unacked`
+    index for the visibility timeout. A copy of a message that was not lost after all is a no-op
+    (the chunk is found done), and a chunk's message is sent at most once per quiet period."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.BATCH_SWEEP_SECONDS)
+    recent_send = Q(queued_at__isnull=False, queued_at__gte=cutoff)
+    expired = list(
+        BatchChunk.objects.filter(
+            job__status__in=BATCH_ACTIVE, status=ChunkStatus.RUNNING, lease_until__lt=now
+        )
+        .exclude(recent_send)
+        .values_list("pk", flat=True)
+    )
+    stranded: list[int] = []
+    depth = _batch_queue_depth()
+    if not depth:
+        for job_id in (
+            BatchJob.objects.unscoped().filter(status__in=BATCH_ACTIVE).values_list("pk", flat=True)
+        ):
+            chunks = BatchChunk.objects.filter(job_id=job_id)
+            busy = chunks.filter(
+                Q(status=ChunkStatus.RUNNING, lease_until__gte=now)
+                | Q(claimed_at__gte=cutoff)
+                | Q(done_at__gte=cutoff)
+            ).exists()
+            if not busy:
+                stranded += (
+                    chunks.filter(status=ChunkStatus.PENDING)
+                    .exclude(recent_send)
+                    .values_list("pk", flat=True)
+                )
+    chunk_ids = sorted({*expired, *stranded})
+    if chunk_ids:
+        logger.warning("re-queueing %d stale batch chunk(s): %s", len(chunk_ids), chunk_ids[:20])
+        _enqueue_chunks(chunk_ids)
+    return len(chunk_ids)
+
+
+def batch_chunks_requeue(*, job: BatchJob) -> int:
+    """Admin "re-queue stuck chunks": every unfinished chunk of an active job becomes claimable
+    now (its lease is ended) and its message is sent again. A chunk that is in fact still
+    running may then be done twice, but only one run commits (claim tokens, unique results)."""
+    with transaction.atomic():
+        if not BatchJob.objects.filter(pk=job.pk, status__in=BATCH_ACTIVE).exists():
+            return 0
+        chunks = BatchChunk.objects.filter(
+            job=job, status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING]
+        )
+        chunk_ids = list(chunks.values_list("pk", flat=True))
+        chunks.filter(status=ChunkStatus.RUNNING).update(lease_until=timezone.now())
+        transaction.on_commit(lambda: _enqueue_chunks(chunk_ids))
+    return len(chunk_ids)
 
 
 # --- scheduled batches ------------------------------------------------------------------------
@@ -391,6 +548,9 @@ def scheduled_batch_create(
             crontab=schedule,
             args=json.dumps([scheduled.pk]),
             queue="batch",
+            # A run that waited half a day (beat or workers down) is dropped, not piled up: the
+            # next one covers everything since the last, by its cursor.
+            expire_seconds=SCHEDULED_BATCH_EXPIRE_SECONDS,
         )
         scheduled.save(update_fields=["periodic_task"])
     return scheduled

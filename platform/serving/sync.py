@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from typing import Any
 
 from django.conf import settings
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from monitoring import metrics
 from serving import predlog, quota
 from serving.models import Channel
-from serving.redis_pool import get_redis
+from serving.redis_pool import REDIS_ERRORS, get_redis
 from tagging_platform.errors import ApiError
 from tenants.models import Execution
 from workers import result_cache
@@ -22,6 +25,8 @@ from workers.runtime import (
     get_runtime,
     text_sha256,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_need(*, tenant_id: int, need_slug: str) -> ServedNeed:
@@ -72,7 +77,9 @@ def tag_sync(*, tenant, need_slug: str, ids: list[str], texts: list[str]) -> dic
         quota.check_rate(tenant)
         items = _tag_on_queue(served, ids, texts)
     else:
-        # Quota count and result-cache lookup share one Redis round trip.
+        # Quota count and result-cache lookup share one Redis round trip. With that Redis down
+        # the model still serves: the quota fails open or closed (QUOTA_WHEN_REDIS_DOWN) and
+        # every lookup misses.
         hashes = [text_sha256(text) for text in texts]
         keys = result_cache.keys_for(served.model.version_id, hashes)
         cached = quota.check_rate(tenant, lookup_keys=keys)
@@ -107,8 +114,19 @@ def _tag_on_queue(served: ServedNeed, ids: list[str], texts: list[str]) -> list[
             status_code=503,
             headers=retry_after,
         )
-    # expires: a request we stopped waiting for must not be worked on later.
-    result = tag_sync_items.apply_async(args=[served.id, ids, texts], expires=timeout)
+    # A broker or result backend outage is a 503 the client may retry, never an HTML 500.
+    unavailable = ApiError(
+        "queue_unavailable",
+        "The online queue cannot be reached right now; retry shortly.",
+        status_code=503,
+        headers={"Retry-After": str(settings.REDIS_OUTAGE_RETRY_AFTER_SECONDS)},
+    )
+    try:
+        # expires: a request we stopped waiting for must not be worked on later.
+        result = tag_sync_items.apply_async(args=[served.id, ids, texts], expires=timeout)
+    except (KombuOperationalError, *REDIS_ERRORS):
+        logger.warning("cannot queue a sync request: broker unavailable", exc_info=True)
+        raise unavailable from None
     try:
         return result.get(timeout=timeout, disable_sync_subtasks=False)
     except CeleryTimeout:
@@ -118,5 +136,9 @@ def _tag_on_queue(served: ServedNeed, ids: list[str], texts: list[str]) -> list[
             status_code=503,
             headers=retry_after,
         ) from None
+    except (KombuOperationalError, *REDIS_ERRORS):
+        logger.warning("no answer from the online queue: result backend unavailable")
+        raise unavailable from None
     finally:
-        result.forget() if hasattr(result.backend, "forget") else None
+        with contextlib.suppress(Exception):  # best effort, also during an outage
+            result.forget() if hasattr(result.backend, "forget") else None

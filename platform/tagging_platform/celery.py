@@ -54,7 +54,9 @@ _ensure_embedded_broker_folders()
 app.autodiscover_tasks(["workers"], related_name="tasks")
 
 
-@app.task(name="tagging_platform.celery.ping", ignore_result=False)
+@app.task(
+    name="tagging_platform.celery.ping", ignore_result=False, soft_time_limit=10, time_limit=15
+)
 def ping() -> str:
     """A no-op task used by /readyz to prove a full broker round trip."""
     return "pong"

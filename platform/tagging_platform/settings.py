@@ -116,9 +116,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery ----------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL") or None
-if REDIS_URL:
+# The result cache and quota counters (evictable: production gives them their own Redis with
+# maxmemory + allkeys-lru, deploy/redis/cache.conf); the broker's REDIS_URL must never evict.
+CACHE_REDIS_URL = envstr("CACHE_REDIS_URL") or REDIS_URL
+if CACHE_REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_REDIS_URL,
+        }
     }
 else:
     CACHES = {
@@ -132,6 +138,8 @@ else:
 CELERY_LONGEST_TASK_SECONDS = envint("CELERY_LONGEST_TASK_SECONDS", 3600, minimum=60)
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or REDIS_URL or "filesystem://localhost//"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's file-system transport with atomic writes and claims (kombu #1551 crashed workers).
+    CELERY_BROKER_TRANSPORT = "tagging_platform.embedded_broker:Transport"
     _broker_dir = DATA_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
@@ -147,7 +155,66 @@ CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = "UTC"
+# Every task has a time limit, and the hard limit stays below the visibility timeout above, so a
+# task still running is never handed to a second worker. Shorter per-task limits live on the
+# tasks (workers/tasks/base.py `time_limits`); these are the ceiling for the longest (training).
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_LONGEST_TASK_SECONDS
+CELERY_TASK_TIME_LIMIT = CELERY_LONGEST_TASK_SECONDS + max(30, CELERY_LONGEST_TASK_SECONDS // 20)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+PREDICTION_LOG_FLUSH_SECONDS = envfloat("PREDICTION_LOG_FLUSH_SECONDS", 5.0, minimum=0.1)
+STREAM_SWEEP_SECONDS = envfloat("STREAM_SWEEP_SECONDS", 60.0, minimum=1.0)
+
+
+def _beat(task: str, schedule, *, expires: float, queue: str) -> dict:
+    # django-celery-beat reads `expire_seconds` from an entry's options (it drops `expires`) and
+    # sends it as the message's `expires`: a run that waited longer than that is discarded.
+    return {
+        "task": task,
+        "schedule": schedule,
+        "options": {"queue": queue, "expire_seconds": max(1, int(expires))},
+    }
+
+
+def _crontab(**fields):
+    from celery.schedules import crontab
+
+    return crontab(**fields)
+
+
+# The one place for the platform's periodic tasks (synced into django-celery-beat's table at
+# beat start). Per-tenant scheduled batches are rows that serving.services creates, also expiring.
+CELERY_BEAT_SCHEDULE = {
+    "serving: flush the prediction log": _beat(
+        "workers.tasks.online.flush_prediction_log",
+        PREDICTION_LOG_FLUSH_SECONDS,
+        expires=PREDICTION_LOG_FLUSH_SECONDS,
+        queue="online",
+    ),
+    "serving: re-queue stream items left pending": _beat(
+        "workers.tasks.online.tag_pending_items",
+        STREAM_SWEEP_SECONDS,
+        expires=STREAM_SWEEP_SECONDS,
+        queue="online",
+    ),
+    "monitoring: daily aggregates, drift and alerts (yesterday)": _beat(
+        "workers.tasks.monitoring.run_daily_monitoring",
+        _crontab(minute="15", hour="0"),
+        expires=6 * 3600,
+        queue="monitoring",
+    ),
+    "monitoring: refresh today's aggregates": _beat(
+        "workers.tasks.monitoring.refresh_today",
+        _crontab(minute="5"),
+        expires=55 * 60,
+        queue="monitoring",
+    ),
+    "monitoring: weekly aggregates, drift and alerts": _beat(
+        "workers.tasks.monitoring.run_weekly_monitoring",
+        _crontab(minute="45", hour="0"),
+        expires=12 * 3600,
+        queue="monitoring",
+    ),
+}
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -280,10 +347,20 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 PREDICTION_LOG_SAMPLE_RATE = envfloat("PREDICTION_LOG_SAMPLE_RATE", 1.0, minimum=0.0)
 MODEL_CACHE_SIZE = envint("MODEL_CACHE_SIZE", 8, minimum=1)
+#: Time a serving process (web worker, online pool process) spends loading live models at start;
+#: what is left loads on first use. Online pools warm on a thread after reporting ready.
+SERVING_WARM_SECONDS = envfloat("SERVING_WARM_SECONDS", 20.0, minimum=0.0)
 ALIAS_POLL_SECONDS = envfloat("ALIAS_POLL_SECONDS", 2.0, minimum=0.0)
 # Serving runtime and channels (see README "Serving").
 API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 5.0, minimum=0.0)
-RESULT_CACHE_SECONDS = envint("RESULT_CACHE_SECONDS", 7 * 24 * 3600, minimum=0)
+RESULT_CACHE_SECONDS = envint("RESULT_CACHE_SECONDS", 24 * 3600, minimum=0)
+# With the cache Redis down: `open` serves uncounted (logged), `closed` answers 503 + Retry-After.
+QUOTA_WHEN_REDIS_DOWN = (envstr("QUOTA_WHEN_REDIS_DOWN") or "open").strip().lower()
+if QUOTA_WHEN_REDIS_DOWN not in {"open", "closed"}:
+    raise ImproperlyConfigured(
+        f"QUOTA_WHEN_REDIS_DOWN={QUOTA_WHEN_REDIS_DOWN!r} must be `open` or `closed`."
+    )
+REDIS_OUTAGE_RETRY_AFTER_SECONDS = envint("REDIS_OUTAGE_RETRY_AFTER_SECONDS", 5, minimum=1)
 SYNC_QUEUE_TIMEOUT_SECONDS = envfloat("SYNC_QUEUE_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 SYNC_QUEUE_MAX_DEPTH = envint("SYNC_QUEUE_MAX_DEPTH", 500, minimum=1)
 STREAM_MAX_ITEMS = envint("STREAM_MAX_ITEMS", 1000, minimum=1)
@@ -292,10 +369,26 @@ WEBHOOK_BACKOFF_SECONDS = envfloat("WEBHOOK_BACKOFF_SECONDS", 2.0, minimum=0.0)
 WEBHOOK_BACKOFF_MAX_SECONDS = envfloat("WEBHOOK_BACKOFF_MAX_SECONDS", 900.0, minimum=0.0)
 WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 BATCH_CHUNK_SIZE = envint("BATCH_CHUNK_SIZE", 250, minimum=1)
-BATCH_CHUNK_LEASE_SECONDS = envfloat("BATCH_CHUNK_LEASE_SECONDS", 600.0, minimum=0.1)
+# A claimed chunk's lease is sized to the job's measured seconds per chunk (x FACTOR, within
+# MIN..MAX); BATCH_CHUNK_LEASE_SECONDS is the lease before anything was measured for the need.
+BATCH_CHUNK_LEASE_SECONDS = envfloat("BATCH_CHUNK_LEASE_SECONDS", 120.0, minimum=0.1)
+BATCH_CHUNK_LEASE_FACTOR = envfloat("BATCH_CHUNK_LEASE_FACTOR", 3.0, minimum=1.0)
+BATCH_CHUNK_LEASE_MIN_SECONDS = envfloat("BATCH_CHUNK_LEASE_MIN_SECONDS", 15.0, minimum=0.1)
+BATCH_CHUNK_LEASE_MAX_SECONDS = envfloat("BATCH_CHUNK_LEASE_MAX_SECONDS", 1800.0, minimum=0.1)
+#: A chunk claimed this many times without committing (its worker died each time) fails the job.
+BATCH_CHUNK_MAX_ATTEMPTS = envint("BATCH_CHUNK_MAX_ATTEMPTS", 5, minimum=1)
+#: The stale-chunk sweeper's beat interval, and how long a job may show no chunk activity before
+#: its pending chunks are sent again (their messages may be stranded with a dead worker).
+BATCH_SWEEP_SECONDS = envfloat("BATCH_SWEEP_SECONDS", 30.0, minimum=0.1)
+# On the online queue: a backlog of chunks on the batch queue must not delay the sweeper.
+CELERY_BEAT_SCHEDULE["serving: re-queue stale batch chunks"] = _beat(
+    "workers.tasks.batch.sweep_stale_chunks",
+    BATCH_SWEEP_SECONDS,
+    expires=BATCH_SWEEP_SECONDS,
+    queue="online",
+)
 #: Test/benchmark only: sleep this long inside each chunk (makes "kill mid-chunk" reproducible).
 BATCH_CHUNK_DELAY_SECONDS = envfloat("BATCH_CHUNK_DELAY_SECONDS", 0.0, minimum=0.0)
-PREDICTION_LOG_FLUSH_SECONDS = envfloat("PREDICTION_LOG_FLUSH_SECONDS", 5.0, minimum=0.1)
 #: Send result-cache entries and log lines with the next Redis pipeline (write-behind) instead of
 #: inline; a quiet process sends them after WRITE_BEHIND_SECONDS (serving/redis_pool.py).
 SERVING_ASYNC_WRITES = envbool("SERVING_ASYNC_WRITES", True)

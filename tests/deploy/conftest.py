@@ -1,16 +1,21 @@
-"""The real cluster (nginx -> 2 gunicorn -> PostgreSQL + Redis, one Celery worker per queue, beat),
-started once per test session in a temporary directory, with its own database and Redis db."""
+"""The real cluster (nginx -> 2 gunicorn -> PostgreSQL + Redis, one Celery worker per queue, beat,
+and the supervisor), started once per test session in a temporary directory, with its own
+database and its own redis-server on a free port (the fault tests kill and restart it)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from urllib.parse import urlsplit, urlunsplit
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 
-from deploy.cluster import Cluster, ClusterError, database_name, with_database
+from deploy.cluster import Cluster, ClusterError, database_name, free_port, with_database
 
 # The cluster's upload limit: small, so the body-size test sends 1 MB instead of 20.
 CLUSTER_UPLOAD_MAX_BYTES = 1024 * 1024
@@ -25,19 +30,79 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-def cluster_redis_url(redis_url: str) -> str:
-    """A Redis db of its own (CLUSTER_REDIS_URL, else db + 8): the tests' autouse fixture
-    flushes the test db after every test, which must never hit the cluster's broker queues."""
-    explicit = os.environ.get("CLUSTER_REDIS_URL")
-    if explicit:
-        return explicit
-    parts = urlsplit(redis_url)
-    db = int(parts.path.lstrip("/") or 0)
-    return urlunsplit(parts._replace(path=f"/{(db + 8) % 16}"))
+class RedisServer:
+    """A redis-server of the tests' own, on a free port, with AOF (like production): the fault
+    tests kill and restart it, which must never touch the shared Redis others use."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        log = (self.directory / "redis.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                if redis.Redis.from_url(self.url, socket_timeout=1).ping():
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (what was written to the AOF survives)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
+def cluster_redis(tmp_path_factory):
+    require(shutil.which("redis-server") is not None, "redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("cluster-redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory, cluster_redis):
     require(shutil.which("nginx") is not None, "nginx is not installed (apt-get install -y nginx)")
     require(
         settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
@@ -51,7 +116,7 @@ def cluster(tmp_path_factory):
     cluster = Cluster(
         tmp_path_factory.mktemp("cluster"),
         database_url=database_url,
-        redis_url=cluster_redis_url(settings.REDIS_URL),
+        redis_url=cluster_redis.url,
         web_instances=2,
         nginx_port=0,
         web_concurrency=2,
@@ -66,8 +131,14 @@ def cluster(tmp_path_factory):
             # and a dead worker's chunk lease runs out quickly.
             "BATCH_CHUNK_SIZE": "10",
             "BATCH_CHUNK_DELAY_SECONDS": "0.4",
-            "BATCH_CHUNK_LEASE_SECONDS": "2",
+            # Leases of seconds (production sizes them to the measured chunk time, 15 s at
+            # least), long enough to tell a takeover on redelivery from a lease running out.
+            "BATCH_CHUNK_LEASE_SECONDS": "8",
+            "BATCH_CHUNK_LEASE_MIN_SECONDS": "8",
+            "BATCH_SWEEP_SECONDS": "2",
             "PREDICTION_LOG_FLUSH_SECONDS": "1",
+            # The supervisor brings a killed process back after 1 s (then 2, 4, ... s).
+            "CLUSTER_RESTART_BACKOFF_SECONDS": "1",
         },
     )
     cluster.drop_database()  # a leftover from an interrupted run

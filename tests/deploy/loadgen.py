@@ -1,6 +1,9 @@
 """A small, bounded load generator for the cluster tests: a few threads on 127.0.0.1, each
-sending one request at a time on a fresh connection (many independent clients) and recording
-when every request started and ended and how it was answered."""
+sending one request at a time and recording when every request started and ended and how it was
+answered. By default every request gets a fresh connection (many independent clients); with
+`keepalive=True` each thread is one `requests.Session` that reuses its connection, like the
+README's client example, and like it retries nothing: a connection closed under it while it
+sends is an error (BrokenPipe / RemoteDisconnected), which fresh connections never see."""
 
 from __future__ import annotations
 
@@ -48,12 +51,14 @@ class Load:
         concurrency: int = 4,
         pause: float = 0.0,
         timeout: float = 30.0,
+        keepalive: bool = False,
     ) -> None:
         self.host, self.port = host, port
         self.make_call = make_call
         self.concurrency = concurrency
         self.pause = pause
         self.timeout = timeout
+        self.keepalive = keepalive
         self.outcomes: list[Outcome] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -75,13 +80,42 @@ class Load:
         finally:
             conn.close()
 
+    def _one_kept_alive(self, session, call: Call) -> Outcome:
+        import requests
+
+        started = time.monotonic()
+        try:
+            response = session.request(
+                call.method,
+                f"http://{self.host}:{self.port}{call.path}",
+                data=call.body,
+                headers=call.headers,
+                timeout=self.timeout,
+            )
+            return Outcome(
+                call,
+                started,
+                time.monotonic(),
+                response.status_code,
+                response.content,
+                dict(response.headers),
+            )
+        except requests.RequestException as exc:
+            return Outcome(call, started, time.monotonic(), None, b"", {}, repr(exc))
+
     def _run(self) -> None:
+        import requests
+
+        session = requests.Session() if self.keepalive else None
         while not self._stop.is_set():
-            outcome = self._one(self.make_call(next(self._counter)))
+            call = self.make_call(next(self._counter))
+            outcome = self._one_kept_alive(session, call) if session else self._one(call)
             with self._lock:
                 self.outcomes.append(outcome)
             if self.pause:
                 self._stop.wait(self.pause)
+        if session is not None:
+            session.close()
 
     def __enter__(self) -> Load:
         for _ in range(self.concurrency):

@@ -106,7 +106,7 @@ def test_gunicorn_workers_default_to_the_cpu_count(monkeypatch):
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
 
-    assert conf["workers"] == (os.cpu_count() or 1) + 1
+    assert conf["workers"] == (os.cpu_count() or 1)
 
 
 def _worker_command(queue: str, **env: str) -> subprocess.CompletedProcess:
@@ -128,6 +128,8 @@ def test_each_queue_gets_a_worker_command_fitting_its_latency_class():
     assert "--concurrency 1 " in commands["training"]
     assert "--max-tasks-per-child 1" in commands["training"]
     assert "--max-tasks-per-child" not in commands["online"]
+    # A batch worker holds no unstarted chunks a crash could strand (issue 12.1).
+    assert "--disable-prefetch" in commands["batch"]
     assert "--concurrency 3 " in _worker_command("online", CELERY_ONLINE_CONCURRENCY="3").stdout
 
 
@@ -263,3 +265,72 @@ def test_gunicorn_workers_warm_live_models_and_freeze_the_heap_before_serving(
         assert frozen == [True]
     finally:
         runtime.forget()
+
+
+def test_result_cache_has_a_bounded_redis_of_its_own_and_the_broker_never_evicts():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    environment = services["web1"]["environment"]
+    cache_conf = (DEPLOY / "redis" / "cache.conf").read_text()
+    broker_conf = (DEPLOY / "redis" / "broker.conf").read_text()
+
+    assert environment["CACHE_REDIS_URL"].startswith("redis://redis-cache:")
+    assert environment["REDIS_URL"].startswith("redis://redis:")
+    assert any("cache.conf" in volume for volume in services["redis-cache"]["volumes"])
+    assert any("broker.conf" in volume for volume in services["redis"]["volumes"])
+    assert re.search(r"^maxmemory \d+mb$", cache_conf, re.M)
+    assert re.search(r"^maxmemory-policy allkeys-lru$", cache_conf, re.M)
+    assert re.search(r"^maxmemory-policy noeviction$", broker_conf, re.M)
+    assert re.search(r"^appendonly yes$", broker_conf, re.M)
+
+
+def test_web_default_is_the_sync_worker_which_keeps_no_connection_to_drain(monkeypatch):
+    for name in ("GUNICORN_WORKER_CLASS", "GUNICORN_THREADS", "WEB_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    conf = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+
+    from gunicorn.workers.sync import SyncWorker
+
+    from deploy import gunicorn_worker
+
+    module, name = conf["worker_class"].rsplit(".", 1)
+    assert module == "deploy.gunicorn_worker"
+    assert issubclass(getattr(gunicorn_worker, name), SyncWorker)
+    assert conf["threads"] == 1  # more would make gunicorn switch to gthread
+
+
+class _RecordingSocket:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+
+    def sendall(self, data) -> None:
+        self.calls.append(("sendall", bytes(data)))
+
+    def sendfile(self, file, offset=0, count=None) -> int:
+        self.calls.append(("sendfile", b""))
+        return 0
+
+    def fileno(self) -> int:
+        return 99
+
+
+def test_default_worker_writes_headers_and_body_with_one_call():
+    from deploy.gunicorn_worker import HOLD_LIMIT, _HeldWrites
+
+    sock = _RecordingSocket()
+    held = _HeldWrites(sock)
+    held.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+    held.sendall(b"{}")
+    assert sock.calls == []  # nothing on the wire before the response is complete
+    held.release()
+    assert sock.calls == [("sendall", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")]
+    assert held.fileno() == 99
+
+    big = _RecordingSocket()
+    streamed = _HeldWrites(big)
+    streamed.sendall(b"headers\r\n\r\n")
+    streamed.sendall(b"x" * (HOLD_LIMIT + 1))  # a download: streams from here on
+    streamed.sendall(b"tail")
+    streamed.sendfile(None)
+    assert [name for name, _ in big.calls] == ["sendall", "sendall", "sendfile"]
+    assert big.calls[0][1].startswith(b"headers") and big.calls[1][1] == b"tail"

@@ -6,6 +6,7 @@ version are all survived without errors beyond the requests in flight."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -273,9 +274,13 @@ def test_prediction_log_lists_sync_and_batch_predictions(cluster, platform):
     assert {"sync", "batch"} <= channels
 
 
-def test_killing_a_gunicorn_instance_under_tag_load_fails_no_tag_request(cluster, platform):
+def test_killing_a_gunicorn_instance_under_keep_alive_tag_load_fails_no_tag_request(
+    cluster, platform
+):
     key_header = platform.service.headers["Authorization"]
-    with Load(cluster.host, cluster.nginx_port, tag_call(key_header), concurrency=4) as load:
+    with Load(
+        cluster.host, cluster.nginx_port, tag_call(key_header), concurrency=4, keepalive=True
+    ) as load:
         load.wait_for(30)
         cluster.kill_web(1)
         dead_at = time.monotonic()
@@ -293,25 +298,89 @@ def test_killing_a_gunicorn_instance_under_tag_load_fails_no_tag_request(cluster
         cluster.start_web(1)
 
 
-def test_rolling_hup_of_every_gunicorn_instance_under_tag_load_fails_no_request(cluster, platform):
-    before = {i: set(cluster.status()[f"web-{i}"]["workers"]) for i in (1, 2)}
+def stream_call(key_header: str):
+    """Stream POSTs (not resent by nginx, unlike /tag) with unique ids: any dropped
+    connection shows as a failure, and every accepted item can be counted afterwards."""
+    rng = random.Random(11)
+
+    def make(n: int) -> Call:
+        topic = list(VOCABULARY)[n % len(VOCABULARY)]
+        body = {"items": [{"id": f"ka-{time.time_ns()}-{n}", "text": _text(topic, rng)}]}
+        return Call(
+            "POST",
+            f"/api/v1/needs/{NEED}/items",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json", "Authorization": key_header},
+        )
+
+    return make
+
+
+@pytest.mark.parametrize("operation", ["reload-web", "restart-web"])
+def test_rolling_web_operations_drop_no_keep_alive_client_request(cluster, platform, operation):
+    """Issue 12.6: keep-alive clients (requests.Session) through nginx see 0 errors while every
+    gunicorn instance is HUPed (reload-web) or replaced with newly loaded code (restart-web)."""
+    before = {i: cluster.status()[f"web-{i}"] for i in (1, 2)}
     key_header = platform.service.headers["Authorization"]
+    # A client connection left idle across the whole operation: nginx reloads would close it
+    # (what made busy keep-alive clients fail now and then); it must still carry a request.
+    idle = http.client.HTTPConnection(cluster.host, cluster.nginx_port, timeout=30)
+    idle.request("GET", "/healthz")
+    assert idle.getresponse().read() is not None
+    idle_port = idle.sock.getsockname()[1]
 
-    with Load(cluster.host, cluster.nginx_port, tag_call(key_header), concurrency=4) as load:
-        load.wait_for(30)
-        reload_started = time.monotonic()
-        cluster.reload_web()
-        reload_done = time.monotonic()
-        load.wait_for(30)
+    with (
+        Load(
+            cluster.host, cluster.nginx_port, tag_call(key_header), concurrency=3, keepalive=True
+        ) as tag_load,
+        Load(
+            cluster.host,
+            cluster.nginx_port,
+            stream_call(key_header),
+            concurrency=2,
+            keepalive=True,
+            pause=0.05,
+        ) as stream_load,
+    ):
+        tag_load.wait_for(30)
+        started = time.monotonic()
+        cluster.reload_web(restart=operation == "restart-web")
+        done = time.monotonic()
+        tag_load.wait_for(30)
 
-    outcomes = load.outcomes
-    during = [o for o in outcomes if reload_started <= o.started <= reload_done]
-    assert not [o for o in outcomes if o.status != 200], describe(outcomes)
-    assert len(during) >= 20  # the reload really happened under load
+    idle.request("GET", "/healthz")
+    assert idle.getresponse().status == 200
+    assert idle.sock.getsockname()[1] == idle_port  # the same connection, not a new one
+    idle.close()
+    outcomes = tag_load.outcomes + stream_load.outcomes
+    during = [o for o in outcomes if started <= o.started <= done]
+    failed = [o for o in outcomes if o.status not in (200, 202)]
+    assert not failed, describe(failed)
+    assert len(during) >= 20  # it really happened under load
     for index in (1, 2):
-        after = set(cluster.status()[f"web-{index}"]["workers"])
-        assert after, f"web-{index} has no workers"
-        assert not after & before[index], f"web-{index} kept old workers"
+        after = cluster.status()[f"web-{index}"]
+        assert after["workers"], f"web-{index} has no workers"
+        assert not set(after["workers"]) & set(before[index]["workers"]), (
+            f"web-{index} kept old workers"
+        )
+        if operation == "restart-web":
+            assert after["pid"] != before[index]["pid"], f"web-{index} kept its master"
+
+    # Every accepted stream item is tagged by the online worker (none stranded); this also
+    # leaves the online queue empty for the tests after this one.
+    accepted = {json.loads(o.call.body)["items"][0]["id"] for o in stream_load.outcomes}
+
+    def all_tagged():
+        page = platform.service.get(
+            f"/api/v1/needs/{NEED}/items?status=pending&limit=1", expect=200
+        ).json()
+        return page["count"] == 0
+
+    wait_until(all_tagged, timeout=180, interval=1.0, what="the stream items to be tagged")
+    tagged = platform.service.get(
+        f"/api/v1/needs/{NEED}/items?status=tagged&limit=1", expect=200
+    ).json()
+    assert tagged["count"] >= len(accepted)
 
 
 def test_promoting_a_new_version_under_load_switches_within_seconds_without_errors(
@@ -321,7 +390,9 @@ def test_promoting_a_new_version_under_load_switches_within_seconds_without_erro
     assert second["version"] == 2
     key_header = platform.service.headers["Authorization"]
 
-    with Load(cluster.host, cluster.nginx_port, tag_call(key_header), concurrency=4) as load:
+    with Load(
+        cluster.host, cluster.nginx_port, tag_call(key_header), concurrency=4, keepalive=True
+    ) as load:
         load.wait_for(30)
         platform.staff.post(
             f"/api/v1/models/{platform.model_id}/promote/",

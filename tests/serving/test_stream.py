@@ -174,3 +174,35 @@ def test_signature_rejects_stale_timestamps():
     old = "1000000000"
     signature = webhooks.sign(secret="k", timestamp=old, body=body)
     assert not webhooks.verify(secret="k", timestamp=old, body=body, signature=signature)
+
+
+def test_stream_log_lines_commit_with_their_results_and_never_without(
+    monkeypatch, django_capture_on_commit_callbacks, api_a, need_a, webhook_tenant_a
+):
+    """No buffer between results and log lines: a failure before the commit leaves neither (the
+    redelivery writes both), and a commit holds both, before any flush and without Redis."""
+    from serving import services
+    from serving.models import PredictionLog
+
+    with django_capture_on_commit_callbacks(execute=False):  # the tagging task runs by hand
+        ingest(api_a, [{"id": "a1", "text": SPORT}, {"id": "a2", "text": TECH}])
+    pks = list(Item.objects.filter(need=need_a).values_list("pk", flat=True))
+
+    def killed(**kwargs):
+        raise RuntimeError("worker died before the commit")
+
+    monkeypatch.setattr(webhooks, "delivery_create", killed)
+    with pytest.raises(RuntimeError):
+        services.stream_items_tag(need_id=need_a.pk, item_ids=pks)
+    assert not PredictionLog.objects.exists()
+    assert set(Item.objects.values_list("status", flat=True)) == {ItemStatus.PENDING}
+
+    monkeypatch.undo()
+    monkeypatch.setattr(predlog, "get_redis", lambda: pytest.fail("stream lines go to the DB"))
+    with django_capture_on_commit_callbacks(execute=False):
+        assert services.stream_items_tag(need_id=need_a.pk, item_ids=pks) == 2
+        # A redelivery of the same task writes nothing twice.
+        assert services.stream_items_tag(need_id=need_a.pk, item_ids=pks) == 0
+    logged = PredictionLog.objects.filter(channel="stream", need=need_a)
+    assert sorted(logged.values_list("item_ref", flat=True)) == ["a1", "a2"]
+    assert set(Item.objects.values_list("status", flat=True)) == {ItemStatus.TAGGED}

@@ -16,6 +16,7 @@ from tenants.models import ApiKeyScope
 from tests.conftest import api_client_for_key
 from tests.factories import ApiKeyFactory
 from tests.serving.factories import add_version, make_served_need, set_alias, train_classifier
+from workers.runtime import get_runtime
 
 SPORT = "football match goal striker league coach stadium penalty"
 TECH = "software computer internet phone chip startup broadband gadget"
@@ -158,7 +159,10 @@ def test_alias_move_is_picked_up_within_the_poll_interval(
     # Within the poll interval the process keeps serving v1 without asking the database ...
     assert tag(api_a, "news", item).json()["model"]["version"] == 1
     clock[0] += 1.5
-    # ... and after it, the promotion is live without any restart.
+    # ... and after it, the new version loads beside the old one, which answers meanwhile ...
+    assert tag(api_a, "news", item).json()["model"]["version"] == 1
+    assert get_runtime().wait_for_loads(timeout=60)
+    # ... and the promotion is live as soon as it is loaded, without any restart.
     assert tag(api_a, "news", item).json()["model"]["version"] == 2
     set_alias(model_version)  # rollback
     clock[0] += 2.5
@@ -346,3 +350,99 @@ def test_compiled_scorer_matches_the_model_and_falls_back_when_it_cannot(need_a,
     scorer, path = ml.compile_scorer(nb, check_texts=texts)
     assert path == "predict_scores"
     assert np.allclose(scorer(texts), nb.predict_scores(texts))
+
+
+@pytest.fixture
+def slow_loads(monkeypatch):
+    """Loads of chosen versions block until released, and every load is counted."""
+    import threading
+
+    from workers.runtime import Runtime
+
+    gate = threading.Event()
+    blocked: set[int] = set()
+    calls: list[int] = []
+    real = Runtime._load_meta
+
+    def load_meta(self, meta):
+        calls.append(meta.version_id)
+        if meta.version_id in blocked:
+            assert gate.wait(timeout=60), "the test never released the load"
+        return real(self, meta)
+
+    monkeypatch.setattr(Runtime, "_load_meta", load_meta)
+    return gate, blocked, calls
+
+
+def test_promotion_loads_once_per_process_beside_the_old_version_and_switches_when_ready(
+    settings, transactional_db, tenant_a, slow_loads
+):
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FuturesTimeout
+
+    from django.db import connections
+
+    from tests.serving.factories import make_model
+
+    gate, blocked, calls = slow_loads
+    v1 = make_model()
+    need = make_served_need(tenant=tenant_a, slug="promo", version=v1)
+    runtime = get_runtime()
+    assert runtime.need_by_id(need.pk).model.version_id == v1.pk
+    v2 = add_version(v1.registered_model, train_classifier(seed=11))
+    blocked.add(v2.pk)
+    set_alias(v2)
+
+    # Many request threads see the promotion while v2 is still loading: none of them waits
+    # for it (they would hang on the gate), and v2 is loaded once, not once per thread.
+    def request_thread_binds():
+        try:
+            return runtime.need_by_id(need.pk)
+        finally:
+            connections.close_all()
+
+    pool = ThreadPoolExecutor(max_workers=8)
+    futures = [pool.submit(request_thread_binds) for _ in range(40)]
+    try:
+        served = [future.result(timeout=30) for future in futures]
+    except FuturesTimeout:
+        gate.set()  # let the stuck threads go, then fail
+        raise AssertionError("a request thread waited for the new version's load") from None
+    finally:
+        pool.shutdown(wait=True)
+    assert {s.model.version_id for s in served} == {v1.pk}
+    assert calls.count(v2.pk) == 1
+
+    settings.ALIAS_POLL_SECONDS = 3600  # the switch must not wait for the next poll
+    gate.set()
+    assert runtime.wait_for_loads(timeout=60)
+    assert runtime.need_by_id(need.pk).model.version_id == v2.pk
+    assert calls.count(v2.pk) == 1 and runtime.loads[v2.pk] == 1
+
+
+def test_a_version_that_fails_to_load_in_the_background_leaves_the_old_one_serving(
+    transactional_db, tenant_a, api_a, slow_loads
+):
+    import os
+
+    from registry import artifacts
+    from tests.serving.factories import make_model
+
+    _, _, calls = slow_loads
+    v1 = make_model()
+    make_served_need(tenant=tenant_a, slug="news", version=v1)
+    item = [{"id": "1", "text": SPORT}]
+    assert tag(api_a, "news", item).json()["model"]["version"] == 1
+    v2 = add_version(v1.registered_model, train_classifier(seed=11))
+    path = artifacts.path_for(v2.artifact_sha256)
+    os.chmod(path, 0o600)
+    path.write_bytes(b"tampered")
+    set_alias(v2)
+
+    answers = [tag(api_a, "news", item) for _ in range(3)]
+    get_runtime().wait_for_loads(timeout=60)
+    answers.append(tag(api_a, "news", item))
+
+    assert [a.status_code for a in answers] == [200] * 4
+    assert {a.json()["model"]["version"] for a in answers} == {1}
+    assert calls.count(v2.pk) == 1  # not retried on every request

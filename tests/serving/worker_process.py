@@ -1,6 +1,7 @@
 """Entry point of a real prefork `celery worker` subprocess for the SIGKILL test.
 
-Run as `python tests/serving/worker_process.py <name>`. TEST_VISIBILITY_TIMEOUT shortens the Redis
+Run as `python tests/serving/worker_process.py <name>`. TEST_WORKER_QUEUES (default `batch`) and
+TEST_WORKER_CONCURRENCY (default 1) pick what it consumes. TEST_VISIBILITY_TIMEOUT shortens the Redis
 visibility timeout so that a message left unacknowledged by a killed worker is restored within
 seconds instead of hours (production keeps CELERY_LONGEST_TASK_SECONDS * 2).
 """
@@ -30,17 +31,33 @@ if visibility:
         "unacked_restore_throttle": 1,
     }
 
+slow_load = float(os.environ.get("TEST_SLOW_MODEL_LOAD", "0"))
+if slow_load:
+    # Fault injection: every model load takes this long (a big model, a slow disk), longer than
+    # Celery's 4 s worker_proc_alive_timeout when the test wants it to.
+    import time
+
+    from workers.runtime import Runtime
+
+    original_load = Runtime._load
+
+    def slow(self, version_id):
+        time.sleep(slow_load)
+        return original_load(self, version_id)
+
+    Runtime._load = slow
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else "worker"
     app.worker_main(
         [
             "worker",
             "-Q",
-            "batch",
+            os.environ.get("TEST_WORKER_QUEUES", "batch"),
             "-P",
             "prefork",
             "-c",
-            "1",
+            os.environ.get("TEST_WORKER_CONCURRENCY", "1"),
             "-n",
             f"{name}@%h",
             "--loglevel=INFO",

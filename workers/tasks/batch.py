@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
-from celery.signals import worker_process_init
 
-from workers.tasks.base import DurableTask
-
-logger = logging.getLogger(__name__)
+from workers.tasks.base import DurableTask, time_limits
 
 
-@worker_process_init.connect
-def _warm_models(**kwargs) -> None:
-    """Each pool process loads the live needs' models once, at start, not inside a chunk."""
-    from workers.runtime import warm_at_process_start
-
-    logger.info("warmed %d live needs' models", warm_at_process_start())
-
-
-@shared_task(bind=True, base=DurableTask, name="workers.tasks.batch.run_batch_chunk")
+@shared_task(
+    bind=True, base=DurableTask, name="workers.tasks.batch.run_batch_chunk", **time_limits(300)
+)
 def run_batch_chunk(self, chunk_id: int) -> str:
     """One chunk of a batch job. acks_late + reject_on_worker_lost: a killed worker's chunk is
-    redelivered; the chunk's claim token and unique result keys make the rerun exactly-once."""
+    redelivered (same task id: it takes the chunk over at once); the chunk's claim token and
+    unique result keys make the rerun exactly-once."""
     from serving import services
 
-    outcome, retry_in = services.batch_chunk_run(chunk_id=chunk_id)
-    if retry_in is not None:
-        run_batch_chunk.apply_async(args=[chunk_id], countdown=retry_in)
-    return outcome
+    return services.batch_chunk_run(chunk_id=chunk_id, task_id=self.request.id or "")
+
+
+@shared_task(name="workers.tasks.batch.sweep_stale_chunks")
+def sweep_stale_chunks() -> int:
+    """Beat, every BATCH_SWEEP_SECONDS: send again the chunks a dead worker left stranded."""
+    from serving import services
+
+    return services.batch_chunks_sweep()
 
 
 @shared_task(base=DurableTask, name="workers.tasks.batch.run_scheduled_batch")

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from workers.tasks.base import DurableTask
+from workers.tasks.base import DurableTask, time_limits
 
 
 def _parse_day(value: str | None, default: date) -> date:
@@ -43,7 +43,7 @@ def run_weekly_monitoring(week_start: str | None = None) -> dict:
     return services.monitoring_week_run(start=target)
 
 
-@shared_task(name="workers.tasks.monitoring.deliver_alert", max_retries=0)
+@shared_task(name="workers.tasks.monitoring.deliver_alert", max_retries=0, **time_limits(60))
 def deliver_alert(alert_id: int) -> dict:
     """POST the alert to the webhook and/or email it. Never raises on a delivery failure."""
     from monitoring import services
