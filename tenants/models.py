@@ -217,6 +217,8 @@ class Need(models.Model):
     def label_rows(self) -> list[NeedLabel]:
         """This need's NeedLabel rows (label joined), in order. Uses `with_labels()`'s prefetch;
         without it the first call reads them in one query and keeps them on the instance."""
+        if self.pk is None:
+            return []
         if "labels" not in getattr(self, "_prefetched_objects_cache", {}):
             prefetch_related_objects([self], _labels_prefetch())
         return list(self.labels.all())
