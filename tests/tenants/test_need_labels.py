@@ -1,6 +1,8 @@
 """A need's labels are NeedLabel rows: the database keeps them consistent, the API keeps its
 shapes, usage is a count, a merge rewrites rows (and folds two rows of one need into one)."""
 
+import threading
+
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
@@ -231,3 +233,37 @@ def test_merge_rewrites_needs_without_a_query_per_need(tree):
     assert merge_queries("news.tech", "news.business", 1) == merge_queries(
         "sentiment.neutral", "sentiment.positive", 6
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_merge_does_not_wait_for_needs_that_do_not_use_the_label(requires_postgres, tree):
+    """The JSON merge locked every Need row on the platform: one need being edited elsewhere
+    stalled it. Now only the rows of the two labels (and the needs holding the source) are
+    written. `lock_timeout` turns a wait into an error instead of a hang."""
+    busy = NeedFactory(label_mapping={"S": "news.sport"})
+    user = NeedFactory(label_mapping={"IT": "news.tech"})
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_busy_need():
+        try:
+            with transaction.atomic():
+                list(Need.objects.unscoped().select_for_update().filter(pk=busy.pk).values("pk"))
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_busy_need)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")
+        taxonomy_services.label_merge(source=tree["news.tech"], target=tree["news.business"])
+    finally:
+        release.set()
+        holder.join()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+    user.refresh_from_db()
+    assert user.label_mapping == {"IT": "news.business"}
