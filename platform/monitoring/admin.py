@@ -41,28 +41,44 @@ class NeedMonitoringConfigAdmin(admin.ModelAdmin):
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
     list_display = (
-        "created_at",
+        "last_seen",
+        "status",
         "severity",
         "kind",
+        "label",
         "need",
-        "period",
-        "period_start",
+        "first_seen",
+        "days_active",
         "message",
         "acknowledged_at",
+        "snoozed_until",
         "delivered_at",
     )
     list_select_related = ("need__tenant", "tenant")
-    list_filter = ("severity", "kind", "period", ("acknowledged_at", admin.EmptyFieldListFilter))
+    list_filter = (
+        "status",
+        "severity",
+        "kind",
+        ("acknowledged_at", admin.EmptyFieldListFilter),
+    )
     raw_id_fields = ("need", "tenant", "acknowledged_by")
-    search_fields = ("need__slug", "tenant__slug", "message")
-    date_hierarchy = "period_start"
-    readonly_fields = ("created_at", "updated_at", "delivered_at", "delivery_error")
+    search_fields = ("need__slug", "tenant__slug", "label", "message")
+    date_hierarchy = "last_seen"
+    readonly_fields = (
+        "created_at",
+        "updated_at",
+        "escalated_at",
+        "resolved_at",
+        "notifications_sent",
+        "delivered_at",
+        "delivery_error",
+    )
     actions = ("acknowledge", "redeliver")
 
     @admin.action(description="Acknowledge the selected alerts")
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         count = 0
-        for alert in queryset.filter(acknowledged_at__isnull=True):
+        for alert in queryset.filter(acknowledged_at__isnull=True).select_related("need"):
             services.alert_acknowledge(alert=alert, user=request.user)
             count += 1
         self.message_user(request, f"Acknowledged {count} alert(s).", messages.SUCCESS)
@@ -72,6 +88,8 @@ class AlertAdmin(admin.ModelAdmin):
         from workers.tasks.monitoring import deliver_alert
 
         for alert in queryset:
+            # Staff asked for it: a reminder goes out even though nothing is due.
+            Alert.objects.unscoped().filter(pk=alert.pk).update(notification_pending="reminder")
             deliver_alert.delay(alert.pk)
         self.message_user(request, f"Queued {queryset.count()} deliveries.", messages.SUCCESS)
 

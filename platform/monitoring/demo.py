@@ -31,6 +31,7 @@ from monitoring.models import (
     LabelAggregate,
     NeedMonitoringConfig,
     PredictionAggregate,
+    RuleCheck,
 )
 from registry.models import DatasetSnapshot, ModelAlias, ModelVersion, RegisteredModel
 from serving.models import PredictionLog
@@ -206,8 +207,10 @@ def _clear(needs: list[Need], first: date, last: date) -> None:
     ).delete()
     FeedbackEvent.objects.unscoped().filter(need_id__in=ids, event_id__startswith=PREFIX).delete()
     window = {"need_id__in": ids, "period_start__range": (week_start(first), last)}
-    for model in (PredictionAggregate, LabelAggregate, FeedbackAggregate, DriftReport, Alert):
+    for model in (PredictionAggregate, LabelAggregate, FeedbackAggregate, DriftReport):
         model.objects.unscoped().filter(**window).delete()
+    RuleCheck.objects.unscoped().filter(need_id__in=ids, day__gte=week_start(first)).delete()
+    Alert.objects.unscoped().filter(need_id__in=ids, last_seen__gte=week_start(first)).delete()
 
 
 def _log_rows(demo: DemoNeed, day: date, shares: dict[str, float], rng, *, shifted: bool):
@@ -365,13 +368,13 @@ def monitoring_demo_run(
         monday += timedelta(days=7)
     alerts = list(
         Alert.objects.unscoped()
-        .filter(need_id__in=need_ids, acknowledged_at__isnull=True)
-        .order_by("need_id", "period_start", "kind")
-        .values_list("need__slug", "kind", "period", "period_start")
+        .filter(need_id__in=need_ids, status="open")
+        .order_by("need_id", "first_seen", "kind")
+        .values_list("need__slug", "kind", "label", "first_seen", "days_active")
     )
     _say(stdout, f"  {len(alerts)} open alerts:")
-    for slug, kind, period, start in alerts:
-        _say(stdout, f"    {slug}: {kind} ({period} {start})")
+    for slug, kind, label, first_seen, days_active in alerts:
+        _say(stdout, f"    {slug}: {kind} {label} (since {first_seen}, {days_active} day(s))")
     return {
         "predictions": logged,
         "feedback_events": feedback,

@@ -10,11 +10,13 @@ Inputs are small dicts `{label: count}` read from the aggregates, never raw pred
 - **Chi-square goodness of fit**: `scipy.stats.chisquare(observed_counts, expected_counts)` where
   expected counts are the baseline shares (zeros smoothed with EPSILON and renormalised, because a
   zero expectation makes the statistic infinite) times the observed total.
-- **Rare-class rule**: a label the baseline expects at least k times (E = n * e_i >= k) is
+- **Rare-class finding** (stored in drift reports for reference; the alert rules, which judge a class
+  rare by its baseline share and correct for many labels and days, live in `monitoring.rules`): a
+  label the baseline expects at least k times (E = n * e_i >= k) is
   under-predicted when `scipy.stats.poisson.cdf(observed, E) < alpha`, i.e. the observed count is
   below the Poisson lower bound `poisson.ppf(alpha, E)`; "missing" when it was not predicted at all
   (flagged whatever the p-value: k is the operator's "this label must show up" knob).
-- **Dominance**: a label whose observed share is >= `dominance_share` and >= `dominance_ratio` times
+- **Dominance** (likewise kept in drift reports only): a label whose observed share is >= `dominance_share` and >= `dominance_ratio` times
   its baseline share.
 """
 

@@ -37,6 +37,8 @@ class NeedMonitoringConfig(models.Model):
     )
     reference_start = models.DateField(null=True, blank=True)
     reference_end = models.DateField(null=True, blank=True, help_text="Inclusive.")
+    # Every rule's thresholds, with their defaults (docs/monitoring.md explains each one).
+    # -- drift of the whole label distribution against the baseline (effect sizes, no test)
     psi_threshold = models.FloatField(default=0.2, validators=[MinValueValidator(0.0)])
     js_threshold = models.FloatField(
         default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -44,14 +46,40 @@ class NeedMonitoringConfig(models.Model):
     chi2_alpha = models.FloatField(
         default=0.001, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
-    #: Minimum predictions in a period before drift/volume rules may fire (small samples are noise).
-    min_volume = models.PositiveIntegerField(default=50)
-    #: Rare-class rule: only labels the baseline expects at least k times in the period.
-    rare_min_expected = models.PositiveIntegerField(default=5)
-    rare_alpha = models.FloatField(
-        default=0.01, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    #: Minimum predictions in a day before drift and volume rules decide; below it the day is
+    #: "insufficient data" (neither "no drift" nor an alert).
+    min_volume = models.PositiveIntegerField(default=200)
+    # -- rare class: labels whose BASELINE share is below `rare_share_max`
+    rare_share_max = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A label is rare when its baseline share is below this.",
     )
-    #: A label "dominates" when its share is at least this and `dominance_ratio` x its baseline.
+    #: Only decide when the baseline expects at least this many predictions of the label in the
+    #: evidence window (with fewer, even 0 observed is not evidence).
+    rare_min_expected = models.PositiveIntegerField(default=10)
+    rare_alpha = models.FloatField(
+        default=0.01,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Significance level after the correction over labels and days.",
+    )
+    #: ...and only when it appears at most this fraction of the expected count.
+    rare_max_ratio = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    # -- label share: a non-rare label's share against the reference window of served traffic
+    share_ratio = models.FloatField(
+        default=1.25,
+        validators=[MinValueValidator(1.0)],
+        help_text="Alert when a label's share is this many times higher, or lower, than usual.",
+    )
+    share_alpha = models.FloatField(
+        default=0.01,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Significance level after the correction over labels and days.",
+    )
+    #: Legacy "dominance" finding: still computed in drift reports, no longer an alert rule
+    #: (the label-share rule covers it).
     dominance_share = models.FloatField(
         default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
@@ -62,15 +90,60 @@ class NeedMonitoringConfig(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Overrides the need's threshold for the low-confidence rate.",
     )
+    # -- feedback per label, against the reference window
     ctr_drop_pct = models.FloatField(default=30.0, validators=[MinValueValidator(0.0)])
     negative_rise_pct = models.FloatField(default=50.0, validators=[MinValueValidator(0.0)])
-    min_impressions = models.PositiveIntegerField(default=50)
-    #: CTR/negative changes must also be significant (one-sided binomial test at this level).
+    #: Impressions of the label in the evidence window (and in the reference) before deciding.
+    min_impressions = models.PositiveIntegerField(default=100)
     feedback_alpha = models.FloatField(
-        default=0.001, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.01,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Significance level after the correction over labels and days.",
     )
+    # -- volume
     volume_collapse_pct = models.FloatField(
         default=50.0, validators=[MinValueValidator(0.0), MaxValueValidator(100.0)]
+    )
+    # -- windows, multiple comparisons and the incident life cycle
+    evidence_days = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(14)],
+        help_text="Days pooled for the label-share and rare-class tests (the latest day and the "
+        "ones before it).",
+    )
+    reference_days = models.PositiveSmallIntegerField(
+        default=14,
+        validators=[MinValueValidator(3), MaxValueValidator(90)],
+        help_text="Days before the evidence window that define 'usual' for shares and feedback.",
+    )
+    feedback_evidence_days = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(14)],
+        help_text="Days pooled for the CTR and negative-feedback tests.",
+    )
+    correction = models.CharField(
+        max_length=8,
+        choices=[
+            ("holm", "Holm (family-wise error)"),
+            ("fdr_bh", "Benjamini-Hochberg (false-discovery rate)"),
+        ],
+        default="holm",
+        help_text="Multiple-comparison correction over labels and days (statsmodels).",
+    )
+    correction_days = models.PositiveSmallIntegerField(
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(60)],
+        help_text="Days whose tests form one family for the multiple-comparison correction.",
+    )
+    escalate_after_days = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text="An alert active this many days in a row becomes critical.",
+    )
+    resolve_after_clean_days = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text="An alert resolves itself after this many clean days in a row.",
     )
     alert_webhook_url = models.URLField(blank=True, help_text="Overrides the tenant's webhook.")
     alert_email = models.EmailField(blank=True, help_text="Overrides the tenant's alert email.")
@@ -265,10 +338,65 @@ class FeedbackAggregate(models.Model):
 class AlertKind(models.TextChoices):
     DRIFT = "drift", "Label distribution drift"
     RARE_CLASS = "rare_class", "Rare class missing or under-predicted"
-    DOMINANCE = "dominance", "A label suddenly dominates"
+    LABEL_SHARE = "label_share", "A label's share changed"
+    DOMINANCE = "dominance", "A label suddenly dominates (legacy)"
     CTR_DROP = "ctr_drop", "CTR falling"
     NEGATIVE_RISE = "negative_rise", "Negative feedback rising"
     VOLUME_COLLAPSE = "volume_collapse", "Volume collapsing"
+
+
+#: Rules evaluated every day (dominance is legacy: kept for old rows only).
+ACTIVE_RULES = (
+    AlertKind.DRIFT,
+    AlertKind.RARE_CLASS,
+    AlertKind.LABEL_SHARE,
+    AlertKind.CTR_DROP,
+    AlertKind.NEGATIVE_RISE,
+    AlertKind.VOLUME_COLLAPSE,
+)
+
+
+class CheckStatus(models.TextChoices):
+    OK = "ok", "Clean"
+    FLAGGED = "flagged", "Flagged"
+    INSUFFICIENT = "insufficient", "Insufficient data"
+
+
+class RuleCheck(models.Model):
+    """The outcome of one rule for one need, day and label ("" for need-wide rules).
+
+    Kept for every day, clean or not: the multiple-comparison family of a day is its own p-values
+    and those of the days before it, alerts count their clean days from here, and the evidence
+    sparklines are drawn from here.
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    need = models.ForeignKey("tenants.Need", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    rule = models.CharField(max_length=24, choices=AlertKind.choices)
+    label = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=CheckStatus.choices)
+    #: The rule's measure (share, CTR, negative rate, PSI, volume) and what it is compared with.
+    value = models.FloatField(null=True)
+    reference = models.FloatField(null=True)
+    observed = models.FloatField(null=True)
+    expected = models.FloatField(null=True)
+    sample = models.PositiveBigIntegerField(default=0)
+    p_value = models.FloatField(null=True)
+    adjusted_p = models.FloatField(null=True)
+    detail = models.JSONField(default=dict, blank=True)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["need", "day", "rule", "label"], name="uniq_rule_check")
+        ]
+        indexes = [models.Index(fields=["need", "rule", "day"], name="rulecheck_need_rule_day")]
+
+    def __str__(self) -> str:
+        return f"{self.need_id} {self.day} {self.rule} {self.label}: {self.status}"
 
 
 class Severity(models.TextChoices):
@@ -276,44 +404,82 @@ class Severity(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    RESOLVED = "resolved", "Resolved"
+
+
 class Alert(models.Model):
-    """One finding. At most one alert per (need, kind, period, period start): recomputing a period
-    updates the open alert's evidence instead of raising a second one."""
+    """One incident: a rule firing for a need (and label), from its first day to its resolution.
+
+    At most one OPEN alert per (need, rule, label). Each new day's evidence updates it (last seen,
+    days active, worst value); it becomes critical when it persists, resolves itself after clean
+    days, and can be acknowledged or snoozed with a note. It notifies when it opens and when it
+    escalates, never daily.
+    """
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
     need = models.ForeignKey("tenants.Need", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=24, choices=AlertKind.choices)
+    label = models.CharField(max_length=200, blank=True, help_text="Global label key, if any.")
+    status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN)
     severity = models.CharField(max_length=16, choices=Severity.choices)
-    period = models.CharField(max_length=8, choices=Period.choices)
-    period_start = models.DateField()
+    first_seen = models.DateField()
+    last_seen = models.DateField()
+    #: Days on which the rule fired, and the current run of them (escalation counts the run).
+    days_active = models.PositiveIntegerField(default=1)
+    consecutive_days = models.PositiveIntegerField(default=1)
+    #: Clean days in a row since it last fired (resolution counts these).
+    clean_days = models.PositiveIntegerField(default=0)
+    worst_value = models.FloatField(null=True)
+    worst_day = models.DateField(null=True)
     message = models.CharField(max_length=500)
     evidence = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    ack_note = models.CharField(max_length=500, blank=True)
+    snoozed_until = models.DateField(null=True, blank=True)
+    snooze_note = models.CharField(max_length=500, blank=True)
+    #: "opened" / "escalated" while a notification is due; cleared by the delivery.
+    notification_pending = models.CharField(max_length=40, blank=True)
+    notifications_sent = models.PositiveIntegerField(default=0)
     delivered_at = models.DateTimeField(null=True, blank=True)
     delivery_error = models.CharField(max_length=500, blank=True)
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-created_at", "-id"]
+        ordering = ["-last_seen", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["need", "kind", "period", "period_start"], name="uniq_alert_per_period"
+                fields=["need", "kind", "label"],
+                condition=models.Q(status="open"),
+                name="one_open_alert_per_rule_label",
             )
         ]
-        indexes = [models.Index(fields=["tenant", "acknowledged_at"], name="alert_tenant_open")]
+        indexes = [models.Index(fields=["tenant", "status"], name="alert_tenant_status")]
 
     def __str__(self) -> str:
-        return f"[{self.severity}] {self.kind} {self.need_id} {self.period} {self.period_start}"
+        label = f" {self.label}" if self.label else ""
+        return f"[{self.severity}] {self.kind}{label} {self.need_id} {self.first_seen}..{self.last_seen}"
 
     @property
     def is_open(self) -> bool:
-        return self.acknowledged_at is None
+        return self.status == AlertStatus.OPEN
+
+    @property
+    def is_acknowledged(self) -> bool:
+        return self.acknowledged_at is not None
+
+    def is_snoozed(self, today=None) -> bool:
+        today = today or timezone.now().date()
+        return self.snoozed_until is not None and self.snoozed_until >= today
 
 
 class MonitoringDashboard(Alert):

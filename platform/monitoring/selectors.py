@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from monitoring.models import (
     Alert,
+    AlertStatus,
     DriftReport,
     FeedbackAggregate,
     LabelAggregate,
@@ -33,9 +34,9 @@ def open_alerts(*, tenant: Tenant | None = None, need: Need | None = None, limit
     if need is not None:
         qs = qs.filter(need=need)
     return list(
-        qs.filter(acknowledged_at__isnull=True)
-        .select_related("need", "tenant")
-        .order_by("-period_start", "-created_at")[:limit]
+        qs.filter(status=AlertStatus.OPEN)
+        .select_related("need", "tenant", "acknowledged_by")
+        .order_by("-last_seen", "-id")[:limit]
     )
 
 
@@ -44,7 +45,7 @@ def recent_alerts(*, need: Need, limit: int = 30):
         Alert.objects.for_tenant(need.tenant)
         .filter(need=need)
         .select_related("need", "tenant", "acknowledged_by")
-        .order_by("-period_start", "-created_at")[:limit]
+        .order_by("status", "-last_seen", "-id")[:limit]
     )
 
 
@@ -79,14 +80,14 @@ def needs_overview(*, tenant: Tenant | None = None) -> list[dict]:
     }
     alerts = dict(
         Alert.objects.unscoped()
-        .filter(need_id__in=ids, acknowledged_at__isnull=True)
+        .filter(need_id__in=ids, status=AlertStatus.OPEN)
         .values("need_id")
         .annotate(n=Count("id"))
         .values_list("need_id", "n")
     )
     critical = dict(
         Alert.objects.unscoped()
-        .filter(need_id__in=ids, acknowledged_at__isnull=True)
+        .filter(need_id__in=ids, status=AlertStatus.OPEN)
         .values("need_id")
         .annotate(n=Count("id", filter=Q(severity="critical")))
         .values_list("need_id", "n")
@@ -120,8 +121,31 @@ def _label_order(*maps: dict) -> list[str]:
     return sorted(labels)
 
 
-def need_dashboard(*, need: Need, days: int = 28) -> dict:
+#: One colour per label, by the label's place in the need's sorted label keys, so a label keeps its
+#: colour on every chart of the page (and between visits).
+PALETTE = [
+    "#1e88e5",
+    "#e53935",
+    "#43a047",
+    "#fb8c00",
+    "#8e24aa",
+    "#00897b",
+    "#6d4c41",
+    "#3949ab",
+    "#c0ca33",
+    "#d81b60",
+    "#546e7a",
+    "#fdd835",
+]
+
+
+def label_colors(labels) -> dict[str, str]:
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(labels)))}
+
+
+def need_dashboard(*, need: Need, days: int = 28, names: dict[str, str] | None = None) -> dict:
     """Chart series for one need over the last `days` days that have data (JSON-ready)."""
+    names = names or {}
     config = config_for(need)
     last = (
         PredictionAggregate.objects.unscoped()
@@ -215,9 +239,12 @@ def need_dashboard(*, need: Need, days: int = 28) -> dict:
         clicks[row.label][i] += row.clicks
         negative[row.label][i] += row.not_interested + row.wrong_tag
     feedback_labels = sorted(impressions)
+    colors = label_colors([*labels, *feedback_labels, *names])
 
     return {
         "has_data": True,
+        "names": {label: names.get(label, label) for label in colors},
+        "colors": colors,
         "days": [d.isoformat() for d in axis],
         "labels": labels,
         "shares": shares,
@@ -352,3 +379,138 @@ def all_needs_psi_series(*, days: int = 28) -> dict:
     ):
         series[str(report.need)][index[report.period_start]] = report.psi
     return {"days": [d.isoformat() for d in axis], "series": dict(sorted(series.items()))}
+
+
+# --- The monitoring REST API ----------------------------------------------------------------
+def _window(period: str, last: date | None, count: int) -> tuple[date, date] | None:
+    if last is None:
+        return None
+    step = 1 if period == Period.DAY else 7
+    return last - timedelta(days=step * (count - 1)), last
+
+
+def aggregates_series(*, need: Need, period: str, count: int = 28) -> list[dict]:
+    """Volume, confidence and label counts/shares per period (oldest first)."""
+    last = (
+        PredictionAggregate.objects.for_tenant(need.tenant)
+        .filter(need=need, period=period)
+        .aggregate(m=Max("period_start"))["m"]
+    )
+    window = _window(period, last, count)
+    if window is None:
+        return []
+    rows: dict[date, dict] = {}
+    for row in (
+        PredictionAggregate.objects.for_tenant(need.tenant)
+        .filter(need=need, period=period, period_start__range=window)
+        .values("period_start")
+        .annotate(
+            v=Sum("volume"),
+            c=Sum("confidence_sum"),
+            low=Sum("low_confidence_count"),
+            nl=Sum("no_label_count"),
+        )
+        .order_by("period_start")
+    ):
+        rows[row["period_start"]] = {
+            "period": period,
+            "period_start": row["period_start"],
+            "volume": row["v"],
+            "mean_confidence": _ratio(row["c"], row["v"]),
+            "low_confidence_rate": _ratio(row["low"], row["v"]),
+            "no_label_rate": _ratio(row["nl"], row["v"]),
+            "labels": [],
+        }
+    for row in (
+        LabelAggregate.objects.for_tenant(need.tenant)
+        .filter(need=need, period=period, period_start__range=window)
+        .values("period_start", "label")
+        .annotate(n=Sum("count"))
+        .order_by("period_start", "label")
+    ):
+        target = rows.get(row["period_start"])
+        if target is not None:
+            target["labels"].append(
+                {
+                    "label": row["label"],
+                    "count": row["n"],
+                    "share": _ratio(row["n"], target["volume"]),
+                }
+            )
+    return list(rows.values())
+
+
+def drift_series(*, need: Need, period: str, count: int = 28) -> list[dict]:
+    config = config_for(need)
+    reports = list(
+        DriftReport.objects.for_tenant(need.tenant)
+        .filter(need=need, period=period)
+        .order_by("-period_start")[:count]
+    )
+    out = []
+    for report in reversed(reports):
+        if report.psi is None or report.volume < config.min_volume:
+            state = "insufficient_data"
+        elif report.psi >= config.psi_threshold or (report.js_distance or 0) >= (
+            config.js_threshold
+        ):
+            state = "drift"
+        else:
+            state = "stable"
+        out.append(
+            {
+                "period": period,
+                "period_start": report.period_start,
+                "volume": report.volume,
+                "state": state,
+                "psi": report.psi,
+                "js_distance": report.js_distance,
+                "chi2_p_value": report.chi2_p_value,
+                "psi_threshold": config.psi_threshold,
+                "js_threshold": config.js_threshold,
+                "min_volume": config.min_volume,
+                "baseline": f"{report.baseline_source}: {report.baseline_ref}",
+                "top_movers": report.top_movers,
+            }
+        )
+    return out
+
+
+def feedback_series(*, need: Need, period: str, count: int = 28) -> list[dict]:
+    last = (
+        FeedbackAggregate.objects.for_tenant(need.tenant)
+        .filter(need=need, period=period)
+        .aggregate(m=Max("period_start"))["m"]
+    )
+    window = _window(period, last, count)
+    if window is None:
+        return []
+    return [
+        {
+            "period": period,
+            "period_start": row.period_start,
+            "label": row.label,
+            "impressions": row.impressions,
+            "clicks": row.clicks,
+            "negative": row.not_interested + row.wrong_tag,
+            "ctr": row.ctr,
+            "negative_rate": row.negative_rate,
+        }
+        for row in FeedbackAggregate.objects.for_tenant(need.tenant)
+        .filter(need=need, period=period, period_start__range=window)
+        .order_by("period_start", "label")
+    ]
+
+
+def alerts_list(
+    *, tenant: Tenant, status: str = "open", need: Need | None = None, recent_days: int = 30
+):
+    """Open alerts, or every alert seen in the last `recent_days` days ("recent")."""
+    qs = Alert.objects.for_tenant(tenant).select_related("need", "tenant", "acknowledged_by")
+    if need is not None:
+        qs = qs.filter(need=need)
+    if status == "open":
+        qs = qs.filter(status=AlertStatus.OPEN)
+    else:
+        qs = qs.filter(last_seen__gte=timezone.now().date() - timedelta(days=recent_days))
+    return qs.order_by("-last_seen", "-id")

@@ -96,3 +96,127 @@ class LabelResolver:
         if name in mapping:
             return mapping[name]
         return name if name in keys else None
+
+
+# --- The monitoring read API and alert actions ------------------------------------------------
+class PeriodQuerySerializer(serializers.Serializer):
+    period = serializers.ChoiceField(choices=["day", "week"], default="day")
+    count = serializers.IntegerField(
+        min_value=1, max_value=366, default=28, help_text="How many periods, newest last."
+    )
+
+
+class LabelCountSerializer(serializers.Serializer):
+    label = serializers.CharField(help_text="Global label key.")
+    name = serializers.CharField(help_text="The tenant's name for the label.")
+    count = serializers.IntegerField()
+    share = serializers.FloatField(allow_null=True)
+
+
+class AggregateSerializer(serializers.Serializer):
+    period = serializers.CharField()
+    period_start = serializers.DateField()
+    volume = serializers.IntegerField()
+    mean_confidence = serializers.FloatField(allow_null=True)
+    low_confidence_rate = serializers.FloatField(allow_null=True)
+    no_label_rate = serializers.FloatField(allow_null=True)
+    labels = LabelCountSerializer(many=True)
+
+
+class DriftSerializer(serializers.Serializer):
+    period = serializers.CharField()
+    period_start = serializers.DateField()
+    volume = serializers.IntegerField()
+    state = serializers.ChoiceField(
+        choices=["stable", "drift", "insufficient_data"],
+        help_text="insufficient_data below min_volume predictions: neither stable nor drift.",
+    )
+    psi = serializers.FloatField(allow_null=True)
+    js_distance = serializers.FloatField(allow_null=True)
+    chi2_p_value = serializers.FloatField(allow_null=True)
+    psi_threshold = serializers.FloatField()
+    js_threshold = serializers.FloatField()
+    min_volume = serializers.IntegerField()
+    baseline = serializers.CharField()
+    top_movers = serializers.ListField(child=serializers.DictField())
+
+
+class FeedbackRateSerializer(serializers.Serializer):
+    period = serializers.CharField()
+    period_start = serializers.DateField()
+    label = serializers.CharField(help_text="Global label key.")
+    name = serializers.CharField(help_text="The tenant's name for the label.")
+    impressions = serializers.IntegerField()
+    clicks = serializers.IntegerField()
+    negative = serializers.IntegerField(help_text="'Not interested' plus 'wrong tag' events.")
+    ctr = serializers.FloatField(allow_null=True)
+    negative_rate = serializers.FloatField(allow_null=True)
+
+
+class EvidenceDaySerializer(serializers.Serializer):
+    day = serializers.DateField()
+    status = serializers.CharField(help_text="ok, flagged or insufficient.")
+    value = serializers.FloatField(allow_null=True)
+    reference = serializers.FloatField(allow_null=True)
+    observed = serializers.FloatField(allow_null=True)
+    expected = serializers.FloatField(allow_null=True)
+
+
+class AlertEvidenceSerializer(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True, help_text="The rule's measure, last day.")
+    reference = serializers.FloatField(allow_null=True, help_text="What it is compared with.")
+    observed = serializers.FloatField(allow_null=True)
+    expected = serializers.FloatField(allow_null=True)
+    sample = serializers.IntegerField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True)
+    adjusted_p = serializers.FloatField(
+        allow_null=True, help_text="Benjamini-Hochberg over labels and days."
+    )
+    days = EvidenceDaySerializer(many=True)
+
+
+class AlertSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    need = serializers.CharField(source="need.slug")
+    kind = serializers.CharField()
+    kind_display = serializers.CharField(source="get_kind_display")
+    label = serializers.CharField(help_text="Global label key ('' for need-wide rules).")
+    label_name = serializers.CharField()
+    status = serializers.CharField(help_text="open or resolved.")
+    severity = serializers.CharField(help_text="warning, or critical once it persists.")
+    summary = serializers.CharField(help_text="What happened, in one sentence.")
+    first_seen = serializers.DateField()
+    last_seen = serializers.DateField()
+    days_active = serializers.IntegerField()
+    consecutive_days = serializers.IntegerField()
+    clean_days = serializers.IntegerField()
+    worst_value = serializers.FloatField(allow_null=True)
+    worst_day = serializers.DateField(allow_null=True)
+    evidence = AlertEvidenceSerializer()
+    acknowledged_at = serializers.DateTimeField(allow_null=True)
+    acknowledged_by = serializers.CharField(
+        source="acknowledged_by.get_username", allow_null=True, default=None
+    )
+    ack_note = serializers.CharField()
+    snoozed_until = serializers.DateField(allow_null=True)
+    snooze_note = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    resolved_at = serializers.DateTimeField(allow_null=True)
+
+
+class AlertQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["open", "recent"],
+        default="open",
+        help_text="open: every open alert; recent: every alert seen in the last 30 days.",
+    )
+    need = serializers.SlugField(required=False, help_text="Only this need's alerts.")
+
+
+class AcknowledgeSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class SnoozeSerializer(serializers.Serializer):
+    until = serializers.DateField(help_text="No notifications up to and including this day.")
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")

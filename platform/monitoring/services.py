@@ -9,17 +9,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
-from scipy import stats
 
-from monitoring import aggregation, drift
+from monitoring import aggregation, drift, rules
+from monitoring.evidence import label_names, name_of, plain_sentence
 from monitoring.models import (
     Alert,
     AlertKind,
+    AlertStatus,
     BaselineSource,
+    CheckStatus,
     DriftReport,
     FeedbackAggregate,
     FeedbackEvent,
@@ -27,6 +30,7 @@ from monitoring.models import (
     NeedMonitoringConfig,
     Period,
     PredictionAggregate,
+    RuleCheck,
     Severity,
 )
 from registry.models import ModelAlias
@@ -154,350 +158,342 @@ def drift_report_compute(*, need: Need, period: str, start: date) -> DriftReport
     return report
 
 
-# --- Alerts ---------------------------------------------------------------------------------
-@dataclass
-class Finding:
-    kind: str
-    severity: str
-    message: str
-    evidence: dict
+# --- Alerts: daily rule checks grouped into incidents ------------------------------------------
+#: Rules whose firing is part of a label's distribution story; drift is "explained" by them.
+_DISTRIBUTION_RULES = (AlertKind.LABEL_SHARE, AlertKind.RARE_CLASS)
 
 
-def _drift_findings(report: DriftReport, config: NeedMonitoringConfig) -> list[Finding]:
-    findings: list[Finding] = []
-    if report.volume < config.min_volume or report.psi is None:
-        return findings
-    psi_hit = report.psi >= config.psi_threshold
-    js_hit = (report.js_distance or 0.0) >= config.js_threshold
-    if psi_hit or js_hit:
-        critical = report.psi >= 2 * config.psi_threshold or (report.js_distance or 0.0) >= (
-            2 * config.js_threshold
-        )
-        movers = ", ".join(
-            f"{m['label']} {m['baseline_share']:.0%}→{m['observed_share']:.0%}"
-            for m in report.top_movers[:3]
-        )
-        findings.append(
-            Finding(
-                AlertKind.DRIFT,
-                Severity.CRITICAL if critical else Severity.WARNING,
-                f"Label distribution drifted: PSI {report.psi:.3f}, JS {report.js_distance:.3f} "
-                f"({movers}).",
-                {
-                    "psi": report.psi,
-                    "js_distance": report.js_distance,
-                    "chi2_statistic": report.chi2_statistic,
-                    "chi2_p_value": report.chi2_p_value,
-                    "chi2_significant": report.chi2_p_value is not None
-                    and report.chi2_p_value < config.chi2_alpha,
-                    "psi_threshold": config.psi_threshold,
-                    "js_threshold": config.js_threshold,
-                    "volume": report.volume,
-                    "baseline": report.baseline_ref,
-                    "top_movers": report.top_movers,
-                },
+def _baseline_counts(need: Need, day: date) -> dict[str, float] | None:
+    baseline = baseline_for(need=need, period=Period.DAY, start=day)
+    return baseline.counts if baseline else None
+
+
+def _save_checks(*, need: Need, day: date, checks: list[rules.Check]) -> None:
+    RuleCheck.objects.unscoped().filter(need=need, day=day).delete()
+    RuleCheck.objects.bulk_create(
+        [
+            RuleCheck(
+                tenant_id=need.tenant_id,
+                need=need,
+                day=day,
+                rule=c.rule,
+                label=c.label,
+                status=c.status,
+                value=c.value,
+                reference=c.reference,
+                observed=c.observed,
+                expected=c.expected,
+                sample=c.sample,
+                p_value=c.p_value,
+                adjusted_p=c.adjusted_p,
+                detail=c.detail,
             )
-        )
-    if report.rare_underpredicted:
-        missing = [r["label"] for r in report.rare_underpredicted if r["missing"]]
-        fewer = [r["label"] for r in report.rare_underpredicted if not r["missing"]]
-        parts = []
-        if missing:
-            parts.append("not predicted at all: " + ", ".join(missing))
-        if fewer:
-            parts.append("predicted far less than expected: " + ", ".join(fewer))
-        findings.append(
-            Finding(
-                AlertKind.RARE_CLASS,
-                Severity.CRITICAL if missing else Severity.WARNING,
-                "Expected labels " + "; ".join(parts) + ".",
-                {
-                    "labels": report.rare_underpredicted,
-                    "rare_min_expected": config.rare_min_expected,
-                    "rare_alpha": config.rare_alpha,
-                    "volume": report.volume,
-                },
-            )
-        )
-    if report.dominant:
-        findings.append(
-            Finding(
-                AlertKind.DOMINANCE,
-                Severity.WARNING,
-                "Labels suddenly dominate: "
-                + ", ".join(f"{d['label']} ({d['observed_share']:.0%})" for d in report.dominant)
-                + ".",
-                {"labels": report.dominant, "volume": report.volume},
-            )
-        )
-    return findings
-
-
-def _reference_starts(period: str, start: date) -> tuple[date, date]:
-    """The comparison window: the 7 previous days for a day, the previous week for a week."""
-    if period == Period.DAY:
-        return start - timedelta(days=7), start - timedelta(days=1)
-    previous = start - timedelta(days=7)
-    return previous, previous
-
-
-def _volume_findings(
-    *, need: Need, period: str, start: date, config: NeedMonitoringConfig
-) -> list[Finding]:
-    ref_from, ref_to = _reference_starts(period, start)
-    per_period = list(
-        PredictionAggregate.objects.unscoped()
-        .filter(need=need, period=period, period_start__range=(ref_from, ref_to))
-        .values("period_start")
-        .annotate(total=Sum("volume"))
-        .values_list("total", flat=True)
+            for c in checks
+        ]
     )
-    if not per_period:
-        return []
-    reference = sum(per_period) / len(per_period)
-    current = (
-        PredictionAggregate.objects.unscoped()
-        .filter(need=need, period=period, period_start=start)
-        .aggregate(total=Sum("volume"))["total"]
-        or 0
+
+
+def _history(*, need: Need, rule: str, label: str, day: date, days: int = 14) -> list[dict]:
+    rows = (
+        RuleCheck.objects.unscoped()
+        .filter(need=need, rule=rule, label=label, day__range=(day - timedelta(days=days - 1), day))
+        .order_by("day")
+        .values("day", "status", "value", "reference", "observed", "expected")
     )
-    if reference < config.min_volume:
-        return []
-    drop_pct = (reference - current) / reference * 100
-    if drop_pct < config.volume_collapse_pct:
-        return []
-    return [
-        Finding(
-            AlertKind.VOLUME_COLLAPSE,
-            Severity.CRITICAL if current == 0 else Severity.WARNING,
-            f"Prediction volume fell {drop_pct:.0f}%: {current} vs {reference:.0f} on average.",
-            {
-                "volume": current,
-                "reference_volume": reference,
-                "reference_periods": len(per_period),
-                "drop_pct": drop_pct,
-                "threshold_pct": config.volume_collapse_pct,
-            },
+    return [{**row, "day": row["day"].isoformat()} for row in rows]
+
+
+def _evidence(check: rules.Check, *, need: Need, day: date, config) -> dict:
+    return {
+        "rule": check.rule,
+        "label": check.label,
+        "day": day.isoformat(),
+        "value": check.value,
+        "reference": check.reference,
+        "observed": check.observed,
+        "expected": check.expected,
+        "sample": check.sample,
+        "p_value": check.p_value,
+        "adjusted_p": check.adjusted_p,
+        "evidence_days": config.evidence_days if check.rule not in _DAY_RULES else 1,
+        **check.detail,
+        "days": _history(need=need, rule=check.rule, label=check.label, day=day),
+    }
+
+
+#: Need-wide rules that look at one day, not the pooled evidence window.
+_DAY_RULES = (AlertKind.DRIFT, AlertKind.VOLUME_COLLAPSE)
+
+
+def _worse(rule: str, new: float | None, old: float | None, reference: float | None) -> bool:
+    if new is None:
+        return False
+    if old is None:
+        return True
+    if rule in (AlertKind.DRIFT, AlertKind.NEGATIVE_RISE):
+        return new > old
+    if rule == AlertKind.LABEL_SHARE and reference is not None and new > reference:
+        return new > old
+    return new < old
+
+
+def _run_lengths(*, need: Need, rule: str, label: str, since: date, day: date) -> tuple[int, int]:
+    """(days flagged since `since`, flagged days in a row ending at `day`), from the checks."""
+    flagged = set(
+        RuleCheck.objects.unscoped()
+        .filter(
+            need=need, rule=rule, label=label, day__range=(since, day), status=CheckStatus.FLAGGED
         )
-    ]
-
-
-def _feedback_rates(rows) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for row in rows:
-        out[row["label"]] = {
-            "impressions": row["impressions"] or 0,
-            "clicks": row["clicks"] or 0,
-            "negative": (row["not_interested"] or 0) + (row["wrong_tag"] or 0),
-        }
-    return out
-
-
-def _feedback_findings(
-    *, need: Need, period: str, start: date, config: NeedMonitoringConfig
-) -> list[Finding]:
-    ref_from, ref_to = _reference_starts(period, start)
-    base = FeedbackAggregate.objects.unscoped().filter(need=need, period=period)
-    fields = ("impressions", "clicks", "not_interested", "wrong_tag")
-    current = _feedback_rates(base.filter(period_start=start).values("label", *fields))
-    reference = _feedback_rates(
-        base.filter(period_start__range=(ref_from, ref_to))
-        .values("label")
-        .annotate(**{f: Sum(f) for f in fields})
+        .values_list("day", flat=True)
     )
-    ctr_rows, negative_rows = [], []
-    for label, cur in sorted(current.items()):
-        ref = reference.get(label)
-        if (
-            not ref
-            or cur["impressions"] < config.min_impressions
-            or ref["impressions"] < config.min_impressions
-        ):
-            continue
-        cur_ctr = cur["clicks"] / cur["impressions"]
-        ref_ctr = ref["clicks"] / ref["impressions"]
-        if ref_ctr > 0:
-            drop = (ref_ctr - cur_ctr) / ref_ctr * 100
-            # P(this few clicks | the reference CTR): small samples swing by chance.
-            p_value = float(stats.binom.cdf(cur["clicks"], cur["impressions"], ref_ctr))
-            if drop >= config.ctr_drop_pct and p_value < config.feedback_alpha:
-                ctr_rows.append(
-                    {
-                        "label": label,
-                        "ctr": cur_ctr,
-                        "reference_ctr": ref_ctr,
-                        "change_pct": -drop,
-                        "p_value": p_value,
-                        "impressions": cur["impressions"],
-                    }
-                )
-        cur_neg = cur["negative"] / cur["impressions"]
-        # A zero reference rate is smoothed to one event, so a first complaint is not "infinite".
-        ref_neg = max(ref["negative"], 1) / ref["impressions"]
-        rise = (cur_neg - ref_neg) / ref_neg * 100
-        # P(at least this many negatives | the reference rate).
-        p_value = float(stats.binom.sf(cur["negative"] - 1, cur["impressions"], ref_neg))
-        if rise >= config.negative_rise_pct and p_value < config.feedback_alpha:
-            negative_rows.append(
-                {
-                    "label": label,
-                    "negative_rate": cur_neg,
-                    "reference_rate": ref["negative"] / ref["impressions"],
-                    "change_pct": rise,
-                    "p_value": p_value,
-                    "impressions": cur["impressions"],
-                }
-            )
-    findings = []
-    if ctr_rows:
-        worst = max(-r["change_pct"] for r in ctr_rows)
-        findings.append(
-            Finding(
-                AlertKind.CTR_DROP,
-                Severity.CRITICAL if worst >= 2 * config.ctr_drop_pct else Severity.WARNING,
-                "CTR fell for "
-                + ", ".join(
-                    f"{r['label']} ({r['reference_ctr']:.1%}→{r['ctr']:.1%})" for r in ctr_rows
-                )
-                + ".",
-                {"labels": ctr_rows, "threshold_pct": config.ctr_drop_pct},
-            )
+    run, cursor = 0, day
+    while cursor in flagged:
+        run += 1
+        cursor -= timedelta(days=1)
+    return len(flagged), run
+
+
+def _clean_days_since(*, need: Need, rule: str, label: str, last_seen: date, day: date) -> int:
+    return (
+        RuleCheck.objects.unscoped()
+        .filter(
+            need=need,
+            rule=rule,
+            label=label,
+            day__gt=last_seen,
+            day__lte=day,
+            status=CheckStatus.OK,
         )
-    if negative_rows:
-        worst = max(r["change_pct"] for r in negative_rows)
-        findings.append(
-            Finding(
-                AlertKind.NEGATIVE_RISE,
-                Severity.CRITICAL if worst >= 2 * config.negative_rise_pct else Severity.WARNING,
-                "Negative feedback rose for "
-                + ", ".join(
-                    f"{r['label']} ({r['reference_rate']:.1%}→{r['negative_rate']:.1%})"
-                    for r in negative_rows
-                )
-                + ".",
-                {"labels": negative_rows, "threshold_pct": config.negative_rise_pct},
-            )
-        )
-    return findings
+        .count()
+    )
 
 
-def alerts_evaluate(*, need: Need, period: str, start: date, complete: bool = True) -> list[Alert]:
-    """Raise (or refresh) the period's alerts. Returns the alerts created by this call.
+def _notify(alert: Alert, event: str, day: date) -> bool:
+    """Mark a notification as due unless the alert is snoozed (or acknowledged, for escalation)."""
+    if alert.is_snoozed(day) or (event == "escalated" and alert.is_acknowledged):
+        return False
+    # A queue, not a slot: an "opened" not yet delivered must not be replaced by "escalated".
+    alert.notification_pending = " ".join([*alert.notification_pending.split(), event])[:40]
+    return True
 
-    Volume and feedback rules only run on complete periods: a day still in progress always looks
-    like a collapse.
+
+def incidents_update(*, need: Need, day: date, checks: list[rules.Check]) -> list[Alert]:
+    """Open, extend, escalate or resolve the need's alerts with the day's checks.
+
+    Idempotent for a day: counts are derived from the stored checks, not incremented. Returns the
+    alerts whose notification became due.
     """
     config = config_for(need)
-    findings: list[Finding] = []
-    report = (
-        DriftReport.objects.unscoped().filter(need=need, period=period, period_start=start).first()
-    )
-    if report is not None:
-        findings += _drift_findings(report, config)
-    if complete:
-        findings += _volume_findings(need=need, period=period, start=start, config=config)
-        findings += _feedback_findings(need=need, period=period, start=start, config=config)
-    created: list[Alert] = []
+    names = label_names(need)
     now = timezone.now()
-    for finding in findings:
-        alert = (
-            Alert.objects.unscoped()
-            .filter(need=need, kind=finding.kind, period=period, period_start=start)
-            .first()
-        )
-        if alert is None:
+    open_alerts = {
+        (a.kind, a.label): a
+        for a in Alert.objects.unscoped().filter(need=need, status=AlertStatus.OPEN)
+    }
+    distribution_flagged = any(
+        c.status == CheckStatus.FLAGGED and c.rule in _DISTRIBUTION_RULES for c in checks
+    ) or any(kind in _DISTRIBUTION_RULES for kind, _ in open_alerts)
+    due: list[Alert] = []
+    for check in checks:
+        alert = open_alerts.get((check.rule, check.label))
+        if check.status == CheckStatus.FLAGGED:
+            if alert is None and check.rule == AlertKind.DRIFT and distribution_flagged:
+                # A label-level alert already tells this story; the drift figures go with it.
+                check.detail["explained_by_label_alert"] = True
+                continue
+            evidence = _evidence(check, need=need, day=day, config=config)
+            if alert is None:
+                alert = Alert(
+                    tenant_id=need.tenant_id,
+                    need=need,
+                    kind=check.rule,
+                    label=check.label,
+                    status=AlertStatus.OPEN,
+                    severity=Severity.WARNING,
+                    first_seen=day,
+                    last_seen=day,
+                    worst_value=check.value,
+                    worst_day=day,
+                    created_at=now,
+                )
+                alert.need = need
+                event = "opened"
+            else:
+                event = ""
+                if _worse(check.rule, check.value, alert.worst_value, check.reference):
+                    alert.worst_value, alert.worst_day = check.value, day
+            alert.last_seen = max(alert.last_seen, day)
+            alert.days_active, alert.consecutive_days = _run_lengths(
+                need=need, rule=check.rule, label=check.label, since=alert.first_seen, day=day
+            )
+            alert.clean_days = 0
+            alert.evidence = evidence
+            if (
+                alert.severity == Severity.WARNING
+                and alert.consecutive_days >= config.escalate_after_days
+            ):
+                alert.severity = Severity.CRITICAL
+                alert.escalated_at = now
+                event = event or "escalated"
+            alert.message = plain_sentence(alert, names)[:500]
+            alert.updated_at = now
+            notify = bool(event) and _notify(alert, event, day)
             try:
                 with transaction.atomic():
-                    alert = Alert.objects.create(
-                        tenant_id=need.tenant_id,
-                        need=need,
-                        kind=finding.kind,
-                        severity=finding.severity,
-                        period=period,
-                        period_start=start,
-                        message=finding.message[:500],
-                        evidence=finding.evidence,
-                    )
+                    alert.save()
             except IntegrityError:
-                continue  # raised concurrently by another run: that one delivers it
-            created.append(alert)
-        elif alert.is_open:
-            alert.severity = finding.severity
-            alert.message = finding.message[:500]
-            alert.evidence = finding.evidence
+                continue  # opened concurrently by another run of the same day: that one notifies
+            open_alerts[(check.rule, check.label)] = alert
+            if notify:
+                due.append(alert)
+        elif alert is not None and check.status == CheckStatus.OK and day > alert.last_seen:
+            alert.clean_days = _clean_days_since(
+                need=need, rule=check.rule, label=check.label, last_seen=alert.last_seen, day=day
+            )
+            alert.consecutive_days = 0
+            fields = ["clean_days", "consecutive_days", "updated_at"]
+            if alert.clean_days >= config.resolve_after_clean_days:
+                alert.status = AlertStatus.RESOLVED
+                alert.resolved_at = now
+                fields += ["status", "resolved_at"]
             alert.updated_at = now
-            alert.save(update_fields=["severity", "message", "evidence", "updated_at"])
-    if created:
-        from workers.tasks.monitoring import deliver_alert
-
-        for alert in created:
-            transaction.on_commit(lambda pk=alert.pk: deliver_alert.delay(pk))
-    return created
+            alert.save(update_fields=fields)
+    for alert in due:
+        transaction.on_commit(lambda pk=alert.pk: _enqueue_delivery(pk))
+    return due
 
 
-def alert_acknowledge(*, alert: Alert, user) -> Alert:
-    if alert.acknowledged_at is None:
-        alert.acknowledged_at = timezone.now()
-        alert.acknowledged_by = user
-        alert.save(update_fields=["acknowledged_at", "acknowledged_by"])
+def _enqueue_delivery(alert_id: int) -> None:
+    from workers.tasks.monitoring import deliver_alert
+
+    deliver_alert.delay(alert_id)
+
+
+def alerts_evaluate(*, need: Need, day: date) -> list[Alert]:
+    """Run every rule for a complete day, store the checks, update the incidents."""
+    config = config_for(need)
+    checks = rules.evaluate_day(
+        need=need, day=day, config=config, baseline=_baseline_counts(need, day)
+    )
+    _save_checks(need=need, day=day, checks=checks)
+    return incidents_update(need=need, day=day, checks=checks)
+
+
+def alert_acknowledge(*, alert: Alert, user, note: str = "") -> Alert:
+    """Someone is on it: no escalation notice goes out; the alert still updates and resolves."""
+    alert.acknowledged_at = alert.acknowledged_at or timezone.now()
+    alert.acknowledged_by = alert.acknowledged_by or user
+    if note:
+        alert.ack_note = note[:500]
+    alert.save(update_fields=["acknowledged_at", "acknowledged_by", "ack_note"])
     return alert
 
 
-def alert_payload(alert: Alert) -> dict:
+def alert_snooze(*, alert: Alert, until: date, note: str = "", user=None) -> Alert:
+    """No notifications until `until` (inclusive); the alert keeps collecting evidence."""
+    if until < timezone.now().date():
+        raise ValidationError({"until": ["Snooze until today or a later day."]})
+    alert.snoozed_until = until
+    alert.snooze_note = note[:500]
+    alert.save(update_fields=["snoozed_until", "snooze_note"])
+    return alert
+
+
+def alert_payload(alert: Alert, *, event: str = "") -> dict:
+    names = label_names(alert.need)
     return {
         "id": alert.pk,
+        "event": event or alert.notification_pending or "update",
         "tenant": alert.tenant.slug,
         "need": alert.need.slug,
         "kind": alert.kind,
+        "label": alert.label,
+        "label_name": name_of(alert.label, names) if alert.label else "",
         "severity": alert.severity,
-        "period": alert.period,
-        "period_start": alert.period_start.isoformat(),
-        "message": alert.message,
+        "status": alert.status,
+        "first_seen": alert.first_seen.isoformat(),
+        "last_seen": alert.last_seen.isoformat(),
+        "days_active": alert.days_active,
+        "summary": plain_sentence(alert, names),
         "evidence": alert.evidence,
-        "created_at": alert.created_at.isoformat(),
     }
 
 
 def alert_deliver(*, alert: Alert) -> dict:
-    """Send the alert to the webhook and/or email. Failures are recorded, never raised."""
+    """Send the due notifications ("opened", "escalated", in order) to the webhook and/or e-mail.
+
+    Nothing due, nothing sent (a second delivery task for the same alert is a no-op). Failures
+    are recorded, never raised.
+    """
+    events = alert.notification_pending.split()
+    if not events:
+        return {"skipped": "nothing due"}
     config = config_for(alert.need)
     tenant: Tenant = alert.tenant
     webhook = config.alert_webhook_url or tenant.alert_webhook_url
     email = config.alert_email or tenant.alert_email
-    payload = alert_payload(alert)
     outcome: dict[str, str] = {}
     errors: list[str] = []
-    if webhook:
-        try:
-            request = urllib.request.Request(
-                webhook,
-                data=json.dumps(payload).encode(),
-                headers={"Content-Type": "application/json", "User-Agent": "tagging-platform"},
-                method="POST",
-            )
-            with urllib.request.urlopen(  # noqa: S310 - the URL is a validated http(s) URLField
-                request, timeout=settings.MONITORING_WEBHOOK_TIMEOUT
-            ) as response:
-                outcome["webhook"] = f"HTTP {response.status}"
-        except Exception as exc:  # any failure is recorded; the task must not fail
-            errors.append(f"webhook: {exc}")
-            logger.warning("alert %s webhook delivery failed: %s", alert.pk, exc)
-    if email:
-        try:
-            send_mail(
-                subject=f"[{alert.severity}] {alert.need} {alert.get_kind_display()}",
-                message=alert.message + "\n\n" + json.dumps(payload, indent=2, default=str),
-                from_email=None,
-                recipient_list=[email],
-            )
-            outcome["email"] = "sent"
-        except Exception as exc:
-            errors.append(f"email: {exc}")
-            logger.warning("alert %s email delivery failed: %s", alert.pk, exc)
-    alert.delivered_at = timezone.now() if outcome else alert.delivered_at
+    sent = 0
+    for event in events:
+        payload = alert_payload(alert, event=event)
+        delivered = False
+        if webhook:
+            try:
+                request = urllib.request.Request(
+                    webhook,
+                    data=json.dumps(payload).encode(),
+                    headers={
+                        "Content-Type": "application/json",
+                        "User-Agent": "tagging-platform",
+                    },
+                    method="POST",
+                )
+                with urllib.request.urlopen(  # noqa: S310 - a validated http(s) URLField
+                    request, timeout=settings.MONITORING_WEBHOOK_TIMEOUT
+                ) as response:
+                    outcome["webhook"] = f"HTTP {response.status}"
+                    delivered = True
+            except Exception as exc:  # any failure is recorded; the task must not fail
+                errors.append(f"webhook: {exc}")
+                logger.warning("alert %s webhook delivery failed: %s", alert.pk, exc)
+        if email:
+            try:
+                verb = {"escalated": "escalated to critical", "opened": "opened"}.get(
+                    event, "reminder"
+                )
+                send_mail(
+                    subject=(
+                        f"[{alert.get_severity_display()}] {alert.need.name}: "
+                        f"{alert.get_kind_display()} ({verb})"
+                    ),
+                    message=(
+                        f"{payload['summary']}\n\nFirst seen {payload['first_seen']}, last seen "
+                        f"{payload['last_seen']}, {alert.days_active} day(s) active.\n"
+                    ),
+                    from_email=None,
+                    recipient_list=[email],
+                )
+                outcome["email"] = "sent"
+                delivered = True
+            except Exception as exc:
+                errors.append(f"email: {exc}")
+                logger.warning("alert %s email delivery failed: %s", alert.pk, exc)
+        sent += delivered
+    if sent:
+        alert.delivered_at = timezone.now()
+        alert.notifications_sent += sent
+    alert.notification_pending = ""
     alert.delivery_error = "; ".join(errors)[:500]
-    alert.save(update_fields=["delivered_at", "delivery_error"])
-    return {**outcome, **({"errors": errors} if errors else {})}
+    alert.save(
+        update_fields=[
+            "delivered_at",
+            "notifications_sent",
+            "notification_pending",
+            "delivery_error",
+        ]
+    )
+    return {"events": events, **outcome, **({"errors": errors} if errors else {})}
 
 
 # --- Feedback -------------------------------------------------------------------------------
@@ -537,7 +533,9 @@ def feedback_record(*, tenant: Tenant, events: list[dict]) -> dict[str, int]:
 # --- Pipelines (what the beat tasks run) ----------------------------------------------------
 def _needs_active_around(*, period: str, start: date) -> list[Need]:
     """Needs with data in the period or its reference window (so a collapse to 0 is seen)."""
-    ref_from, _ = _reference_starts(period, start)
+    # A day looks back over the reference window of the rules (up to 16 days by default), so a
+    # need whose traffic stopped still gets its volume rule evaluated.
+    ref_from = start - timedelta(days=21) if period == Period.DAY else start - timedelta(days=7)
     need_ids = set(
         PredictionAggregate.objects.unscoped()
         .filter(period=period, period_start__range=(ref_from, start))
@@ -558,31 +556,28 @@ def monitoring_day_run(*, day: date, need_ids: list[int] | None = None) -> dict:
     """Aggregate one day, then drift and alerts for every need with data around it."""
     counts = aggregation.aggregate_predictions_day(day=day, need_ids=need_ids)
     counts["feedback_rows"] = aggregation.aggregate_feedback_day(day=day, need_ids=need_ids)
+    # Rules only judge complete days: a day in progress always looks like a collapse.
     complete = day < timezone.now().date()
-    alerts = 0
+    notified = 0
     for need in _needs_active_around(period=Period.DAY, start=day):
         if need_ids is not None and need.pk not in need_ids:
             continue
         with transaction.atomic():
             drift_report_compute(need=need, period=Period.DAY, start=day)
-            alerts += len(
-                alerts_evaluate(need=need, period=Period.DAY, start=day, complete=complete)
-            )
-    return {**counts, "alerts_created": alerts}
+            if complete:
+                notified += len(alerts_evaluate(need=need, day=day))
+    return {**counts, "notifications": notified}
 
 
 def monitoring_week_run(*, start: date, need_ids: list[int] | None = None) -> dict:
     """Weekly aggregates from the daily rows, then weekly drift and alerts."""
     start = aggregation.week_start(start)
     counts = aggregation.aggregate_week(start=start, need_ids=need_ids)
-    complete = start + timedelta(days=7) <= timezone.now().date()
-    alerts = 0
+    # Weeks feed the dashboards and the API; alerts come from the daily rules only (a weekly
+    # copy of the same finding would be a second alert for one problem).
     for need in _needs_active_around(period=Period.WEEK, start=start):
         if need_ids is not None and need.pk not in need_ids:
             continue
         with transaction.atomic():
             drift_report_compute(need=need, period=Period.WEEK, start=start)
-            alerts += len(
-                alerts_evaluate(need=need, period=Period.WEEK, start=start, complete=complete)
-            )
-    return {**counts, "alerts_created": alerts}
+    return counts

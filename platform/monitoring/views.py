@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 
 from monitoring import selectors, services
+from monitoring.evidence import alert_cards, label_names, name_of
 from monitoring.models import Alert
 from tenants.models import Need, Role
 from tenants.scoping import TenantPortalMixin, role_at_least
@@ -22,7 +27,7 @@ class OverviewView(TenantPortalMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["needs"] = selectors.needs_overview(tenant=self.tenant)
-        context["alerts"] = selectors.open_alerts(tenant=self.tenant)
+        context["cards"] = alert_cards(selectors.open_alerts(tenant=self.tenant))
         context["can_ack"] = role_at_least(self.membership, Role.REVIEWER)
         return context
 
@@ -36,36 +41,74 @@ class NeedDashboardView(TenantPortalMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         need = self.get_scoped_object_or_404(slug=self.kwargs["slug"])
+        names = label_names(need)
+        wow = selectors.week_over_week(need=need)
+        for row in wow["rows"]:
+            row["name"] = name_of(row["label"], names)
         context.update(
             need=need,
             config=services.config_for(need),
-            chart_data=selectors.need_dashboard(need=need),
-            wow=selectors.week_over_week(need=need),
-            alerts=selectors.recent_alerts(need=need),
+            chart_data=selectors.need_dashboard(need=need, names=names),
+            wow=wow,
+            cards=alert_cards(selectors.recent_alerts(need=need)),
             can_ack=role_at_least(self.membership, Role.REVIEWER),
         )
         return context
 
 
-class AlertAcknowledgeView(TenantPortalMixin, View):
+class _AlertActionView(TenantPortalMixin, View):
     """POST only. htmx swaps the returned row in place; a plain form post is redirected back."""
 
     required_role = Role.REVIEWER
     http_method_names = ["post"]
 
     def scoped_queryset(self):
-        return Alert.objects.select_related("need", "tenant", "acknowledged_by")
+        return Alert.objects.select_related("need__label_set", "tenant", "acknowledged_by")
+
+    def act(self, request: HttpRequest, alert: Alert) -> Alert:
+        raise NotImplementedError
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         alert = self.get_scoped_object_or_404(pk=pk)
-        services.alert_acknowledge(alert=alert, user=request.user)
+        error = ""
+        try:
+            alert = self.act(request, alert)
+        except ValidationError as exc:
+            error = "; ".join(exc.messages)
         if request.headers.get("HX-Request"):
             return render(
                 request,
                 "monitoring/_alert_row.html",
-                {"alert": alert, "can_ack": True, "show_need": request.POST.get("show_need")},
+                {
+                    "card": alert_cards([alert])[0],
+                    "can_ack": True,
+                    "show_need": request.POST.get("show_need"),
+                    "error": error,
+                    "today": timezone.now().date(),
+                },
             )
         target = request.POST.get("next") or "/monitoring/"
         if not target.startswith("/monitoring/"):
             raise Http404
         return redirect(target)
+
+
+class AlertAcknowledgeView(_AlertActionView):
+    def act(self, request: HttpRequest, alert: Alert) -> Alert:
+        return services.alert_acknowledge(
+            alert=alert, user=request.user, note=request.POST.get("note", "")
+        )
+
+
+class AlertSnoozeView(_AlertActionView):
+    def act(self, request: HttpRequest, alert: Alert) -> Alert:
+        try:
+            days = int(request.POST.get("days", "7"))
+        except ValueError:
+            raise ValidationError("Snooze for a number of days.") from None
+        if not 1 <= days <= 90:
+            raise ValidationError("Snooze for 1 to 90 days.")
+        until: date = timezone.now().date() + timedelta(days=days)
+        return services.alert_snooze(
+            alert=alert, until=until, note=request.POST.get("note", ""), user=request.user
+        )

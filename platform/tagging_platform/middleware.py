@@ -100,6 +100,7 @@ class EdgeValidationMiddleware:
             try:
                 self._sanitise(request)
             except Exception as exc:  # an ApiError, or Django refusing the upload
+                self._drain(request)
                 return self._exception_response(request, exc)
         elif request.META.get("QUERY_STRING"):
             # Portal and admin pages search with query parameters too (Django forms already
@@ -165,6 +166,17 @@ class EdgeValidationMiddleware:
                 "or multipart/form-data for uploads.",
                 status_code=415,
             )
+
+    @staticmethod
+    def _drain(request) -> None:
+        """Read what is left of a refused body: a sync worker closes the connection after its
+        answer, and closing it while the proxy is still sending the body turns our 4xx into the
+        proxy's 502. The body is bounded by nginx's and Django's upload limits."""
+        try:
+            while request.read(64 * 1024):
+                pass
+        except Exception:  # already read, or the client went away: nothing left to drain
+            pass
 
     @staticmethod
     def _has_body(request) -> bool:

@@ -1,4 +1,5 @@
-"""After the monitoring demo, the dashboards show the drift alert and real Chart.js charts."""
+"""After the monitoring demo, the dashboards show grouped alerts people can read, and real
+Chart.js charts with the tenant's label names, lines above bars and titled axes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from tenants.models import Role, Tenant
+from tenants.models import Need, Role, Tenant
 from tests.browser.csp import violations, watch_csp
 from tests.conftest import login
 from tests.factories import MembershipFactory, UserFactory
@@ -23,6 +24,10 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     assert "open alerts" in out.getvalue()
     user = UserFactory(username="monica")
     MembershipFactory(user=user, tenant=Tenant.objects.get(slug="tenant-a"), role=Role.ADMIN)
+    # The tenant's own names for two labels (the others fall back to the taxonomy's names).
+    need = Need.objects.unscoped().get(tenant__slug="tenant-a", slug="news-topics")
+    need.label_mapping = {"娱乐 Entertainment": "news.entertainment", "科技 Tech": "news.tech"}
+    need.save(update_fields=["label_mapping"])
 
     console = watch_csp(page)
     login(page, live_server, "monica")
@@ -30,18 +35,26 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     overview = page.locator("#needs-overview")
     assert "News topics" in overview.inner_text()
     open_alerts = page.locator("#open-alerts")
-    assert "Label distribution drift" in open_alerts.inner_text()
-    assert "news.entertainment" in open_alerts.inner_text()  # the vanished rare class
+    text = open_alerts.inner_text()
+    # One alert per problem, in words, with the tenant's names (the global key in a tooltip).
+    assert "娱乐 Entertainment fell from" in text
+    assert (
+        page.locator("#open-alerts .label-name[title='global key: news.entertainment']").count()
+        >= 1
+    )
+    assert "{'" not in text and '{"' not in text
+    rules = page.locator("#open-alerts tr.alert-row").all_inner_texts()
+    assert len(rules) == len(set(rules)) and len(rules) <= 6
     screenshot(page, "monitoring_overview")
 
     page.click("#needs-overview a:has-text('News topics')")
     page.wait_for_url("**/monitoring/needs/news-topics/")
     page.wait_for_function("() => window.Chart && Object.keys(Chart.instances).length === 5")
     assert violations(page, console) == []  # Chart.js and dashboard.js under the CSP
-    kinds = page.locator("#need-alerts tbody tr").all_inner_texts()
-    assert any("Label distribution drift" in row for row in kinds)
-    assert any("Rare class missing" in row for row in kinds)
-    assert any("CTR falling" in row and "news.tech" in row for row in kinds)
+    kinds = page.locator("#need-alerts tr.alert-row").all_inner_texts()
+    assert sum("A label's share changed" in row and "Entertainment" in row for row in kinds) == 1
+    assert any("CTR falling" in row and "科技 Tech" in row for row in kinds)
+    assert page.locator("#need-alerts svg.sparkline").count() >= 1
     # Every chart canvas has a size and was actually drawn on (not a blank bitmap).
     drawn = page.evaluate(
         """() => [...document.querySelectorAll('.charts canvas')].map(c => {
@@ -68,13 +81,42 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
         "() => Chart.getChart(document.getElementById('chart-drift')).data.datasets.map(d => d.label)"
     )
     assert labels == ["PSI", "PSI threshold", "JS distance", "JS threshold"]
+    # Lines above bars; both axes of every chart titled; the tenant's names; one colour per label.
+    volume = page.evaluate(
+        """() => Chart.getChart(document.getElementById('chart-volume')).data.datasets
+               .map(d => ({type: d.type, order: d.order}))"""
+    )
+    bars = [d["order"] for d in volume if d["type"] == "bar"]
+    lines = [d["order"] for d in volume if d["type"] == "line"]
+    assert bars and lines and min(bars) > max(lines)  # higher order is drawn first (below)
+    titles = page.evaluate(
+        """() => [...document.querySelectorAll('.charts canvas')].map(c =>
+               Object.values(Chart.getChart(c).options.scales)
+                 .map(s => s.title && s.title.display && s.title.text))"""
+    )
+    assert all(all(titles_of_chart) for titles_of_chart in titles), titles
+    colors = page.evaluate(
+        """() => ['chart-shares', 'chart-ctr'].map(id =>
+               Object.fromEntries(Chart.getChart(document.getElementById(id)).data.datasets
+                 .filter(d => !d.label.endsWith('(baseline)'))
+                 .map(d => [d.label, d.borderColor])))"""
+    )
+    assert "娱乐 Entertainment" in colors[0] and "news.entertainment" not in colors[0]
+    assert colors[1] and all(colors[0][name] == color for name, color in colors[1].items())
     assert "Week over week" in page.locator("#week-over-week").inner_text()
     screenshot(page, "monitoring_need_news_topics")
 
-    # Acknowledge the newest drift alert in place (htmx swaps the row).
-    row = page.locator("#need-alerts tr.alert-drift").first
-    row.locator(".ack-button").click()
-    page.wait_for_selector("#need-alerts tr.alert-drift >> nth=0 >> text=acknowledged by monica")
+    page.locator("#need-alerts details.evidence").first.click()
+    screenshot(page, "monitoring_need_news_topics_alerts")
+
+    # Acknowledge the label alert in place with a note (htmx swaps the row).
+    row = page.locator("#need-alerts tr.alert-label_share").first
+    row.locator(".ack-form:not(.snooze-form) input[name=note]").fill("desk notified")
+    row.locator(".ack-form:not(.snooze-form) .ack-button").click()
+    page.wait_for_selector(
+        "#need-alerts tr.alert-label_share >> nth=0 >> text=acknowledged by monica"
+    )
+    assert "desk notified" in page.locator("#need-alerts tr.alert-label_share").first.inner_text()
 
     # Platform staff see every need on the admin dashboard.
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -90,7 +132,7 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
         )
         needs = admin_page.locator("#admin-needs").inner_text()
         assert "news-topics" in needs and "zh-sentiment" in needs
-        assert "Label distribution drift" in admin_page.locator("#admin-alerts").inner_text()
+        assert "A label's share changed" in admin_page.locator("#admin-alerts").inner_text()
         screenshot(admin_page, "monitoring_admin_dashboard")
     finally:
         context.close()

@@ -133,7 +133,7 @@ def setup_batch_platform(cluster) -> Batch:
     )
     key = staff.post(
         f"/api/v1/tenants/{TENANT}/keys/",
-        json={"name": "faults", "scopes": ["tag", "batch", "read"]},
+        json={"name": "faults", "scopes": ["needs", "tag", "batch", "read"]},
         expect=201,
     ).json()["key"]
     service = Client(cluster.url)

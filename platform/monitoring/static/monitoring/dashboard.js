@@ -1,4 +1,6 @@
 // Charts of one need's monitoring dashboard, from the JSON the page embeds (#monitoring-data).
+// Labels are shown by the tenant's own names (the global key is in the tooltip), each label keeps
+// one colour on every chart (data.colors), lines are drawn above bars, and every axis has a title.
 (function () {
   "use strict";
   const el = document.getElementById("monitoring-data");
@@ -6,70 +8,94 @@
   const data = JSON.parse(el.textContent);
   if (!data.has_data) return;
 
-  const palette = ["#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00897b",
-                   "#6d4c41", "#3949ab", "#c0ca33", "#d81b60", "#546e7a", "#fdd835"];
-  const color = (i) => palette[i % palette.length];
+  const fallback = ["#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00897b"];
+  const colorOf = (key, i) => (data.colors && data.colors[key]) || fallback[i % fallback.length];
+  const nameOf = (key) => (data.names && data.names[key]) || key;
   const pct = (v) => (v === null || v === undefined ? v : Math.round(v * 1000) / 10);
+  const xAxis = { title: { display: true, text: "day (UTC)" } };
+  // Tooltip: "Name (global.key): value".
+  const tooltip = {
+    callbacks: {
+      label: (ctx) => {
+        const ds = ctx.dataset;
+        const who = ds.labelKey && ds.labelKey !== ds.label ? `${ds.label} (${ds.labelKey})` : ds.label;
+        const v = ctx.parsed.y;
+        return `${who}: ${v === null || v === undefined ? "—" : v}${ds.unit || ""}`;
+      },
+    },
+  };
   const base = {
     responsive: true, maintainAspectRatio: false, animation: false, spanGaps: true,
     interaction: { mode: "index", intersect: false },
-    plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
+    plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } }, tooltip: tooltip },
   };
-  const line = (label, values, i, extra) => Object.assign(
-    { label: label, data: values, borderColor: color(i), backgroundColor: color(i),
-      pointRadius: 2, borderWidth: 2, tension: 0.2 }, extra || {});
+  const line = (label, values, color, extra) => Object.assign(
+    { type: "line", label: label, data: values, borderColor: color, backgroundColor: color,
+      pointRadius: 2, borderWidth: 2, tension: 0.2, order: 1 }, extra || {});
   const flat = (value, n) => Array(n).fill(value);
   const n = data.days.length;
+  const dashed = { borderDash: [6, 4], pointRadius: 0, borderWidth: 1 };
 
   // 1. Label shares per day, with each label's baseline share as a dashed line of the same colour.
   const shareSets = [];
-  data.labels.forEach((label, i) => {
-    shareSets.push(line(label, data.shares[label].map(pct), i));
-    if (data.baseline[label] !== undefined) {
-      shareSets.push(line(label + " (baseline)", flat(pct(data.baseline[label]), n), i,
-        { borderDash: [6, 4], pointRadius: 0, borderWidth: 1 }));
+  data.labels.forEach((key, i) => {
+    const color = colorOf(key, i);
+    shareSets.push(line(nameOf(key), data.shares[key].map(pct), color, { labelKey: key, unit: " %" }));
+    if (data.baseline[key] !== undefined) {
+      shareSets.push(line(nameOf(key) + " (baseline)", flat(pct(data.baseline[key]), n), color,
+        Object.assign({ labelKey: key, unit: " %" }, dashed)));
     }
   });
   new Chart(document.getElementById("chart-shares"), {
     type: "line", data: { labels: data.days, datasets: shareSets },
-    options: Object.assign({}, base, { scales: { y: { min: 0, title: { display: true, text: "% of predictions" } } },
+    options: Object.assign({}, base, {
+      scales: { x: xAxis, y: { min: 0, title: { display: true, text: "% of predictions" } } },
       plugins: Object.assign({}, base.plugins, { legend: { position: "bottom", labels: { boxWidth: 12,
-        filter: (item) => !item.text.endsWith("(baseline)") } } }) }),
+        filter: (item) => !item.text.endsWith("(baseline)") } } }),
+    }),
   });
 
   // 2. Drift scores with the alert thresholds.
   new Chart(document.getElementById("chart-drift"), {
     type: "line",
     data: { labels: data.days, datasets: [
-      line("PSI", data.psi, 0),
-      line("PSI threshold", flat(data.psi_threshold, n), 0, { borderDash: [6, 4], pointRadius: 0, borderWidth: 1 }),
-      line("JS distance", data.js, 1),
-      line("JS threshold", flat(data.js_threshold, n), 1, { borderDash: [6, 4], pointRadius: 0, borderWidth: 1 }),
+      line("PSI", data.psi, "#1e88e5"),
+      line("PSI threshold", flat(data.psi_threshold, n), "#1e88e5", dashed),
+      line("JS distance", data.js, "#e53935"),
+      line("JS threshold", flat(data.js_threshold, n), "#e53935", dashed),
     ] },
-    options: Object.assign({}, base, { scales: { y: { min: 0 } } }),
+    options: Object.assign({}, base, {
+      scales: { x: xAxis, y: { min: 0, title: { display: true, text: "PSI / JS distance" } } },
+    }),
   });
 
-  // 3. Volume (bars) with mean confidence and low-confidence rate (lines, right axis).
+  // 3. Volume (bars, left axis) with mean confidence and low-confidence rate (lines, right axis).
+  // Chart.js draws higher `order` first: bars get 2, lines 1, so the lines stay on top.
   new Chart(document.getElementById("chart-volume"), {
     data: { labels: data.days, datasets: [
-      { type: "bar", label: "predictions", data: data.volume, backgroundColor: "#90caf9", yAxisID: "y" },
-      Object.assign(line("mean confidence", data.mean_confidence, 2), { type: "line", yAxisID: "y1" }),
-      Object.assign(line("low-confidence rate", data.low_confidence_rate, 3), { type: "line", yAxisID: "y1" }),
-      Object.assign(line("no label above threshold", data.no_label_rate, 4), { type: "line", yAxisID: "y1", hidden: true }),
+      line("mean confidence", data.mean_confidence, "#2e7d32", { yAxisID: "y1" }),
+      line("low-confidence rate", data.low_confidence_rate, "#ef6c00", { yAxisID: "y1" }),
+      line("no label above threshold", data.no_label_rate, "#6a1b9a", { yAxisID: "y1", hidden: true }),
+      { type: "bar", label: "predictions", data: data.volume, backgroundColor: "rgba(144, 202, 249, 0.7)",
+        yAxisID: "y", order: 2 },
     ] },
     options: Object.assign({}, base, { scales: {
-      y: { beginAtZero: true, title: { display: true, text: "predictions" } },
-      y1: { position: "right", min: 0, max: 1, grid: { drawOnChartArea: false } },
+      x: xAxis,
+      y: { beginAtZero: true, title: { display: true, text: "predictions per day" } },
+      y1: { position: "right", min: 0, max: 1, grid: { drawOnChartArea: false },
+        title: { display: true, text: "confidence / rate (0–1)" } },
     } }),
   });
 
-  // 4 and 5. CTR and negative-feedback rate per label.
+  // 4 and 5. CTR and negative-feedback rate per label, in the labels' colours.
   const perLabel = (id, series, axisTitle) => new Chart(document.getElementById(id), {
     type: "line",
     data: { labels: data.days, datasets: data.feedback_labels.map(
-      (label, i) => line(label, series[label].map(pct), data.labels.indexOf(label) >= 0 ? data.labels.indexOf(label) : i)) },
-    options: Object.assign({}, base, { scales: { y: { min: 0, title: { display: true, text: axisTitle } } } }),
+      (key, i) => line(nameOf(key), series[key].map(pct), colorOf(key, i), { labelKey: key, unit: " %" })) },
+    options: Object.assign({}, base, {
+      scales: { x: xAxis, y: { min: 0, title: { display: true, text: axisTitle } } },
+    }),
   });
-  perLabel("chart-ctr", data.ctr, "CTR %");
-  perLabel("chart-negative", data.negative_rate, "negative feedback %");
+  perLabel("chart-ctr", data.ctr, "CTR, % of impressions");
+  perLabel("chart-negative", data.negative_rate, "negative, % of impressions");
 })();
