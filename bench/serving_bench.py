@@ -116,7 +116,7 @@ def prepare(texts: list[str], labels: list[str]) -> dict:
     from registry.models import DatasetSnapshot, ModelAlias, ModelVersion, RegisteredModel
     from taxonomy.models import Label, LabelSet, LabelSetMember, LabelSetRevision
     from tenants import keys
-    from tenants.models import ApiKey, Need, Tenant
+    from tenants.models import ApiKey, Need, NeedLabel, Tenant
 
     order = list(range(len(texts)))
     random.Random(42).shuffle(order)
@@ -185,7 +185,7 @@ def prepare(texts: list[str], labels: list[str]) -> dict:
             "quota_max_batch_items": 10_000_000,
         },
     )
-    Need.objects.update_or_create(
+    need, _ = Need.objects.update_or_create(
         tenant=tenant,
         slug="news-topics",
         defaults={
@@ -193,12 +193,16 @@ def prepare(texts: list[str], labels: list[str]) -> dict:
             "label_set": label_set,
             "model": registered,
             "status": "live",
-            "label_mapping": {
-                "Sport": "news.sport",
-                "Business": "news.business",
-                "Tech": "news.tech",
-            },
         },
+    )
+    NeedLabel.objects.owned_by(tenant).filter(need=need).delete()
+    NeedLabel.objects.bulk_create(
+        NeedLabel(tenant=tenant, need=need, label=Label.objects.get(key=key), name=name)
+        for name, key in {
+            "Sport": "news.sport",
+            "Business": "news.business",
+            "Tech": "news.tech",
+        }.items()
     )
     ApiKey.objects.filter(tenant=tenant, name="bench").delete()
     plain, prefix, hashed = keys.generate_key()

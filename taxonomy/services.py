@@ -226,21 +226,13 @@ def label_deprecate(
 def label_usage(*, label: Label) -> dict[str, int]:
     """Everything that refers to a label; a label with any usage cannot be deleted."""
     from registry.models import TrainingSampleLabel
-    from tenants.models import Need
+    from tenants.models import NeedLabel
 
-    needs = sum(
-        1
-        for mapping, requested, thresholds in Need.objects.unscoped().values_list(
-            "label_mapping", "requested_labels", "per_label_thresholds"
-        )
-        if label.key in (requested or [])
-        or label.key in (mapping or {}).values()
-        or label.key in (thresholds or {})
-    )
     return {
         "label_set_revisions": LabelSetMember.objects.filter(label=label).count(),
         "training_samples": TrainingSampleLabel.objects.filter(label=label).count(),
-        "needs": needs,
+        # One row per (need, label): counting rows counts needs, of every tenant.
+        "needs": NeedLabel.objects.unscoped().filter(label=label).count(),
         "children": Label.objects.filter(parent=label).count(),
         "replaces": Label.objects.filter(replaced_by=label).count(),
     }
@@ -265,51 +257,43 @@ def label_delete(*, label: Label, actor=None) -> None:
         label.delete()
 
 
-def _rewrite_needs(*, source_key: str, target_key: str) -> int:
-    """Point every need (of every tenant: a merge is a platform-wide act) at the target key."""
-    from tenants.models import Need
+def _rewrite_needs(*, source: Label, target: Label) -> tuple[int, list[str]]:
+    """Point every need's row for `source` (of every tenant: a merge is a platform-wide act) at
+    `target`; returns (needs changed, own names dropped).
 
-    changed = 0
-    for need in Need.objects.unscoped().select_for_update():
-        mapping = dict(need.label_mapping or {})
-        requested = list(need.requested_labels or [])
-        thresholds = dict(need.per_label_thresholds or {})
-        new_mapping = {
-            name: (target_key if key == source_key else key) for name, key in mapping.items()
-        }
-        new_requested: list[str] = []
-        for key in requested:
-            key = target_key if key == source_key else key
-            if key not in new_requested:
-                new_requested.append(key)
-        if source_key in thresholds:
-            value = thresholds.pop(source_key)
-            thresholds.setdefault(target_key, value)
-        if (new_mapping, new_requested, thresholds) != (
-            mapping,
-            requested,
-            dict(need.per_label_thresholds or {}),
-        ):
-            need.label_mapping = new_mapping
-            need.requested_labels = new_requested
-            need.per_label_thresholds = thresholds
-            need.save(
-                update_fields=[
-                    "label_mapping",
-                    "requested_labels",
-                    "per_label_thresholds",
-                    "updated_at",
-                ]
-            )
-            changed += 1
-    return changed
+    A need may hold rows for both labels, and it keeps one row per label: the target's row
+    absorbs the source's. It keeps its own name and threshold where it has them, else takes the
+    source's; it is requested if either was. When both rows were named, the source's name is
+    dropped (and reported in the merge's history). Only the rows of these two labels are touched."""
+    from tenants.models import Need, NeedLabel
+
+    rows = NeedLabel.objects.unscoped()
+    # The needs changed say so (their API shows `updated_at`); no other need row is touched.
+    Need.objects.unscoped().filter(pk__in=rows.filter(label=source).values("need")).update(
+        updated_at=timezone.now()
+    )
+    both = rows.filter(label=source, need__in=rows.filter(label=target).values("need"))
+    dropped: list[str] = []
+    folded = 0
+    for old in both.select_related("need__tenant").select_for_update(of=("self",)):
+        kept = rows.select_for_update().get(need_id=old.need_id, label=target)
+        old.delete()  # first: its name may move to the kept row (one label per name)
+        if old.name and kept.name:
+            dropped.append(f"{old.need.tenant.slug}/{old.need.slug}: {old.name}")
+        kept.name = kept.name or old.name
+        kept.threshold = kept.threshold if kept.threshold is not None else old.threshold
+        kept.requested = kept.requested or old.requested
+        kept.position = min(kept.position, old.position)
+        kept.save(update_fields=["name", "threshold", "requested", "position"])
+        folded += 1
+    return folded + rows.filter(label=source).update(label=target), dropped
 
 
 def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> Label:
     """Merge `source` into `target` in one transaction.
 
-    Rewrites label-set members, training-sample labels, needs' mappings/requests/thresholds and
-    deprecation pointers to `target`; re-parents `source`'s children under `target`; deprecates
+    Rewrites label-set members, training-sample labels, needs' label rows (see `_rewrite_needs`)
+    and deprecation pointers to `target`; re-parents `source`'s children under `target`; deprecates
     `source` with `replaced_by=target`; records history on both labels.
     """
     from registry.models import TrainingSampleLabel
@@ -344,7 +328,7 @@ def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> 
                 link.label = target
                 link.save(update_fields=["label"])
             counts["training_sample_labels"] += 1
-        counts["needs"] = _rewrite_needs(source_key=source.key, target_key=target.key)
+        counts["needs"], names_dropped = _rewrite_needs(source=source, target=target)
         children = list(Label.objects.filter(parent=source).select_for_update())
         for child in children:
             label_move(label=child, new_parent=target, actor=actor, note=f"merge of {source.key}")
@@ -369,12 +353,15 @@ def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> 
         source.replaced_by = target
         source.save(update_fields=["status", "replaced_by", "updated_at"])
         summary = ", ".join(f"{what}={n}" for what, n in counts.items())
+        rewritten = {"rewritten": counts}
+        if names_dropped:  # a need named both labels: it keeps the target's name
+            rewritten["needs_names_dropped"] = names_dropped
         _record(
             label=source,
             action=LabelChange.Action.MERGE,
             actor=actor,
             before=source_before,
-            after={**label_snapshot(source), "merged_into": target.key, "rewritten": counts},
+            after={**label_snapshot(source), "merged_into": target.key, **rewritten},
             note=note or f"merged into {target.key} ({summary})",
         )
         _record(
@@ -382,7 +369,7 @@ def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> 
             action=LabelChange.Action.MERGE,
             actor=actor,
             before=target_before,
-            after={**label_snapshot(target), "merged_from": source.key, "rewritten": counts},
+            after={**label_snapshot(target), "merged_from": source.key, **rewritten},
             note=note or f"absorbed {source.key} ({summary})",
         )
     return target

@@ -18,6 +18,7 @@ from tenants.models import (
     ApiKeyScope,
     Membership,
     Need,
+    NeedLabel,
     NeedStatus,
     NeedStatusChange,
     SupportAccess,
@@ -177,6 +178,32 @@ class NeedStatusChangeInline(admin.TabularInline):
         return False
 
 
+class NeedLabelInline(admin.TabularInline):
+    """The need's labels: one row per label (asked for, named by the tenant, own threshold). The
+    database refuses a label twice, a name twice and thresholds outside [0, 1]."""
+
+    model = NeedLabel
+    extra = 0
+    raw_id_fields = ["label"]
+    fields = ["position", "label", "name", "threshold", "requested"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("label").order_by("position", "pk")
+
+    @staticmethod
+    def _editable(obj) -> bool:
+        return obj is None or obj.status != NeedStatus.RETIRED  # a retired need is history
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+
 @admin.register(Need)
 class NeedAdmin(admin.ModelAdmin):
     list_display = ["slug", "tenant", "name", "status", "label_set", "model", "created_at"]
@@ -186,7 +213,17 @@ class NeedAdmin(admin.ModelAdmin):
     raw_id_fields = ["tenant", "label_set", "model", "created_by", "approved_by"]
     readonly_fields = ["status", "approved_by", "approved_at", "created_at", "updated_at"]
     actions = ["approve_needs", "go_live_needs", "retire_needs", "reinstate_needs"]
-    inlines = [NeedStatusChangeInline]
+    inlines = [NeedLabelInline, NeedStatusChangeInline]
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not NeedLabel:
+            return super().save_formset(request, form, formset, change)
+        for row in formset.save(commit=False):
+            row.tenant_id = form.instance.tenant_id  # a label row belongs to its need's tenant
+            row.save()
+        for row in formset.deleted_objects:
+            row.delete()
+        return None
 
     def _apply(self, request, queryset, verb: str, transition) -> None:
         done = 0
@@ -261,6 +298,8 @@ class NeedAdmin(admin.ModelAdmin):
         # A retired need is history: nothing on it changes any more.
         if obj is not None and obj.status == NeedStatus.RETIRED:
             return [f.name for f in Need._meta.fields]
+        if obj is not None:  # its label rows (and its history) belong to this tenant
+            return [*self.readonly_fields, "tenant"]
         return self.readonly_fields
 
 

@@ -48,7 +48,7 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def scoped_queryset(self):
-        return Need.objects.select_related("label_set", "model").order_by("slug")
+        return Need.objects.select_related("label_set", "model").with_labels().order_by("slug")
 
     @extend_schema(
         summary="Register a need", request=NeedWriteSerializer, responses={201: NeedSerializer}

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 
 from tenants.querysets import TenantQuerySet
@@ -123,6 +124,38 @@ class Execution(models.TextChoices):
     QUEUE = "queue", "On the online Celery queue (heavy models)"
 
 
+#: What need_create / need_update accept and the API shows of a need (besides slug, status and
+#: the read-only bookkeeping): one list for the service, the serializers and the forms.
+NEED_EDITABLE_FIELDS = (
+    "name",
+    "goal",
+    "label_set",
+    "requested_labels",
+    "label_mapping",
+    "threshold",
+    "per_label_thresholds",
+    "top_k",
+    "delivery",
+    "latency_budget_ms",
+    "size_budget_kb",
+    "execution",
+)
+
+
+def _labels_prefetch() -> Prefetch:
+    # Scoped by the needs it is prefetched for (never a cross-tenant read).
+    return Prefetch(
+        "labels",
+        queryset=NeedLabel.objects.unscoped().select_related("label").order_by("position", "pk"),
+    )
+
+
+class NeedQuerySet(TenantQuerySet):
+    def with_labels(self):
+        """Read the needs' label rows (and their labels) in one more query, whatever the count."""
+        return self.prefetch_related(_labels_prefetch())
+
+
 class Need(models.Model):
     """A tenant's registered tagging requirement against the company taxonomy."""
 
@@ -135,14 +168,11 @@ class Need(models.Model):
     label_set = models.ForeignKey(
         "taxonomy.LabelSet", null=True, blank=True, on_delete=models.PROTECT, related_name="needs"
     )
-    #: Label keys asked for when no existing label set fits (a request for a new one).
-    requested_labels = models.JSONField(default=list, blank=True)
-    #: The tenant's own label names -> global label keys, e.g. {"Sport": "news.sports"}.
-    label_mapping = models.JSONField(default=dict, blank=True)
+    # The labels asked for, the tenant's own names and per-label thresholds are NeedLabel rows
+    # (`need.labels`); the properties below give them the API's shapes.
     threshold = models.FloatField(
         default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
-    per_label_thresholds = models.JSONField(default=dict, blank=True)
     top_k = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
     delivery = models.JSONField(default=list, blank=True)
     latency_budget_ms = models.FloatField(null=True, blank=True, help_text="p99, milliseconds")
@@ -170,14 +200,100 @@ class Need(models.Model):
     )
     approved_at = models.DateTimeField(null=True, blank=True)
 
-    objects = TenantQuerySet.as_manager()
+    objects = NeedQuerySet.as_manager()
 
     class Meta:
         ordering = ["tenant__slug", "slug"]
-        constraints = [models.UniqueConstraint(fields=["tenant", "slug"], name="uniq_need_slug")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "slug"], name="uniq_need_slug"),
+            # The target of NeedLabel's (need, tenant) foreign key on PostgreSQL (migration 0003).
+            models.UniqueConstraint(fields=["id", "tenant"], name="uniq_need_id_tenant"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}/{self.slug}"
+
+    # --- the label rows in the API's shapes -------------------------------------------------
+    def label_rows(self) -> list[NeedLabel]:
+        """This need's NeedLabel rows (label joined), in order. Uses `with_labels()`'s prefetch;
+        without it the first call reads them in one query and keeps them on the instance."""
+        if self.pk is None:
+            return []
+        if "labels" not in getattr(self, "_prefetched_objects_cache", {}):
+            prefetch_related_objects([self], _labels_prefetch())
+        return list(self.labels.all())
+
+    def forget_label_rows(self) -> None:
+        """Drop the rows read by `label_rows()` (after a write replaced them)."""
+        getattr(self, "_prefetched_objects_cache", {}).pop("labels", None)
+
+    @property
+    def requested_labels(self) -> list[str]:
+        """Label keys asked for when no existing label set fits (a request for a new one)."""
+        return [row.label.key for row in self.label_rows() if row.requested]
+
+    @property
+    def label_mapping(self) -> dict[str, str]:
+        """The tenant's own label names -> global label keys, e.g. {"Sport": "news.sport"}."""
+        return {row.name: row.label.key for row in self.label_rows() if row.name}
+
+    @property
+    def per_label_thresholds(self) -> dict[str, float]:
+        """Global label key -> the threshold overriding the need's for that label."""
+        return {
+            row.label.key: row.threshold for row in self.label_rows() if row.threshold is not None
+        }
+
+
+class NeedLabel(models.Model):
+    """One label a need refers to: asked for (`requested`), named by the tenant (`name`), and/or
+    with its own `threshold`. The database keeps these consistent: one row per label and at most
+    one label per name within a need, thresholds in [0, 1], and a label in use cannot be deleted
+    (PROTECT). `tenant` is the need's tenant (a composite foreign key on PostgreSQL says so)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    need = models.ForeignKey(Need, on_delete=models.CASCADE, related_name="labels")
+    label = models.ForeignKey(
+        "taxonomy.Label", on_delete=models.PROTECT, related_name="need_labels"
+    )
+    #: The tenant's own name for the label; empty when it has none.
+    name = models.CharField(max_length=200, blank=True)
+    #: Overrides the need's threshold for this label; NULL when it does not.
+    threshold = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    #: One of the labels asked for when the need has no label set (a request for a new one).
+    requested = models.BooleanField(default=False)
+    #: Requested labels in the order asked, then the others in the order given.
+    position = models.PositiveIntegerField(default=0)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["need", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["need", "label"], name="uniq_need_label"),
+            models.UniqueConstraint(
+                fields=["need", "name"],
+                condition=~models.Q(name=""),
+                name="uniq_need_label_name",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(threshold__isnull=True)
+                | models.Q(threshold__gte=0.0, threshold__lte=1.0),
+                name="need_label_threshold_0_1",
+            ),
+            # A row that is not requested, named or thresholded says nothing: none is kept.
+            models.CheckConstraint(
+                condition=models.Q(requested=True)
+                | ~models.Q(name="")
+                | models.Q(threshold__isnull=False),
+                name="need_label_says_something",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.need_id}: {self.label_id} {self.name!r}"
 
 
 class _ThroughNeedQuerySet(TenantQuerySet):

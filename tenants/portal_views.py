@@ -22,7 +22,11 @@ class NeedListView(TenantPortalMixin, TemplateView):
     template_name = "tenants/need_list.html"
 
     def scoped_queryset(self):
-        return Need.objects.select_related("label_set", "model").order_by("status", "slug")
+        return (
+            Need.objects.select_related("label_set", "model")
+            .with_labels()
+            .order_by("status", "slug")
+        )
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -107,7 +111,9 @@ class NeedDetailView(TenantPortalMixin, TemplateView):
     template_name = "tenants/need_detail.html"
 
     def scoped_queryset(self):
-        return Need.objects.select_related("label_set", "model", "created_by", "approved_by")
+        return Need.objects.select_related(
+            "label_set", "model", "created_by", "approved_by"
+        ).with_labels()
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -136,15 +142,15 @@ class NeedEditView(TenantPortalMixin, View):
     template_name = "tenants/need_form.html"
 
     def scoped_queryset(self):
-        return Need.objects.select_related("label_set")
+        return Need.objects.select_related("label_set").with_labels()
 
     def _initial(self, need: Need) -> dict:
         return {
             "name": need.name,
             "goal": need.goal,
-            "requested_labels": ", ".join(need.requested_labels or []),
+            "requested_labels": ", ".join(need.requested_labels),
             "label_set": need.label_set.slug if need.label_set else None,
-            "label_mapping": "\n".join(f"{k} = {v}" for k, v in (need.label_mapping or {}).items()),
+            "label_mapping": "\n".join(f"{k} = {v}" for k, v in need.label_mapping.items()),
             "threshold": need.threshold,
             "top_k": need.top_k,
             "delivery": need.delivery,

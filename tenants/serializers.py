@@ -5,6 +5,7 @@ from rest_framework import serializers
 from tagging_platform.edge import db_int_bounds
 from taxonomy.models import LabelSet
 from tenants.models import (
+    NEED_EDITABLE_FIELDS,
     ApiKey,
     ApiKeyScope,
     Delivery,
@@ -21,26 +22,19 @@ class NeedSerializer(serializers.ModelSerializer):
     label_set = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     model = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     delivery = serializers.ListField(child=serializers.ChoiceField(choices=Delivery.choices))
+    # NeedLabel rows, shown in the shapes the API has always had (Need's properties).
+    requested_labels = serializers.JSONField(read_only=True)
+    label_mapping = serializers.JSONField(read_only=True)
+    per_label_thresholds = serializers.JSONField(read_only=True)
 
     class Meta:
         model = Need
         fields = [
             "slug",
-            "name",
-            "goal",
-            "label_set",
-            "requested_labels",
-            "label_mapping",
-            "threshold",
-            "per_label_thresholds",
-            "top_k",
-            "delivery",
-            "latency_budget_ms",
-            "size_budget_kb",
+            *NEED_EDITABLE_FIELDS,
             "status",
             "model",
             "model_alias",
-            "execution",
             "created_at",
             "updated_at",
             "approved_at",
@@ -51,6 +45,7 @@ class NeedSerializer(serializers.ModelSerializer):
 class NeedWriteSerializer(serializers.Serializer):
     """Field types only; the domain rules (labels known, mapping inside the set…) are services'."""
 
+    # `slug` and NEED_EDITABLE_FIELDS, no more and no fewer (a test holds them to it).
     slug = serializers.SlugField(max_length=80, required=False)
     name = serializers.CharField(max_length=200)
     goal = serializers.CharField(max_length=300, required=False, allow_blank=True)

@@ -21,12 +21,14 @@ from taxonomy.selectors import offered_models, resolve_terms
 from tenants import keys
 from tenants.authentication import clear_key_cache
 from tenants.models import (
+    NEED_EDITABLE_FIELDS,
     ApiKey,
     ApiKeyScope,
     Delivery,
     Execution,
     Membership,
     Need,
+    NeedLabel,
     NeedStatus,
     NeedStatusChange,
     Role,
@@ -153,21 +155,6 @@ NEED_TRANSITIONS: dict[str, set[str]] = {
 #: Portal paths under /tenant/needs/ that a need's slug would shadow.
 RESERVED_NEED_SLUGS = frozenset({"new", "suggestions"})
 
-_NEED_FIELDS = (
-    "name",
-    "goal",
-    "label_set",
-    "requested_labels",
-    "label_mapping",
-    "threshold",
-    "per_label_thresholds",
-    "top_k",
-    "delivery",
-    "latency_budget_ms",
-    "size_budget_kb",
-    "execution",
-)
-
 
 def _need_label_keys(*, label_set: LabelSet | None, requested: list[str]) -> list[str]:
     if label_set is not None:
@@ -176,8 +163,11 @@ def _need_label_keys(*, label_set: LabelSet | None, requested: list[str]) -> lis
     return requested
 
 
-def _validate_need(*, tenant: Tenant, values: dict[str, Any]) -> dict[str, Any]:
-    """Check and normalise a need's fields; raises ValidationError with every problem found."""
+def _validate_need(
+    *, tenant: Tenant, values: dict[str, Any]
+) -> tuple[dict[str, Any], list[NeedLabel]]:
+    """Check and normalise a need's fields: the need's own fields, and its label rows (unsaved).
+    Raises ValidationError with every problem found."""
     errors: dict[str, Any] = {}
     label_set = values.get("label_set")
     if (
@@ -188,14 +178,15 @@ def _validate_need(*, tenant: Tenant, values: dict[str, Any]) -> dict[str, Any]:
         label_set = None
 
     requested_in = values.get("requested_labels") or []
-    requested: list[str] = []
+    requested: list[Label] = []
     if isinstance(requested_in, str) or not all(isinstance(t, str) for t in requested_in):
         errors["requested_labels"] = ["Give a list of label keys, names or aliases."]
     else:
         resolution = resolve_terms(requested_in)
         if resolution.unknown:
             errors["requested_labels"] = [f"Unknown label '{term}'." for term in resolution.unknown]
-        requested = resolution.keys
+        if label_set is None:  # a label set replaces a request
+            requested = resolution.labels
     if (
         label_set is None
         and not requested
@@ -204,58 +195,18 @@ def _validate_need(*, tenant: Tenant, values: dict[str, Any]) -> dict[str, Any]:
     ):
         errors["label_set"] = ["Choose an existing label set, or request labels for a new one."]
 
-    allowed = set(_need_label_keys(label_set=label_set, requested=requested))
-    mapping = values.get("label_mapping") or {}
-    if not isinstance(mapping, dict):
-        errors["label_mapping"] = ["Give an object of your label name -> global label key."]
-    else:
-        known = {
-            label.key: label
-            for label in Label.objects.filter(
-                key__in=[v for v in mapping.values() if isinstance(v, str)]
-            )
-        }
-        mapping_errors: dict[str, list[str]] = {}
-        for name, key in mapping.items():
-            if not isinstance(key, str) or not str(name).strip():
-                mapping_errors[str(name)] = ["Map a non-empty name to a label key."]
-            elif key not in known:
-                mapping_errors[str(name)] = [f"Unknown label '{key}'."]
-            elif known[key].status == LabelStatus.DEPRECATED:
-                replacement = known[key].replaced_by
-                mapping_errors[str(name)] = [
-                    f"'{key}' is deprecated"
-                    + (f"; use '{replacement.key}'." if replacement else ".")
-                ]
-            elif allowed and key not in allowed:
-                mapping_errors[str(name)] = [f"'{key}' is not one of this need's labels."]
-        if mapping_errors:
-            # Django's ValidationError holds flat lists: name the offending entry in each message.
-            errors["label_mapping"] = [
-                f"{name!r}: {message}"
-                for name, messages in mapping_errors.items()
-                for message in messages
-            ]
+    allowed = _need_label_keys(label_set=label_set, requested=[label.key for label in requested])
+    rows = _need_label_rows(
+        allowed=allowed,
+        requested=requested,
+        mapping=values.get("label_mapping") or {},
+        per_label=values.get("per_label_thresholds") or {},
+        errors=errors,
+    )
 
     threshold = values.get("threshold", 0.0)
     if not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
         errors["threshold"] = ["Give a number between 0 and 1."]
-    per_label = values.get("per_label_thresholds") or {}
-    if not isinstance(per_label, dict):
-        errors["per_label_thresholds"] = ["Give an object of label key -> threshold."]
-    else:
-        bad = [
-            f"{key!r}: "
-            + (
-                "not one of this need's labels."
-                if key not in allowed
-                else "give a number between 0 and 1."
-            )
-            for key, value in per_label.items()
-            if key not in allowed or not isinstance(value, int | float) or not 0.0 <= value <= 1.0
-        ]
-        if bad:
-            errors["per_label_thresholds"] = bad
     top_k = values.get("top_k", 1)
     if not isinstance(top_k, int) or top_k < 1:
         errors["top_k"] = ["Give a whole number of at least 1."]
@@ -277,21 +228,105 @@ def _validate_need(*, tenant: Tenant, values: dict[str, Any]) -> dict[str, Any]:
         errors["name"] = ["A name is required."]
     if errors:
         raise ValidationError(errors)
-    return {
-        **values,
-        "label_set": label_set,
-        "requested_labels": [] if label_set is not None else requested,
-        "label_mapping": {str(k).strip(): v for k, v in mapping.items()},
-        "per_label_thresholds": per_label,
-        "delivery": list(dict.fromkeys(delivery)),
-        "name": values["name"].strip(),
+    fields = {
+        field: values[field]
+        for field in NEED_EDITABLE_FIELDS
+        if field in values and field not in _NEED_LABEL_FIELDS
     }
+    fields.update(
+        label_set=label_set, delivery=list(dict.fromkeys(delivery)), name=values["name"].strip()
+    )
+    return fields, rows
+
+
+#: The fields given as the API's shapes and kept as NeedLabel rows.
+_NEED_LABEL_FIELDS = ("requested_labels", "label_mapping", "per_label_thresholds")
+_NAME_MAX = NeedLabel._meta.get_field("name").max_length
+
+
+def _need_label_rows(
+    *,
+    allowed: list[str],
+    requested: list[Label],
+    mapping: Any,
+    per_label: Any,
+    errors: dict[str, Any],
+) -> list[NeedLabel]:
+    """One unsaved NeedLabel per label the need refers to, from the requested labels, the
+    mapping (own name -> key) and the per-label thresholds (key -> value). The database enforces
+    the rows' rules (one row per label, one label per name, thresholds in [0, 1], labels that
+    exist); they are checked here too only to answer with field errors, not an IntegrityError."""
+    rows: dict[str, NeedLabel] = {}
+
+    def row(label: Label) -> NeedLabel:
+        return rows.setdefault(label.key, NeedLabel(label=label))
+
+    for label in requested:
+        row(label).requested = True
+    if not isinstance(mapping, dict):
+        errors["label_mapping"] = ["Give an object of your label name -> global label key."]
+        mapping = {}
+    if not isinstance(per_label, dict):
+        errors["per_label_thresholds"] = ["Give an object of label key -> threshold."]
+        per_label = {}
+    wanted = {v for v in mapping.values() if isinstance(v, str)} | set(per_label)
+    known = {label.key: label for label in Label.objects.filter(key__in=wanted - set(rows))}
+    known.update((key, r.label) for key, r in rows.items())
+
+    problems: list[str] = []  # Django's ValidationError holds flat lists: name each entry
+    named: dict[str, str] = {}  # key -> name
+    for raw, key in mapping.items():
+        name = str(raw).strip()
+        if not isinstance(key, str) or not name:
+            problem = "Map a non-empty name to a label key."
+        elif len(name) > _NAME_MAX:
+            problem = f"Keep names to {_NAME_MAX} characters."
+        elif key not in known:
+            problem = f"Unknown label '{key}'."
+        elif known[key].status == LabelStatus.DEPRECATED:
+            replacement = known[key].replaced_by
+            problem = f"'{key}' is deprecated" + (
+                f"; use '{replacement.key}'." if replacement else "."
+            )
+        elif allowed and key not in allowed:
+            problem = f"'{key}' is not one of this need's labels."
+        elif key in named:
+            problem = f"'{key}' is named {named[key]!r} already; give a label one name."
+        elif name in named.values():
+            problem = "This name is given twice."
+        else:
+            named[key] = row(known[key]).name = name
+            continue
+        problems.append(f"{str(raw)!r}: {problem}")
+    if problems:
+        errors["label_mapping"] = problems
+
+    bad = []
+    for key, value in per_label.items():
+        if key not in allowed:
+            bad.append(f"{key!r}: not one of this need's labels.")
+        elif not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            bad.append(f"{key!r}: give a number between 0 and 1.")
+        else:
+            row(known[key]).threshold = float(value)
+    if bad:
+        errors["per_label_thresholds"] = bad
+    return list(rows.values())
+
+
+def _write_labels(*, need: Need, rows: list[NeedLabel]) -> None:
+    """Replace the need's label rows (in the caller's transaction, with the need locked)."""
+    NeedLabel.objects.owned_by(need.tenant_id).filter(need=need).delete()
+    for position, row in enumerate(rows):
+        row.pk, row.need, row.tenant_id, row.position = None, need, need.tenant_id, position
+    NeedLabel.objects.bulk_create(rows)
+    need.forget_label_rows()
 
 
 def need_create(
     *, tenant: Tenant, name: str, slug: str = "", created_by=None, **fields: Any
 ) -> Need:
-    unknown = set(fields) - set(_NEED_FIELDS)
+    unknown = set(fields) - set(NEED_EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({f: ["Unknown field."] for f in unknown})
     slug = (slug or slugify(name or ""))[:80]
@@ -301,26 +336,29 @@ def need_create(
         raise ValidationError({"slug": ["Use lowercase letters, digits and hyphens."]})
     if slug in RESERVED_NEED_SLUGS:
         raise ValidationError({"slug": [f"'{slug}' is reserved; choose another slug."]})
-    values = _validate_need(
+    values, rows = _validate_need(
         tenant=tenant,
         values={"name": name, "delivery": [Delivery.SYNC], **fields},
     )
     if Need.objects.owned_by(tenant).filter(slug=slug).exists():
         raise ValidationError({"slug": [f"You already have a need '{slug}'."]})
-    try:
-        with transaction.atomic():
-            return Need.objects.create(
-                tenant=tenant,
-                slug=slug,
-                created_by=created_by if getattr(created_by, "pk", None) else None,
-                **values,
-            )
-    except IntegrityError:  # a concurrent create with the same slug
-        raise ValidationError({"slug": [f"You already have a need '{slug}'."]}) from None
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                need = Need.objects.create(
+                    tenant=tenant,
+                    slug=slug,
+                    created_by=created_by if getattr(created_by, "pk", None) else None,
+                    **values,
+                )
+        except IntegrityError:  # a concurrent create with the same slug
+            raise ValidationError({"slug": [f"You already have a need '{slug}'."]}) from None
+        _write_labels(need=need, rows=rows)
+    return need
 
 
 def need_update(*, need: Need, **changes: Any) -> Need:
-    unknown = set(changes) - set(_NEED_FIELDS)
+    unknown = set(changes) - set(NEED_EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({f: ["This field cannot be changed here."] for f in unknown})
     if need.status == NeedStatus.RETIRED:
@@ -331,7 +369,7 @@ def need_update(*, need: Need, **changes: Any) -> Need:
         and changes["label_set"] != need.label_set
     ):
         raise ValidationError({"label_set": ["Retire a live need to change its label set."]})
-    current = {field: getattr(need, field) for field in _NEED_FIELDS}
+    current = {field: getattr(need, field) for field in NEED_EDITABLE_FIELDS}
     if (
         "label_set" in changes
         and changes["label_set"] is not None
@@ -340,7 +378,7 @@ def need_update(*, need: Need, **changes: Any) -> Need:
         current["requested_labels"] = []
     if changes.get("requested_labels") and "label_set" not in changes:
         current["label_set"] = None
-    values = _validate_need(tenant=need.tenant, values={**current, **changes})
+    values, rows = _validate_need(tenant=need.tenant, values={**current, **changes})
     if (
         need.model_id
         and values["label_set"] is not None
@@ -348,10 +386,17 @@ def need_update(*, need: Need, **changes: Any) -> Need:
     ):
         raise ValidationError({"label_set": ["The subscribed model serves another label set."]})
     with transaction.atomic():
+        _lock(need)
         for field, value in values.items():
             setattr(need, field, value)
         need.save()
+        _write_labels(need=need, rows=rows)
     return need
+
+
+def _lock(need: Need) -> None:
+    """Serialise writes to one need (its label rows are replaced as a whole)."""
+    list(Need.objects.unscoped().select_for_update().filter(pk=need.pk).order_by().values("pk"))
 
 
 def _actor_fields(actor) -> dict[str, Any]:
@@ -468,19 +513,26 @@ def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
     # Django's ValidationError holds flat lists: name the offending entry in each message.
     outside = [
         f"{name}: '{key}' is not served by {model.name}."
-        for name, key in (need.label_mapping or {}).items()
+        for name, key in need.label_mapping.items()
         if key not in allowed
     ]
     if outside:
         raise ValidationError({"label_mapping": outside})
+    # The model's label set replaces a request; thresholds for labels it lacks go.
+    rows = [
+        NeedLabel(
+            label=row.label,
+            name=row.name,
+            threshold=row.threshold if row.label.key in allowed else None,
+        )
+        for row in need.label_rows()
+    ]
     with transaction.atomic():
+        _lock(need)
         need.model = model
         need.model_alias = "production"
         need.label_set = model.label_set
-        need.requested_labels = []
-        need.per_label_thresholds = {
-            k: v for k, v in (need.per_label_thresholds or {}).items() if k in allowed
-        }
         need.top_k = min(need.top_k, max(len(allowed), 1))
         need.save()
+        _write_labels(need=need, rows=[r for r in rows if r.name or r.threshold is not None])
     return need

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from taxonomy.models import Label, LabelSet, LabelSetMember, LabelSetRevision
 from tenants import keys
-from tenants.models import ApiKey, ApiKeyScope, Membership, Need, Role, Tenant
+from tenants.models import ApiKey, ApiKeyScope, Membership, Need, NeedLabel, Role, Tenant
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -90,7 +90,40 @@ def make_label_set(*, slug: str, keys_: list[str], tenant=None, kind="multiclass
     return label_set
 
 
+def set_need_labels(
+    need: Need,
+    *,
+    requested_labels=(),
+    label_mapping: dict[str, str] | None = None,
+    per_label_thresholds: dict[str, float] | None = None,
+) -> Need:
+    """Give `need` these label rows, written in the API's shapes (labels are created as needed;
+    a threshold may name its label by the tenant's name). No service rules: test data only."""
+    rows: dict[str, NeedLabel] = {}
+
+    def row(key: str) -> NeedLabel:
+        if key not in rows:
+            rows[key] = NeedLabel(
+                tenant_id=need.tenant_id, need=need, label=LabelFactory(key=key), position=len(rows)
+            )
+        return rows[key]
+
+    for key in requested_labels:
+        row(key).requested = True
+    for name, key in (label_mapping or {}).items():
+        row(key).name = name
+    for ref, value in (per_label_thresholds or {}).items():
+        row((label_mapping or {}).get(ref, ref)).threshold = value
+    NeedLabel.objects.unscoped().filter(need=need).delete()
+    NeedLabel.objects.bulk_create(rows.values())
+    need.forget_label_rows()
+    return need
+
+
 class NeedFactory(factory.django.DjangoModelFactory):
+    """Also takes `requested_labels`, `label_mapping` and `per_label_thresholds` (see
+    `set_need_labels`)."""
+
     class Meta:
         model = Need
 
@@ -99,3 +132,13 @@ class NeedFactory(factory.django.DjangoModelFactory):
     name = factory.LazyAttribute(lambda o: o.slug.replace("-", " ").title())
     goal = "Tag incoming articles"
     delivery = factory.LazyFunction(lambda: ["sync"])
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        labels = {
+            field: kwargs.pop(field)
+            for field in ("requested_labels", "label_mapping", "per_label_thresholds")
+            if field in kwargs
+        }
+        need = super()._create(model_class, *args, **kwargs)
+        return set_need_labels(need, **labels) if labels else need

@@ -77,6 +77,7 @@ class LabelResolver:
             self._needs[slug] = (
                 Need.objects.for_tenant(self.tenant)
                 .select_related("label_set")
+                .with_labels()
                 .filter(slug=slug)
                 .first()
             )

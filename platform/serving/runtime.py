@@ -384,10 +384,25 @@ class Runtime:
             self.loads.clear()
 
     def _bind(self, need_id: int) -> ServedNeed:
+        from django.db.models import OuterRef, Subquery
+
         from registry.models import ModelAlias
         from tenants.models import Need
 
-        need = Need.objects.filter(pk=need_id).first()
+        # Two indexed queries, whatever the label count: the need with the version its alias
+        # points at, and its label rows.
+        need = (
+            Need.objects.filter(pk=need_id)
+            .annotate(
+                alias_version_id=Subquery(
+                    ModelAlias.objects.filter(
+                        registered_model_id=OuterRef("model_id"), name=OuterRef("model_alias")
+                    ).values("version_id")[:1]
+                )
+            )
+            .with_labels()
+            .first()
+        )
         if need is None:
             self._need_ids = {k: v for k, v in self._need_ids.items() if v != need_id}
             raise NeedNotFound(str(need_id))
@@ -395,11 +410,7 @@ class Runtime:
             raise NeedInactive(need.slug, need.status)
         if need.model_id is None:
             raise NeedNotServed(f"Need '{need.slug}' has no model yet.")
-        version_id = (
-            ModelAlias.objects.filter(registered_model_id=need.model_id, name=need.model_alias)
-            .values_list("version_id", flat=True)
-            .first()
-        )
+        version_id = need.alias_version_id
         if version_id is None:
             raise NeedNotServed(
                 f"Need '{need.slug}': its model has no version at alias '{need.model_alias}'."
@@ -499,18 +510,14 @@ class Runtime:
 
 
 def _tenant_names(need, model: LoadedModel) -> tuple[str, ...]:
-    to_name = {key: name for name, key in (need.label_mapping or {}).items()}
+    to_name = {key: name for name, key in need.label_mapping.items()}
     return tuple(to_name.get(label, label) for label in model.labels)
 
 
 def _cutoffs(need, model: LoadedModel) -> np.ndarray:
-    """Per-label threshold: the need's per-label value (by global key or tenant name), else the
-    need's threshold, else (multi-label models) the threshold the model was tuned with."""
-    per_label = dict(need.per_label_thresholds or {})
-    mapping = need.label_mapping or {}
-    for name, key in mapping.items():
-        if name in per_label and key not in per_label:
-            per_label[key] = per_label[name]
+    """Per-label threshold: the need's per-label value, else the need's threshold, else
+    (multi-label models) the threshold the model was tuned with."""
+    per_label = need.per_label_thresholds
     cut = []
     for label in model.labels:
         if label in per_label:

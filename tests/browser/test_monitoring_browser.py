@@ -11,7 +11,7 @@ from django.core.management import call_command
 from tenants.models import Need, Role, Tenant
 from tests.browser.csp import violations, watch_csp
 from tests.conftest import login
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory, set_need_labels
 
 pytestmark = pytest.mark.browser
 
@@ -26,8 +26,9 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     MembershipFactory(user=user, tenant=Tenant.objects.get(slug="tenant-a"), role=Role.ADMIN)
     # The tenant's own names for two labels (the others fall back to the taxonomy's names).
     need = Need.objects.unscoped().get(tenant__slug="tenant-a", slug="news-topics")
-    need.label_mapping = {"娱乐 Entertainment": "news.entertainment", "科技 Tech": "news.tech"}
-    need.save(update_fields=["label_mapping"])
+    set_need_labels(
+        need, label_mapping={"娱乐 Entertainment": "news.entertainment", "科技 Tech": "news.tech"}
+    )
 
     console = watch_csp(page)
     login(page, live_server, "monica")

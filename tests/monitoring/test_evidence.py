@@ -8,6 +8,7 @@ import pytest
 
 from monitoring.evidence import alert_cards, html_sentence, label_names, plain_sentence
 from monitoring.models import Alert, AlertKind, Severity
+from tests.factories import set_need_labels
 from tests.monitoring.conftest import DAY
 
 pytestmark = pytest.mark.django_db
@@ -43,8 +44,7 @@ def _alert(need, **evidence) -> Alert:
 
 def test_sentences_use_the_tenants_names_and_escape_them(topics):
     need, _ = topics
-    need.label_mapping = {"<b>Gamma</b>": "t.c"}
-    need.save(update_fields=["label_mapping"])
+    set_need_labels(need, label_mapping={"<b>Gamma</b>": "t.c"})
     alert = _alert(need)
     names = label_names(need)
     assert names["t.c"] == "<b>Gamma</b>"

@@ -7,7 +7,7 @@ import pytest
 from monitoring import aggregation
 from monitoring.models import FeedbackAggregate, FeedbackEvent, Period
 from tests.conftest import api_client_for_key
-from tests.factories import ApiKeyFactory
+from tests.factories import ApiKeyFactory, set_need_labels
 from tests.monitoring.conftest import DAY
 
 pytestmark = pytest.mark.django_db
@@ -43,8 +43,7 @@ def test_events_are_stored_and_duplicates_counted_once(api_a, topics):
 
 def test_tenant_label_names_are_mapped_to_global_keys(api_a, topics):
     need, _ = topics
-    need.label_mapping = {"Business": "t.b"}
-    need.save()
+    set_need_labels(need, label_mapping={"Business": "t.b"})
     response = api_a.post(URL, {"events": [_event(1, label="Business")]}, format="json")
     assert response.status_code == 200
     assert FeedbackEvent.objects.get().label == "t.b"

@@ -10,7 +10,7 @@ from django.utils import timezone
 from monitoring import services
 from monitoring.models import Alert, AlertKind, AlertStatus, Severity
 from tests.conftest import api_client_for_key
-from tests.factories import ApiKeyFactory
+from tests.factories import ApiKeyFactory, set_need_labels
 from tests.monitoring.conftest import DAY
 from tests.monitoring.factories import log_predictions
 
@@ -21,8 +21,7 @@ pytestmark = pytest.mark.django_db
 def monitored(topics):
     """Two days of 400 predictions and one of 50 (too few for drift), with some feedback."""
     need, version = topics
-    need.label_mapping = {"Alpha": "t.a", "Beta": "t.b", "Gamma": "t.c"}
-    need.save(update_fields=["label_mapping"])
+    set_need_labels(need, label_mapping={"Alpha": "t.a", "Beta": "t.b", "Gamma": "t.c"})
     days = [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
     counts = [{"t.a": 200, "t.b": 160, "t.c": 40}] * 2 + [{"t.a": 30, "t.b": 20}]
     for day, c in zip(days, counts, strict=True):

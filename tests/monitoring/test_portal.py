@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from monitoring import services
 from monitoring.models import Alert, AlertKind
+from tests.factories import set_need_labels
 from tests.monitoring.conftest import DAY
 from tests.monitoring.factories import log_predictions, make_monitored_need
 
@@ -21,8 +22,7 @@ pytestmark = pytest.mark.django_db
 def drifted(topics):
     """Eight usual days, then t.c ("Gamma" to this tenant) vanishes."""
     need, version = topics
-    need.label_mapping = {"Alpha": "t.a", "Beta": "t.b", "Gamma": "t.c"}
-    need.save(update_fields=["label_mapping"])
+    set_need_labels(need, label_mapping={"Alpha": "t.a", "Beta": "t.b", "Gamma": "t.c"})
     for i in range(8, 0, -1):
         log_predictions(
             need=need,

@@ -173,7 +173,8 @@ def test_merge_rewrites_every_reference_in_one_go(tree, news_topics):
     assert not TrainingSampleLabel.objects.filter(label=tree["news.tech"]).exists()
     need_a.refresh_from_db()
     need_b.refresh_from_db()
-    assert need_a.label_mapping == {"IT": "news.business", "Money": "news.business"}
+    # One row per label: the need's row for the target keeps its name ("IT" is dropped, and said).
+    assert need_a.label_mapping == {"Money": "news.business"}
     assert need_a.per_label_thresholds == {"news.business": 0.4}
     assert need_b.requested_labels == ["news.business"]
     child.refresh_from_db()
@@ -189,6 +190,7 @@ def test_merge_rewrites_every_reference_in_one_go(tree, news_topics):
     assert merge_src.actor == editor and merge_src.after["merged_into"] == "news.business"
     assert merge_dst.after["merged_from"] == "news.tech"
     assert merge_dst.after["rewritten"]["needs"] == 2
+    assert merge_src.after["needs_names_dropped"] == [f"t1/{need_a.slug}: IT"]
 
 
 def test_merge_is_all_or_nothing(tree, news_topics, monkeypatch):

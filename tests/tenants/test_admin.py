@@ -68,3 +68,50 @@ def test_revoke_action(staff_client, key_a):
 def test_changelists_render(staff_client, path, key_a, alice, news_topics, tenant_a):
     NeedFactory(tenant=tenant_a, label_set=news_topics)
     assert staff_client.get(f"/admin/tenants/{path}/").status_code == 200
+
+
+def test_need_labels_are_edited_inline_and_belong_to_the_needs_tenant(
+    staff_client, tenant_a, news_topics
+):
+    from taxonomy.models import Label
+    from tenants.models import NeedLabel
+
+    need = NeedFactory(tenant=tenant_a, label_set=news_topics, label_mapping={"S": "news.sport"})
+    row = need.label_rows()[0]
+    page = staff_client.get(f"/admin/tenants/need/{need.pk}/change/").content.decode()
+    assert 'name="labels-0-name"' in page and 'name="tenant"' not in page  # tenant is fixed
+    tech = Label.objects.get(key="news.tech")
+    response = staff_client.post(
+        f"/admin/tenants/need/{need.pk}/change/",
+        {
+            "slug": need.slug,
+            "name": need.name,
+            "goal": need.goal,
+            "label_set": news_topics.pk,
+            "threshold": "0.0",
+            "top_k": "1",
+            "delivery": '["sync"]',
+            "model_alias": "production",
+            "execution": "inline",
+            "labels-TOTAL_FORMS": "2",
+            "labels-INITIAL_FORMS": "1",
+            "labels-0-id": row.pk,
+            "labels-0-need": need.pk,
+            "labels-0-position": "0",
+            "labels-0-label": row.label_id,
+            "labels-0-name": "Sport",
+            "labels-0-threshold": "",
+            "labels-1-need": need.pk,
+            "labels-1-position": "1",
+            "labels-1-label": tech.pk,
+            "labels-1-name": "IT",
+            "labels-1-threshold": "0.4",
+            "status_changes-TOTAL_FORMS": "0",
+            "status_changes-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    need.refresh_from_db()
+    assert need.label_mapping == {"Sport": "news.sport", "IT": "news.tech"}
+    assert need.per_label_thresholds == {"news.tech": 0.4}
+    assert set(NeedLabel.objects.unscoped().values_list("tenant_id", flat=True)) == {tenant_a.pk}
