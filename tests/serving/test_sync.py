@@ -159,8 +159,10 @@ def test_alias_move_is_picked_up_within_the_poll_interval(
     # Within the poll interval the process keeps serving v1 without asking the database ...
     assert tag(api_a, "news", item).json()["model"]["version"] == 1
     clock[0] += 1.5
-    # ... and after it, the new version loads beside the old one, which answers meanwhile ...
-    assert tag(api_a, "news", item).json()["model"]["version"] == 1
+    # ... and after it, the new version loads beside the old one (on a thread: this small model
+    # may already be loaded when the request picks its model, so either may answer here; the
+    # test_promotion_loads_once_per_process_beside_the_old_version... pins that deterministically)
+    assert tag(api_a, "news", item).json()["model"]["version"] in (1, 2)
     assert get_runtime().wait_for_loads(timeout=60)
     # ... and the promotion is live as soon as it is loaded, without any restart.
     assert tag(api_a, "news", item).json()["model"]["version"] == 2
