@@ -15,6 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from registry import selectors as registry_selectors
 from taxonomy import selectors, services
 from taxonomy.models import Label, LabelSet, LabelStatus
 from taxonomy.serializers import (
@@ -202,7 +203,7 @@ class ReuseSuggestionsView(TenantScopedAPIView):
     )
     def post(self, request):
         data = _validated(ReuseRequestSerializer, request.data)
-        suggestions = selectors.reuse_suggestions(tenant=self.tenant, terms=data["labels"])
+        suggestions = registry_selectors.reuse_suggestions(tenant=self.tenant, terms=data["labels"])
         return Response(ReuseSuggestionsSerializer(suggestions).data)
 
 

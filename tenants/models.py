@@ -5,7 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from tenants.querysets import TenantQuerySet
+from core.querysets import TenantQuerySet
 
 
 class Tenant(models.Model):

@@ -16,6 +16,8 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from core.edge import INT64_MAX, db_int_bounds, query_int
+from core.errors import DomainError
 from registry import model_card, selectors, services
 from registry.models import (
     Algorithm,
@@ -28,23 +30,21 @@ from registry.models import (
     TrainingRun,
 )
 from registry.services import DatasetImportError, RegistryError
-from tagging_platform.edge import INT64_MAX, db_int_bounds, query_int
-from tagging_platform.errors import ApiError
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
 from tenants.models import ApiKeyScope, Need, Role
 from tenants.scoping import TenantScopedGenericAPIView, TenantScopedViewSet
 
 
-def _api_error(exc: RegistryError) -> ApiError:
+def _api_error(exc: RegistryError) -> DomainError:
     if isinstance(exc, DatasetImportError):
-        return ApiError(
+        return DomainError(
             exc.code,
             exc.message,
             status_code=exc.status_code,
             fields={"rows": [e.as_dict() for e in exc.errors]},
         )
-    return ApiError(exc.code, exc.message, status_code=exc.status_code)
+    return DomainError(exc.code, exc.message, status_code=exc.status_code)
 
 
 # --- Serializers -----------------------------------------------------------------------------
@@ -197,7 +197,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
 
     def _check_manage(self, model: RegisteredModel) -> None:
         if self.acting_user is None:
-            raise ApiError(
+            raise DomainError(
                 "person_required", "Aliases are moved by a person, not an API key.", status_code=403
             )
         if not selectors.can_manage_model(
@@ -206,7 +206,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
             who = (
                 "platform staff" if model.tenant_id is None else f"an admin of {model.tenant.slug}"
             )
-            raise ApiError(
+            raise DomainError(
                 "permission_denied", f"Only {who} may move this model's aliases.", status_code=403
             )
 
@@ -367,7 +367,7 @@ class TrainingRunViewSet(
             owner = self.tenant
             if data["shared"]:
                 if not getattr(self.acting_user, "is_staff", False):
-                    raise ApiError(
+                    raise DomainError(
                         "permission_denied", "Only staff train shared models.", status_code=403
                     )
                 owner = None

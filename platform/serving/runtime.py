@@ -136,6 +136,23 @@ class TagResult:
 _SERVABLE = frozenset({"approved", "live"})
 
 
+def servable_version_id(need) -> int:
+    """The id of the version serving `need`, from the database only (nothing is loaded);
+    raises NeedInactive / NeedNotServed when its lifecycle or its model's alias forbids it."""
+    from registry.selectors import serving_versions
+
+    if need.status not in _SERVABLE:
+        raise NeedInactive(need.slug, need.status)
+    if need.model_id is None:
+        raise NeedNotServed(f"Need '{need.slug}' has no model yet.")
+    version_id = serving_versions(need).values_list("pk", flat=True).first()
+    if version_id is None:
+        raise NeedNotServed(
+            f"Need '{need.slug}': its model has no version at alias '{need.model_alias}'."
+        )
+    return version_id
+
+
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -384,26 +401,13 @@ class Runtime:
             self.loads.clear()
 
     def _bind(self, need_id: int) -> ServedNeed:
-        from registry.models import ModelAlias
         from tenants.models import Need
 
         need = Need.objects.filter(pk=need_id).first()
         if need is None:
             self._need_ids = {k: v for k, v in self._need_ids.items() if v != need_id}
             raise NeedNotFound(str(need_id))
-        if need.status not in _SERVABLE:
-            raise NeedInactive(need.slug, need.status)
-        if need.model_id is None:
-            raise NeedNotServed(f"Need '{need.slug}' has no model yet.")
-        version_id = (
-            ModelAlias.objects.filter(registered_model_id=need.model_id, name=need.model_alias)
-            .values_list("version_id", flat=True)
-            .first()
-        )
-        if version_id is None:
-            raise NeedNotServed(
-                f"Need '{need.slug}': its model has no version at alias '{need.model_alias}'."
-            )
+        version_id = servable_version_id(need)
         # A version this process has not loaded yet is loaded beside the one serving now (single-
         # flight, on a background thread) and switched to when ready: no request waits for a
         # promotion's load. Only a need with nothing to serve meanwhile waits for its model.
