@@ -62,6 +62,14 @@ def alias_history(registered_model: RegisteredModel, limit: int = 50) -> list[Al
     )
 
 
+def production_alias(registered_model: RegisteredModel) -> ModelAlias | None:
+    """The model's `production` alias with its version (a model, not a need: for a need ask
+    `serving_versions`, which follows the need's own alias)."""
+    return (
+        registered_model.aliases.filter(name=AliasName.PRODUCTION).select_related("version").first()
+    )
+
+
 def serving_versions(need: Need) -> QuerySet[ModelVersion]:
     """Which version serves this need: need -> model -> the need's alias -> version.
 
