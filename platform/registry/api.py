@@ -32,8 +32,9 @@ from registry.models import (
 from registry.services import DatasetImportError, RegistryError
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
+from taxonomy.serializers import ReuseRequestSerializer, ReuseSuggestionsSerializer
 from tenants.models import ApiKeyScope, Need, Role
-from tenants.scoping import TenantScopedGenericAPIView, TenantScopedViewSet
+from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView, TenantScopedViewSet
 
 
 def _api_error(exc: RegistryError) -> DomainError:
@@ -408,3 +409,23 @@ class DatasetUploadView(TenantScopedGenericAPIView):
         except RegistryError as exc:
             raise _api_error(exc) from exc
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)
+
+
+class ReuseSuggestionsView(TenantScopedAPIView):
+    """Reuse before rework: label sets and live models overlapping the labels you ask for."""
+
+    # Read-only despite POST: a key with `read` and any member may ask.
+    write_scope = ApiKeyScope.READ
+    write_role = Role.VIEWER
+
+    @extend_schema(
+        summary="Existing label sets and live models for the labels you want, with overlap scores",
+        request=ReuseRequestSerializer,
+        responses=ReuseSuggestionsSerializer,
+    )
+    def post(self, request):
+        body = ReuseRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        suggestions = selectors.reuse_suggestions(tenant=self.tenant, terms=data["labels"])
+        return Response(ReuseSuggestionsSerializer(suggestions).data)
