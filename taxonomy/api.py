@@ -27,12 +27,10 @@ from taxonomy.serializers import (
     LabelSetSerializer,
     LabelTreeNodeSerializer,
     LabelUpdateSerializer,
-    ReuseRequestSerializer,
-    ReuseSuggestionsSerializer,
 )
 from tenants.authentication import ApiKeyUser
-from tenants.models import ApiKeyScope, Role
-from tenants.scoping import TenantScopedAPIView, TenantScopedViewSet
+from tenants.models import ApiKeyScope
+from tenants.scoping import TenantScopedViewSet
 
 
 class TaxonomyPermission(permissions.BasePermission):
@@ -186,24 +184,6 @@ class LabelSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         label_set = self.get_object()
         revisions = label_set.revisions.order_by("-number")
         return Response(LabelSetRevisionSerializer(revisions, many=True).data)
-
-
-class ReuseSuggestionsView(TenantScopedAPIView):
-    """Reuse before rework: label sets and live models overlapping the labels you ask for."""
-
-    # Read-only despite POST: a key with `read` and any member may ask.
-    write_scope = ApiKeyScope.READ
-    write_role = Role.VIEWER
-
-    @extend_schema(
-        summary="Existing label sets and live models for the labels you want, with overlap scores",
-        request=ReuseRequestSerializer,
-        responses=ReuseSuggestionsSerializer,
-    )
-    def post(self, request):
-        data = _validated(ReuseRequestSerializer, request.data)
-        suggestions = selectors.reuse_suggestions(tenant=self.tenant, terms=data["labels"])
-        return Response(ReuseSuggestionsSerializer(suggestions).data)
 
 
 def _validated(serializer_class, data) -> dict:

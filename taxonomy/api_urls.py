@@ -11,6 +11,5 @@ router.register("label-sets", api_views.LabelSetViewSet, basename="label-set")
 
 urlpatterns = [
     path("taxonomy/tree/", api_views.LabelTreeView.as_view(), name="tree"),
-    path("reuse-suggestions/", api_views.ReuseSuggestionsView.as_view(), name="reuse-suggestions"),
     *router.urls,
 ]

@@ -5,7 +5,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from tenants.querysets import SharedOrTenantQuerySet
+from core.querysets import SharedOrTenantQuerySet
 
 label_key_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$",

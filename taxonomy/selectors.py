@@ -1,4 +1,4 @@
-"""Reads of the taxonomy: search, the tree, term resolution and reuse suggestions.
+"""Reads of the taxonomy: search, the tree, term resolution and label-set reuse scoring.
 
 Reuse scoring (documented in README): for the requested labels R and a candidate's labels S
 (a label set's current revision, or the revision a live model was trained on),
@@ -187,14 +187,8 @@ def overlap(requested: list[Label], candidate_keys: list[str]) -> Overlap:
     )
 
 
-@dataclass
-class Suggestions:
-    resolution: Resolution
-    label_sets: list[dict]
-    models: list[dict]
-
-
-def _revision_keys(revision_ids: Iterable[int]) -> dict[int, list[str]]:
+def revision_keys(revision_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Label keys of each label-set revision, in position order."""
     keys: dict[int, list[str]] = {}
     for revision_id, key in (
         LabelSetMember.objects.filter(revision_id__in=list(revision_ids))
@@ -205,33 +199,27 @@ def _revision_keys(revision_ids: Iterable[int]) -> dict[int, list[str]]:
     return keys
 
 
-def reuse_suggestions(*, tenant, terms: Iterable[str], limit: int = 10) -> Suggestions:
-    """Label sets and live models the tenant may reuse for the labels it asks for.
-
-    Only what the tenant can see is offered: shared (platform-owned) label sets and models, and
-    its own. Another tenant's own label sets and models are never offered; a model meant for
-    everyone is registered as shared (tenant NULL). A model is "live" when its `production`
-    alias points at a version; its labels are those of the revision that version was trained on.
-    """
-    from registry.models import AliasName, ModelAlias
-
-    resolution = resolve_terms(terms)
-    if not resolution.labels:
-        return Suggestions(resolution=resolution, label_sets=[], models=[])
+def requested_labels(resolution: Resolution) -> list[Label]:
+    """The resolved labels, with their ancestors loaded, in the order they were asked for."""
     requested = list(
         Label.objects.filter(pk__in=[label.pk for label in resolution.labels]).select_related(
             "parent__parent__parent"
         )
     )
     requested.sort(key=lambda label: resolution.keys.index(label.key))
+    return requested
 
+
+def label_set_suggestions(*, tenant, requested: list[Label]) -> list[dict]:
+    """Label sets the tenant can see (shared and its own) ranked by overlap with `requested`;
+    part of `registry.selectors.reuse_suggestions`, which adds the live models."""
     label_sets = list(LabelSet.objects.for_tenant(tenant).select_related("tenant"))
     current = {}
     for label_set in label_sets:
         revision = label_set.revisions.order_by("-number").first()
         if revision is not None:
             current[label_set.pk] = revision
-    set_keys = _revision_keys(r.pk for r in current.values())
+    set_keys = revision_keys(r.pk for r in current.values())
     set_rows = []
     for label_set in label_sets:
         revision = current.get(label_set.pk)
@@ -241,44 +229,7 @@ def reuse_suggestions(*, tenant, terms: Iterable[str], limit: int = 10) -> Sugge
         if result.score > 0:
             set_rows.append({"label_set": label_set, "revision": revision, "overlap": result})
     set_rows.sort(key=lambda row: (-row["overlap"].score, row["label_set"].slug))
-
-    aliases = list(
-        ModelAlias.objects.filter(
-            name=AliasName.PRODUCTION,
-            registered_model__in=_visible_models(tenant),
-        ).select_related("registered_model__label_set", "registered_model__tenant", "version")
-    )
-    model_keys = _revision_keys(alias.version.revision_id for alias in aliases)
-    model_rows = []
-    for alias in aliases:
-        result = overlap(requested, model_keys.get(alias.version.revision_id, []))
-        if result.score > 0:
-            model_rows.append(
-                {"model": alias.registered_model, "version": alias.version, "overlap": result}
-            )
-    model_rows.sort(key=lambda row: (-row["overlap"].score, row["model"].name))
-    return Suggestions(
-        resolution=resolution, label_sets=set_rows[:limit], models=model_rows[:limit]
-    )
-
-
-def _visible_models(tenant) -> QuerySet:
-    from registry.models import RegisteredModel
-
-    return RegisteredModel.objects.for_tenant(tenant)
-
-
-def offered_models(*, tenant) -> QuerySet:
-    """Models a tenant may subscribe a need to: visible (shared or own) with a production alias."""
-    from registry.models import AliasName
-
-    return (
-        _visible_models(tenant)
-        .filter(aliases__name=AliasName.PRODUCTION)
-        .select_related("label_set")
-        .distinct()
-        .order_by("name")
-    )
+    return set_rows
 
 
 def visible_label_sets(*, tenant) -> QuerySet[LabelSet]:

@@ -8,7 +8,7 @@ from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from taxonomy import selectors as taxonomy_selectors
+from registry import selectors as registry_selectors
 from taxonomy.serializers import ReuseSuggestionsSerializer
 from tenants import services
 from tenants.models import ApiKey, ApiKeyScope, Membership, Need, NeedStatusChange, Role, Tenant
@@ -119,7 +119,7 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
         serializer = SubscribeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         model = (
-            taxonomy_selectors.offered_models(tenant=self.tenant)
+            registry_selectors.offered_models(tenant=self.tenant)
             .filter(name=serializer.validated_data["model"])
             .first()
         )
@@ -141,7 +141,7 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
             if need.label_set and need.label_set.current_revision
             else []
         )
-        result = taxonomy_selectors.reuse_suggestions(tenant=self.tenant, terms=terms)
+        result = registry_selectors.reuse_suggestions(tenant=self.tenant, terms=terms)
         return Response(ReuseSuggestionsSerializer(result).data)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
-from tagging_platform.edge import db_int_bounds
-from taxonomy.selectors import offered_models, split_terms, visible_label_sets
+from core.edge import db_int_bounds
+from registry.selectors import offered_models
+from taxonomy.selectors import split_terms, visible_label_sets
 from tenants.models import ApiKeyScope, Delivery, Need
 
 

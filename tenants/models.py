@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 
-from tenants.querysets import TenantQuerySet
+from core.querysets import TenantQuerySet
 
 
 class Tenant(models.Model):

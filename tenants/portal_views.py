@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
+from registry import selectors as registry_selectors
 from taxonomy import selectors as taxonomy_selectors
 from taxonomy.models import LabelSet
 from tenants import services
@@ -56,7 +57,7 @@ class NeedSuggestionsView(TenantPortalMixin, View):
     def get(self, request):
         terms = _suggestion_terms(request, self.tenant)
         suggestions = (
-            taxonomy_selectors.reuse_suggestions(tenant=self.tenant, terms=terms) if terms else None
+            registry_selectors.reuse_suggestions(tenant=self.tenant, terms=terms) if terms else None
         )
         return render(
             request,
@@ -126,7 +127,7 @@ class NeedDetailView(TenantPortalMixin, TemplateView):
         context.update(
             need=need,
             label_keys=terms,
-            suggestions=taxonomy_selectors.reuse_suggestions(tenant=self.tenant, terms=terms)
+            suggestions=registry_selectors.reuse_suggestions(tenant=self.tenant, terms=terms)
             if terms
             else None,
             can_edit=role_at_least(self.membership, Role.REQUESTER) and need.status != "retired",
@@ -191,7 +192,7 @@ class NeedActionView(TenantPortalMixin, View):
         try:
             if self.action == "subscribe":
                 model = (
-                    taxonomy_selectors.offered_models(tenant=self.tenant)
+                    registry_selectors.offered_models(tenant=self.tenant)
                     .filter(name=request.POST.get("model", ""))
                     .first()
                 )

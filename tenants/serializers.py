@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from tagging_platform.edge import db_int_bounds
+from core.edge import db_int_bounds
 from taxonomy.models import LabelSet
 from tenants.models import (
     NEED_EDITABLE_FIELDS,

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from taxonomy.models import Label, LabelSet, LabelStatus
-from taxonomy.selectors import offered_models, resolve_terms
+from taxonomy.selectors import resolve_terms
 from tenants import keys
 from tenants.authentication import clear_key_cache
 from tenants.models import (
@@ -453,13 +453,18 @@ def need_go_live(*, need: Need, actor=None, reason: str = "") -> Need:
 
 
 def _has_serving_alias(need: Need) -> bool:
-    from registry.models import ModelAlias
+    # Asked through the Need.model relation: tenants sit below the registry and never import it
+    # (registry.selectors.serving_versions is the full need -> version answer for the apps above).
+    return need.model_id is not None and need.model.aliases.filter(name=need.model_alias).exists()
 
+
+def _offered_to(*, need: Need, model) -> bool:
+    """`registry.selectors.offered_models` for one model, through the Need.model relation."""
+    registered_model = Need._meta.get_field("model").related_model
     return (
-        need.model_id is not None
-        and ModelAlias.objects.filter(
-            registered_model_id=need.model_id, name=need.model_alias
-        ).exists()
+        registered_model.objects.for_tenant(need.tenant)
+        .filter(pk=model.pk, aliases__name="production")
+        .exists()
     )
 
 
@@ -507,7 +512,7 @@ def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
     """
     if need.status == NeedStatus.RETIRED:
         raise ValidationError({"status": ["A retired need cannot be changed."]})
-    if not offered_models(tenant=need.tenant).filter(pk=model.pk).exists():
+    if not _offered_to(need=need, model=model):
         raise ValidationError({"model": ["Unknown model, or it has no production version."]})
     allowed = set(_need_label_keys(label_set=model.label_set, requested=[]))
     # Django's ValidationError holds flat lists: name the offending entry in each message.

@@ -34,6 +34,7 @@ from monitoring.models import (
     RuleCheck,
 )
 from registry.models import DatasetSnapshot, ModelAlias, ModelVersion, RegisteredModel
+from registry.selectors import serving_version
 from serving.models import PredictionLog
 from taxonomy.models import Label, LabelSet, LabelSetMember, LabelSetRevision
 from tenants.models import Need, NeedStatus, Tenant
@@ -109,15 +110,9 @@ def _label_set(slug: str, name: str, keys: list[str]) -> tuple[LabelSet, LabelSe
 
 
 def _production_version(need: Need) -> ModelVersion | None:
-    if not need.model_id:
-        return None
-    alias = (
-        ModelAlias.objects.filter(registered_model_id=need.model_id, name=need.model_alias)
-        .select_related("version__snapshot")
-        .first()
-    )
-    if alias and alias.version.snapshot.label_distribution:
-        return alias.version
+    version = serving_version(need)
+    if version is not None and version.snapshot.label_distribution:
+        return version
     return None
 
 

@@ -45,7 +45,7 @@ class QueueDepthCollector:
     def collect(self):
         from django.conf import settings
 
-        from tagging_platform.celery import QUEUES
+        from core.queues import QUEUES
 
         gauge = GaugeMetricFamily(
             "celery_queue_length", "Messages waiting in each Celery queue.", labels=["queue"]

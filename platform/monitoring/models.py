@@ -12,7 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from tenants.querysets import TenantQuerySet
+from core.querysets import TenantQuerySet
 
 
 class Period(models.TextChoices):

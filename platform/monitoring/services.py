@@ -33,7 +33,7 @@ from monitoring.models import (
     RuleCheck,
     Severity,
 )
-from registry.models import ModelAlias
+from registry.selectors import serving_version
 from serving.models import PredictionLog
 from tenants.models import Need, Tenant
 
@@ -75,14 +75,7 @@ def baseline_for(*, need: Need, period: str, start: date) -> Baseline | None:
         if counts:
             return Baseline(BaselineSource.WINDOW, f"{config.reference_start}..{end}", counts)
         return None
-    version = None
-    if need.model_id:
-        alias = (
-            ModelAlias.objects.filter(registered_model_id=need.model_id, name=need.model_alias)
-            .select_related("version__snapshot", "version__registered_model")
-            .first()
-        )
-        version = alias.version if alias else None
+    version = serving_version(need)
     if version is None:
         # No production alias: fall back to the version that served most of the period.
         top = (

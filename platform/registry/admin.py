@@ -22,6 +22,7 @@ from registry.models import (
     TrainingSample,
     TrainingSampleLabel,
 )
+from registry.selectors import production_alias
 
 
 class NoDeleteMixin:
@@ -101,7 +102,7 @@ class RegisteredModelAdmin(NoDeleteMixin, admin.ModelAdmin):
 
     @admin.display(description="production")
     def production(self, obj: RegisteredModel) -> str:
-        alias = obj.aliases.filter(name="production").select_related("version").first()
+        alias = production_alias(obj)
         return f"v{alias.version.version}" if alias else "—"
 
     def _rollback(self, request, queryset, alias: str) -> None:

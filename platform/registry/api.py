@@ -16,6 +16,8 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from core.edge import INT64_MAX, db_int_bounds, query_int
+from core.errors import DomainError
 from registry import model_card, selectors, services
 from registry.models import (
     Algorithm,
@@ -28,23 +30,22 @@ from registry.models import (
     TrainingRun,
 )
 from registry.services import DatasetImportError, RegistryError
-from tagging_platform.edge import INT64_MAX, db_int_bounds, query_int
-from tagging_platform.errors import ApiError
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
+from taxonomy.serializers import ReuseRequestSerializer, ReuseSuggestionsSerializer
 from tenants.models import ApiKeyScope, Need, Role
-from tenants.scoping import TenantScopedGenericAPIView, TenantScopedViewSet
+from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView, TenantScopedViewSet
 
 
-def _api_error(exc: RegistryError) -> ApiError:
+def _api_error(exc: RegistryError) -> DomainError:
     if isinstance(exc, DatasetImportError):
-        return ApiError(
+        return DomainError(
             exc.code,
             exc.message,
             status_code=exc.status_code,
             fields={"rows": [e.as_dict() for e in exc.errors]},
         )
-    return ApiError(exc.code, exc.message, status_code=exc.status_code)
+    return DomainError(exc.code, exc.message, status_code=exc.status_code)
 
 
 # --- Serializers -----------------------------------------------------------------------------
@@ -197,7 +198,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
 
     def _check_manage(self, model: RegisteredModel) -> None:
         if self.acting_user is None:
-            raise ApiError(
+            raise DomainError(
                 "person_required", "Aliases are moved by a person, not an API key.", status_code=403
             )
         if not selectors.can_manage_model(
@@ -206,7 +207,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
             who = (
                 "platform staff" if model.tenant_id is None else f"an admin of {model.tenant.slug}"
             )
-            raise ApiError(
+            raise DomainError(
                 "permission_denied", f"Only {who} may move this model's aliases.", status_code=403
             )
 
@@ -367,7 +368,7 @@ class TrainingRunViewSet(
             owner = self.tenant
             if data["shared"]:
                 if not getattr(self.acting_user, "is_staff", False):
-                    raise ApiError(
+                    raise DomainError(
                         "permission_denied", "Only staff train shared models.", status_code=403
                     )
                 owner = None
@@ -408,3 +409,23 @@ class DatasetUploadView(TenantScopedGenericAPIView):
         except RegistryError as exc:
             raise _api_error(exc) from exc
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)
+
+
+class ReuseSuggestionsView(TenantScopedAPIView):
+    """Reuse before rework: label sets and live models overlapping the labels you ask for."""
+
+    # Read-only despite POST: a key with `read` and any member may ask.
+    write_scope = ApiKeyScope.READ
+    write_role = Role.VIEWER
+
+    @extend_schema(
+        summary="Existing label sets and live models for the labels you want, with overlap scores",
+        request=ReuseRequestSerializer,
+        responses=ReuseSuggestionsSerializer,
+    )
+    def post(self, request):
+        body = ReuseRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        suggestions = selectors.reuse_suggestions(tenant=self.tenant, terms=data["labels"])
+        return Response(ReuseSuggestionsSerializer(suggestions).data)

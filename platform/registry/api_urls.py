@@ -13,5 +13,6 @@ router.register("training-runs", api.TrainingRunViewSet, basename="training-run"
 
 urlpatterns = [
     path("datasets/upload/", api.DatasetUploadView.as_view(), name="dataset-upload"),
+    path("reuse-suggestions/", api.ReuseSuggestionsView.as_view(), name="reuse-suggestions"),
     *router.urls,
 ]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from tagging_platform import csv_io
-from tagging_platform.edge import string_problem
+from core import csv_io
+from core.edge import string_problem
 
 #: Longest training text accepted (BBC articles reach ~25k characters).
 MAX_TEXT_CHARS = 100_000

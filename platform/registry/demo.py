@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from registry import datasets
 from registry.models import RegisteredModel, RunStatus, TrainingRun
+from registry.selectors import production_alias, serving_versions
 from registry.services import (
     current_revision,
     registered_model_get_or_create,
@@ -39,7 +40,7 @@ def _attach(model: RegisteredModel, need_ref: tuple[str, str], stdout) -> None:
     if need is None:
         return
     need.refresh_from_db()
-    if need.status == NeedStatus.APPROVED and model.aliases.filter(name=need.model_alias).exists():
+    if need.status == NeedStatus.APPROVED and serving_versions(need).exists():
         need_go_live(need=need)
         stdout.write(f"  {tenant_slug}/{need_slug} is live")
 
@@ -54,7 +55,7 @@ def train_demo_models(stdout) -> None:
             )
             continue
         model = registered_model_get_or_create(label_set=label_set, algorithm=ALGORITHM)
-        production = model.aliases.filter(name="production").select_related("version").first()
+        production = production_alias(model)
         if production is not None:
             stdout.write(f"  {model.name} already in production (v{production.version.version})")
             _attach(model, need_ref, stdout)

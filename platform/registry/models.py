@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from tenants.querysets import SharedOrTenantQuerySet
+from core.querysets import SharedOrTenantQuerySet
 
 
 class SampleSource(models.TextChoices):

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
 from registry.models import (
     AliasEvent,
+    AliasName,
     ModelAlias,
     ModelVersion,
     RegisteredModel,
     TrainingRun,
+)
+from taxonomy.selectors import (
+    Resolution,
+    label_set_suggestions,
+    overlap,
+    requested_labels,
+    resolve_terms,
+    revision_keys,
 )
 from tenants.models import ROLE_RANK, Need, Role
 
@@ -51,7 +63,40 @@ def alias_history(registered_model: RegisteredModel, limit: int = 50) -> list[Al
 
 
 def production_alias(registered_model: RegisteredModel) -> ModelAlias | None:
-    return registered_model.aliases.filter(name="production").select_related("version").first()
+    """The model's `production` alias with its version (a model, not a need: for a need ask
+    `serving_versions`, which follows the need's own alias)."""
+    return (
+        registered_model.aliases.filter(name=AliasName.PRODUCTION).select_related("version").first()
+    )
+
+
+def serving_versions(need: Need) -> QuerySet[ModelVersion]:
+    """Which version serves this need: need -> model -> the need's alias -> version.
+
+    The one place that answers it (serving binds to it, monitoring takes its baseline from it,
+    a need goes live when it exists, "can this need be served?" asks it). A queryset of at most
+    one row, so each caller picks what it needs: `.exists()`, `.values_list("pk")`,
+    `.select_related(...).first()`."""
+    if need.model_id is None:
+        return ModelVersion.objects.none()
+    return ModelVersion.objects.filter(
+        aliases__registered_model_id=need.model_id, aliases__name=need.model_alias
+    )
+
+
+def serving_version_subquery() -> Subquery:
+    """The same lookup as `serving_versions`, as a subquery for a `Need` queryset
+    (`.annotate(alias_version_id=serving_version_subquery())`): one query binds many needs."""
+    return Subquery(
+        ModelVersion.objects.filter(
+            aliases__registered_model_id=OuterRef("model_id"), aliases__name=OuterRef("model_alias")
+        ).values("pk")[:1]
+    )
+
+
+def serving_version(need: Need) -> ModelVersion | None:
+    """The version serving `need` (with its snapshot and model), or None."""
+    return serving_versions(need).select_related("snapshot", "registered_model").first()
 
 
 def can_manage_model(*, user, membership, registered_model: RegisteredModel) -> bool:
@@ -69,3 +114,56 @@ def can_manage_model(*, user, membership, registered_model: RegisteredModel) -> 
 def needs_using(registered_model: RegisteredModel) -> QuerySet[Need]:
     # Deliberately cross-tenant: the card counts every need served by the model.
     return Need.objects.unscoped().filter(model=registered_model).select_related("tenant")
+
+
+def offered_models(*, tenant) -> QuerySet[RegisteredModel]:
+    """Models a tenant may subscribe a need to: visible (shared or own) with a production alias."""
+    return (
+        RegisteredModel.objects.for_tenant(tenant)
+        .filter(aliases__name=AliasName.PRODUCTION)
+        .select_related("label_set")
+        .distinct()
+        .order_by("name")
+    )
+
+
+@dataclass
+class Suggestions:
+    resolution: Resolution
+    label_sets: list[dict]
+    models: list[dict]
+
+
+def reuse_suggestions(*, tenant, terms: Iterable[str], limit: int = 10) -> Suggestions:
+    """Label sets and live models the tenant may reuse for the labels it asks for.
+
+    Only what the tenant can see is offered: shared (platform-owned) label sets and models, and
+    its own. Another tenant's own label sets and models are never offered; a model meant for
+    everyone is registered as shared (tenant NULL). A model is "live" when its `production`
+    alias points at a version; its labels are those of the revision that version was trained on.
+    Scoring: `taxonomy.selectors.overlap`.
+    """
+    resolution = resolve_terms(terms)
+    if not resolution.labels:
+        return Suggestions(resolution=resolution, label_sets=[], models=[])
+    requested = requested_labels(resolution)
+    set_rows = label_set_suggestions(tenant=tenant, requested=requested)
+
+    aliases = list(
+        ModelAlias.objects.filter(
+            name=AliasName.PRODUCTION,
+            registered_model__in=RegisteredModel.objects.for_tenant(tenant),
+        ).select_related("registered_model__label_set", "registered_model__tenant", "version")
+    )
+    model_keys = revision_keys(alias.version.revision_id for alias in aliases)
+    model_rows = []
+    for alias in aliases:
+        result = overlap(requested, model_keys.get(alias.version.revision_id, []))
+        if result.score > 0:
+            model_rows.append(
+                {"model": alias.registered_model, "version": alias.version, "overlap": result}
+            )
+    model_rows.sort(key=lambda row: (-row["overlap"].score, row["model"].name))
+    return Suggestions(
+        resolution=resolution, label_sets=set_rows[:limit], models=model_rows[:limit]
+    )

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from core.errors import DomainError
 from registry import artifacts, evaluation
 from registry.datasets import RowError, SampleRow, parse_upload, text_hash
 from registry.ml import ALGORITHMS, TextClassifier, train
@@ -41,6 +42,8 @@ from registry.models import (
     VersionStatus,
 )
 from taxonomy.models import LabelSet, LabelSetKind, LabelSetRevision
+from tenants.models import Need, NeedStatus
+from tenants.services import need_go_live
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +53,11 @@ SPLIT_ORIGIN = "origin"
 VALIDATION_FRACTION = 0.2
 
 
-class RegistryError(Exception):
+class RegistryError(DomainError):
     """A domain error with a stable code, e.g. RegistryError("no_test_samples", "...")."""
 
     def __init__(self, code: str, message: str, *, status_code: int = 400):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status_code = status_code
+        super().__init__(code, message, status_code=status_code)
 
 
 class DatasetImportError(RegistryError):
@@ -788,9 +788,6 @@ def alias_set(
 
 def _approved_needs_go_live(*, registered_model: RegisteredModel, alias: str, actor=None) -> None:
     """Staff-approved needs waiting for this model go live when its serving alias first exists."""
-    from tenants.models import Need, NeedStatus
-    from tenants.services import need_go_live
-
     waiting = Need.objects.unscoped().filter(
         model=registered_model, model_alias=alias, status=NeedStatus.APPROVED
     )

@@ -20,10 +20,10 @@ from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPart
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from core.edge import query_datetime
+from core.errors import DomainError
 from serving import batch_io, quota, selectors, serializers, services, sync, validation, webhooks
 from serving.models import BatchJob, BatchSource, Item, PredictionLog, WebhookDelivery
-from tagging_platform.edge import query_datetime
-from tagging_platform.errors import ApiError
 from tenants.models import ApiKeyScope, Role
 from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView
 
@@ -107,7 +107,7 @@ def _parse_since(value: str):
 def _need_or_404(tenant, slug: str):
     need = selectors.need_for(tenant=tenant, slug=slug)
     if need is None:
-        raise ApiError("need_not_found", f"No need '{slug}'.", status_code=404)
+        raise DomainError("need_not_found", f"No need '{slug}'.", status_code=404)
     return need
 
 
@@ -135,7 +135,7 @@ class StreamItemsView(JsonBodyMixin, ServingMixin, TenantScopedGenericAPIView):
             data, max_items=settings.STREAM_MAX_ITEMS, unique_ids=False
         )
         need = _need_or_404(self.tenant, need_slug)
-        sync.resolve_need(tenant_id=self.tenant.pk, need_slug=need_slug)  # 409 if not servable
+        sync.check_servable(need=need)  # 409 if not servable: a database check, no model load
         body = services.stream_items_ingest(tenant=self.tenant, need=need, ids=ids, texts=texts)
         return Response(body, status=202)
 
@@ -227,7 +227,7 @@ class DeadLetterReplayView(ServingMixin, TenantScopedGenericAPIView):
     def post(self, request, pk: int):
         delivery = get_object_or_404(self.get_queryset(), pk=pk)
         if not webhooks.delivery_replay(delivery=delivery):
-            raise ApiError("not_dead", "Only dead letters can be replayed.", status_code=409)
+            raise DomainError("not_dead", "Only dead letters can be replayed.", status_code=409)
         delivery.refresh_from_db()
         return Response(self.get_serializer(delivery).data, status=202)
 
@@ -266,18 +266,18 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
         try:
             data = request.data
         except RequestDataTooBig:
-            raise ApiError(
+            raise DomainError(
                 "upload_too_large", "The upload is too large.", status_code=413
             ) from None
         except UnicodeDecodeError:
-            raise ApiError("invalid_utf8", "The request body is not valid UTF-8.") from None
+            raise DomainError("invalid_utf8", "The request body is not valid UTF-8.") from None
         need_slug = data.get("need") if hasattr(data, "get") else None
         if not isinstance(need_slug, str) or not need_slug:
-            raise ApiError(
+            raise DomainError(
                 "invalid", "Name the need.", fields={"need": ["This field is required."]}
             )
         need = _need_or_404(self.tenant, need_slug)
-        sync.resolve_need(tenant_id=self.tenant.pk, need_slug=need_slug)
+        sync.check_servable(need=need)
         upload = request.FILES.get("file")
         if upload is not None:
             rows = batch_io.parse_upload(upload)
@@ -287,7 +287,7 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
             if item_ids is not None and (
                 not isinstance(item_ids, list) or not all(isinstance(i, str) for i in item_ids)
             ):
-                raise ApiError(
+                raise DomainError(
                     "invalid",
                     "`item_ids` must be a list of strings.",
                     fields={"item_ids": ["Expected a list of strings."]},
@@ -298,7 +298,7 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
                 else None
             )
             if item_ids is None and since is None:
-                raise ApiError(
+                raise DomainError(
                     "invalid",
                     "Upload a `file`, or select stored items with `item_ids` or `since`.",
                     fields={"file": ["Required unless item_ids/since is given."]},
@@ -307,7 +307,7 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
                 tenant=self.tenant, need=need, item_ids=item_ids, since=since
             )
             if not rows:
-                raise ApiError(
+                raise DomainError(
                     "invalid",
                     "No stored items match the selection.",
                     fields={"item_ids": ["No match."]},
@@ -352,7 +352,7 @@ class BatchJobCancelView(ServingMixin, TenantScopedGenericAPIView):
     def post(self, request, pk: int):
         job = get_object_or_404(self.get_queryset(), pk=pk)
         if not services.batch_job_cancel(job=job):
-            raise ApiError("not_active", f"The job is already {job.status}.", status_code=409)
+            raise DomainError("not_active", f"The job is already {job.status}.", status_code=409)
         return Response(self.get_serializer(job).data)
 
 
@@ -406,13 +406,15 @@ def _include_text(value: str | None) -> bool:
         return True
     if value.lower() in ("0", "false", "no"):
         return False
-    raise ApiError("invalid", "include_text must be 1 or 0.", fields={"include_text": ["1 or 0"]})
+    raise DomainError(
+        "invalid", "include_text must be 1 or 0.", fields={"include_text": ["1 or 0"]}
+    )
 
 
 def results_download(job, fmt: str, include_text: str | None = None) -> StreamingHttpResponse:
     """A job's results as CSV or JSONL; the item texts are included unless include_text=0."""
     if fmt not in ("csv", "jsonl"):
-        raise ApiError(
+        raise DomainError(
             "invalid", "format must be csv or jsonl.", fields={"format": ["csv or jsonl"]}
         )
     with_text = _include_text(include_text)

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 
+from core import csv_io
+from core.errors import DomainError
 from serving.ranked import ranked_scores, scores_mapping, top
-from tagging_platform import csv_io
-from tagging_platform.errors import ApiError
 
 MAX_REPORTED_ERRORS = 20
 MAX_ID_CHARS = 200
@@ -26,10 +26,10 @@ def _format_of(filename: str, text: str) -> str:
 
 
 def parse_upload(upload) -> list[tuple[str, str]]:
-    """(id, text) rows of an uploaded file, or an ApiError naming the first bad lines."""
+    """(id, text) rows of an uploaded file, or an DomainError naming the first bad lines."""
     limit = settings.UPLOAD_MAX_BYTES
     if upload.size > limit:
-        raise ApiError(
+        raise DomainError(
             "upload_too_large",
             f"The file is {upload.size} bytes; at most {limit} bytes are accepted.",
             status_code=413,
@@ -39,7 +39,7 @@ def parse_upload(upload) -> list[tuple[str, str]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ApiError(
+        raise DomainError(
             "invalid_utf8",
             f"The file is not valid UTF-8 (line {line}, byte {exc.start}).",
             fields={f"line {line}": ["Not valid UTF-8."]},
@@ -59,13 +59,13 @@ def _parse_jsonl(text: str) -> list[tuple[int, object, object]]:
         try:
             obj = json.loads(line)
         except ValueError as exc:
-            raise ApiError(
+            raise DomainError(
                 "malformed_json",
                 f"Line {number} is not valid JSON: {exc}.",
                 fields={f"line {number}": ["Not valid JSON."]},
             ) from None
         if not isinstance(obj, dict):
-            raise ApiError(
+            raise DomainError(
                 "invalid",
                 f'Line {number} must be an object {{"id", "text"}}.',
                 fields={f"line {number}": ["Expected an object."]},
@@ -79,15 +79,15 @@ def _parse_csv(text: str) -> list[tuple[int, object, object]]:
     try:
         found = list(csv_io.records(text))
     except csv_io.CsvFormatError as exc:
-        raise ApiError(
+        raise DomainError(
             "malformed_csv", exc.message, fields={f"line {exc.line}": [exc.message]}
         ) from None
     if not found:
-        raise ApiError("invalid", "The file has no rows.", fields={"file": ["Empty."]})
+        raise DomainError("invalid", "The file has no rows.", fields={"file": ["Empty."]})
     header_line, header = found[0]
     columns = [name.strip().lower() for name in header]
     if "text" not in columns:
-        raise ApiError(
+        raise DomainError(
             "invalid",
             "The CSV needs a header row with a 'text' column (and optionally 'id').",
             fields={f"line {header_line}": ["Missing 'text' column."]},
@@ -104,7 +104,7 @@ def _parse_csv(text: str) -> list[tuple[int, object, object]]:
 
 def _validate(rows: list[tuple[int, object, object]]) -> list[tuple[str, str]]:
     if not rows:
-        raise ApiError("invalid", "The file has no rows.", fields={"file": ["Empty."]})
+        raise DomainError("invalid", "The file has no rows.", fields={"file": ["Empty."]})
     max_chars = settings.TAG_MAX_TEXT_CHARS
     errors: dict[str, list[str]] = {}
     codes: list[str] = []
@@ -159,7 +159,7 @@ def _validate(rows: list[tuple[int, object, object]]) -> list[tuple[str, str]]:
                 for item_id, lines in repeated.items()
             )
             message = f"Item ids must be unique within a file. Repeated: {named}."
-        raise ApiError(code, message, status_code=status, fields=errors)
+        raise DomainError(code, message, status_code=status, fields=errors)
     return out
 
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from tenants.querysets import TenantQuerySet
+from core.querysets import TenantQuerySet
 
 
 class Channel(models.TextChoices):

@@ -11,11 +11,11 @@ from django.shortcuts import redirect, render
 from django.views import View
 from django.views.generic import TemplateView
 
+from core.errors import DomainError
 from serving import batch_io, selectors, services, sync, validation, webhooks
 from serving.api import results_download
 from serving.models import BatchJob, BatchSource, BatchStatus, WebhookDelivery
 from serving.ranked import ranked_scores
-from tagging_platform.errors import ApiError
 from tenants.models import Need, Role
 from tenants.scoping import TenantPortalMixin
 
@@ -53,7 +53,7 @@ class TryView(TenantPortalMixin, TemplateView):
             context["ranked"] = ranked_scores(result["scores"])
             context["model"] = served.model.ref
             context["need"] = served.slug
-        except ApiError as exc:
+        except DomainError as exc:
             context["error"] = _error_text(exc)
         return render(request, "serving/_try_result.html", context)
 
@@ -63,9 +63,9 @@ def _plain(text: str) -> str:
     return re.sub(r"`([^`]*)`", r"'\1'", text)
 
 
-def _error_text(exc: ApiError) -> str:
+def _error_text(exc: DomainError) -> str:
     """The API's message and its per-field details, keeping the file's line numbers."""
-    message = str(exc.detail)
+    message = exc.message
     details = []
     for key, msgs in (getattr(exc, "fields", None) or {}).items():
         for msg in msgs:
@@ -107,10 +107,10 @@ class BatchListView(TenantPortalMixin, TemplateView):
         upload = request.FILES.get("file")
         try:
             if need is None:
-                raise ApiError("need_not_found", "Pick one of your needs.")
+                raise DomainError("need_not_found", "Pick one of your needs.")
             if upload is None:
-                raise ApiError("invalid", "Choose a CSV or JSONL file.")
-            sync.resolve_need(tenant_id=self.tenant.pk, need_slug=need.slug)
+                raise DomainError("invalid", "Choose a CSV or JSONL file.")
+            sync.check_servable(need=need)
             rows = batch_io.parse_upload(upload)
             job = services.batch_job_create(
                 tenant=self.tenant,
@@ -120,7 +120,7 @@ class BatchListView(TenantPortalMixin, TemplateView):
                 filename=upload.name or "",
                 user=request.user,
             )
-        except ApiError as exc:
+        except DomainError as exc:
             messages.error(request, f"Upload refused: {_error_text(exc)}")
         else:
             messages.success(request, f"Batch #{job.pk} queued: {job.total_items} items.")
@@ -162,7 +162,7 @@ class BatchDownloadView(TenantPortalMixin, View):
             raise Http404("Results come as .csv or .jsonl.")
         try:
             return results_download(job, fmt, request.GET.get("include_text"))
-        except ApiError as exc:
+        except DomainError as exc:
             return HttpResponse(
                 _error_text(exc), status=exc.status_code, content_type="text/plain; charset=utf-8"
             )

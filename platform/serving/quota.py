@@ -21,8 +21,8 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
+from core.errors import DomainError
 from serving import redis_pool, result_cache
-from tagging_platform.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def check_rate(tenant, *, lookup_keys: list[str] | None = None) -> list[bytes | 
             found = result_cache.lookup(lookup_keys)
     if limit and count > limit:
         retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
-        raise ApiError(
+        raise DomainError(
             "rate_limited",
             f"Over this tenant's quota of {limit} requests per minute; retry in {retry_after} s.",
             status_code=429,
@@ -86,7 +86,7 @@ def _uncounted(tenant, limit: int) -> None:
         return  # no quota to enforce
     if settings.QUOTA_WHEN_REDIS_DOWN == "closed":
         retry_after = settings.REDIS_OUTAGE_RETRY_AFTER_SECONDS
-        raise ApiError(
+        raise DomainError(
             "quota_unavailable",
             f"Request quotas cannot be checked right now; retry in {retry_after} s.",
             status_code=503,

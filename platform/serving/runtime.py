@@ -136,6 +136,26 @@ class TagResult:
 _SERVABLE = frozenset({"approved", "live"})
 
 
+def servable_version_id(need) -> int:
+    """The id of the version serving `need`, from the database only (nothing is loaded);
+    raises NeedInactive / NeedNotServed when its lifecycle or its model's alias forbids it."""
+    from registry.selectors import serving_versions
+
+    if need.status not in _SERVABLE:
+        raise NeedInactive(need.slug, need.status)
+    if need.model_id is None:
+        raise NeedNotServed(f"Need '{need.slug}' has no model yet.")
+    if hasattr(need, "alias_version_id"):  # annotated by `serving_version_subquery()`
+        version_id = need.alias_version_id
+    else:
+        version_id = serving_versions(need).values_list("pk", flat=True).first()
+    if version_id is None:
+        raise NeedNotServed(
+            f"Need '{need.slug}': its model has no version at alias '{need.model_alias}'."
+        )
+    return version_id
+
+
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -384,37 +404,21 @@ class Runtime:
             self.loads.clear()
 
     def _bind(self, need_id: int) -> ServedNeed:
-        from django.db.models import OuterRef, Subquery
-
-        from registry.models import ModelAlias
+        from registry.selectors import serving_version_subquery
         from tenants.models import Need
 
         # Two indexed queries, whatever the label count: the need with the version its alias
         # points at, and its label rows.
         need = (
             Need.objects.filter(pk=need_id)
-            .annotate(
-                alias_version_id=Subquery(
-                    ModelAlias.objects.filter(
-                        registered_model_id=OuterRef("model_id"), name=OuterRef("model_alias")
-                    ).values("version_id")[:1]
-                )
-            )
+            .annotate(alias_version_id=serving_version_subquery())
             .with_labels()
             .first()
         )
         if need is None:
             self._need_ids = {k: v for k, v in self._need_ids.items() if v != need_id}
             raise NeedNotFound(str(need_id))
-        if need.status not in _SERVABLE:
-            raise NeedInactive(need.slug, need.status)
-        if need.model_id is None:
-            raise NeedNotServed(f"Need '{need.slug}' has no model yet.")
-        version_id = need.alias_version_id
-        if version_id is None:
-            raise NeedNotServed(
-                f"Need '{need.slug}': its model has no version at alias '{need.model_alias}'."
-            )
+        version_id = servable_version_id(need)
         # A version this process has not loaded yet is loaded beside the one serving now (single-
         # flight, on a background thread) and switched to when ready: no request waits for a
         # promotion's load. Only a need with nothing to serve meanwhile waits for its model.

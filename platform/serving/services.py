@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Sum, Value, When
 from django.utils import timezone
 
+from core.errors import DomainError
 from serving import predlog, webhooks
 from serving.models import (
     BATCH_ACTIVE,
@@ -35,7 +36,6 @@ from serving.models import (
 )
 from serving.ranked import ranked_scores
 from serving.runtime import get_runtime, text_sha256
-from tagging_platform.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def _check_batch_quota(tenant, count: int) -> None:
     limit = tenant.quota_max_batch_items
     if count > limit:
         # Larger than the quota itself: waiting would never help, so not a 429.
-        raise ApiError(
+        raise DomainError(
             "too_many_items",
             f"This job has {count} items; the tenant may have at most {limit} batch items in "
             "flight. Split the file into smaller jobs.",
@@ -208,7 +208,7 @@ def _check_batch_quota(tenant, count: int) -> None:
         or 0
     )
     if in_flight + count > limit:
-        raise ApiError(
+        raise DomainError(
             "batch_quota_exceeded",
             f"This job has {count} items and {in_flight} are still in flight; the tenant may have "
             f"at most {limit} batch items in flight. Retry when running jobs finish.",
@@ -230,7 +230,7 @@ def batch_job_create(
 ) -> BatchJob:
     """Create a job with its items and chunks; chunks are queued once the transaction commits."""
     if not rows:
-        raise ApiError("invalid", "The batch has no items.", fields={"items": ["Empty."]})
+        raise DomainError("invalid", "The batch has no items.", fields={"items": ["Empty."]})
     _check_batch_quota(tenant, len(rows))
     chunk_size = settings.BATCH_CHUNK_SIZE
     with transaction.atomic():
@@ -559,7 +559,7 @@ def scheduled_batch_create(
 def _crontab_parts(crontab: str) -> list[str]:
     parts = crontab.split()
     if len(parts) != 5:
-        raise ApiError(
+        raise DomainError(
             "invalid",
             "A crontab has five fields: minute hour day month weekday.",
             fields={"crontab": ["Five space-separated fields."]},

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from core.errors import DomainError
 from serving import metrics, predlog, quota, result_cache
 from serving.models import Channel
 from serving.redis_pool import REDIS_ERRORS, get_redis
@@ -19,9 +20,9 @@ from serving.runtime import (
     NeedNotServed,
     ServedNeed,
     get_runtime,
+    servable_version_id,
     text_sha256,
 )
-from tagging_platform.errors import ApiError
 from tenants.models import Execution
 
 logger = logging.getLogger(__name__)
@@ -32,14 +33,45 @@ def resolve_need(*, tenant_id: int, need_slug: str) -> ServedNeed:
     try:
         return get_runtime().need(tenant_id=tenant_id, slug=need_slug)
     except NeedNotFound:
-        raise ApiError("need_not_found", f"No need '{need_slug}'.", status_code=404) from None
+        raise DomainError("need_not_found", f"No need '{need_slug}'.", status_code=404) from None
     except NeedNotServed as exc:  # incl. NeedInactive: need_not_approved / need_retired
         code = getattr(exc, "code", "need_not_served")
-        raise ApiError(code, str(exc), status_code=409) from None
+        raise DomainError(code, str(exc), status_code=409) from None
     except ModelUnavailable as exc:
-        raise ApiError(
+        raise DomainError(
             "model_unavailable", str(exc), status_code=503, headers={"Retry-After": "30"}
         ) from None
+
+
+def check_servable(*, need) -> None:
+    """Can `need` be served? The stream and batch POSTs ask the database only (the same
+    need -> alias -> version answer the runtime binds to, and whether that version's artifact
+    has an open integrity incident). The worker that tags loads the model; the web process
+    does not load it just to answer this, so a hot model is never evicted for it."""
+    from registry.models import ArtifactIntegrityIncident
+
+    try:
+        version_id = servable_version_id(need)
+    except NeedNotServed as exc:  # incl. NeedInactive: need_not_approved / need_retired
+        raise DomainError(
+            getattr(exc, "code", "need_not_served"), str(exc), status_code=409
+        ) from None
+    refused = (
+        ArtifactIntegrityIncident.objects.filter(
+            model_version_id=version_id, resolved_at__isnull=True
+        )
+        .select_related("model_version__registered_model")
+        .first()
+    )
+    if refused is not None:
+        version = refused.model_version
+        raise DomainError(
+            "model_unavailable",
+            f"The model serving this need ({version.registered_model.name} v{version.version}) "
+            "is unavailable; the platform team has been alerted.",
+            status_code=503,
+            headers={"Retry-After": "30"},
+        )
 
 
 def tag_inline(
@@ -106,14 +138,14 @@ def _tag_on_queue(served: ServedNeed, ids: list[str], texts: list[str]) -> list[
     timeout = settings.SYNC_QUEUE_TIMEOUT_SECONDS
     retry_after = {"Retry-After": str(max(1, round(timeout)))}
     if _overloaded():
-        raise ApiError(
+        raise DomainError(
             "overloaded",
             "The online queue is overloaded; retry shortly.",
             status_code=503,
             headers=retry_after,
         )
     # A broker or result backend outage is a 503 the client may retry, never an HTML 500.
-    unavailable = ApiError(
+    unavailable = DomainError(
         "queue_unavailable",
         "The online queue cannot be reached right now; retry shortly.",
         status_code=503,
@@ -128,7 +160,7 @@ def _tag_on_queue(served: ServedNeed, ids: list[str], texts: list[str]) -> list[
     try:
         return result.get(timeout=timeout, disable_sync_subtasks=False)
     except CeleryTimeout:
-        raise ApiError(
+        raise DomainError(
             "queue_timeout",
             f"The online queue did not answer within {timeout:g} s; retry shortly.",
             status_code=503,

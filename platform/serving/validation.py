@@ -2,7 +2,7 @@
 
 Hand-written rather than a DRF serializer because it runs on the hot path for every item; the
 serializers in serving.serializers describe the same shape for OpenAPI. Every problem becomes an
-`ApiError` with a stable code and per-field messages, and nothing has been written yet.
+`DomainError` with a stable code and per-field messages, and nothing has been written yet.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
-from tagging_platform.errors import ApiError
+from core.errors import DomainError
 
 MAX_ID_CHARS = 200
 _MISSING = object()
@@ -27,7 +27,7 @@ def read_json_body(request) -> Any:
         media_type.startswith("application/") and media_type.endswith("+json")
     ):
         # Checked before the body is read: text/plain or a form is not JSON, whatever it holds.
-        raise ApiError(
+        raise DomainError(
             "unsupported_media_type",
             f"Send the body as JSON with Content-Type: application/json "
             f"(got {media_type or 'no Content-Type'!r}).",
@@ -39,7 +39,7 @@ def read_json_body(request) -> Any:
     try:
         raw = django_request.body
     except RequestDataTooBig:
-        raise ApiError(
+        raise DomainError(
             "request_too_large",
             f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
             status_code=413,
@@ -47,13 +47,13 @@ def read_json_body(request) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(
+        raise DomainError(
             "invalid_utf8", f"The request body is not valid UTF-8 (byte {exc.start})."
         ) from None
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ApiError("malformed_json", f"The request body is not valid JSON: {exc}.") from None
+        raise DomainError("malformed_json", f"The request body is not valid JSON: {exc}.") from None
 
 
 def validate_items(
@@ -64,18 +64,20 @@ def validate_items(
     duplicate_ids (an id sent twice, unless `unique_ids` is False: the stream reports a repeat
     as a duplicate of an already ingested item instead)."""
     if not isinstance(data, dict) or "items" not in data:
-        raise ApiError(
+        raise DomainError(
             "invalid",
             'Send a JSON object {"items": [{"id": "...", "text": "..."}]}.',
             fields={"items": ["This field is required."]},
         )
     items = data["items"]
     if not isinstance(items, list):
-        raise ApiError("invalid", "`items` must be a list.", fields={"items": ["Expected a list."]})
+        raise DomainError(
+            "invalid", "`items` must be a list.", fields={"items": ["Expected a list."]}
+        )
     if not items:
-        raise ApiError("invalid", "Send at least one item.", fields={"items": ["Empty list."]})
+        raise DomainError("invalid", "Send at least one item.", fields={"items": ["Empty list."]})
     if len(items) > max_items:
-        raise ApiError(
+        raise DomainError(
             "too_many_items",
             f"{len(items)} items sent; at most {max_items} per request.",
             status_code=413,
@@ -128,7 +130,7 @@ def validate_items(
             (c for c in ("text_too_long", "empty_text", "invalid_utf8") if c in codes), "invalid"
         )
         status = 413 if code == "text_too_long" else 400
-        raise ApiError(code, "Some items are invalid.", status_code=status, fields=errors)
+        raise DomainError(code, "Some items are invalid.", status_code=status, fields=errors)
     if unique_ids and len(set(ids)) != len(ids):
         _refuse_duplicates(ids)
     return ids, texts
@@ -146,7 +148,7 @@ def _refuse_duplicates(ids: list[str]) -> None:
         else:
             first[item_id] = n
     names = ", ".join(f"'{item_id}'" for item_id in repeated)
-    raise ApiError(
+    raise DomainError(
         "duplicate_ids",
         f"Item ids must be unique within a request. Repeated: {names}.",
         fields=fields,

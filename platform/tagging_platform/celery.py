@@ -8,12 +8,12 @@ from pathlib import Path
 from celery import Celery
 from kombu import Exchange, Queue
 
+from core.queues import QUEUES
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tagging_platform.settings")
 
 app = Celery("tagging_platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-
-QUEUES = ("online", "batch", "training", "monitoring")
 
 app.conf.update(
     task_serializer="json",

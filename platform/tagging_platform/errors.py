@@ -1,6 +1,8 @@
 """One JSON error shape for the whole API: {"error": {"code", "message", "fields"?}}.
 
-Codes are stable strings clients can switch on; messages are for humans.
+Codes are stable strings clients can switch on; messages are for humans. This module is where
+a `core.errors.DomainError` raised by a service becomes HTTP: `api_exception_handler` for DRF
+views, `domain_error_response` for the edge middleware (other views, portal pages).
 """
 
 from __future__ import annotations
@@ -14,20 +16,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
+from core.errors import DomainError
+
 logger = logging.getLogger("tagging_platform.errors")
-
-
-class ApiError(exceptions.APIException):
-    """Raise with a stable code: `raise ApiError("too_many_items", "At most 64 items.", status=413)`."""
-
-    def __init__(
-        self, code: str, message: str, *, status_code: int = 400, fields=None, headers=None
-    ):
-        super().__init__(detail=message, code=code)
-        self.status_code = status_code
-        self.error_code = code
-        self.fields = fields
-        self.headers = headers or {}
 
 
 _DEFAULT_CODES = {
@@ -69,6 +60,16 @@ def error_response(
     return response
 
 
+def domain_error_response(exc: DomainError) -> JsonResponse:
+    return error_response(
+        exc.code,
+        exc.message,
+        status_code=exc.status_code,
+        fields=exc.fields,
+        headers=exc.headers,
+    )
+
+
 def default_code(status_code: int) -> str:
     return _DEFAULT_CODES.get(status_code, "error")
 
@@ -100,11 +101,15 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
 
-    if isinstance(exc, ApiError):
-        body = {"code": exc.error_code, "message": str(exc.detail)}
-        if exc.fields:
-            body["fields"] = exc.fields
-        return Response({"error": body}, status=exc.status_code, headers=exc.headers)
+    if isinstance(exc, DomainError):
+        response = Response(
+            error_body(exc.code, exc.message, exc.fields),
+            status=exc.status_code,
+            headers=exc.headers,
+        )
+        if exc.status_code == status.HTTP_429_TOO_MANY_REQUESTS and "Retry-After" not in response:
+            response["Retry-After"] = "1"
+        return response
 
     response = exception_handler(exc, context)
     if response is None:

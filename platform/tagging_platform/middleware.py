@@ -79,11 +79,12 @@ class ContentSecurityPolicyMiddleware:
 class EdgeValidationMiddleware:
     """The API's edge: every `/api/` request is sanitised here, and every error leaves as JSON.
 
-    - Query strings (on every path, portal and admin too), form fields and JSON bodies pass `tagging_platform.edge` (UTF-8, NUL, lone
+    - Query strings (on every path, portal and admin too), form fields and JSON bodies pass `core.edge` (UTF-8, NUL, lone
       surrogates, depth, size, 64-bit integers, finite numbers); a JSON body is decoded once and
       handed to the parsers as `request._edge_json`.
     - Bodies of any other media type are a 415.
-    - An `APIException` (e.g. `ApiError`) raised by any view, API or portal, becomes its 4xx.
+    - A `core.errors.DomainError` (or DRF `APIException`) raised by any view, API or portal,
+      becomes its 4xx.
     - Anything else raised under `/api/` is a logged JSON 500, and an error page Django renders
       under `/api/` (an unrouted path's 404, a 400 for a suspicious request) is replaced by the
       JSON shape. Never HTML under /api/.
@@ -99,7 +100,7 @@ class EdgeValidationMiddleware:
         if is_api:
             try:
                 self._sanitise(request)
-            except Exception as exc:  # an ApiError, or Django refusing the upload
+            except Exception as exc:  # a DomainError, or Django refusing the upload
                 self._drain(request)
                 return self._exception_response(request, exc)
         elif request.META.get("QUERY_STRING"):
@@ -107,14 +108,14 @@ class EdgeValidationMiddleware:
             # refuse NUL in posted fields).
             from django.http import HttpResponseBadRequest
 
-            from tagging_platform import edge
-            from tagging_platform.errors import ApiError
+            from core import edge
+            from core.errors import DomainError
 
             try:
                 edge.check_query_string(request.META["QUERY_STRING"])
-            except ApiError as exc:
+            except DomainError as exc:
                 return HttpResponseBadRequest(
-                    f"Bad request: {exc.detail}", content_type="text/plain"
+                    f"Bad request: {exc.message}", content_type="text/plain"
                 )
         response = self.get_response(request)
         if is_api and response.status_code >= 400 and not self._is_json(response):
@@ -124,7 +125,11 @@ class EdgeValidationMiddleware:
     def process_exception(self, request, exc):
         from rest_framework.exceptions import APIException
 
-        if isinstance(exc, APIException) or request.path_info.startswith(self.API_PREFIX):
+        from core.errors import DomainError
+
+        if isinstance(exc, DomainError | APIException) or request.path_info.startswith(
+            self.API_PREFIX
+        ):
             return self._exception_response(request, exc)
         return None
 
@@ -132,8 +137,8 @@ class EdgeValidationMiddleware:
     def _sanitise(self, request) -> None:
         from django.core.exceptions import RequestDataTooBig
 
-        from tagging_platform import edge
-        from tagging_platform.errors import ApiError
+        from core import edge
+        from core.errors import DomainError
 
         edge.check_query_string(request.META.get("QUERY_STRING", ""))
         content_type = request.content_type or ""
@@ -143,7 +148,7 @@ class EdgeValidationMiddleware:
                 try:
                     body = request.body
                 except RequestDataTooBig:
-                    raise ApiError(
+                    raise DomainError(
                         "request_too_large",
                         f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
                         "bytes.",
@@ -155,12 +160,12 @@ class EdgeValidationMiddleware:
                 try:
                     form, files = request.POST, request.FILES
                 except RequestDataTooBig:
-                    raise ApiError(
+                    raise DomainError(
                         "upload_too_large", "The upload is too large.", status_code=413
                     ) from None
                 edge.check_form_values(form, files)
         elif has_body:
-            raise ApiError(
+            raise DomainError(
                 "unsupported_media_type",
                 f"Unsupported media type {content_type or '(none)'!r}: send application/json, "
                 "or multipart/form-data for uploads.",
@@ -217,21 +222,16 @@ class EdgeValidationMiddleware:
         from django.http import Http404
         from rest_framework.exceptions import APIException
 
+        from core.errors import DomainError
         from tagging_platform.errors import (
-            ApiError,
             default_code,
+            domain_error_response,
             error_response,
             server_error_response,
         )
 
-        if isinstance(exc, ApiError):
-            return error_response(
-                exc.error_code,
-                str(exc.detail),
-                status_code=exc.status_code,
-                fields=exc.fields,
-                headers=exc.headers,
-            )
+        if isinstance(exc, DomainError):
+            return domain_error_response(exc)
         if isinstance(exc, APIException):
             headers = {}
             if getattr(exc, "wait", None):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rest_framework.pagination import LimitOffsetPagination
 
-from tagging_platform.edge import INT64_MAX, query_int
+from core.edge import INT64_MAX, query_int
 
 MAX_LIMIT = 1000
 

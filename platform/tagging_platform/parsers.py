@@ -16,6 +16,6 @@ class EdgeJSONParser(JSONParser):
             return data
         # Outside the middleware (a view called directly in a test): the same checks here.
         # (Imported late: DRF loads parsers while tagging_platform.errors imports DRF.)
-        from tagging_platform import edge
+        from core import edge
 
         return edge.decode_json(stream.read() if stream is not None else b"")

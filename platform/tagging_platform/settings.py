@@ -290,7 +290,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "tagging_platform.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "tagging_platform.errors.api_exception_handler",
-    # JSON bodies are decoded once, by the edge middleware (tagging_platform.edge).
+    # JSON bodies are decoded once, by the edge middleware (core.edge).
     "DEFAULT_PARSER_CLASSES": [
         "tagging_platform.parsers.EdgeJSONParser",
         "rest_framework.parsers.FormParser",

@@ -50,7 +50,7 @@ def test_json_nested_100k_deep_is_a_400(api, url):
 
 
 def test_json_nested_just_over_the_limit_is_refused_and_at_the_limit_accepted(api):
-    from tagging_platform.edge import MAX_JSON_DEPTH
+    from core.edge import MAX_JSON_DEPTH
 
     def nested(depth: int) -> bytes:
         # The object is level 1; `x` holds depth - 1 nested lists.
@@ -256,16 +256,16 @@ def test_api_error_in_a_plain_portal_view_is_its_4xx(client, seeded):
     response = client.get(f"/serving/batches/{seeded['job'].pk}/results.xml")
     assert response.status_code == 404
 
-    # Any ApiError a portal view raises still leaves as its own 4xx, in the JSON shape.
+    # Any DomainError a portal view raises still leaves as its own 4xx, in the JSON shape.
     from django.test import RequestFactory
 
-    from tagging_platform.errors import ApiError
+    from core.errors import DomainError
     from tagging_platform.middleware import EdgeValidationMiddleware
 
     request = RequestFactory().get("/serving/batches/1/results.xml")
     middleware = EdgeValidationMiddleware(lambda r: None)
     converted = middleware.process_exception(
-        request, ApiError("invalid", "Unknown format.", status_code=400)
+        request, DomainError("invalid", "Unknown format.", status_code=400)
     )
     assert converted.status_code == 400
     assert json.loads(converted.content)["error"]["code"] == "invalid"

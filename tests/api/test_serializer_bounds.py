@@ -8,7 +8,7 @@ from django.urls import get_resolver
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework import serializers
 
-from tagging_platform.edge import INT64_MAX, INT64_MIN, db_int_bounds
+from core.edge import INT64_MAX, INT64_MIN, db_int_bounds
 
 PROJECT = ("tenants", "taxonomy", "registry", "serving", "monitoring", "portal", "tagging_platform")
 

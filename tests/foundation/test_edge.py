@@ -1,4 +1,4 @@
-"""tagging_platform.edge: the one place request input is sanitised (unit level; HTTP in tests/api)."""
+"""core.edge: the one place request input is sanitised (unit level; HTTP in tests/api)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tagging_platform import edge
-from tagging_platform.errors import ApiError
+from core import edge
+from core.errors import DomainError
 
 
 def nested(depth: int) -> bytes:
@@ -16,15 +16,15 @@ def nested(depth: int) -> bytes:
 
 def test_depth_limit_is_exact():
     assert edge.decode_json(nested(edge.MAX_JSON_DEPTH)) is not None
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(DomainError) as exc:
         edge.decode_json(nested(edge.MAX_JSON_DEPTH + 1))
-    assert exc.value.error_code == "too_deep"
+    assert exc.value.code == "too_deep"
 
 
 def test_very_deep_json_is_refused_without_recursion_error():
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(DomainError) as exc:
         edge.decode_json(nested(100_000))
-    assert exc.value.error_code == "too_deep"
+    assert exc.value.code == "too_deep"
 
 
 def test_wide_shallow_bodies_pass():
@@ -34,9 +34,9 @@ def test_wide_shallow_bodies_pass():
 
 def test_every_unstorable_string_is_named_by_its_path():
     raw = b'{"items": [{"id": "ok", "text": "a"}, {"id": "b\\u0000", "text": "c\\ud800"}]}'
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(DomainError) as exc:
         edge.decode_json(raw)
-    assert exc.value.error_code == "invalid_utf8"
+    assert exc.value.code == "invalid_utf8"
     assert set(exc.value.fields) == {"items[1].id", "items[1].text"}
 
 
@@ -45,7 +45,7 @@ def test_every_unstorable_string_is_named_by_its_path():
     [b"NaN", b"[Infinity]", b"[-Infinity]", b"1e999", b"9223372036854775808", b"-" + b"9" * 30],
 )
 def test_numbers_no_column_holds_are_refused(raw):
-    with pytest.raises(ApiError):
+    with pytest.raises(DomainError):
         edge.decode_json(raw)
 
 
@@ -60,7 +60,7 @@ def test_64_bit_integers_pass():
     "value", ["2020-02-30T00:00:00Z", "2020-01-01T00:00:00+17:13", "0001-01-01T00:00:00+05:00"]
 )
 def test_impossible_datetimes_are_api_errors(value):
-    with pytest.raises(ApiError):
+    with pytest.raises(DomainError):
         edge.query_datetime(value, name="since")
 
 

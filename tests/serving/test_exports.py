@@ -276,7 +276,7 @@ def test_results_csv_neutralises_formulas_in_every_cell(
 
 
 def test_every_csv_the_platform_writes_goes_through_the_safe_writer():
-    """A new CSV export must use tagging_platform.csv_io.SafeWriter (formula neutralising)."""
+    """A new CSV export must use core.csv_io.SafeWriter (formula neutralising)."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from core import csv_io
 from serving.models import BatchJob, Item
-from tagging_platform import csv_io
 
 SPORT = "football match goal striker league coach stadium penalty"
 TECH = "software computer internet phone chip startup broadband gadget"

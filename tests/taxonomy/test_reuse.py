@@ -2,6 +2,7 @@
 
 import pytest
 
+from registry import selectors as registry_selectors
 from taxonomy import selectors, services
 from tests.factories import TenantFactory
 from tests.taxonomy.factories import NEWS_TOPICS, make_live_model
@@ -59,7 +60,7 @@ def test_ds_request_finds_as_label_set_and_live_model_first(news_topics, tree):
     )
     model = make_live_model(label_set=news_topics)
     tenant_d = TenantFactory(slug="tenant-d")
-    suggestions = selectors.reuse_suggestions(
+    suggestions = registry_selectors.reuse_suggestions(
         tenant=tenant_d, terms=["Business", "体育", "Tech", "Politics", "showbiz"]
     )
     assert suggestions.resolution.unknown == []
@@ -81,9 +82,9 @@ def test_another_tenants_own_sets_and_models_are_never_offered(tree):
     )
     make_live_model(label_set=private, tenant=owner, name="private/tfidf-logreg")
     other = TenantFactory(slug="other")
-    theirs = selectors.reuse_suggestions(tenant=other, terms=["Sport", "Tech"])
+    theirs = registry_selectors.reuse_suggestions(tenant=other, terms=["Sport", "Tech"])
     assert theirs.label_sets == [] and theirs.models == []
-    mine = selectors.reuse_suggestions(tenant=owner, terms=["Sport", "Tech"])
+    mine = registry_selectors.reuse_suggestions(tenant=owner, terms=["Sport", "Tech"])
     assert [row["label_set"].slug for row in mine.label_sets] == ["private"]
     assert [row["model"].name for row in mine.models] == ["private/tfidf-logreg"]
 
@@ -93,6 +94,6 @@ def test_models_without_a_production_alias_are_not_offered(news_topics):
 
     model = make_live_model(label_set=news_topics)
     ModelAlias.objects.filter(registered_model=model).delete()
-    suggestions = selectors.reuse_suggestions(tenant=TenantFactory(), terms=["Sport"])
+    suggestions = registry_selectors.reuse_suggestions(tenant=TenantFactory(), terms=["Sport"])
     assert suggestions.models == []
     assert suggestions.label_sets[0]["label_set"] == news_topics

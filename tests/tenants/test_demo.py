@@ -2,9 +2,9 @@
 
 import io
 
+from registry import selectors
 from tagging_platform.demo import STEPS, ensure_admin
 from taxonomy import demo as taxonomy_demo
-from taxonomy import selectors
 from taxonomy.models import Label, LabelSet
 from tenants import demo as tenants_demo
 from tenants.models import Need, NeedStatus, Tenant

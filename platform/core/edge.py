@@ -24,7 +24,7 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from tagging_platform.errors import ApiError
+from core.errors import DomainError
 
 MAX_JSON_DEPTH = 32
 MAX_QUERY_STRING_BYTES = 8192
@@ -111,29 +111,29 @@ def _string_problems(data: Any) -> dict[str, list[str]]:
 
 
 def decode_json(raw: bytes) -> Any:
-    """Decode a request body, or raise an `ApiError` (400) naming what is wrong."""
+    """Decode a request body, or raise an `DomainError` (400) naming what is wrong."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(
+        raise DomainError(
             "invalid_utf8", f"The request body is not valid UTF-8 (byte {exc.start})."
         ) from None
     try:
         data = _DECODER.decode(text)
     except RecursionError:
-        raise ApiError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from None
+        raise DomainError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from None
     except _Reject as exc:
-        raise ApiError("invalid", str(exc)) from None
+        raise DomainError("invalid", str(exc)) from None
     except ValueError as exc:
-        raise ApiError("malformed_json", f"The request body is not valid JSON: {exc}.") from None
+        raise DomainError("malformed_json", f"The request body is not valid JSON: {exc}.") from None
     # Cheap pre-checks keep the walk off the hot path: without enough brackets the body cannot be
     # too deep, and without a \u escape (raw control characters are not strict JSON) no string
     # can hold a NUL or a lone surrogate.
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _max_depth_exceeded(data):
-        raise ApiError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+        raise DomainError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
     if b"\\u" in raw and (problems := _string_problems(data)):
         surrogate = any("surrogate" in m for messages in problems.values() for m in messages)
-        raise ApiError(
+        raise DomainError(
             "invalid_utf8" if surrogate else "invalid",
             "Some strings cannot be stored (NUL or lone surrogate).",
             fields={string_safe(k): v for k, v in sorted(problems.items())[:50]},
@@ -146,7 +146,7 @@ def check_query_string(raw: str) -> None:
     if not raw:
         return
     if len(raw) > MAX_QUERY_STRING_BYTES:
-        raise ApiError(
+        raise DomainError(
             "invalid", f"The query string is longer than {MAX_QUERY_STRING_BYTES} bytes."
         )
     for pair in raw.split("&"):
@@ -156,12 +156,12 @@ def check_query_string(raw: str) -> None:
             try:
                 text = decoded.decode("utf-8")
             except UnicodeDecodeError:
-                raise ApiError(
+                raise DomainError(
                     "invalid_utf8", "A query parameter is not valid UTF-8 (percent-encoded)."
                 ) from None
             if "\x00" in text:
                 label = unquote_to_bytes(name).decode("utf-8", "replace").replace("\x00", "")
-                raise ApiError(
+                raise DomainError(
                     "invalid",
                     "A query parameter contains a NUL character.",
                     fields={label or "query": ["NUL characters are not allowed."]},
@@ -177,7 +177,7 @@ def check_form_values(data, files=None) -> None:
     for name, values in items:
         for value in [name, *values]:
             if isinstance(value, str) and (problem := string_problem(value)):
-                raise ApiError(
+                raise DomainError(
                     "invalid",
                     f"A form field {problem}.",
                     fields={string_safe(name): [f"The value {problem}."]},
@@ -208,7 +208,7 @@ def query_datetime(value: str, *, name: str) -> datetime | None:
     except ValueError:  # well-formed but impossible: 2020-02-30, +25:00
         parsed = None
     if parsed is None:
-        raise ApiError(
+        raise DomainError(
             "invalid",
             f"`{name}` must be an ISO 8601 date-time.",
             fields={name: ["Invalid date-time."]},
@@ -217,7 +217,7 @@ def query_datetime(value: str, *, name: str) -> datetime | None:
         parsed = parsed.replace(tzinfo=UTC)
     offset = parsed.utcoffset()
     if offset is not None and abs(offset) > MAX_UTC_OFFSET:
-        raise ApiError(
+        raise DomainError(
             "invalid",
             f"`{name}` has a UTC offset no time zone uses (at most ±14:00).",
             fields={name: ["Impossible UTC offset."]},
@@ -226,7 +226,7 @@ def query_datetime(value: str, *, name: str) -> datetime | None:
         # Offsets PostgreSQL cannot take (+17:13) leave here as plain UTC.
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
-        raise ApiError(
+        raise DomainError(
             "invalid", f"`{name}` is out of range.", fields={name: ["Out of range."]}
         ) from None
 
@@ -235,12 +235,12 @@ def query_int(value: str | None, *, name: str, minimum: int, maximum: int) -> in
     if value is None or value == "":
         return None
     if not value.isascii() or not value.lstrip("-").isdigit() or len(value) > 20:
-        raise ApiError(
+        raise DomainError(
             "invalid", f"`{name}` must be an integer.", fields={name: ["Expected an integer."]}
         )
     number = int(value)
     if not minimum <= number <= maximum:
-        raise ApiError(
+        raise DomainError(
             "invalid",
             f"`{name}` must be between {minimum} and {maximum}.",
             fields={name: [f"Between {minimum} and {maximum}."]},
