@@ -16,7 +16,8 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from registry import model_card, selectors, services
+from registry import model_card, selectors
+from registry.errors import DatasetImportError, RegistryError
 from registry.models import (
     Algorithm,
     AliasEvent,
@@ -27,7 +28,10 @@ from registry.models import (
     RegisteredModel,
     TrainingRun,
 )
-from registry.services import DatasetImportError, RegistryError
+from registry.services.aliases import alias_rollback, alias_set
+from registry.services.datasets import dataset_upload
+from registry.services.training import training_run_create
+from registry.services.versions import versions_compare
 from tagging_platform.edge import INT64_MAX, db_int_bounds, query_int
 from tagging_platform.errors import ApiError
 from taxonomy.models import LabelSet
@@ -238,7 +242,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
             raise serializers.ValidationError({"version": "This field is required."})
         version = get_object_or_404(model.versions, version=body.validated_data["version"])
         try:
-            alias = services.alias_set(
+            alias = alias_set(
                 registered_model=model,
                 alias=body.validated_data["alias"],
                 version=version,
@@ -257,7 +261,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
         body = AliasMoveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            alias = services.alias_rollback(
+            alias = alias_rollback(
                 registered_model=model,
                 alias=body.validated_data["alias"],
                 actor=self.acting_user,
@@ -322,7 +326,7 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         a = get_object_or_404(self.get_queryset(), pk=ids["a"])
         b = get_object_or_404(self.get_queryset(), pk=ids["b"])
         try:
-            return Response(services.versions_compare(a=a, b=b))
+            return Response(versions_compare(a=a, b=b))
         except RegistryError as exc:
             raise _api_error(exc) from exc
 
@@ -373,7 +377,7 @@ class TrainingRunViewSet(
                 owner = None
             kwargs.update(label_set=label_set, tenant=owner)
         try:
-            run = services.training_run_create(**kwargs)
+            run = training_run_create(**kwargs)
         except RegistryError as exc:
             raise _api_error(exc) from exc
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -398,7 +402,7 @@ class DatasetUploadView(TenantScopedGenericAPIView):
             raise Http404
         upload = body.validated_data["file"]
         try:
-            report = services.dataset_upload(
+            report = dataset_upload(
                 label_set=label_set,
                 tenant=self.tenant,
                 filename=upload.name,

@@ -37,7 +37,7 @@ from registry.models import (
     TrainingSample,
     TrainingSampleLabel,
 )
-from registry.services import sample_labels, snapshot_content_hash
+from registry.services.datasets import sample_labels, snapshot_content_hash
 from taxonomy.models import Label, LabelSet, LabelSetMember, LabelSetRevision
 from tenants.models import Need, Tenant
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from registry.errors import DatasetImportError
 from registry.models import TrainingSample
-from registry.services import DatasetImportError, dataset_upload
+from registry.services.datasets import dataset_upload
 
 
 def test_an_unterminated_quote_is_refused_naming_its_line_not_a_missing_label(topics):

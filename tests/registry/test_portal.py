@@ -82,14 +82,14 @@ def test_compare_page_shows_deltas_and_two_pictures(alice_client, own_versions, 
 
 
 def test_run_page_polls_until_finished(alice_client, topic_snapshot, tenant_a):
-    from registry.services import training_run_create
+    from registry.services.training import training_run_create
 
     run = training_run_create(
         label_set=topic_snapshot.revision.label_set, tenant=tenant_a, enqueue=False
     )
     page = alice_client.get(f"/models/runs/{run.pk}/").content.decode()
     assert 'hx-trigger="every 2s"' in page and "waiting for a training worker" in page
-    from registry.services import training_run_execute
+    from registry.services.training import training_run_execute
 
     training_run_execute(run_id=run.pk)
     fragment = alice_client.get(f"/models/runs/{run.pk}/", HTTP_HX_REQUEST="true").content.decode()
@@ -128,7 +128,7 @@ def test_upload_form_lists_bad_rows_and_imports_nothing(alice_client, topics):
 def test_registry_pages_in_a_browser(
     page, live_server, alice, trained_version, own_versions, screenshot
 ):
-    from registry.services import alias_set
+    from registry.services.aliases import alias_set
 
     alias_set(
         registered_model=trained_version.registered_model,
