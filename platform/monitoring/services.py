@@ -48,10 +48,6 @@ def config_for(need: Need) -> NeedMonitoringConfig:
         return NeedMonitoringConfig(need=need, tenant_id=need.tenant_id)
 
 
-def period_end(period: str, start: date) -> date:
-    return start if period == Period.DAY else start + timedelta(days=6)
-
-
 # --- Baseline -------------------------------------------------------------------------------
 @dataclass
 class Baseline:
