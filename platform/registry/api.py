@@ -29,7 +29,7 @@ from registry.models import (
     TrainingRun,
 )
 from registry.services.aliases import alias_rollback, alias_set
-from registry.services.datasets import dataset_upload
+from registry.services.datasets import dataset_file_upload
 from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from tagging_platform.edge import INT64_MAX, db_int_bounds, query_int
@@ -397,16 +397,11 @@ class DatasetUploadView(TenantScopedGenericAPIView):
     def post(self, request):
         body = UploadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        label_set = visible_label_set(tenant=self.tenant, slug=body.validated_data["label_set"])
-        if label_set is None:
-            raise Http404
-        upload = body.validated_data["file"]
         try:
-            report = dataset_upload(
-                label_set=label_set,
+            _, report = dataset_file_upload(
                 tenant=self.tenant,
-                filename=upload.name,
-                content=upload.read(),
+                label_set_slug=body.validated_data["label_set"],
+                upload=body.validated_data["file"],
                 fmt=body.validated_data["format"] or None,
             )
         except RegistryError as exc:

@@ -13,7 +13,7 @@ from registry.errors import DatasetImportError, RegistryError
 from registry.ml import ALGORITHMS
 from registry.models import AliasName, ModelVersion, RegisteredModel, RunStatus, TrainingRun
 from registry.services.aliases import alias_rollback, alias_set
-from registry.services.datasets import dataset_upload
+from registry.services.datasets import dataset_file_upload
 from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
@@ -266,14 +266,11 @@ class DatasetUploadView(TenantPortalMixin, TemplateView):
         form = UploadForm(request.POST, request.FILES, label_sets=self.get_queryset())
         context = {"form": form}
         if form.is_valid():
-            label_set = visible_label_set(tenant=self.tenant, slug=form.cleaned_data["label_set"])
-            upload = form.cleaned_data["file"]
             try:
-                report = dataset_upload(
-                    label_set=label_set,
+                label_set, report = dataset_file_upload(
                     tenant=self.tenant,
-                    filename=upload.name,
-                    content=upload.read(),
+                    label_set_slug=form.cleaned_data["label_set"],
+                    upload=form.cleaned_data["file"],
                 )
             except DatasetImportError as exc:
                 context["row_errors"] = exc.errors

@@ -157,3 +157,22 @@ def test_registry_pages_in_a_browser(
     page.click("text=Upload and import")
     page.wait_for_selector("#upload-errors")
     screenshot(page, "registry-upload-errors")
+
+
+def test_portal_and_api_uploads_share_one_flow(settings, alice_client, api, alice, topics):
+    # Both call registry.services.datasets.dataset_file_upload: the same limit, the same answer.
+    settings.UPLOAD_MAX_BYTES = 30
+    content = b"text,labels\nA long enough training text,news.tech\n"
+    api.force_authenticate(alice)
+    answer = api.post(
+        "/api/v1/datasets/upload/",
+        {"label_set": "news-topics", "file": SimpleUploadedFile("d.csv", content)},
+    )
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "file_too_large"
+    portal = alice_client.post(
+        "/models/datasets/upload/",
+        {"label_set": "news-topics", "file": SimpleUploadedFile("d.csv", content)},
+    )
+    assert portal.status_code == 400
+    assert answer.json()["error"]["message"] in portal.content.decode()
+    assert TrainingSample.objects.count() == 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -24,6 +25,7 @@ from registry.models import (
     TrainingSampleLabel,
 )
 from taxonomy.models import LabelSet, LabelSetKind, LabelSetRevision
+from taxonomy.selectors import visible_label_set
 
 SPLIT_STRATIFIED = "stratified"
 SPLIT_ORIGIN = "origin"
@@ -176,12 +178,7 @@ def dataset_upload(
 
     Every problem (shape and labels) is reported in one DatasetImportError, row by row.
     """
-    if len(content) > settings.UPLOAD_MAX_BYTES:
-        raise RegistryError(
-            "file_too_large",
-            f"The file has {len(content)} bytes; the limit is {settings.UPLOAD_MAX_BYTES}.",
-            status_code=413,
-        )
+    _refuse_too_large(len(content))
     revision = current_revision(label_set)
     parsed = parse_upload(filename=filename, content=content, fmt=fmt)
     _, label_errors = _validate_rows(revision, parsed.rows, ImportReport())
@@ -197,6 +194,34 @@ def dataset_upload(
         source=SampleSource.IMPORT,
         source_ref=f"upload:{filename}"[:200],
     )
+
+
+def _refuse_too_large(size: int) -> None:
+    if size > settings.UPLOAD_MAX_BYTES:
+        raise RegistryError(
+            "file_too_large",
+            f"The file has {size} bytes; the limit is {settings.UPLOAD_MAX_BYTES}.",
+            status_code=413,
+        )
+
+
+def dataset_file_upload(
+    *, tenant, label_set_slug: str, upload: UploadedFile, fmt: str | None = None
+) -> tuple[LabelSet, ImportReport]:
+    """The upload flow of the API and the portal: the label set as `tenant` sees it (a 404 when
+    it sees none), the size limit before the file is read, then `dataset_upload`."""
+    label_set = visible_label_set(tenant=tenant, slug=label_set_slug)
+    if label_set is None:
+        raise RegistryError("not_found", "Not found.", status_code=404)
+    _refuse_too_large(upload.size or 0)
+    report = dataset_upload(
+        label_set=label_set,
+        tenant=tenant,
+        filename=upload.name or "",
+        content=upload.read(),
+        fmt=fmt,
+    )
+    return label_set, report
 
 
 # --- Snapshots -------------------------------------------------------------------------------
