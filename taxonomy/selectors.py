@@ -79,12 +79,6 @@ def _canonical(label: Label) -> Label:
     return label
 
 
-def label_canonical_key(key: str) -> str:
-    """The key in force for `key` (itself, or the end of its replaced_by chain)."""
-    label = Label.objects.select_related("replaced_by").filter(key=key).first()
-    return _canonical(label).key if label else key
-
-
 @dataclass
 class Resolution:
     labels: list[Label] = field(default_factory=list)

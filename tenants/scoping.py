@@ -87,14 +87,6 @@ def _check_not_overridden(cls) -> None:
         )
 
 
-class TenantContext:
-    """What a scoped view knows about its caller once `resolve_tenant()` has run."""
-
-    tenant: Tenant
-    membership: Membership | None
-    api_key = None
-
-
 class TenantScopedAPIMixin:
     """Base for tenant-facing API views. Set `required_scope`/`write_scope` and roles as needed."""
 

@@ -72,10 +72,6 @@ def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
     return membership
 
 
-def membership_remove(*, membership: Membership) -> None:
-    membership.delete()
-
-
 def support_access_record(*, user, tenant: Tenant, method: str, path: str) -> SupportAccess:
     """Audit a platform staff user's read of a tenant's portal page (support mode)."""
     return SupportAccess.objects.create(user=user, tenant=tenant, method=method, path=path[:500])

@@ -18,6 +18,20 @@ from tests.taxonomy.factories import build_news_tree, shared_label_sets
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
+def pytest_configure(config):
+    """`pytest` run directly (scripts/test.py sets TESTING=1 itself) gets the test settings too:
+    what TESTING=1 changes in tagging_platform.settings."""
+    if django_settings.TESTING:
+        return
+    os.environ["TESTING"] = "1"  # the processes the tests start read it from the environment
+    django_settings.TESTING = True
+    django_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    django_settings.STORAGES = {
+        **django_settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 def pytest_report_header(config):
     db = django_settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     redis = django_settings.REDIS_URL or "none"

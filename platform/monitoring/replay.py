@@ -44,6 +44,7 @@ from monitoring.models import (
     FeedbackEvent,
     LabelAggregate,
     NeedMonitoringConfig,
+    Period,
     PredictionAggregate,
     RuleCheck,
 )
@@ -266,7 +267,7 @@ def _clear_from(needs: list[Need], first: date) -> None:
 
 
 def _run_day(day: date, need_ids: list[int]) -> None:
-    services.monitoring_day_run(day=day, need_ids=need_ids)
+    services.monitoring_run(period=Period.DAY, start=day, need_ids=need_ids)
 
 
 @dataclass

@@ -48,10 +48,6 @@ def config_for(need: Need) -> NeedMonitoringConfig:
         return NeedMonitoringConfig(need=need, tenant_id=need.tenant_id)
 
 
-def period_end(period: str, start: date) -> date:
-    return start if period == Period.DAY else start + timedelta(days=6)
-
-
 # --- Baseline -------------------------------------------------------------------------------
 @dataclass
 class Baseline:
@@ -545,32 +541,26 @@ def _needs_active_around(*, period: str, start: date) -> list[Need]:
     return list(Need.objects.unscoped().filter(pk__in=need_ids).select_related("tenant", "model"))
 
 
-def monitoring_day_run(*, day: date, need_ids: list[int] | None = None) -> dict:
-    """Aggregate one day, then drift and alerts for every need with data around it."""
-    counts = aggregation.aggregate_predictions_day(day=day, need_ids=need_ids)
-    counts["feedback_rows"] = aggregation.aggregate_feedback_day(day=day, need_ids=need_ids)
-    # Rules only judge complete days: a day in progress always looks like a collapse.
-    complete = day < timezone.now().date()
+def monitoring_run(*, period: str, start: date, need_ids: list[int] | None = None) -> dict:
+    """The monitoring pipeline of one day or one week (`start`: any day in it): aggregate, then
+    drift for every need with data around it, then (complete days only) the alert rules."""
+    if period == Period.DAY:
+        counts = aggregation.aggregate_predictions_day(day=start, need_ids=need_ids)
+        counts["feedback_rows"] = aggregation.aggregate_feedback_day(day=start, need_ids=need_ids)
+        # Rules only judge complete days: a day in progress always looks like a collapse.
+        judge = start < timezone.now().date()
+    else:
+        start = aggregation.week_start(start)
+        counts = aggregation.aggregate_week(start=start, need_ids=need_ids)
+        # Weeks feed the dashboards and the API; alerts come from the daily rules only (a weekly
+        # copy of the same finding would be a second alert for one problem).
+        judge = False
     notified = 0
-    for need in _needs_active_around(period=Period.DAY, start=day):
+    for need in _needs_active_around(period=period, start=start):
         if need_ids is not None and need.pk not in need_ids:
             continue
         with transaction.atomic():
-            drift_report_compute(need=need, period=Period.DAY, start=day)
-            if complete:
-                notified += len(alerts_evaluate(need=need, day=day))
-    return {**counts, "notifications": notified}
-
-
-def monitoring_week_run(*, start: date, need_ids: list[int] | None = None) -> dict:
-    """Weekly aggregates from the daily rows, then weekly drift and alerts."""
-    start = aggregation.week_start(start)
-    counts = aggregation.aggregate_week(start=start, need_ids=need_ids)
-    # Weeks feed the dashboards and the API; alerts come from the daily rules only (a weekly
-    # copy of the same finding would be a second alert for one problem).
-    for need in _needs_active_around(period=Period.WEEK, start=start):
-        if need_ids is not None and need.pk not in need_ids:
-            continue
-        with transaction.atomic():
-            drift_report_compute(need=need, period=Period.WEEK, start=start)
-    return counts
+            drift_report_compute(need=need, period=period, start=start)
+            if judge:
+                notified += len(alerts_evaluate(need=need, day=start))
+    return {**counts, "notifications": notified} if period == Period.DAY else counts

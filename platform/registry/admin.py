@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from registry import services
+from registry.errors import RegistryError
 from registry.models import (
     AliasEvent,
     ArtifactIntegrityIncident,
@@ -23,6 +23,9 @@ from registry.models import (
     TrainingSampleLabel,
 )
 from registry.selectors import production_alias
+from registry.services.aliases import alias_rollback, alias_set
+from registry.services.training import training_run_enqueue
+from registry.services.versions import model_version_archive
 
 
 class NoDeleteMixin:
@@ -108,10 +111,10 @@ class RegisteredModelAdmin(NoDeleteMixin, admin.ModelAdmin):
     def _rollback(self, request, queryset, alias: str) -> None:
         for model in queryset:
             try:
-                moved = services.alias_rollback(
+                moved = alias_rollback(
                     registered_model=model, alias=alias, actor=request.user, reason="admin rollback"
                 )
-            except services.RegistryError as exc:
+            except RegistryError as exc:
                 self.message_user(request, f"{model}: {exc.message}", messages.ERROR)
             else:
                 self.message_user(
@@ -174,14 +177,14 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
     def _promote(self, request, queryset, alias: str) -> None:
         for version in queryset.select_related("registered_model"):
             try:
-                services.alias_set(
+                alias_set(
                     registered_model=version.registered_model,
                     alias=alias,
                     version=version,
                     actor=request.user,
                     reason="admin promotion",
                 )
-            except services.RegistryError as exc:
+            except RegistryError as exc:
                 self.message_user(request, f"{version}: {exc.message}", messages.ERROR)
             else:
                 self.message_user(request, f"{version} is now {alias}.")
@@ -198,8 +201,8 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
     def archive(self, request, queryset: QuerySet[ModelVersion]) -> None:
         for version in queryset:
             try:
-                services.model_version_archive(version=version, actor=request.user)
-            except services.RegistryError as exc:
+                model_version_archive(version=version, actor=request.user)
+            except RegistryError as exc:
                 self.message_user(request, f"{version}: {exc.message}", messages.ERROR)
 
 
@@ -273,7 +276,7 @@ class TrainingRunAdmin(NoDeleteMixin, admin.ModelAdmin):
     def requeue(self, request, queryset: QuerySet[TrainingRun]) -> None:
         count = 0
         for run in queryset.filter(status=RunStatus.QUEUED):
-            services.training_run_enqueue(run=run)
+            training_run_enqueue(run=run)
             count += 1
         self.message_user(
             request, f"{count} queued run(s) re-sent (a duplicate message is harmless)."

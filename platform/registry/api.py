@@ -18,7 +18,8 @@ from rest_framework.response import Response
 
 from core.edge import INT64_MAX, db_int_bounds, query_int
 from core.errors import DomainError
-from registry import model_card, selectors, services
+from registry import model_card, selectors
+from registry.errors import DatasetImportError, RegistryError
 from registry.models import (
     Algorithm,
     AliasEvent,
@@ -29,7 +30,10 @@ from registry.models import (
     RegisteredModel,
     TrainingRun,
 )
-from registry.services import DatasetImportError, RegistryError
+from registry.services.aliases import alias_rollback, alias_set
+from registry.services.datasets import dataset_file_upload
+from registry.services.training import training_run_create
+from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
 from taxonomy.serializers import ReuseRequestSerializer, ReuseSuggestionsSerializer
@@ -239,7 +243,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
             raise serializers.ValidationError({"version": "This field is required."})
         version = get_object_or_404(model.versions, version=body.validated_data["version"])
         try:
-            alias = services.alias_set(
+            alias = alias_set(
                 registered_model=model,
                 alias=body.validated_data["alias"],
                 version=version,
@@ -258,7 +262,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
         body = AliasMoveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            alias = services.alias_rollback(
+            alias = alias_rollback(
                 registered_model=model,
                 alias=body.validated_data["alias"],
                 actor=self.acting_user,
@@ -323,7 +327,7 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         a = get_object_or_404(self.get_queryset(), pk=ids["a"])
         b = get_object_or_404(self.get_queryset(), pk=ids["b"])
         try:
-            return Response(services.versions_compare(a=a, b=b))
+            return Response(versions_compare(a=a, b=b))
         except RegistryError as exc:
             raise _api_error(exc) from exc
 
@@ -374,7 +378,7 @@ class TrainingRunViewSet(
                 owner = None
             kwargs.update(label_set=label_set, tenant=owner)
         try:
-            run = services.training_run_create(**kwargs)
+            run = training_run_create(**kwargs)
         except RegistryError as exc:
             raise _api_error(exc) from exc
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -394,16 +398,11 @@ class DatasetUploadView(TenantScopedGenericAPIView):
     def post(self, request):
         body = UploadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        label_set = visible_label_set(tenant=self.tenant, slug=body.validated_data["label_set"])
-        if label_set is None:
-            raise Http404
-        upload = body.validated_data["file"]
         try:
-            report = services.dataset_upload(
-                label_set=label_set,
+            _, report = dataset_file_upload(
                 tenant=self.tenant,
-                filename=upload.name,
-                content=upload.read(),
+                label_set_slug=body.validated_data["label_set"],
+                upload=body.validated_data["file"],
                 fmt=body.validated_data["format"] or None,
             )
         except RegistryError as exc:

@@ -13,8 +13,10 @@ import logging
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import joblib
 import sklearn
@@ -77,6 +79,51 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _publish(
+    write: Callable[[BinaryIO], None], *, expected_sha256: str = "", repair: bool = False
+) -> tuple[str, int]:
+    """The one way bytes enter the store: `write` fills a temp file, which is fsynced, hashed and
+    atomically renamed to its content address, read-only. Returns (sha256, size).
+
+    Identical bytes already stored are kept. A stored file that no longer matches its name is
+    refused, unless `repair` (restoring verified bytes from a bundle, the only repair the platform
+    performs)."""
+    staging = root() / "tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=staging, suffix=".joblib.part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        sha256 = file_sha256(tmp)
+        size = tmp.stat().st_size
+        if expected_sha256 and sha256 != expected_sha256:
+            raise ArtifactIntegrityError(
+                f"The copy hashes to {sha256[:12]}…, not {expected_sha256[:12]}…."
+            )
+        final = path_for(sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists() and file_sha256(final) == sha256:
+            tmp.unlink()
+            return sha256, size
+        if final.exists() and not repair:
+            raise ArtifactIntegrityError(
+                f"{final} exists but does not match its name; it was altered. Restore it from a "
+                "registry bundle (import_registry) before storing new models."
+            )
+        os.chmod(tmp, 0o444)
+        if final.exists():
+            os.chmod(final, 0o644)  # the damaged copy is read-only: make it replaceable
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return sha256, size
+
+
 def store(model) -> StoredArtifact:
     """Write `model` into the store; identical bytes are stored once. Returns its identity."""
     envelope = {
@@ -85,33 +132,7 @@ def store(model) -> StoredArtifact:
         "sklearn": sklearn.__version__,
         "model": model,
     }
-    staging = root() / "tmp"
-    staging.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=staging, suffix=".joblib.part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            joblib.dump(envelope, handle, compress=3)
-            handle.flush()
-            os.fsync(handle.fileno())
-        sha256 = file_sha256(tmp)
-        size = tmp.stat().st_size
-        final = path_for(sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            if file_sha256(final) != sha256:
-                raise ArtifactIntegrityError(
-                    f"{final} exists but does not match its name; it was altered. Restore it from a "
-                    "registry bundle (import_registry) before storing new models."
-                )
-            tmp.unlink()
-        else:
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    sha256, size = _publish(lambda handle: joblib.dump(envelope, handle, compress=3))
     return StoredArtifact(sha256, size, envelope["python"], envelope["sklearn"], FORMAT_VERSION)
 
 
@@ -171,29 +192,13 @@ def import_file(source: Path, sha256: str) -> int:
     final = path_for(sha256)
     if final.exists() and file_sha256(final) == sha256:
         return final.stat().st_size
-    staging = root() / "tmp"
-    staging.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=staging, suffix=".joblib.part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+
+    def copy(out: BinaryIO) -> None:
+        with open(source, "rb") as src:
             while chunk := src.read(_CHUNK):
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if file_sha256(tmp) != sha256:
-            raise ArtifactIntegrityError(f"Copy of {source.name} changed while being written.")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, 0o444)
-        if final.exists():
-            # Only reached when the stored copy is damaged: make it writable to replace it.
-            os.chmod(final, 0o644)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final.stat().st_size
+
+    return _publish(copy, expected_sha256=sha256, repair=True)[1]
 
 
 def load(sha256: str):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core import csv_io
 from core.edge import string_problem
+from core.texts import text_problem
 
 #: Longest training text accepted (BBC articles reach ~25k characters).
 MAX_TEXT_CHARS = 100_000
@@ -67,22 +68,16 @@ class ParseResult:
 def _clean_row(result: ParseResult, *, row: int, text, labels, split, source_ref: str = "") -> None:
     """Validate one raw record's shape (not its labels: those depend on the label set)."""
     ok = True
-    for name, value in (("text", text), ("labels", labels), ("split", split)):
+    for name, value in (("labels", labels), ("split", split)):
         values = value if isinstance(value, list) else [value]
         problem = next((p for v in values if isinstance(v, str) and (p := string_problem(v))), None)
         if problem:
             # PostgreSQL text cannot hold a NUL, and a lone surrogate is not UTF-8.
             result.errors.append(RowError(row, name, f"The value {problem}."))
             return
-    if not isinstance(text, str) or not text.strip():
-        result.errors.append(RowError(row, "text", "Text is missing or empty."))
-        ok = False
-    elif len(text) > MAX_TEXT_CHARS:
-        result.errors.append(
-            RowError(
-                row, "text", f"Text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}."
-            )
-        )
+    text_error = text_problem(text, max_chars=MAX_TEXT_CHARS)  # as sync, stream and batch items
+    if text_error:
+        result.errors.append(RowError(row, "text", text_error[1]))
         ok = False
     if isinstance(labels, str):
         labels = [part.strip() for part in labels.split(CSV_LABEL_SEPARATOR) if part.strip()]

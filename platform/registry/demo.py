@@ -10,10 +10,9 @@ from __future__ import annotations
 from registry import datasets
 from registry.models import RegisteredModel, RunStatus, TrainingRun
 from registry.selectors import production_alias, serving_versions
-from registry.services import (
-    current_revision,
+from registry.services.datasets import current_revision, samples_import
+from registry.services.training import (
     registered_model_get_or_create,
-    samples_import,
     training_run_create,
     training_run_enqueue,
 )

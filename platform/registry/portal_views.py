@@ -8,10 +8,14 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.views.generic import TemplateView, View
 
-from registry import evaluation, model_card, selectors, services
+from registry import evaluation, model_card, selectors
+from registry.errors import DatasetImportError, RegistryError
 from registry.ml import ALGORITHMS
 from registry.models import AliasName, ModelVersion, RegisteredModel, RunStatus, TrainingRun
-from registry.services import DatasetImportError, RegistryError
+from registry.services.aliases import alias_rollback, alias_set
+from registry.services.datasets import dataset_file_upload
+from registry.services.training import training_run_create
+from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
 from tenants.models import Role
@@ -87,14 +91,14 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
         reason = request.POST.get("reason", "")[:300]
         try:
             if request.POST.get("action") == "rollback":
-                moved = services.alias_rollback(
+                moved = alias_rollback(
                     registered_model=model, alias=alias, actor=request.user, reason=reason
                 )
             else:
                 version = model.versions.filter(version=request.POST.get("version") or 0).first()
                 if version is None:
                     raise RegistryError("no_version", "Choose a version.")
-                moved = services.alias_set(
+                moved = alias_set(
                     registered_model=model,
                     alias=alias,
                     version=version,
@@ -167,7 +171,7 @@ class CompareView(TenantPortalMixin, TemplateView):
         b = self.get_scoped_object_or_404(pk=self.request.GET.get("b", ""))
         context.update(a=a, b=b)
         try:
-            result = services.versions_compare(a=a, b=b)
+            result = versions_compare(a=a, b=b)
         except RegistryError as exc:
             context["error"] = exc.message
             return context
@@ -219,7 +223,7 @@ class TrainView(TenantPortalMixin, View):
             messages.error(request, "Choose a label set.")
             return redirect("registry:list")
         try:
-            run = services.training_run_create(
+            run = training_run_create(
                 label_set=label_set,
                 tenant=self.tenant,
                 algorithm=request.POST.get("algorithm", "tfidf-logreg"),
@@ -262,14 +266,11 @@ class DatasetUploadView(TenantPortalMixin, TemplateView):
         form = UploadForm(request.POST, request.FILES, label_sets=self.get_queryset())
         context = {"form": form}
         if form.is_valid():
-            label_set = visible_label_set(tenant=self.tenant, slug=form.cleaned_data["label_set"])
-            upload = form.cleaned_data["file"]
             try:
-                report = services.dataset_upload(
-                    label_set=label_set,
+                label_set, report = dataset_file_upload(
                     tenant=self.tenant,
-                    filename=upload.name,
-                    content=upload.read(),
+                    label_set_slug=form.cleaned_data["label_set"],
+                    upload=form.cleaned_data["file"],
                 )
             except DatasetImportError as exc:
                 context["row_errors"] = exc.errors

@@ -10,10 +10,10 @@ from django.conf import settings
 
 from core import csv_io
 from core.errors import DomainError
+from core.texts import item_id_problem, text_problem
 from serving.ranked import ranked_scores, scores_mapping, top
 
 MAX_REPORTED_ERRORS = 20
-MAX_ID_CHARS = 200
 
 
 def _format_of(filename: str, text: str) -> str:
@@ -115,29 +115,14 @@ def _validate(rows: list[tuple[int, object, object]]) -> list[tuple[str, str]]:
         key = f"line {number}"
         if isinstance(item_id, int | float) and not isinstance(item_id, bool):
             item_id = str(item_id)
-        if not isinstance(item_id, str) or not item_id.strip() or len(item_id) > MAX_ID_CHARS:
-            errors[key] = [
-                f"The id must be a non-empty string of at most {MAX_ID_CHARS} characters."
-            ]
+        problem = item_id_problem(item_id)
+        if problem:
+            errors[key] = [problem]
             codes.append("invalid")
-        elif not isinstance(text, str):
-            errors[key] = ["A 'text' string is required."]
-            codes.append("invalid")
-        elif len(text) > max_chars:
-            errors[key] = [f"The text has {len(text)} characters; at most {max_chars}."]
-            codes.append("text_too_long")
-        elif not text.strip():
-            errors[key] = ["The text is empty or only whitespace."]
-            codes.append("empty_text")
-        else:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                errors[key] = ["The text is not valid Unicode (lone surrogate)."]
-                codes.append("invalid_utf8")
-        if key not in errors and ("\x00" in item_id or "\x00" in text):
-            errors[key] = ["The id or text contains a NUL character (not storable)."]
-            codes.append("invalid")
+        elif problem := text_problem(text, max_chars=max_chars):
+            code, message = problem
+            errors[key] = [message]
+            codes.append(code)
         if key not in errors:
             if item_id in first_line:
                 # Two results with one id could not be told apart: refuse, as sync and stream do.

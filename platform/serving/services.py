@@ -385,8 +385,6 @@ def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> str:
         BatchChunk.objects.filter(pk=chunk_id, claim=token).update(status=ChunkStatus.FAILED)
         _batch_fail(job, f"{type(exc).__name__}: {exc}")
         raise
-    if settings.BATCH_CHUNK_DELAY_SECONDS:
-        time.sleep(settings.BATCH_CHUNK_DELAY_SECONDS)  # tests: a window to kill the worker in
     with transaction.atomic():
         locked = BatchChunk.objects.select_for_update().get(pk=chunk_id)
         if locked.status != ChunkStatus.RUNNING or locked.claim != token:

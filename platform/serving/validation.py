@@ -14,8 +14,8 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
 from core.errors import DomainError
+from core.texts import item_id_problem, text_problem
 
-MAX_ID_CHARS = 200
 _MISSING = object()
 
 
@@ -95,33 +95,15 @@ def validate_items(
         item_id, text = item.get("id"), item.get("text")
         if isinstance(item_id, int) and not isinstance(item_id, bool):
             item_id = str(item_id)
-        if not isinstance(item_id, str) or not item_id.strip():
-            errors[f"items[{n}].id"] = ["A non-empty string id is required."]
+        id_problem = item_id_problem(item_id)
+        if id_problem:
+            errors[f"items[{n}].id"] = [id_problem]
             codes.add("invalid")
-        elif len(item_id) > MAX_ID_CHARS:
-            errors[f"items[{n}].id"] = [f"At most {MAX_ID_CHARS} characters."]
-            codes.add("invalid")
-        if not isinstance(text, str):
-            errors[f"items[{n}].text"] = ["A string is required."]
-            codes.add("invalid")
-        elif len(text) > limit:
-            errors[f"items[{n}].text"] = [f"{len(text)} characters; at most {limit}."]
-            codes.add("text_too_long")
-        elif not text.strip():
-            errors[f"items[{n}].text"] = ["The text is empty or only whitespace."]
-            codes.add("empty_text")
-        else:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # lone surrogates from "\\ud800" escapes
-                errors[f"items[{n}].text"] = ["The text is not valid Unicode (lone surrogate)."]
-                codes.add("invalid_utf8")
-            if "\x00" in text:  # PostgreSQL text cannot hold it
-                errors[f"items[{n}].text"] = ["The text contains a NUL character."]
-                codes.add("invalid")
-        if isinstance(item_id, str) and "\x00" in item_id:
-            errors[f"items[{n}].id"] = ["The id contains a NUL character."]
-            codes.add("invalid")
+        problem = text_problem(text, max_chars=limit)
+        if problem:
+            code, message = problem
+            errors[f"items[{n}].text"] = [message]
+            codes.add(code)
         ids.append(item_id)
         texts.append(text)
     if errors:

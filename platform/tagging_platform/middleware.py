@@ -32,10 +32,6 @@ def _new_request_id() -> str:
     return f"{_prefix}{next(_counter):016x}"
 
 
-def current_request_id() -> str:
-    return _request_id.get()
-
-
 class RequestIdMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response

@@ -6,7 +6,6 @@ no server). Production sets DATABASE_URL, REDIS_URL, SECRET_KEY and DEBUG=0; see
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +15,9 @@ from django.core.exceptions import ImproperlyConfigured
 from tagging_platform.env import envbool, envfloat, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent  # the repository root
-TESTING = "pytest" in sys.modules or envbool("TESTING", False)
+#: Set by the test runner (scripts/test.py, and tests/conftest.py for `pytest` run directly), never
+#: guessed from what happens to be imported.
+TESTING = envbool("TESTING", False)
 
 DEBUG = envbool("DEBUG", True)
 #: The development key in this repository: public, so never accepted with DEBUG=0.
@@ -387,8 +388,6 @@ CELERY_BEAT_SCHEDULE["serving: re-queue stale batch chunks"] = _beat(
     expires=BATCH_SWEEP_SECONDS,
     queue="online",
 )
-#: Test/benchmark only: sleep this long inside each chunk (makes "kill mid-chunk" reproducible).
-BATCH_CHUNK_DELAY_SECONDS = envfloat("BATCH_CHUNK_DELAY_SECONDS", 0.0, minimum=0.0)
 #: Send result-cache entries and log lines with the next Redis pipeline (write-behind) instead of
 #: inline; a quiet process sends them after WRITE_BEHIND_SECONDS (serving/redis_pool.py).
 SERVING_ASYNC_WRITES = envbool("SERVING_ASYNC_WRITES", True)

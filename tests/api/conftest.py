@@ -18,7 +18,7 @@ def seeded(db, settings):
     """One tenant with something behind every route: labels (with and without parents), label
     sets, a served need and a requested one (no model), a stored item, a batch job, a training
     run, a dead letter, and an API key with every scope."""
-    from registry.services import training_run_create
+    from registry.services.training import training_run_create
     from serving import services as serving_services
     from serving.models import BatchSource, WebhookDelivery
     from taxonomy import services as taxonomy_services

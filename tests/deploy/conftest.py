@@ -130,7 +130,9 @@ def cluster(tmp_path_factory, cluster_redis):
             # Small, slowed-down batch chunks: a job lasts long enough to kill a worker mid-job,
             # and a dead worker's chunk lease runs out quickly.
             "BATCH_CHUNK_SIZE": "10",
-            "BATCH_CHUNK_DELAY_SECONDS": "0.4",
+            # (a slow batch model, tests/serving/slow_batch.py; production has no such delay)
+            "TEST_BATCH_CHUNK_DELAY_SECONDS": "0.4",
+            "CELERY_WORKER_EXTRA_ARGS": "--include tests.serving.slow_batch",
             # Leases of seconds (production sizes them to the measured chunk time, 15 s at
             # least), long enough to tell a takeover on redelivery from a lease running out.
             "BATCH_CHUNK_LEASE_SECONDS": "8",

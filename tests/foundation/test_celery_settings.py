@@ -66,13 +66,13 @@ def test_a_durable_task_is_really_retried_after_a_database_error(monkeypatch):
 
     calls = []
 
-    def flaky(*, day, need_ids=None):
-        calls.append(day)
+    def flaky(*, period, start, need_ids=None):
+        calls.append(start)
         if len(calls) == 1:
             raise OperationalError("server closed the connection unexpectedly")
-        return {"day": day.isoformat()}
+        return {"day": start.isoformat()}
 
-    monkeypatch.setattr(services, "monitoring_day_run", flaky)
+    monkeypatch.setattr(services, "monitoring_run", flaky)
     result = run_daily_monitoring.apply(kwargs={"day": "2026-01-05"}, throw=False)
     assert result.get() == {"day": "2026-01-05"}
     assert calls == [date(2026, 1, 5)] * 2
@@ -85,11 +85,11 @@ def test_a_bug_is_not_retried(monkeypatch):
 
     calls = []
 
-    def broken(*, day, need_ids=None):
-        calls.append(day)
+    def broken(*, period, start, need_ids=None):
+        calls.append(start)
         raise ValueError("a bug")
 
-    monkeypatch.setattr(services, "monitoring_day_run", broken)
+    monkeypatch.setattr(services, "monitoring_run", broken)
     with pytest.raises(ValueError):
         run_daily_monitoring.apply(kwargs={"day": "2026-01-05"}, throw=True)
     assert len(calls) == 1

@@ -86,3 +86,39 @@ def test_production_settings_pass_check_deploy():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_testing_mode_comes_from_the_environment_not_from_imported_modules():
+    """A process that merely imports pytest (a management command run by a test helper, a
+    script) gets the production password hasher unless TESTING=1 is set."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "TESTING"}
+    env.update(DJANGO_SETTINGS_MODULE="tagging_platform.settings", PYTHONPATH="platform:.")
+    probe = (
+        "import pytest, django; from django.conf import settings; django.setup(); "
+        "print(settings.TESTING, settings.PASSWORD_HASHERS[0].rsplit('.', 1)[-1])"
+    )
+    plain = subprocess.run(
+        [sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert plain.stdout.split() == ["False", "PBKDF2PasswordHasher"], plain.stderr
+    testing = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=root,
+        env={**env, "TESTING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert testing.stdout.split() == ["True", "MD5PasswordHasher"], testing.stderr
+
+
+def test_the_suite_runs_with_the_test_settings(settings):
+    # Also when `pytest` runs directly, without scripts/test.py (tests/conftest.py sets them).
+    assert settings.TESTING
+    assert settings.PASSWORD_HASHERS == ["django.contrib.auth.hashers.MD5PasswordHasher"]

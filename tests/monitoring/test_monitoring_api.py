@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from monitoring import services
-from monitoring.models import Alert, AlertKind, AlertStatus, Severity
+from monitoring.models import Alert, AlertKind, AlertStatus, Period, Severity
 from tests.conftest import api_client_for_key
 from tests.factories import ApiKeyFactory, set_need_labels
 from tests.monitoring.conftest import DAY
@@ -33,8 +33,8 @@ def monitored(topics):
     ]
     services.feedback_record(tenant=need.tenant, events=events)
     for day in days:
-        services.monitoring_day_run(day=day)
-    services.monitoring_week_run(start=DAY)
+        services.monitoring_run(period=Period.DAY, start=day)
+    services.monitoring_run(period=Period.WEEK, start=DAY)
     alert = Alert.objects.create(
         tenant=need.tenant,
         need=need,

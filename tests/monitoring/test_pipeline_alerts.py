@@ -38,7 +38,7 @@ def _replay(need, version, days: dict):
     for day, counts in days.items():
         log_predictions(need=need, version=version, day=day, counts=counts)
     for day in days:
-        services.monitoring_day_run(day=day)
+        services.monitoring_run(period=Period.DAY, start=day)
 
 
 def _normal_days(n: int = 8) -> dict:
@@ -242,7 +242,7 @@ def _ctr_scenario(need, *, clicks_today: int, negative_today: int):
         events += _feedback(need, day, "t.b", "wrong_tag", negative_today, "s")
     services.feedback_record(tenant=need.tenant, events=events)
     for i in range(7, -1, -1):
-        services.monitoring_day_run(day=DAY - timedelta(days=i))
+        services.monitoring_run(period=Period.DAY, start=DAY - timedelta(days=i))
 
 
 def test_ctr_drop_and_negative_feedback_rise_open_one_alert_per_label(topics):
@@ -271,7 +271,7 @@ def test_a_feedback_change_that_is_not_significant_does_not_alert(topics):
 def test_weekly_run_reports_drift_but_raises_no_second_alert(normal_then_gone):
     need, _ = normal_then_gone
     before = Alert.objects.unscoped().count()
-    week = services.monitoring_week_run(start=DAY)
+    week = services.monitoring_run(period=Period.WEEK, start=DAY)
     assert week["prediction_rows"] == 1
     monday = DAY - timedelta(days=DAY.weekday())
     report = DriftReport.objects.unscoped().get(need=need, period=Period.WEEK, period_start=monday)

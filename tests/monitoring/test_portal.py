@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from monitoring import services
-from monitoring.models import Alert, AlertKind
+from monitoring.models import Alert, AlertKind, Period
 from tests.factories import set_need_labels
 from tests.monitoring.conftest import DAY
 from tests.monitoring.factories import log_predictions, make_monitored_need
@@ -32,8 +32,8 @@ def drifted(topics):
         )
     log_predictions(need=need, version=version, day=DAY, counts={"t.a": 220, "t.b": 180})
     for i in range(8, -1, -1):
-        services.monitoring_day_run(day=DAY - timedelta(days=i))
-    services.monitoring_week_run(start=DAY)
+        services.monitoring_run(period=Period.DAY, start=DAY - timedelta(days=i))
+    services.monitoring_run(period=Period.WEEK, start=DAY)
     return need
 
 
@@ -152,7 +152,7 @@ def test_admin_dashboard_lists_all_needs_for_staff_only(
         tenant=tenant_b, slug="other", baseline={"o.a": 1, "o.b": 1}
     )
     log_predictions(need=other, version=version, day=DAY, counts={"o.a": 5})
-    services.monitoring_day_run(day=DAY)
+    services.monitoring_run(period=Period.DAY, start=DAY)
     client.force_login(staff_user)
     index = client.get("/admin/").content.decode()
     assert "/admin/monitoring/monitoringdashboard/" in index

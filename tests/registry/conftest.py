@@ -7,7 +7,7 @@ import random
 import pytest
 
 from registry.datasets import SampleRow
-from registry.services import current_revision, samples_import, snapshot_create
+from registry.services.datasets import current_revision, samples_import, snapshot_create
 from tests.factories import make_label_set
 
 TOPIC_WORDS = {
@@ -68,7 +68,7 @@ def topic_snapshot(topic_samples):
 @pytest.fixture
 def trained_version(topic_snapshot, django_capture_on_commit_callbacks):
     """v1 of the shared news-topics/tfidf-logreg model, trained through the training task."""
-    from registry.services import training_run_create
+    from registry.services.training import training_run_create
 
     with django_capture_on_commit_callbacks(execute=True):
         run = training_run_create(
@@ -82,7 +82,7 @@ def trained_version(topic_snapshot, django_capture_on_commit_callbacks):
 @pytest.fixture
 def train_version(django_capture_on_commit_callbacks):
     """Train another version of a model line: train_version(snapshot, algorithm=..., tenant=...)."""
-    from registry.services import training_run_create
+    from registry.services.training import training_run_create
 
     def _train(snapshot, **kwargs):
         with django_capture_on_commit_callbacks(execute=True):

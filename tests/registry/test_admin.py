@@ -6,7 +6,7 @@ import pytest
 
 from registry import artifacts
 from registry.models import AliasEvent, ArtifactIntegrityIncident, ModelAlias, ModelVersion
-from registry.services import load_model_version
+from registry.services.versions import load_model_version
 
 
 @pytest.fixture

@@ -4,15 +4,11 @@ import json
 
 import pytest
 
+from registry.errors import DatasetImportError, RegistryError
 from registry.models import AliasEvent, ModelAlias, TrainingSample, VersionStatus
-from registry.services import (
-    DatasetImportError,
-    RegistryError,
-    alias_rollback,
-    alias_set,
-    dataset_upload,
-    model_version_archive,
-)
+from registry.services.aliases import alias_rollback, alias_set
+from registry.services.datasets import dataset_upload
+from registry.services.versions import model_version_archive
 from tests.factories import UserFactory
 
 

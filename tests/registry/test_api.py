@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from registry.models import AliasEvent, ModelAlias, TrainingRun, TrainingSample
-from registry.services import alias_set
+from registry.services.aliases import alias_set
 from tenants.models import Role
 from tests.factories import MembershipFactory, NeedFactory
 

@@ -17,7 +17,8 @@ from registry.models import (
     TrainingRun,
     TrainingSample,
 )
-from registry.services import alias_rollback, alias_set, load_model_version
+from registry.services.aliases import alias_rollback, alias_set
+from registry.services.versions import load_model_version
 from tests.factories import UserFactory
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from registry.errors import DatasetImportError
 from registry.models import TrainingSample
-from registry.services import DatasetImportError, dataset_upload
+from registry.services.datasets import dataset_upload
 
 
 def test_an_unterminated_quote_is_refused_naming_its_line_not_a_missing_label(topics):
@@ -36,3 +37,21 @@ def test_rows_are_numbered_by_the_line_a_multi_line_record_starts_on(topics):
     with pytest.raises(DatasetImportError) as exc:
         dataset_upload(label_set=topics, tenant=None, filename="d.csv", content=content)
     assert [(e.row, e.field) for e in exc.value.errors] == [(3, "labels")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Shares\x00 fell", "The text contains a NUL character."),
+        ("   ", "The text is empty or only whitespace."),
+    ],
+)
+def test_training_texts_are_checked_like_tagged_texts(topics, text, message):
+    # The same validator as sync, stream and batch items (core.texts), NUL included.
+    lines = ["text,labels", "Markets rallied,news.business", f"{text},news.business"]
+    with pytest.raises(DatasetImportError) as exc:
+        dataset_upload(
+            label_set=topics, tenant=None, filename="d.csv", content="\n".join(lines).encode()
+        )
+    assert [(e.row, e.field, e.message) for e in exc.value.errors] == [(3, "text", message)]
+    assert TrainingSample.objects.count() == 0

@@ -8,7 +8,8 @@ from django.core.management import call_command
 from registry import datasets
 from registry.demo import train_demo_models
 from registry.models import ModelAlias, TrainingRun, TrainingSample
-from registry.services import snapshot_create, training_run_create, training_run_execute
+from registry.services.datasets import snapshot_create
+from registry.services.training import training_run_create, training_run_execute
 from tests.factories import NeedFactory, TenantFactory, make_label_set
 from tests.registry.conftest import synthetic_rows
 

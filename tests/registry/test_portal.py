@@ -82,14 +82,14 @@ def test_compare_page_shows_deltas_and_two_pictures(alice_client, own_versions, 
 
 
 def test_run_page_polls_until_finished(alice_client, topic_snapshot, tenant_a):
-    from registry.services import training_run_create
+    from registry.services.training import training_run_create
 
     run = training_run_create(
         label_set=topic_snapshot.revision.label_set, tenant=tenant_a, enqueue=False
     )
     page = alice_client.get(f"/models/runs/{run.pk}/").content.decode()
     assert 'hx-trigger="every 2s"' in page and "waiting for a training worker" in page
-    from registry.services import training_run_execute
+    from registry.services.training import training_run_execute
 
     training_run_execute(run_id=run.pk)
     fragment = alice_client.get(f"/models/runs/{run.pk}/", HTTP_HX_REQUEST="true").content.decode()
@@ -128,7 +128,7 @@ def test_upload_form_lists_bad_rows_and_imports_nothing(alice_client, topics):
 def test_registry_pages_in_a_browser(
     page, live_server, alice, trained_version, own_versions, screenshot
 ):
-    from registry.services import alias_set
+    from registry.services.aliases import alias_set
 
     alias_set(
         registered_model=trained_version.registered_model,
@@ -157,3 +157,22 @@ def test_registry_pages_in_a_browser(
     page.click("text=Upload and import")
     page.wait_for_selector("#upload-errors")
     screenshot(page, "registry-upload-errors")
+
+
+def test_portal_and_api_uploads_share_one_flow(settings, alice_client, api, alice, topics):
+    # Both call registry.services.datasets.dataset_file_upload: the same limit, the same answer.
+    settings.UPLOAD_MAX_BYTES = 30
+    content = b"text,labels\nA long enough training text,news.tech\n"
+    api.force_authenticate(alice)
+    answer = api.post(
+        "/api/v1/datasets/upload/",
+        {"label_set": "news-topics", "file": SimpleUploadedFile("d.csv", content)},
+    )
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "file_too_large"
+    portal = alice_client.post(
+        "/models/datasets/upload/",
+        {"label_set": "news-topics", "file": SimpleUploadedFile("d.csv", content)},
+    )
+    assert portal.status_code == 400
+    assert answer.json()["error"]["message"] in portal.content.decode()
+    assert TrainingSample.objects.count() == 0

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from registry import artifacts
+from registry.errors import RegistryError
 from registry.evaluation import evaluate
 from registry.ml import ALGORITHMS, TextClassifier
 from registry.models import (
@@ -18,17 +19,14 @@ from registry.models import (
     RunStatus,
     TrainingRun,
 )
-from registry.services import (
-    RegistryError,
+from registry.services.datasets import (
     current_revision,
-    load_model_version,
     samples_import,
     snapshot_create,
     snapshot_split,
-    training_run_create,
-    training_run_execute,
-    versions_compare,
 )
+from registry.services.training import training_run_create, training_run_execute
+from registry.services.versions import load_model_version, versions_compare
 from tests.factories import NeedFactory, make_label_set
 from tests.registry.conftest import synthetic_rows
 

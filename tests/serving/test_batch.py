@@ -18,6 +18,7 @@ from serving.models import (
     ChunkStatus,
     PredictionLog,
 )
+from tests.serving import slow_batch
 from tests.serving.conftest import wait_for
 
 SPORT = "football match goal striker league coach stadium penalty"
@@ -116,9 +117,12 @@ def test_cancel_stops_pending_chunks(
     assert api_a.post(f"/api/v1/batch-jobs/{job_id}/cancel").status_code == 409
 
 
-def test_cancel_mid_run_with_a_real_worker(requires_redis, settings, real_worker, api_a, need_a):
+def test_cancel_mid_run_with_a_real_worker(
+    requires_redis, settings, request, real_worker, api_a, need_a
+):
     settings.BATCH_CHUNK_SIZE = 2
-    settings.BATCH_CHUNK_DELAY_SECONDS = 0.3
+    undo = slow_batch.install(0.3)  # the worker thread shares this process
+    request.addfinalizer(undo)
     response = upload(api_a, csv_file([(f"c{n}", SPORT) for n in range(20)]))
     job_id = response.json()["id"]
     wait_for(lambda: BatchJob.objects.get(pk=job_id).done_items >= 2)

@@ -38,7 +38,7 @@ def start_worker(name: str, tmp_path: Path, settings) -> subprocess.Popen:
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
-        "BATCH_CHUNK_DELAY_SECONDS": "1.0",
+        "TEST_BATCH_CHUNK_DELAY_SECONDS": "1.0",
         "BATCH_CHUNK_LEASE_SECONDS": "3",
         "TEST_VISIBILITY_TIMEOUT": "2",
         "ALIAS_POLL_SECONDS": "60",

@@ -47,6 +47,12 @@ if slow_load:
 
     Runtime._load = slow
 
+if os.environ.get("TEST_BATCH_CHUNK_DELAY_SECONDS"):
+    # A window to kill the worker in, mid-chunk (a slow model; production has no such delay).
+    from tests.serving import slow_batch
+
+    slow_batch.install(float(os.environ["TEST_BATCH_CHUNK_DELAY_SECONDS"]))
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else "worker"
     app.worker_main(

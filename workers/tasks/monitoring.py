@@ -21,26 +21,29 @@ def run_daily_monitoring(day: str | None = None, need_ids: list[int] | None = No
     Idempotent: the day's aggregates are replaced, drift reports upserted, alerts deduplicated.
     """
     from monitoring import services
+    from monitoring.models import Period
 
     target = _parse_day(day, timezone.now().date() - timedelta(days=1))
-    return services.monitoring_day_run(day=target, need_ids=need_ids)
+    return services.monitoring_run(period=Period.DAY, start=target, need_ids=need_ids)
 
 
 @shared_task(base=DurableTask, name="workers.tasks.monitoring.refresh_today")
 def refresh_today() -> dict:
     """Hourly refresh of today's partial aggregates, so dashboards and drift stay current."""
     from monitoring import services
+    from monitoring.models import Period
 
-    return services.monitoring_day_run(day=timezone.now().date())
+    return services.monitoring_run(period=Period.DAY, start=timezone.now().date())
 
 
 @shared_task(base=DurableTask, name="workers.tasks.monitoring.run_weekly_monitoring")
 def run_weekly_monitoring(week_start: str | None = None) -> dict:
     """Weekly aggregates, drift and alerts (default: the week containing yesterday)."""
     from monitoring import services
+    from monitoring.models import Period
 
     target = _parse_day(week_start, timezone.now().date() - timedelta(days=1))
-    return services.monitoring_week_run(start=target)
+    return services.monitoring_run(period=Period.WEEK, start=target)
 
 
 @shared_task(name="workers.tasks.monitoring.deliver_alert", max_retries=0, **time_limits(60))

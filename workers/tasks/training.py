@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from registry.services import training_run_execute
+from registry.services.training import training_run_execute
 from workers.tasks.base import DurableTask
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from registry.artifacts import ArtifactError
-from registry.bundle import BundleError, export_bundle
+from registry.bundle.export import export_bundle
+from registry.bundle.format import BundleError
 
 
 class Command(BaseCommand):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from registry import datasets
-from registry.services import DatasetImportError, RegistryError, current_revision, samples_import
+from registry.errors import DatasetImportError, RegistryError
+from registry.services.datasets import current_revision, samples_import
 from taxonomy.models import LabelSet
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from registry.artifacts import ArtifactError
-from registry.bundle import BundleError, import_bundle
+from registry.bundle.format import BundleError
+from registry.bundle.restore import import_bundle
 
 
 class Command(BaseCommand):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from registry.errors import RegistryError
 from registry.ml import ALGORITHMS
-from registry.services import RegistryError, training_run_create, training_run_execute
+from registry.services.training import training_run_create, training_run_execute
 from taxonomy.models import LabelSet
 from tenants.models import Tenant
 
