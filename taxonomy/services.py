@@ -230,7 +230,7 @@ def label_usage(*, label: Label) -> dict[str, int]:
 
     needs = sum(
         1
-        for mapping, requested, thresholds in Need.objects.unscoped().values_list(
+        for mapping, requested, thresholds in Need.objects.dangerously_unscoped().values_list(
             "label_mapping", "requested_labels", "per_label_thresholds"
         )
         if label.key in (requested or [])
@@ -270,7 +270,7 @@ def _rewrite_needs(*, source_key: str, target_key: str) -> int:
     from tenants.models import Need
 
     changed = 0
-    for need in Need.objects.unscoped().select_for_update():
+    for need in Need.objects.dangerously_unscoped().select_for_update():
         mapping = dict(need.label_mapping or {})
         requested = list(need.requested_labels or [])
         thresholds = dict(need.per_label_thresholds or {})

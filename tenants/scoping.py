@@ -35,7 +35,7 @@ def memberships_for(user) -> list[Membership]:
     if not getattr(user, "is_authenticated", False) or isinstance(user, ApiKeyUser):
         return []
     return list(
-        Membership.objects.unscoped()
+        Membership.objects.dangerously_unscoped()  # a user's own memberships, in every tenant
         .filter(user=user, tenant__is_active=True)
         .select_related("tenant")
         .order_by("tenant__slug")
@@ -48,7 +48,11 @@ def support_memberships_for(user) -> list[Membership]:
     page they open that way is audited (`SupportAccess`) and every write is refused."""
     if not getattr(user, "is_staff", False) or isinstance(user, ApiKeyUser):
         return []
-    own = Membership.objects.unscoped().filter(user=user).values_list("tenant_id", flat=True)
+    own = (
+        Membership.objects.dangerously_unscoped()
+        .filter(user=user)
+        .values_list("tenant_id", flat=True)
+    )
     stand_ins = []
     for tenant in Tenant.objects.filter(is_active=True).exclude(pk__in=own).order_by("slug"):
         membership = Membership(user=user, tenant=tenant, role=Role.VIEWER)

@@ -85,10 +85,14 @@ def collect() -> dict[str, Any]:
     """Everything the registry holds, as plain JSON-ready data keyed by natural keys."""
     tenants = dict(Tenant.objects.values_list("id", "slug"))
     users = dict(get_user_model().objects.values_list("id", "username"))
-    snapshots = list(DatasetSnapshot.objects.unscoped().select_related("revision__label_set"))
-    models = list(RegisteredModel.objects.unscoped().select_related("label_set"))
+    snapshots = list(
+        DatasetSnapshot.objects.dangerously_unscoped().select_related("revision__label_set")
+    )
+    models = list(RegisteredModel.objects.dangerously_unscoped().select_related("label_set"))
     label_set_ids = {s.revision.label_set_id for s in snapshots} | {m.label_set_id for m in models}
-    label_sets = {ls.pk: ls for ls in LabelSet.objects.unscoped().filter(pk__in=label_set_ids)}
+    label_sets = {
+        ls.pk: ls for ls in LabelSet.objects.dangerously_unscoped().filter(pk__in=label_set_ids)
+    }
 
     def ls_ref(label_set_id: int) -> list:
         ls = label_sets[label_set_id]
@@ -118,7 +122,9 @@ def collect() -> dict[str, Any]:
     by_id = {label.pk: label.key for label in labels.values()}
 
     sample_ids = sorted({i for s in snapshots for i in s.train_sample_ids + s.test_sample_ids})
-    samples = {s.pk: s for s in TrainingSample.objects.unscoped().filter(pk__in=sample_ids)}
+    samples = {
+        s.pk: s for s in TrainingSample.objects.dangerously_unscoped().filter(pk__in=sample_ids)
+    }
     sample_label_map = sample_labels(sample_ids)
 
     def sample_ref(pk: int) -> list:
@@ -126,11 +132,13 @@ def collect() -> dict[str, Any]:
         return [_owner(sample.tenant_id, tenants), sample.text_hash]
 
     model_refs = {m.pk: [_owner(m.tenant_id, tenants), m.name] for m in models}
-    versions = list(ModelVersion.objects.unscoped().order_by("registered_model_id", "version"))
+    versions = list(
+        ModelVersion.objects.dangerously_unscoped().order_by("registered_model_id", "version")
+    )
     version_refs = {v.pk: [*model_refs[v.registered_model_id], v.version] for v in versions}
-    runs = list(TrainingRun.objects.unscoped().order_by("created_at", "id"))
+    runs = list(TrainingRun.objects.dangerously_unscoped().order_by("created_at", "id"))
     run_keys = {run.pk: f"run-{index}" for index, run in enumerate(runs)}
-    needs = {n.pk: [tenants[n.tenant_id], n.slug] for n in Need.objects.unscoped()}
+    needs = {n.pk: [tenants[n.tenant_id], n.slug] for n in Need.objects.dangerously_unscoped()}
     snapshot_hashes = {s.pk: s.content_hash for s in snapshots}
 
     return {
@@ -455,7 +463,7 @@ class _Importer:
 
     def _label_sets(self) -> None:
         for row in self.data["label_sets"]:
-            label_set, created = LabelSet.objects.unscoped().get_or_create(
+            label_set, created = LabelSet.objects.dangerously_unscoped().get_or_create(
                 tenant=self.tenants[row["tenant"]],
                 slug=row["slug"],
                 defaults={
@@ -503,7 +511,7 @@ class _Importer:
             revision = self.revisions[revision_ref]
             tenant = self.tenants[owner]
             existing = dict(
-                TrainingSample.objects.unscoped()
+                TrainingSample.objects.dangerously_unscoped()
                 .filter(
                     revision=revision, tenant=tenant, text_hash__in=[r["text_hash"] for r in group]
                 )
@@ -538,7 +546,9 @@ class _Importer:
     def _snapshots(self) -> None:
         for row in self.data["snapshots"]:
             found = (
-                DatasetSnapshot.objects.unscoped().filter(content_hash=row["content_hash"]).first()
+                DatasetSnapshot.objects.dangerously_unscoped()
+                .filter(content_hash=row["content_hash"])
+                .first()
             )
             if found is not None:
                 self.snapshots[row["content_hash"]] = found
@@ -585,7 +595,7 @@ class _Importer:
 
     def _models(self) -> None:
         for row in self.data["registered_models"]:
-            model, created = RegisteredModel.objects.unscoped().get_or_create(
+            model, created = RegisteredModel.objects.dangerously_unscoped().get_or_create(
                 tenant=self.tenants[row["tenant"]],
                 name=row["name"],
                 defaults={
@@ -612,7 +622,11 @@ class _Importer:
         ):
             owner, name, number = row["ref"]
             model = self.models[(owner, name)]
-            version = ModelVersion.objects.filter(registered_model=model, version=number).first()
+            version = (
+                ModelVersion.objects.dangerously_unscoped()
+                .filter(registered_model=model, version=number)
+                .first()
+            )
             if version is not None:
                 if version.artifact_sha256 != row["artifact_sha256"]:
                     raise BundleError(
@@ -659,7 +673,7 @@ class _Importer:
         model = self.models[tuple(row["registered_model"])]
         created_at = _dt(row["created_at"])
         run = (
-            TrainingRun.objects.unscoped()
+            TrainingRun.objects.dangerously_unscoped()
             .filter(registered_model=model, created_at=created_at)
             .first()
         )
@@ -668,7 +682,7 @@ class _Importer:
             need = None
             if row["need"]:
                 need = (
-                    Need.objects.unscoped()
+                    Need.objects.dangerously_unscoped()
                     .filter(tenant__slug=row["need"][0], slug=row["need"][1])
                     .first()
                 )

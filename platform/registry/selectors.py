@@ -66,6 +66,12 @@ def can_manage_model(*, user, membership, registered_model: RegisteredModel) -> 
     )
 
 
-def needs_using(registered_model: RegisteredModel) -> QuerySet[Need]:
+def needs_using(registered_model: RegisteredModel, *, tenant) -> QuerySet[Need]:
+    return Need.objects.for_tenant(tenant).filter(model=registered_model).select_related("tenant")
+
+
+def needs_using_all_tenants(registered_model: RegisteredModel) -> QuerySet[Need]:
     # Deliberately cross-tenant: the card counts every need served by the model.
-    return Need.objects.unscoped().filter(model=registered_model).select_related("tenant")
+    return (
+        Need.objects.dangerously_unscoped().filter(model=registered_model).select_related("tenant")
+    )

@@ -41,6 +41,7 @@ from registry.models import (
     VersionStatus,
 )
 from taxonomy.models import LabelSet, LabelSetKind, LabelSetRevision
+from tenants.querysets import acts_for_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +170,8 @@ def samples_import(
     label_ids = dict(revision.members.values_list("label__key", "label_id"))
     with transaction.atomic():
         existing = set(
-            TrainingSample.objects.unscoped()
-            .filter(revision=revision, tenant=tenant, text_hash__in=[d for _, d in accepted])
+            TrainingSample.objects.owned_by(tenant)
+            .filter(revision=revision, text_hash__in=[d for _, d in accepted])
             .values_list("text_hash", flat=True)
         )
         new = [(row, digest) for row, digest in accepted if digest not in existing]
@@ -242,10 +243,7 @@ def dataset_upload(
 
 # --- Snapshots -------------------------------------------------------------------------------
 def _samples_for(revision: LabelSetRevision, tenant) -> Any:
-    owner = (
-        Q(tenant__isnull=True) | Q(tenant=tenant) if tenant is not None else Q(tenant__isnull=True)
-    )
-    return TrainingSample.objects.unscoped().filter(owner, revision=revision)
+    return TrainingSample.objects.for_owner(tenant).filter(revision=revision)
 
 
 def sample_labels(sample_ids: Iterable[int]) -> dict[int, list[str]]:
@@ -347,7 +345,7 @@ def snapshot_create(
         test_fraction=test_fraction,
         split=split,
     )
-    existing = DatasetSnapshot.objects.unscoped().filter(content_hash=content_hash).first()
+    existing = DatasetSnapshot.objects.owned_by(tenant).filter(content_hash=content_hash).first()
     if existing is not None:
         return existing
     by_hash = {digest: pk for pk, digest, _ in rows}
@@ -380,7 +378,11 @@ def snapshot_split(snapshot: DatasetSnapshot, part: str) -> tuple[list[str], lis
     """(texts, label lists) of a snapshot's `train` or `test` split, in id order."""
     ids = snapshot.train_sample_ids if part == "train" else snapshot.test_sample_ids
     labels = sample_labels(ids)
-    texts = dict(TrainingSample.objects.unscoped().filter(id__in=ids).values_list("id", "text"))
+    texts = dict(
+        TrainingSample.objects.for_owner(snapshot.tenant_id)
+        .filter(id__in=ids)
+        .values_list("id", "text")
+    )
     ordered = [pk for pk in ids if pk in texts]
     return [texts[pk] for pk in ordered], [labels.get(pk, []) for pk in ordered]
 
@@ -395,7 +397,7 @@ def registered_model_get_or_create(
             f"Unknown algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}.",
         )
     name = f"{label_set.slug}/{algorithm}"
-    model, _ = RegisteredModel.objects.unscoped().get_or_create(
+    model, _ = RegisteredModel.objects.owned_by(tenant).get_or_create(
         tenant=tenant,
         name=name,
         defaults={
@@ -490,9 +492,10 @@ class _RunLog:
         if progress is not None:
             update["progress"] = round(progress, 3)
         # Outside any transaction, so pollers see progress while the run is still going.
-        TrainingRun.objects.filter(pk=self.run.pk).update(**update)
+        TrainingRun.objects.owned_by(self.run.tenant_id).filter(pk=self.run.pk).update(**update)
 
 
+@acts_for_tenant(TrainingRun, "run_id")
 def training_run_claim(*, run_id: int) -> bool:
     """Compare-and-set QUEUED -> RUNNING. A stale RUNNING claim (the worker died, the message was
     redelivered after the visibility timeout) may be taken over once it is older than the longest
@@ -507,6 +510,7 @@ def training_run_claim(*, run_id: int) -> bool:
     return bool(claimed)
 
 
+@acts_for_tenant(TrainingRun, "run_id")
 def training_run_execute(*, run_id: int) -> TrainingRun | None:
     """Train, evaluate, measure, store and register one run. Returns None if it was not claimed."""
     if not training_run_claim(run_id=run_id):
@@ -693,12 +697,18 @@ def model_version_register(
 ) -> ModelVersion:
     """Record a stored artifact as the next version (v1, v2, …) of a registered model."""
     if training_run is not None:
-        existing = ModelVersion.objects.filter(training_run=training_run).first()
+        existing = (
+            ModelVersion.objects.for_owner(registered_model.tenant_id)
+            .filter(training_run=training_run)
+            .first()
+        )
         if existing is not None:
             return existing
     with transaction.atomic():
         # Lock the model row so concurrent runs number their versions one after the other.
-        RegisteredModel.objects.select_for_update().filter(pk=registered_model.pk).first()
+        RegisteredModel.objects.owned_by(registered_model.tenant_id).select_for_update().filter(
+            pk=registered_model.pk
+        ).first()
         number = (registered_model.versions.aggregate(m=Max("version"))["m"] or 0) + 1
         latency = latency or {}
         return ModelVersion.objects.create(
@@ -731,7 +741,9 @@ def model_version_archive(*, version: ModelVersion, actor=None) -> ModelVersion:
         raise RegistryError(
             "version_in_use", f"{version} is the {names} version; move the alias first."
         )
-    ModelVersion.objects.filter(pk=version.pk).update(status=VersionStatus.ARCHIVED)
+    ModelVersion.objects.owned_by(version.registered_model.tenant_id).filter(pk=version.pk).update(
+        status=VersionStatus.ARCHIVED
+    )
     version.refresh_from_db()
     logger.info("%s archived by %s", version, actor)
     return version
@@ -791,7 +803,7 @@ def _approved_needs_go_live(*, registered_model: RegisteredModel, alias: str, ac
     from tenants.models import Need, NeedStatus
     from tenants.services import need_go_live
 
-    waiting = Need.objects.unscoped().filter(
+    waiting = Need.objects.dangerously_unscoped().filter(
         model=registered_model, model_alias=alias, status=NeedStatus.APPROVED
     )
     for need in waiting:

@@ -296,7 +296,11 @@ class Runtime:
     def _version_meta(version_id: int) -> _VersionMeta:
         from registry.models import ModelVersion
 
-        version = ModelVersion.objects.select_related("registered_model").get(pk=version_id)
+        version = (
+            ModelVersion.objects.dangerously_unscoped()
+            .select_related("registered_model")
+            .get(pk=version_id)
+        )
         return _VersionMeta(
             version_id=version.pk,
             name=version.registered_model.name,
@@ -387,7 +391,7 @@ class Runtime:
         from registry.models import ModelAlias
         from tenants.models import Need
 
-        need = Need.objects.filter(pk=need_id).first()
+        need = Need.objects.dangerously_unscoped().filter(pk=need_id).first()
         if need is None:
             self._need_ids = {k: v for k, v in self._need_ids.items() if v != need_id}
             raise NeedNotFound(str(need_id))
@@ -559,7 +563,7 @@ def warm_live_needs(*, budget_seconds: float | None = None) -> int:
     runtime = get_runtime()
     warmed = 0
     needs = (
-        Need.objects.unscoped()  # every tenant's needs: this warms a shared worker process
+        Need.objects.dangerously_unscoped()  # every tenant's needs: this warms a shared worker process
         .filter(status=NeedStatus.LIVE, model__isnull=False)
         .order_by("-updated_at")
         .values_list("pk", flat=True)
