@@ -256,6 +256,14 @@ class TenantQuerySet(models.QuerySet):
         # The rows were loaded (through a scope) by the caller; this writes them back by pk.
         return super(TenantQuerySet, self._scoped()).bulk_update(objs, fields, batch_size)
 
+    @classmethod
+    def as_manager(cls):
+        manager = _TenantManager.from_queryset(cls)()
+        manager._built_with_as_manager = True
+        return manager
+
+    as_manager.queryset_only = True
+
 
 class SharedOrTenantQuerySet(TenantQuerySet):
     include_shared = True
