@@ -166,7 +166,7 @@ def _ensure_need(
         name=f"{label_set_slug}/monitoring-demo",
         defaults={"label_set": label_set, "algorithm": "tfidf-logreg"},
     )
-    version, _ = ModelVersion.objects.get_or_create(
+    version, _ = ModelVersion.objects.dangerously_unscoped().get_or_create(
         registered_model=registered,
         version=1,
         defaults={
@@ -332,7 +332,7 @@ def monitoring_demo_run(
         ]
         for demo in demos:
             # The demo needs serve every label (threshold 0); watch confidence below 0.6.
-            NeedMonitoringConfig.objects.get_or_create(
+            NeedMonitoringConfig.objects.dangerously_unscoped().get_or_create(
                 need=demo.need,
                 defaults={"tenant_id": demo.need.tenant_id, "low_confidence_threshold": 0.6},
             )
