@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models.lookups import Exact, IsNull
 
@@ -185,7 +186,7 @@ class TenantQuerySet(models.QuerySet):
             return False
         try:
             target = _tenant_target(self.model, self.tenant_field)
-        except Exception:  # a tenant_field that does not resolve: never counts as pinned
+        except FieldDoesNotExist:  # a tenant_field that does not resolve: never pinned
             return False
         for child in where.children:
             if not isinstance(child, Exact | IsNull):
@@ -285,6 +286,19 @@ class _TenantManager(models.Manager):
             queryset = queryset.for_tenant(tenant)
         return queryset
 
+    # An explicit scope says whose rows it reads, so from the manager it replaces the context's
+    # default (e.g. a platform-owned training run bringing a tenant's need live).
+    def for_tenant(self, tenant):
+        return super().get_queryset().for_tenant(tenant)
+
+    def owned_by(self, tenant):
+        return super().get_queryset().owned_by(tenant)
+
+    def for_owner(self, tenant):
+        return super().get_queryset().for_owner(tenant)
+
+    def shared_only(self):
+        return super().get_queryset().shared_only()
+
     def dangerously_unscoped(self):
-        # From the manager the escape hatch also leaves any context-local scope.
         return super().get_queryset().dangerously_unscoped()

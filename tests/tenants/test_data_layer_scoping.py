@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 
 from monitoring import selectors as monitoring_selectors
 from registry import model_card
+from taxonomy.models import LabelSet
 from tenants.models import Need, NeedStatusChange
 from tenants.querysets import (
     UnscopedQueryError,
@@ -103,6 +104,21 @@ def test_tenant_scope_scopes_every_default_manager_query(needs, tenant_a):
     assert current_tenant() is None
     with pytest.raises(UnscopedQueryError):
         list(Need.objects.all())
+
+
+def test_an_explicit_scope_replaces_the_context_default(needs, tenant_a, tenant_b, news_topics):
+    with tenant_scope(tenant_a):
+        assert list(Need.objects.owned_by(tenant_b)) == [needs["b"]]
+        assert list(Need.objects.filter(tenant=tenant_b)) == []  # a filter narrows the default
+
+    # Work for a platform-owned (shared) row sees shared rows by default, and a tenant's rows
+    # only when it names the tenant (a shared model's alias bringing a tenant's need live).
+    @acts_for_tenant(LabelSet, "label_set_id")
+    def platform_work(*, label_set_id):
+        return list(Need.objects.all()), list(Need.objects.owned_by(tenant_a))
+
+    assert news_topics.tenant_id is None
+    assert platform_work(label_set_id=news_topics.pk) == ([], [needs["a"]])
 
 
 def test_admin_block_reads_every_tenant(needs):
