@@ -209,7 +209,7 @@ def naive_sample() -> tuple[float, int]:
     labels: Counter = Counter()
     rows = 0
     # TABLESAMPLE SYSTEM (1): a 1% page sample, streamed in chunks.
-    sample = PredictionLog.objects.unscoped().raw(
+    sample = PredictionLog.objects.dangerously_unscoped().raw(
         "SELECT id, need_id, model_version_id, top_label, top_score, labels "
         "FROM serving_predictionlog TABLESAMPLE SYSTEM (1) REPEATABLE (42) WHERE day = %s",
         [DAY],
@@ -259,11 +259,13 @@ def main() -> int:
     first, counts = timed(lambda: aggregation.aggregate_predictions_day(day=DAY))
     second, _ = timed(lambda: aggregation.aggregate_predictions_day(day=DAY))
     volume = sum(
-        PredictionAggregate.objects.unscoped()
+        PredictionAggregate.objects.dangerously_unscoped()
         .filter(period="day", period_start=DAY)
         .values_list("volume", flat=True)
     )
-    label_rows = LabelAggregate.objects.unscoped().filter(period="day", period_start=DAY).count()
+    label_rows = (
+        LabelAggregate.objects.dangerously_unscoped().filter(period="day", period_start=DAY).count()
+    )
     assert volume == args.rows, (volume, args.rows)
 
     def without_index():

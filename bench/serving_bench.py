@@ -140,7 +140,7 @@ def prepare(texts: list[str], labels: list[str]) -> dict:
         marker.write_text(sha)
         print(f"  trained in {time.monotonic() - started:.1f} s -> {sha[:12]}", flush=True)
     root_label, _ = Label.objects.get_or_create(key="news", defaults={"name_en": "News"})
-    label_set, _ = LabelSet.objects.get_or_create(
+    label_set, _ = LabelSet.objects.dangerously_unscoped().get_or_create(
         slug="news-topics", tenant=None, defaults={"name": "News topics"}
     )
     revision, created = LabelSetRevision.objects.get_or_create(label_set=label_set, number=1)
@@ -150,12 +150,16 @@ def prepare(texts: list[str], labels: list[str]) -> dict:
                 key=key, defaults={"name_en": key.split(".")[1].title(), "parent": root_label}
             )
             LabelSetMember.objects.create(revision=revision, label=label, position=position)
-    registered, _ = RegisteredModel.objects.get_or_create(
+    registered, _ = RegisteredModel.objects.dangerously_unscoped().get_or_create(
         name="news-topics/tfidf-logreg",
         tenant=None,
         defaults={"label_set": label_set, "algorithm": "tfidf-logreg"},
     )
-    version = ModelVersion.objects.filter(registered_model=registered, artifact_sha256=sha).first()
+    version = (
+        ModelVersion.objects.dangerously_unscoped()
+        .filter(registered_model=registered, artifact_sha256=sha)
+        .first()
+    )
     if version is None:
         snapshot = DatasetSnapshot.objects.create(
             revision=revision, content_hash=f"{sha}"[:64], label_distribution={}
@@ -185,7 +189,7 @@ def prepare(texts: list[str], labels: list[str]) -> dict:
             "quota_max_batch_items": 10_000_000,
         },
     )
-    need, _ = Need.objects.update_or_create(
+    need, _ = Need.objects.dangerously_unscoped().update_or_create(
         tenant=tenant,
         slug="news-topics",
         defaults={
@@ -204,7 +208,7 @@ def prepare(texts: list[str], labels: list[str]) -> dict:
             "Tech": "news.tech",
         }.items()
     )
-    ApiKey.objects.filter(tenant=tenant, name="bench").delete()
+    ApiKey.objects.dangerously_unscoped().filter(tenant=tenant, name="bench").delete()
     plain, prefix, hashed = keys.generate_key()
     ApiKey.objects.create(
         tenant=tenant,
@@ -450,7 +454,7 @@ def batch_run(key: str, texts: list[str], cores: int) -> dict:
             raise RuntimeError(f"batch POST failed: {response.status} {body}")
         job_id = body["id"]
         while True:
-            job = BatchJob.objects.get(pk=job_id)
+            job = BatchJob.objects.dangerously_unscoped().get(pk=job_id)
             if job.status not in ("queued", "running"):
                 break
             time.sleep(0.2)

@@ -304,7 +304,7 @@ class LabelSetAdmin(admin.ModelAdmin):
             obj._state.adding = False
             return
         revision = services.label_set_revise(
-            label_set=LabelSet.objects.get(pk=obj.pk),
+            label_set=LabelSet.objects.dangerously_unscoped().get(pk=obj.pk),
             label_keys=data["labels"],
             kind=data["kind"],
             name=data["name"],

@@ -163,12 +163,11 @@ class LabelSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def scoped_queryset(self):
         return LabelSet.objects.select_related("tenant").order_by("slug")
 
-    def get_object(self):
+    def get_scoped_object(self, queryset):
         # A tenant's own set may share a slug with no shared set (the service refuses that), but
         # prefer the tenant's own row should an old one exist.
         label_set = (
-            self.get_queryset()
-            .filter(slug=self.kwargs["slug"])
+            queryset.filter(slug=self.kwargs["slug"])
             .order_by(F("tenant").asc(nulls_last=True))
             .first()
         )

@@ -232,7 +232,7 @@ def label_usage(*, label: Label) -> dict[str, int]:
         "label_set_revisions": LabelSetMember.objects.filter(label=label).count(),
         "training_samples": TrainingSampleLabel.objects.filter(label=label).count(),
         # One row per (need, label): counting rows counts needs, of every tenant.
-        "needs": NeedLabel.objects.unscoped().filter(label=label).count(),
+        "needs": NeedLabel.objects.dangerously_unscoped().filter(label=label).count(),
         "children": Label.objects.filter(parent=label).count(),
         "replaces": Label.objects.filter(replaced_by=label).count(),
     }
@@ -267,11 +267,11 @@ def _rewrite_needs(*, source: Label, target: Label) -> tuple[int, list[str]]:
     dropped (and reported in the merge's history). Only the rows of these two labels are touched."""
     from tenants.models import Need, NeedLabel
 
-    rows = NeedLabel.objects.unscoped()
+    rows = NeedLabel.objects.dangerously_unscoped()
     # The needs changed say so (their API shows `updated_at`); no other need row is touched.
-    Need.objects.unscoped().filter(pk__in=rows.filter(label=source).values("need")).update(
-        updated_at=timezone.now()
-    )
+    Need.objects.dangerously_unscoped().filter(
+        pk__in=rows.filter(label=source).values("need")
+    ).update(updated_at=timezone.now())
     both = rows.filter(label=source, need__in=rows.filter(label=target).values("need"))
     dropped: list[str] = []
     folded = 0

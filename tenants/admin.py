@@ -150,7 +150,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "title": "API key created",
-                "api_key": ApiKey.objects.select_related("tenant").get(pk=obj.pk),
+                "api_key": ApiKey.objects.dangerously_unscoped()
+                .select_related("tenant")
+                .get(pk=obj.pk),
                 "plain_key": plain,
                 "opts": self.model._meta,
             },

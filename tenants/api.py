@@ -231,7 +231,7 @@ class TenantAdminViewSet(
     def memberships(self, request, slug=None):
         tenant = self.get_object()
         if request.method == "GET":
-            members = Membership.objects.unscoped().filter(tenant=tenant).select_related("user")
+            members = Membership.objects.owned_by(tenant).select_related("user")
             return Response(MembershipSerializer(members, many=True).data)
         serializer = MembershipSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -269,7 +269,7 @@ class TenantAdminViewSet(
     )
     def approve_need(self, request, slug=None, need_slug=None):
         tenant = self.get_object()
-        need = Need.objects.unscoped().filter(tenant=tenant, slug=need_slug).first()
+        need = Need.objects.owned_by(tenant).filter(slug=need_slug).first()
         if need is None:
             raise Http404
         need = services.need_approve(need=need, actor=request.user)
@@ -288,7 +288,7 @@ class TenantAdminViewSet(
     )
     def reinstate_need(self, request, slug=None, need_slug=None):
         tenant = self.get_object()
-        need = Need.objects.unscoped().filter(tenant=tenant, slug=need_slug).first()
+        need = Need.objects.owned_by(tenant).filter(slug=need_slug).first()
         if need is None:
             raise Http404
         body = ReasonSerializer(data=request.data)

@@ -76,7 +76,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         prefix = keys.parse_prefix(plain)
         if not prefix:
             raise exceptions.AuthenticationFailed("Malformed API key.")
-        api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+        api_key = (
+            ApiKey.objects.dangerously_unscoped()  # no tenant is known before the key is
+            .select_related("tenant")
+            .filter(prefix=prefix)
+            .first()
+        )
         if api_key is None or not keys.matches(plain, api_key.hashed_key):
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if api_key.revoked_at is not None:
@@ -87,7 +92,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not api_key.tenant.is_active:
             raise exceptions.AuthenticationFailed("This tenant is not active.")
         if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            ApiKey.objects.owned_by(api_key.tenant_id).filter(pk=api_key.pk).update(
+                last_used_at=now
+            )
             api_key.last_used_at = now
         return ApiKeyUser(api_key), api_key
 

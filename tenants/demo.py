@@ -93,7 +93,7 @@ def load_tenants(stdout) -> None:
             slug=slug, name=name, contact_email=f"team@{slug}.example.com"
         )
         user = _user(username)
-        if not Membership.objects.unscoped().filter(tenant=tenant, user=user).exists():
+        if not Membership.objects.dangerously_unscoped().filter(tenant=tenant, user=user).exists():
             services.membership_set(tenant=tenant, user=user, role=Role.ADMIN)
         spec = dict(NEEDS[slug])
         need_slug, approve = spec.pop("slug"), spec.pop("approve", False)

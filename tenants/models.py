@@ -146,7 +146,9 @@ def _labels_prefetch() -> Prefetch:
     # Scoped by the needs it is prefetched for (never a cross-tenant read).
     return Prefetch(
         "labels",
-        queryset=NeedLabel.objects.unscoped().select_related("label").order_by("position", "pk"),
+        queryset=NeedLabel.objects.dangerously_unscoped()
+        .select_related("label")
+        .order_by("position", "pk"),
     )
 
 

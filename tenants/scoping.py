@@ -35,7 +35,7 @@ def memberships_for(user) -> list[Membership]:
     if not getattr(user, "is_authenticated", False) or isinstance(user, ApiKeyUser):
         return []
     return list(
-        Membership.objects.unscoped()
+        Membership.objects.dangerously_unscoped()  # a user's own memberships, in every tenant
         .filter(user=user, tenant__is_active=True)
         .select_related("tenant")
         .order_by("tenant__slug")
@@ -48,7 +48,11 @@ def support_memberships_for(user) -> list[Membership]:
     page they open that way is audited (`SupportAccess`) and every write is refused."""
     if not getattr(user, "is_staff", False) or isinstance(user, ApiKeyUser):
         return []
-    own = Membership.objects.unscoped().filter(user=user).values_list("tenant_id", flat=True)
+    own = (
+        Membership.objects.dangerously_unscoped()
+        .filter(user=user)
+        .values_list("tenant_id", flat=True)
+    )
     stand_ins = []
     for tenant in Tenant.objects.filter(is_active=True).exclude(pk__in=own).order_by("slug"):
         membership = Membership(user=user, tenant=tenant, role=Role.VIEWER)
@@ -79,12 +83,22 @@ def resolve_membership(
     return memberships[0]
 
 
-def _check_not_overridden(cls) -> None:
-    if "get_queryset" in cls.__dict__:
-        raise TypeError(
-            f"{cls.__qualname__} overrides get_queryset(); override scoped_queryset() instead so "
-            "the tenant filter is always applied."
-        )
+def _check_not_overridden(cls, guarded=(("get_queryset", "scoped_queryset"),)) -> None:
+    for method, hook in guarded:
+        if method in cls.__dict__:
+            raise TypeError(
+                f"{cls.__qualname__} overrides {method}(); override {hook}() instead so the "
+                "tenant filter is always applied."
+            )
+
+
+#: The API base view's guard (PostHog `routing.py`): what a subclass may not override, and the
+#: hook it overrides instead.
+_API_GUARDED = (
+    ("get_queryset", "scoped_queryset"),
+    ("filter_queryset", "filter_scoped_queryset"),
+    ("get_object", "get_scoped_object"),
+)
 
 
 class TenantScopedAPIMixin:
@@ -108,7 +122,7 @@ class TenantScopedAPIMixin:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _check_not_overridden(cls)
+        _check_not_overridden(cls, _API_GUARDED)
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -152,16 +166,40 @@ class TenantScopedAPIMixin:
     def scoped_queryset(self):
         raise NotImplementedError(f"{type(self).__name__} must define scoped_queryset().")
 
-    def get_queryset(self):
+    def _scope(self, queryset):
         if getattr(self, "swagger_fake_view", False):
             # drf-spectacular introspects views without a request: no tenant, no rows.
-            return self.scoped_queryset().none()
+            return queryset.none()
         if self.tenant is None:  # platform staff without a tenant (allow_platform_staff)
-            queryset = self.scoped_queryset()
-            if not getattr(queryset, "include_shared", False):
-                return queryset.none()
-            return queryset.filter(**{f"{queryset.tenant_field}__isnull": True})
-        return self.scoped_queryset().for_tenant(self.tenant)
+            return queryset.shared_only()
+        return queryset.for_tenant(self.tenant)
+
+    def get_queryset(self):
+        return self._scope(self.scoped_queryset())
+
+    def filter_scoped_queryset(self, queryset):
+        """Hook: narrow the tenant's queryset (query parameters). Whatever it returns is scoped
+        to the tenant again, so a hook that builds its own queryset cannot widen it."""
+        return super().filter_queryset(queryset)
+
+    def filter_queryset(self, queryset):
+        return self._scope(self.filter_scoped_queryset(queryset))
+
+    def get_scoped_object(self, queryset):
+        """Hook: the object this request is about, looked up in the tenant's queryset."""
+        lookup_url_kwarg = self.lookup_url_kwarg or self.lookup_field
+        return generics.get_object_or_404(
+            queryset, **{self.lookup_field: self.kwargs[lookup_url_kwarg]}
+        )
+
+    def get_object(self):
+        queryset = self.filter_queryset(self.get_queryset())
+        obj = self.get_scoped_object(queryset)
+        overridden = type(self).get_scoped_object is not TenantScopedAPIMixin.get_scoped_object
+        if overridden and not queryset.filter(pk=obj.pk).exists():
+            raise Http404  # a hook returned a row outside the tenant's scope
+        self.check_object_permissions(self.request, obj)
+        return obj
 
 
 class TenantScopedAPIView(TenantScopedAPIMixin, APIView):

@@ -66,7 +66,7 @@ def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
     if role not in Role.values:
         raise ValidationError({"role": [f"Choose one of {', '.join(Role.values)}."]})
     with transaction.atomic():
-        membership, _ = Membership.objects.unscoped().update_or_create(
+        membership, _ = Membership.objects.owned_by(tenant).update_or_create(
             tenant=tenant, user=user, defaults={"role": role}
         )
     return membership
@@ -130,9 +130,9 @@ def api_key_create(
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke a key (idempotent: the first revocation time is kept)."""
     with transaction.atomic():
-        ApiKey.objects.unscoped().filter(pk=api_key.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
+        ApiKey.objects.owned_by(api_key.tenant_id).filter(
+            pk=api_key.pk, revoked_at__isnull=True
+        ).update(revoked_at=timezone.now())
         api_key.refresh_from_db(fields=["revoked_at"])
     # This process forgets the key now; others within API_KEY_CACHE_SECONDS.
     clear_key_cache()
@@ -392,7 +392,13 @@ def need_update(*, need: Need, **changes: Any) -> Need:
 
 def _lock(need: Need) -> None:
     """Serialise writes to one need (its label rows are replaced as a whole)."""
-    list(Need.objects.unscoped().select_for_update().filter(pk=need.pk).order_by().values("pk"))
+    list(
+        Need.objects.owned_by(need.tenant_id)
+        .select_for_update()
+        .filter(pk=need.pk)
+        .order_by()
+        .values("pk")
+    )
 
 
 def _actor_fields(actor) -> dict[str, Any]:
@@ -404,7 +410,7 @@ def _actor_fields(actor) -> dict[str, Any]:
 
 def _transition(*, need: Need, to: str, actor=None, reason: str = "", **extra: Any) -> Need:
     with transaction.atomic():
-        need = Need.objects.unscoped().select_for_update().get(pk=need.pk)
+        need = Need.objects.owned_by(need.tenant_id).select_for_update().get(pk=need.pk)
         if to not in NEED_TRANSITIONS[NeedStatus(need.status)]:
             raise ValidationError({"status": [f"A {need.status} need cannot become {to}."]})
         _record_status(need=need, to=to, actor=actor, reason=reason)
@@ -478,13 +484,13 @@ def need_reinstate(*, need: Need, actor, reason: str) -> Need:
     if not reason:
         raise ValidationError({"reason": ["Say why the need is reinstated."]})
     with transaction.atomic():
-        need = Need.objects.unscoped().select_for_update().get(pk=need.pk)
+        need = Need.objects.owned_by(need.tenant_id).select_for_update().get(pk=need.pk)
         if need.status != NeedStatus.RETIRED:
             raise ValidationError(
                 {"status": [f"Only a retired need can be reinstated ({need} is {need.status})."]}
             )
         before = (
-            NeedStatusChange.objects.unscoped()
+            NeedStatusChange.objects.owned_by(need.tenant_id)
             .filter(need=need, to_status=NeedStatus.RETIRED)
             .values_list("from_status", flat=True)
             .first()

@@ -114,7 +114,7 @@ def set_need_labels(
         row(key).name = name
     for ref, value in (per_label_thresholds or {}).items():
         row((label_mapping or {}).get(ref, ref)).threshold = value
-    NeedLabel.objects.unscoped().filter(need=need).delete()
+    NeedLabel.objects.dangerously_unscoped().filter(need=need).delete()
     NeedLabel.objects.bulk_create(rows.values())
     need.forget_label_rows()
     return need

@@ -89,7 +89,9 @@ class AlertAdmin(admin.ModelAdmin):
 
         for alert in queryset:
             # Staff asked for it: a reminder goes out even though nothing is due.
-            Alert.objects.unscoped().filter(pk=alert.pk).update(notification_pending="reminder")
+            Alert.objects.dangerously_unscoped().filter(pk=alert.pk).update(
+                notification_pending="reminder"
+            )
             deliver_alert.delay(alert.pk)
         self.message_user(request, f"Queued {queryset.count()} deliveries.", messages.SUCCESS)
 
@@ -168,8 +170,8 @@ class MonitoringDashboardAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": "Monitoring dashboard: all needs",
             "opts": self.model._meta,
-            "needs": [row for row in selectors.needs_overview() if row["last_day"]],
-            "alerts": selectors.open_alerts(limit=100),
-            "psi_chart": selectors.all_needs_psi_series(),
+            "needs": [row for row in selectors.needs_overview_all_tenants() if row["last_day"]],
+            "alerts": selectors.open_alerts_all_tenants(limit=100),
+            "psi_chart": selectors.psi_series_all_tenants(),
         }
         return TemplateResponse(request, "admin/monitoring/dashboard.html", context)

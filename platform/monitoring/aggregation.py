@@ -84,8 +84,12 @@ def aggregate_predictions_day(*, day: date, need_ids: list[int] | None = None) -
     multilabel = _multilabel_needs_sql(t)
     elements_from, element_score = _label_elements_sql(t)
     with transaction.atomic():
-        deleted_scope = PredictionAggregate.objects.filter(period=Period.DAY, period_start=day)
-        label_scope = LabelAggregate.objects.filter(period=Period.DAY, period_start=day)
+        deleted_scope = PredictionAggregate.objects.dangerously_unscoped().filter(
+            period=Period.DAY, period_start=day
+        )
+        label_scope = LabelAggregate.objects.dangerously_unscoped().filter(
+            period=Period.DAY, period_start=day
+        )
         if need_ids is not None:
             deleted_scope = deleted_scope.filter(need_id__in=need_ids)
             label_scope = label_scope.filter(need_id__in=need_ids)
@@ -151,7 +155,9 @@ def aggregate_feedback_day(*, day: date, need_ids: list[int] | None = None) -> i
     day_value = connection.ops.adapt_datefield_value(day)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with transaction.atomic():
-        scope = FeedbackAggregate.objects.filter(period=Period.DAY, period_start=day)
+        scope = FeedbackAggregate.objects.dangerously_unscoped().filter(
+            period=Period.DAY, period_start=day
+        )
         if need_ids is not None:
             scope = scope.filter(need_id__in=need_ids)
         scope.delete()
@@ -186,7 +192,9 @@ def aggregate_week(*, start: date, need_ids: list[int] | None = None) -> dict[st
     counts: dict[str, int] = {}
     with transaction.atomic():
         for model in (PredictionAggregate, LabelAggregate, FeedbackAggregate):
-            scope = model.objects.filter(period=Period.WEEK, period_start=start)
+            scope = model.objects.dangerously_unscoped().filter(
+                period=Period.WEEK, period_start=start
+            )
             if need_ids is not None:
                 scope = scope.filter(need_id__in=need_ids)
             scope.delete()

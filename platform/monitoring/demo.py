@@ -94,7 +94,7 @@ def _label(key: str, name: str) -> Label:
 
 
 def _label_set(slug: str, name: str, keys: list[str]) -> tuple[LabelSet, LabelSetRevision]:
-    label_set, _ = LabelSet.objects.unscoped().get_or_create(
+    label_set, _ = LabelSet.objects.dangerously_unscoped().get_or_create(
         tenant=None, slug=slug, defaults={"name": name}
     )
     revision = label_set.current_revision
@@ -148,7 +148,7 @@ def _ensure_need(
         return need, version
     # No trained production model: register a stand-in version whose snapshot holds the baseline.
     # It has no artifact bytes; it exists so the prediction log and the baseline have a version.
-    snapshot, _ = DatasetSnapshot.objects.unscoped().get_or_create(
+    snapshot, _ = DatasetSnapshot.objects.dangerously_unscoped().get_or_create(
         content_hash=hashlib.sha256(f"monitoring-demo/{label_set_slug}".encode()).hexdigest(),
         defaults={
             "revision": revision,
@@ -156,12 +156,12 @@ def _ensure_need(
             "description": "Monitoring demo baseline (label counts only)",
         },
     )
-    registered, _ = RegisteredModel.objects.unscoped().get_or_create(
+    registered, _ = RegisteredModel.objects.dangerously_unscoped().get_or_create(
         tenant=None,
         name=f"{label_set_slug}/monitoring-demo",
         defaults={"label_set": label_set, "algorithm": "tfidf-logreg"},
     )
-    version, _ = ModelVersion.objects.get_or_create(
+    version, _ = ModelVersion.objects.dangerously_unscoped().get_or_create(
         registered_model=registered,
         version=1,
         defaults={
@@ -197,15 +197,21 @@ def _shares(counts: dict[str, float]) -> dict[str, float]:
 
 def _clear(needs: list[Need], first: date, last: date) -> None:
     ids = [n.pk for n in needs]
-    PredictionLog.objects.unscoped().filter(
+    PredictionLog.objects.dangerously_unscoped().filter(
         need_id__in=ids, item_ref__startswith=PREFIX, day__range=(first, last)
     ).delete()
-    FeedbackEvent.objects.unscoped().filter(need_id__in=ids, event_id__startswith=PREFIX).delete()
+    FeedbackEvent.objects.dangerously_unscoped().filter(
+        need_id__in=ids, event_id__startswith=PREFIX
+    ).delete()
     window = {"need_id__in": ids, "period_start__range": (week_start(first), last)}
     for model in (PredictionAggregate, LabelAggregate, FeedbackAggregate, DriftReport):
-        model.objects.unscoped().filter(**window).delete()
-    RuleCheck.objects.unscoped().filter(need_id__in=ids, day__gte=week_start(first)).delete()
-    Alert.objects.unscoped().filter(need_id__in=ids, last_seen__gte=week_start(first)).delete()
+        model.objects.dangerously_unscoped().filter(**window).delete()
+    RuleCheck.objects.dangerously_unscoped().filter(
+        need_id__in=ids, day__gte=week_start(first)
+    ).delete()
+    Alert.objects.dangerously_unscoped().filter(
+        need_id__in=ids, last_seen__gte=week_start(first)
+    ).delete()
 
 
 def _log_rows(demo: DemoNeed, day: date, shares: dict[str, float], rng, *, shifted: bool):
@@ -321,7 +327,7 @@ def monitoring_demo_run(
         ]
         for demo in demos:
             # The demo needs serve every label (threshold 0); watch confidence below 0.6.
-            NeedMonitoringConfig.objects.get_or_create(
+            NeedMonitoringConfig.objects.dangerously_unscoped().get_or_create(
                 need=demo.need,
                 defaults={"tenant_id": demo.need.tenant_id, "low_confidence_threshold": 0.6},
             )
@@ -362,7 +368,7 @@ def monitoring_demo_run(
         run_weekly_monitoring.apply(kwargs={"week_start": monday.isoformat()}, throw=True)
         monday += timedelta(days=7)
     alerts = list(
-        Alert.objects.unscoped()
+        Alert.objects.dangerously_unscoped()
         .filter(need_id__in=need_ids, status="open")
         .order_by("need_id", "first_seen", "kind")
         .values_list("need__slug", "kind", "label", "first_seen", "days_active")

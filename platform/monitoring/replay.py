@@ -254,16 +254,18 @@ def _log_day(rn: ReplayNeed, day: date, mix: dict[str, float], rng, *, scenario,
 
 def _clear_from(needs: list[Need], first: date) -> None:
     ids = [n.pk for n in needs]
-    PredictionLog.objects.unscoped().filter(
+    PredictionLog.objects.dangerously_unscoped().filter(
         need_id__in=ids, item_ref__startswith=PREFIX, day__gte=first
     ).delete()
-    FeedbackEvent.objects.unscoped().filter(
+    FeedbackEvent.objects.dangerously_unscoped().filter(
         need_id__in=ids, event_id__startswith=PREFIX, day__gte=first
     ).delete()
     for model in (PredictionAggregate, LabelAggregate, FeedbackAggregate, DriftReport):
-        model.objects.unscoped().filter(need_id__in=ids, period_start__gte=first).delete()
-    RuleCheck.objects.unscoped().filter(need_id__in=ids, day__gte=first).delete()
-    Alert.objects.unscoped().filter(need_id__in=ids, last_seen__gte=first).delete()
+        model.objects.dangerously_unscoped().filter(
+            need_id__in=ids, period_start__gte=first
+        ).delete()
+    RuleCheck.objects.dangerously_unscoped().filter(need_id__in=ids, day__gte=first).delete()
+    Alert.objects.dangerously_unscoped().filter(need_id__in=ids, last_seen__gte=first).delete()
 
 
 def _run_day(day: date, need_ids: list[int]) -> None:
@@ -318,7 +320,7 @@ def replay(
             baseline=pool.train_counts,
         )
         # Default rule settings (the point is to measure them); confidence watched below 0.6.
-        NeedMonitoringConfig.objects.unscoped().filter(need=need).delete()
+        NeedMonitoringConfig.objects.dangerously_unscoped().filter(need=need).delete()
         NeedMonitoringConfig.objects.create(
             need=need, tenant_id=need.tenant_id, low_confidence_threshold=0.6
         )
@@ -347,7 +349,7 @@ def replay(
             _run_day(day, need_ids)
     for rn in replay_needs:
         opened = Counter(
-            Alert.objects.unscoped().filter(need=rn.need).values_list("kind", flat=True)
+            Alert.objects.dangerously_unscoped().filter(need=rn.need).values_list("kind", flat=True)
         )
         for rule in ACTIVE_RULES:
             result.false_alerts[(rn.spec.key, rule)] = opened.get(rule, 0)
@@ -372,7 +374,7 @@ def replay(
             target = rn.spec.targets[scenario]
             expected_rule = EXPECTED_RULE[scenario]
             alerts = list(
-                Alert.objects.unscoped()
+                Alert.objects.dangerously_unscoped()
                 .filter(need=rn.need, first_seen__gte=shift_from)
                 .order_by("first_seen", "id")
             )

@@ -132,7 +132,7 @@ def reference_days(
 def _daily_label_counts(need: Need, days: list[date]) -> dict[date, dict[str, float]]:
     out: dict[date, dict[str, float]] = defaultdict(dict)
     rows = (
-        LabelAggregate.objects.unscoped()
+        LabelAggregate.objects.owned_by(need.tenant_id)
         .filter(need=need, period=Period.DAY, period_start__in=days)
         .values("period_start", "label")
         .annotate(n=Sum("count"))
@@ -144,7 +144,7 @@ def _daily_label_counts(need: Need, days: list[date]) -> dict[date, dict[str, fl
 
 def _daily_volumes(need: Need, days: list[date]) -> dict[date, int]:
     rows = (
-        PredictionAggregate.objects.unscoped()
+        PredictionAggregate.objects.owned_by(need.tenant_id)
         .filter(need=need, period=Period.DAY, period_start__in=days)
         .values("period_start")
         .annotate(v=Sum("volume"))
@@ -154,7 +154,7 @@ def _daily_volumes(need: Need, days: list[date]) -> dict[date, int]:
 
 def _daily_feedback(need: Need, days: list[date]) -> dict[date, dict[str, dict[str, int]]]:
     out: dict[date, dict[str, dict[str, int]]] = defaultdict(dict)
-    for row in FeedbackAggregate.objects.unscoped().filter(
+    for row in FeedbackAggregate.objects.owned_by(need.tenant_id).filter(
         need=need, period=Period.DAY, period_start__in=days
     ):
         out[row.period_start][row.label] = {
@@ -168,7 +168,7 @@ def _daily_feedback(need: Need, days: list[date]) -> dict[date, dict[str, dict[s
 def _flagged_days(need: Need, days: list[date]) -> dict[tuple[str, str], set[date]]:
     out: dict[tuple[str, str], set[date]] = defaultdict(set)
     for rule, label, day in (
-        RuleCheck.objects.unscoped()
+        RuleCheck.objects.owned_by(need.tenant_id)
         .filter(need=need, day__in=days, status=CheckStatus.FLAGGED)
         .values_list("rule", "label", "day")
     ):
@@ -196,7 +196,7 @@ def _sum_feedback(per_day, days, label: str) -> dict[str, int]:
 
 def _drift_check(need: Need, day: date, config: NeedMonitoringConfig) -> Check:
     report = (
-        DriftReport.objects.unscoped()
+        DriftReport.objects.owned_by(need.tenant_id)
         .filter(need=need, period=Period.DAY, period_start=day)
         .first()
     )
@@ -256,7 +256,7 @@ def _volume_check(day: date, volumes: dict[date, int], reference_days: list[date
 def _incident_starts(need: Need) -> dict[tuple[str, str], date]:
     return {
         (kind, label): first_seen
-        for kind, label, first_seen in Alert.objects.unscoped()
+        for kind, label, first_seen in Alert.objects.owned_by(need.tenant_id)
         .filter(need=need, status=AlertStatus.OPEN)
         .values_list("kind", "label", "first_seen")
     }
@@ -497,7 +497,7 @@ def _history_p_values(
 ) -> list[float]:
     earlier = day - timedelta(days=config.correction_days - 1)
     return list(
-        RuleCheck.objects.unscoped()
+        RuleCheck.objects.owned_by(need.tenant_id)
         .filter(
             need=need,
             rule=rule,

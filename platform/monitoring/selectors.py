@@ -29,8 +29,16 @@ def _days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def open_alerts(*, tenant: Tenant | None = None, need: Need | None = None, limit: int = 50):
-    qs = Alert.objects.unscoped() if tenant is None else Alert.objects.for_tenant(tenant)
+def open_alerts(*, tenant: Tenant, need: Need | None = None, limit: int = 50):
+    return _open_alerts(Alert.objects.for_tenant(tenant), need=need, limit=limit)
+
+
+def open_alerts_all_tenants(*, limit: int = 50):
+    """For platform staff (the admin dashboard): every tenant's open alerts."""
+    return _open_alerts(Alert.objects.dangerously_unscoped(), need=None, limit=limit)
+
+
+def _open_alerts(qs, *, need: Need | None, limit: int):
     if need is not None:
         qs = qs.filter(need=need)
     return list(
@@ -49,13 +57,25 @@ def recent_alerts(*, need: Need, limit: int = 30):
     )
 
 
-def needs_overview(*, tenant: Tenant | None = None) -> list[dict]:
+def needs_overview(*, tenant: Tenant) -> list[dict]:
     """One row per need with monitoring data: latest day's volume and drift, open alerts."""
-    needs = Need.objects.unscoped() if tenant is None else Need.objects.for_tenant(tenant)
+    return _needs_overview(
+        Need.objects.for_tenant(tenant), lambda model: model.objects.owned_by(tenant)
+    )
+
+
+def needs_overview_all_tenants() -> list[dict]:
+    """For platform staff (the admin dashboard): `needs_overview` over every tenant."""
+    return _needs_overview(
+        Need.objects.dangerously_unscoped(), lambda model: model.objects.dangerously_unscoped()
+    )
+
+
+def _needs_overview(needs, scope) -> list[dict]:
     needs = list(needs.select_related("tenant", "label_set").order_by("tenant__slug", "slug"))
     ids = [n.pk for n in needs]
     latest = dict(
-        PredictionAggregate.objects.unscoped()
+        scope(PredictionAggregate)
         .filter(need_id__in=ids, period=Period.DAY)
         .values("need_id")
         .annotate(last=Max("period_start"))
@@ -63,7 +83,7 @@ def needs_overview(*, tenant: Tenant | None = None) -> list[dict]:
     )
     volumes = {
         (row["need_id"], row["period_start"]): row
-        for row in PredictionAggregate.objects.unscoped()
+        for row in scope(PredictionAggregate)
         .filter(
             need_id__in=ids,
             period=Period.DAY,
@@ -74,19 +94,19 @@ def needs_overview(*, tenant: Tenant | None = None) -> list[dict]:
     }
     reports = {
         (r.need_id, r.period_start): r
-        for r in DriftReport.objects.unscoped().filter(
+        for r in scope(DriftReport).filter(
             need_id__in=ids, period=Period.DAY, period_start__in=set(latest.values()) or [date.min]
         )
     }
     alerts = dict(
-        Alert.objects.unscoped()
+        scope(Alert)
         .filter(need_id__in=ids, status=AlertStatus.OPEN)
         .values("need_id")
         .annotate(n=Count("id"))
         .values_list("need_id", "n")
     )
     critical = dict(
-        Alert.objects.unscoped()
+        scope(Alert)
         .filter(need_id__in=ids, status=AlertStatus.OPEN)
         .values("need_id")
         .annotate(n=Count("id", filter=Q(severity="critical")))
@@ -148,12 +168,12 @@ def need_dashboard(*, need: Need, days: int = 28, names: dict[str, str] | None =
     names = names or {}
     config = config_for(need)
     last = (
-        PredictionAggregate.objects.unscoped()
+        PredictionAggregate.objects.owned_by(need.tenant_id)
         .filter(need=need, period=Period.DAY)
         .aggregate(last=Max("period_start"))["last"]
     )
     last_feedback = (
-        FeedbackAggregate.objects.unscoped()
+        FeedbackAggregate.objects.owned_by(need.tenant_id)
         .filter(need=need, period=Period.DAY)
         .aggregate(last=Max("period_start"))["last"]
     )
@@ -166,10 +186,10 @@ def need_dashboard(*, need: Need, days: int = 28, names: dict[str, str] | None =
         filter(
             None,
             [
-                PredictionAggregate.objects.unscoped()
+                PredictionAggregate.objects.owned_by(need.tenant_id)
                 .filter(need=need, period=Period.DAY, period_start__gte=window_start)
                 .aggregate(m=Min("period_start"))["m"],
-                FeedbackAggregate.objects.unscoped()
+                FeedbackAggregate.objects.owned_by(need.tenant_id)
                 .filter(need=need, period=Period.DAY, period_start__gte=window_start)
                 .aggregate(m=Min("period_start"))["m"],
             ],
@@ -184,7 +204,7 @@ def need_dashboard(*, need: Need, days: int = 28, names: dict[str, str] | None =
     low = [0] * len(axis)
     nolabel = [0] * len(axis)
     for row in (
-        PredictionAggregate.objects.unscoped()
+        PredictionAggregate.objects.owned_by(need.tenant_id)
         .filter(need=need, period=Period.DAY, period_start__range=(first, last))
         .values("period_start")
         .annotate(
@@ -200,7 +220,7 @@ def need_dashboard(*, need: Need, days: int = 28, names: dict[str, str] | None =
     label_counts: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(axis))
     day_totals = [0.0] * len(axis)
     for row in (
-        LabelAggregate.objects.unscoped()
+        LabelAggregate.objects.owned_by(need.tenant_id)
         .filter(need=need, period=Period.DAY, period_start__range=(first, last))
         .values("period_start", "label")
         .annotate(n=Sum("count"))
@@ -222,7 +242,7 @@ def need_dashboard(*, need: Need, days: int = 28, names: dict[str, str] | None =
 
     psi: list[float | None] = [None] * len(axis)
     js: list[float | None] = [None] * len(axis)
-    for report in DriftReport.objects.unscoped().filter(
+    for report in DriftReport.objects.owned_by(need.tenant_id).filter(
         need=need, period=Period.DAY, period_start__range=(first, last)
     ):
         psi[index[report.period_start]] = report.psi
@@ -231,7 +251,7 @@ def need_dashboard(*, need: Need, days: int = 28, names: dict[str, str] | None =
     impressions: dict[str, list[int]] = defaultdict(lambda: [0] * len(axis))
     clicks: dict[str, list[int]] = defaultdict(lambda: [0] * len(axis))
     negative: dict[str, list[int]] = defaultdict(lambda: [0] * len(axis))
-    for row in FeedbackAggregate.objects.unscoped().filter(
+    for row in FeedbackAggregate.objects.owned_by(need.tenant_id).filter(
         need=need, period=Period.DAY, period_start__range=(first, last)
     ):
         i = index[row.period_start]
@@ -280,12 +300,12 @@ def week_over_week(*, need: Need) -> dict:
     """Per label: share, CTR and negative rate of the latest computed week against the one before."""
     weeks = sorted(
         set(
-            PredictionAggregate.objects.unscoped()
+            PredictionAggregate.objects.owned_by(need.tenant_id)
             .filter(need=need, period=Period.WEEK)
             .values_list("period_start", flat=True)
         )
         | set(
-            FeedbackAggregate.objects.unscoped()
+            FeedbackAggregate.objects.owned_by(need.tenant_id)
             .filter(need=need, period=Period.WEEK)
             .values_list("period_start", flat=True)
         ),
@@ -297,7 +317,7 @@ def week_over_week(*, need: Need) -> dict:
 
     def label_shares(start):
         rows = (
-            LabelAggregate.objects.unscoped()
+            LabelAggregate.objects.owned_by(need.tenant_id)
             .filter(need=need, period=Period.WEEK, period_start=start)
             .values("label")
             .annotate(n=Sum("count"))
@@ -309,14 +329,14 @@ def week_over_week(*, need: Need) -> dict:
     def feedback(start):
         return {
             r.label: r
-            for r in FeedbackAggregate.objects.unscoped().filter(
+            for r in FeedbackAggregate.objects.owned_by(need.tenant_id).filter(
                 need=need, period=Period.WEEK, period_start=start
             )
         }
 
     def volume(start):
         return (
-            PredictionAggregate.objects.unscoped()
+            PredictionAggregate.objects.owned_by(need.tenant_id)
             .filter(need=need, period=Period.WEEK, period_start=start)
             .aggregate(v=Sum("volume"))["v"]
         )
@@ -355,17 +375,17 @@ def week_over_week(*, need: Need) -> dict:
     }
 
 
-def all_needs_psi_series(*, days: int = 28) -> dict:
+def psi_series_all_tenants(*, days: int = 28) -> dict:
     """For the admin dashboard: daily PSI of every need over the last `days` days."""
     last = (
-        DriftReport.objects.unscoped()
+        DriftReport.objects.dangerously_unscoped()
         .filter(period=Period.DAY)
         .aggregate(m=Max("period_start"))["m"]
     )
     if last is None:
         return {"days": [], "series": {}}
     first = (
-        DriftReport.objects.unscoped()
+        DriftReport.objects.dangerously_unscoped()
         .filter(period=Period.DAY, period_start__gte=last - timedelta(days=days - 1))
         .aggregate(m=Min("period_start"))["m"]
     )
@@ -373,7 +393,7 @@ def all_needs_psi_series(*, days: int = 28) -> dict:
     index = {d: i for i, d in enumerate(axis)}
     series: dict[str, list[float | None]] = defaultdict(lambda: [None] * len(axis))
     for report in (
-        DriftReport.objects.unscoped()
+        DriftReport.objects.dangerously_unscoped()
         .filter(period=Period.DAY, period_start__range=(first, last))
         .select_related("need__tenant")
     ):

@@ -62,7 +62,7 @@ def baseline_for(*, need: Need, period: str, start: date) -> Baseline | None:
     if config.baseline_source == BaselineSource.WINDOW and config.reference_start:
         end = config.reference_end or config.reference_start
         rows = (
-            LabelAggregate.objects.unscoped()
+            LabelAggregate.objects.owned_by(need.tenant_id)
             .filter(need=need, period=Period.DAY, period_start__range=(config.reference_start, end))
             .values("label")
             .annotate(total=Sum("count"))
@@ -75,7 +75,7 @@ def baseline_for(*, need: Need, period: str, start: date) -> Baseline | None:
     if version is None:
         # No production alias: fall back to the version that served most of the period.
         top = (
-            PredictionAggregate.objects.unscoped()
+            PredictionAggregate.objects.owned_by(need.tenant_id)
             .filter(need=need, period=period, period_start=start)
             .order_by("-volume")
             .select_related("model_version__snapshot", "model_version__registered_model")
@@ -91,7 +91,7 @@ def baseline_for(*, need: Need, period: str, start: date) -> Baseline | None:
 # --- Drift ----------------------------------------------------------------------------------
 def observed_label_counts(*, need: Need, period: str, start: date) -> dict[str, float]:
     rows = (
-        LabelAggregate.objects.unscoped()
+        LabelAggregate.objects.owned_by(need.tenant_id)
         .filter(need=need, period=period, period_start=start)
         .values("label")
         .annotate(total=Sum("count"))
@@ -104,7 +104,9 @@ def drift_report_compute(*, need: Need, period: str, start: date) -> DriftReport
     observed = observed_label_counts(need=need, period=period, start=start)
     baseline = baseline_for(need=need, period=period, start=start)
     if not observed or baseline is None:
-        DriftReport.objects.unscoped().filter(need=need, period=period, period_start=start).delete()
+        DriftReport.objects.owned_by(need.tenant_id).filter(
+            need=need, period=period, period_start=start
+        ).delete()
         return None
     config = config_for(need)
     result = drift.compare(
@@ -118,12 +120,12 @@ def drift_report_compute(*, need: Need, period: str, start: date) -> DriftReport
         ),
     )
     volume = (
-        PredictionAggregate.objects.unscoped()
+        PredictionAggregate.objects.owned_by(need.tenant_id)
         .filter(need=need, period=period, period_start=start)
         .aggregate(total=Sum("volume"))["total"]
         or 0
     )
-    report, _ = DriftReport.objects.unscoped().update_or_create(
+    report, _ = DriftReport.objects.owned_by(need.tenant_id).update_or_create(
         need=need,
         period=period,
         period_start=start,
@@ -158,7 +160,7 @@ def _baseline_counts(need: Need, day: date) -> dict[str, float] | None:
 
 
 def _save_checks(*, need: Need, day: date, checks: list[rules.Check]) -> None:
-    RuleCheck.objects.unscoped().filter(need=need, day=day).delete()
+    RuleCheck.objects.owned_by(need.tenant_id).filter(need=need, day=day).delete()
     RuleCheck.objects.bulk_create(
         [
             RuleCheck(
@@ -184,7 +186,7 @@ def _save_checks(*, need: Need, day: date, checks: list[rules.Check]) -> None:
 
 def _history(*, need: Need, rule: str, label: str, day: date, days: int = 14) -> list[dict]:
     rows = (
-        RuleCheck.objects.unscoped()
+        RuleCheck.objects.owned_by(need.tenant_id)
         .filter(need=need, rule=rule, label=label, day__range=(day - timedelta(days=days - 1), day))
         .order_by("day")
         .values("day", "status", "value", "reference", "observed", "expected")
@@ -229,7 +231,7 @@ def _worse(rule: str, new: float | None, old: float | None, reference: float | N
 def _run_lengths(*, need: Need, rule: str, label: str, since: date, day: date) -> tuple[int, int]:
     """(days flagged since `since`, flagged days in a row ending at `day`), from the checks."""
     flagged = set(
-        RuleCheck.objects.unscoped()
+        RuleCheck.objects.owned_by(need.tenant_id)
         .filter(
             need=need, rule=rule, label=label, day__range=(since, day), status=CheckStatus.FLAGGED
         )
@@ -244,7 +246,7 @@ def _run_lengths(*, need: Need, rule: str, label: str, since: date, day: date) -
 
 def _clean_days_since(*, need: Need, rule: str, label: str, last_seen: date, day: date) -> int:
     return (
-        RuleCheck.objects.unscoped()
+        RuleCheck.objects.owned_by(need.tenant_id)
         .filter(
             need=need,
             rule=rule,
@@ -277,7 +279,7 @@ def incidents_update(*, need: Need, day: date, checks: list[rules.Check]) -> lis
     now = timezone.now()
     open_alerts = {
         (a.kind, a.label): a
-        for a in Alert.objects.unscoped().filter(need=need, status=AlertStatus.OPEN)
+        for a in Alert.objects.owned_by(need.tenant_id).filter(need=need, status=AlertStatus.OPEN)
     }
     distribution_flagged = any(
         c.status == CheckStatus.FLAGGED and c.rule in _DISTRIBUTION_RULES for c in checks
@@ -520,25 +522,31 @@ def feedback_record(*, tenant: Tenant, events: list[dict]) -> dict[str, int]:
 
 
 # --- Pipelines (what the beat tasks run) ----------------------------------------------------
-def _needs_active_around(*, period: str, start: date) -> list[Need]:
+def _needs_active_around_all_tenants(*, period: str, start: date) -> list[Need]:
     """Needs with data in the period or its reference window (so a collapse to 0 is seen)."""
     # A day looks back over the reference window of the rules (up to 16 days by default), so a
     # need whose traffic stopped still gets its volume rule evaluated.
     ref_from = start - timedelta(days=21) if period == Period.DAY else start - timedelta(days=7)
     need_ids = set(
-        PredictionAggregate.objects.unscoped()
+        PredictionAggregate.objects.dangerously_unscoped()
         .filter(period=period, period_start__range=(ref_from, start))
         .values_list("need_id", flat=True)
     ) | set(
-        FeedbackAggregate.objects.unscoped()
+        FeedbackAggregate.objects.dangerously_unscoped()
         .filter(period=period, period_start__range=(ref_from, start))
         .values_list("need_id", flat=True)
     )
     if period == Period.DAY:
         need_ids |= set(
-            PredictionLog.objects.unscoped().filter(day=start).values_list("need_id", flat=True)
+            PredictionLog.objects.dangerously_unscoped()
+            .filter(day=start)
+            .values_list("need_id", flat=True)
         )
-    return list(Need.objects.unscoped().filter(pk__in=need_ids).select_related("tenant", "model"))
+    return list(
+        Need.objects.dangerously_unscoped()
+        .filter(pk__in=need_ids)
+        .select_related("tenant", "model")
+    )
 
 
 def monitoring_run(*, period: str, start: date, need_ids: list[int] | None = None) -> dict:
@@ -556,7 +564,7 @@ def monitoring_run(*, period: str, start: date, need_ids: list[int] | None = Non
         # copy of the same finding would be a second alert for one problem).
         judge = False
     notified = 0
-    for need in _needs_active_around(period=period, start=start):
+    for need in _needs_active_around_all_tenants(period=period, start=start):
         if need_ids is not None and need.pk not in need_ids:
             continue
         with transaction.atomic():

@@ -30,11 +30,13 @@ DEMO_MODELS = [
 
 def _attach(model: RegisteredModel, need_ref: tuple[str, str], stdout) -> None:
     tenant_slug, need_slug = need_ref
-    need = Need.objects.unscoped().filter(tenant__slug=tenant_slug, slug=need_slug).first()
+    need = (
+        Need.objects.dangerously_unscoped().filter(tenant__slug=tenant_slug, slug=need_slug).first()
+    )
     if need is None:
         stdout.write(f"  need {tenant_slug}/{need_slug} not found; not attaching {model.name}")
     elif need.model_id is None:
-        Need.objects.unscoped().filter(pk=need.pk).update(model=model)
+        Need.objects.dangerously_unscoped().filter(pk=need.pk).update(model=model)
         stdout.write(f"  {tenant_slug}/{need_slug} is now served by {model.name}")
     if need is None:
         return
@@ -46,7 +48,9 @@ def _attach(model: RegisteredModel, need_ref: tuple[str, str], stdout) -> None:
 
 def train_demo_models(stdout) -> None:
     for dataset, slug, need_ref in DEMO_MODELS:
-        label_set = LabelSet.objects.unscoped().filter(slug=slug, tenant__isnull=True).first()
+        label_set = (
+            LabelSet.objects.dangerously_unscoped().filter(slug=slug, tenant__isnull=True).first()
+        )
         if label_set is None or label_set.current_revision is None:
             stdout.write(
                 f"  skipping {dataset}: shared label set {slug!r} is missing (the taxonomy demo "
@@ -70,7 +74,7 @@ def train_demo_models(stdout) -> None:
             f"  {dataset}: {report.created} new samples ({report.unchanged} already present)"
         )
         pending = (
-            TrainingRun.objects.unscoped()
+            TrainingRun.objects.dangerously_unscoped()
             .filter(registered_model=model, status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
             .first()
         )

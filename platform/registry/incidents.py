@@ -28,7 +28,10 @@ def incident_record(
         actual_sha256=actual,
         path=str(path or ""),
         message=message,
-        model_version=ModelVersion.objects.filter(artifact_sha256=sha256).order_by("id").first(),
+        model_version=ModelVersion.objects.dangerously_unscoped()
+        .filter(artifact_sha256=sha256)
+        .order_by("id")
+        .first(),
         first_seen_at=now,
         last_seen_at=now,
     )

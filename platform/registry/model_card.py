@@ -26,13 +26,15 @@ def _in_label_order(per_label: dict, labels: list[str]) -> list[str]:
     return sorted(per_label, key=lambda label: (position.get(label, len(position)), label))
 
 
-def card_data(version: ModelVersion, *, viewer_tenant=None) -> dict[str, Any]:
+def card_data(version: ModelVersion, *, viewer_tenant) -> dict[str, Any]:
     model = version.registered_model
     metrics = version.metrics or {}
     per_label = metrics.get("per_label", {})
     distribution = version.snapshot.label_distribution or {}
     total = sum(distribution.values()) or 1
-    needs = list(selectors.needs_using(model))
+    # The card names the viewer's own needs and only counts other tenants' (platform staff
+    # without a tenant, viewer_tenant=None, see every need).
+    needs = list(selectors.needs_using_all_tenants(model))
     own_needs = [n for n in needs if viewer_tenant is None or n.tenant_id == viewer_tenant.pk]
     limits = []
     weak = [
@@ -103,7 +105,7 @@ def card_data(version: ModelVersion, *, viewer_tenant=None) -> dict[str, Any]:
     }
 
 
-def card_markdown(version: ModelVersion, *, viewer_tenant=None) -> str:
+def card_markdown(version: ModelVersion, *, viewer_tenant) -> str:
     return render_to_string(
         "registry/model_card.md", card_data(version, viewer_tenant=viewer_tenant)
     )

@@ -73,7 +73,7 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             ),
             alias_names=AliasName.values,
             alias_rows=[(name, aliases.get(name)) for name in AliasName.values],
-            needs=[n for n in selectors.needs_using(model) if n.tenant_id == self.tenant.pk],
+            needs=list(selectors.needs_using(model, tenant=self.tenant)),
         )
         return context
 
@@ -205,7 +205,9 @@ class RunDetailView(TenantPortalMixin, TemplateView):
             RunStatus.FAILED,
             RunStatus.CANCELLED,
         }
-        context["version"] = ModelVersion.objects.filter(training_run=run).first()
+        context["version"] = (
+            ModelVersion.objects.for_tenant(self.tenant).filter(training_run=run).first()
+        )
         return context
 
 

@@ -79,7 +79,8 @@ def serving_versions(need: Need) -> QuerySet[ModelVersion]:
     `.select_related(...).first()`."""
     if need.model_id is None:
         return ModelVersion.objects.none()
-    return ModelVersion.objects.filter(
+    # The need's own tenant's versions or shared ones: a need is served by nothing else.
+    return ModelVersion.objects.for_tenant(need.tenant_id).filter(
         aliases__registered_model_id=need.model_id, aliases__name=need.model_alias
     )
 
@@ -88,9 +89,11 @@ def serving_version_subquery() -> Subquery:
     """The same lookup as `serving_versions`, as a subquery for a `Need` queryset
     (`.annotate(alias_version_id=serving_version_subquery())`): one query binds many needs."""
     return Subquery(
-        ModelVersion.objects.filter(
+        ModelVersion.objects.for_tenant(OuterRef("tenant_id"))
+        .filter(
             aliases__registered_model_id=OuterRef("model_id"), aliases__name=OuterRef("model_alias")
-        ).values("pk")[:1]
+        )
+        .values("pk")[:1]
     )
 
 
@@ -111,9 +114,15 @@ def can_manage_model(*, user, membership, registered_model: RegisteredModel) -> 
     )
 
 
-def needs_using(registered_model: RegisteredModel) -> QuerySet[Need]:
+def needs_using(registered_model: RegisteredModel, *, tenant) -> QuerySet[Need]:
+    return Need.objects.for_tenant(tenant).filter(model=registered_model).select_related("tenant")
+
+
+def needs_using_all_tenants(registered_model: RegisteredModel) -> QuerySet[Need]:
     # Deliberately cross-tenant: the card counts every need served by the model.
-    return Need.objects.unscoped().filter(model=registered_model).select_related("tenant")
+    return (
+        Need.objects.dangerously_unscoped().filter(model=registered_model).select_related("tenant")
+    )
 
 
 def offered_models(*, tenant) -> QuerySet[RegisteredModel]:

@@ -184,7 +184,7 @@ class PredictionListView(ServingMixin, mixins.ListModelMixin, TenantScopedGeneri
     def get(self, request, *args, **kwargs):
         return self.list(request, *args, **kwargs)
 
-    def filter_queryset(self, queryset):
+    def filter_scoped_queryset(self, queryset):
         params = self.request.query_params
         return selectors.predictions_for(
             tenant=self.tenant,
@@ -202,7 +202,7 @@ class DeadLetterListView(ServingMixin, mixins.ListModelMixin, TenantScopedGeneri
     def scoped_queryset(self):
         return WebhookDelivery.objects.all()
 
-    def filter_queryset(self, queryset):
+    def filter_scoped_queryset(self, queryset):
         return selectors.dead_letters_for(tenant=self.tenant)
 
     @extend_schema(operation_id="dead_letters_list", tags=["serving"])

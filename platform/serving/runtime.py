@@ -316,7 +316,11 @@ class Runtime:
     def _version_meta(version_id: int) -> _VersionMeta:
         from registry.models import ModelVersion
 
-        version = ModelVersion.objects.select_related("registered_model").get(pk=version_id)
+        version = (
+            ModelVersion.objects.dangerously_unscoped()
+            .select_related("registered_model")
+            .get(pk=version_id)
+        )
         return _VersionMeta(
             version_id=version.pk,
             name=version.registered_model.name,
@@ -410,7 +414,8 @@ class Runtime:
         # Two indexed queries, whatever the label count: the need with the version its alias
         # points at, and its label rows.
         need = (
-            Need.objects.filter(pk=need_id)
+            Need.objects.dangerously_unscoped()
+            .filter(pk=need_id)
             .annotate(alias_version_id=serving_version_subquery())
             .with_labels()
             .first()
@@ -570,7 +575,7 @@ def warm_live_needs(*, budget_seconds: float | None = None) -> int:
     runtime = get_runtime()
     warmed = 0
     needs = (
-        Need.objects.unscoped()  # every tenant's needs: this warms a shared worker process
+        Need.objects.dangerously_unscoped()  # every tenant's needs: this warms a shared worker process
         .filter(status=NeedStatus.LIVE, model__isnull=False)
         .order_by("-updated_at")
         .values_list("pk", flat=True)

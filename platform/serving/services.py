@@ -19,6 +19,7 @@ from django.db.models import Case, F, Q, Sum, Value, When
 from django.utils import timezone
 
 from core.errors import DomainError
+from core.querysets import acts_for_tenant
 from serving import predlog, webhooks
 from serving.models import (
     BATCH_ACTIVE,
@@ -36,6 +37,7 @@ from serving.models import (
 )
 from serving.ranked import ranked_scores
 from serving.runtime import get_runtime, text_sha256
+from tenants.models import Need
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +108,7 @@ def stream_items_ingest(*, tenant, need, ids: list[str], texts: list[str]) -> di
     return {"accepted": len(new), "duplicates": duplicates}
 
 
+@acts_for_tenant(Need, "need_id")
 def stream_items_tag(*, need_id: int, item_ids: list[int]) -> int:
     """Tag the still-pending items among `item_ids`; store results, log lines and the webhook.
 
@@ -116,8 +119,9 @@ def stream_items_tag(*, need_id: int, item_ids: list[int]) -> int:
     Log lines go into the same transaction as the results: a kill or a Redis blip loses none.
     """
     pending = list(
-        Item.objects.unscoped()  # the task was given ids of one need; tenancy came from it
-        .filter(pk__in=item_ids, need_id=need_id, status=ItemStatus.PENDING)
+        Item.objects.filter(  # in the need's tenant scope (@acts_for_tenant)
+            pk__in=item_ids, need_id=need_id, status=ItemStatus.PENDING
+        )
         .order_by("pk")
         .values_list("pk", "text")
     )
@@ -133,8 +137,9 @@ def stream_items_tag(*, need_id: int, item_ids: list[int]) -> int:
     )
     with transaction.atomic():
         items = list(
-            Item.objects.unscoped()
-            .select_for_update(of=("self",))  # waits for a concurrent commit, then re-checks
+            Item.objects.select_for_update(
+                of=("self",)
+            )  # waits for a concurrent commit, then re-checks
             .filter(pk__in=list(predicted), status=ItemStatus.PENDING)
             .select_related("tenant", "need")
             .order_by("pk")
@@ -174,7 +179,7 @@ def stream_pending_requeue(*, older_than_seconds: float = 30.0) -> int:
     """Re-queue items still pending after a while (their task was lost with a worker)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     pending = (
-        Item.objects.unscoped()
+        Item.objects.dangerously_unscoped()  # the sweeper looks at every tenant's items
         .filter(status=ItemStatus.PENDING, received_at__lt=cutoff)
         # A need that may not serve (requested/retired) keeps its items pending, untried, until
         # staff reinstate it.
@@ -278,8 +283,10 @@ def batch_rows_from_items(
 
 def batch_job_cancel(*, job: BatchJob) -> bool:
     with transaction.atomic():
-        updated = BatchJob.objects.filter(pk=job.pk, status__in=BATCH_ACTIVE).update(
-            status=BatchStatus.CANCELLED, finished_at=timezone.now()
+        updated = (
+            BatchJob.objects.owned_by(job.tenant_id)
+            .filter(pk=job.pk, status__in=BATCH_ACTIVE)
+            .update(status=BatchStatus.CANCELLED, finished_at=timezone.now())
         )
         if updated:
             BatchChunk.objects.filter(job=job, status=ChunkStatus.PENDING).update(
@@ -296,7 +303,7 @@ def batch_chunk_lease_seconds(*, job: BatchJob) -> float:
     measured = job.chunk_seconds
     if measured is None:
         measured = (
-            BatchJob.objects.unscoped()
+            BatchJob.objects.owned_by(job.tenant_id)
             .filter(need_id=job.need_id, chunk_seconds__isnull=False)
             .order_by("-created_at", "-id")
             .values_list("chunk_seconds", flat=True)
@@ -369,7 +376,7 @@ def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> str:
             )
             return ChunkStatus.CANCELLED
         return chunk.status
-    BatchJob.objects.filter(pk=job.pk, status=BatchStatus.QUEUED).update(
+    BatchJob.objects.owned_by(job.tenant_id).filter(pk=job.pk, status=BatchStatus.QUEUED).update(
         status=BatchStatus.RUNNING, started_at=now
     )
     started = time.monotonic()
@@ -389,7 +396,11 @@ def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> str:
         locked = BatchChunk.objects.select_for_update().get(pk=chunk_id)
         if locked.status != ChunkStatus.RUNNING or locked.claim != token:
             return "lost-claim"  # someone re-claimed after our lease ran out; they commit
-        if BatchJob.objects.filter(pk=job.pk, status=BatchStatus.CANCELLED).exists():
+        if (
+            BatchJob.objects.owned_by(job.tenant_id)
+            .filter(pk=job.pk, status=BatchStatus.CANCELLED)
+            .exists()
+        ):
             BatchChunk.objects.filter(pk=chunk_id).update(status=ChunkStatus.CANCELLED)
             return "cancelled"
         BatchResult.objects.bulk_create(
@@ -424,7 +435,7 @@ def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> str:
         last_chunk = Q(status=BatchStatus.RUNNING, done_items__gte=F("total_items") - len(rows))
         # One UPDATE advances the progress, the measured seconds per chunk (which size the next
         # leases) and, on the last chunk, finishes the job.
-        BatchJob.objects.filter(pk=job.pk).update(
+        BatchJob.objects.owned_by(job.tenant_id).filter(pk=job.pk).update(
             done_items=F("done_items") + len(rows),
             chunk_seconds=Case(
                 When(chunk_seconds__isnull=True, then=Value(seconds)),
@@ -437,7 +448,7 @@ def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> str:
 
 
 def _batch_fail(job: BatchJob, error: str) -> None:
-    BatchJob.objects.filter(pk=job.pk, status__in=BATCH_ACTIVE).update(
+    BatchJob.objects.owned_by(job.tenant_id).filter(pk=job.pk, status__in=BATCH_ACTIVE).update(
         status=BatchStatus.FAILED, error=error[:2000], finished_at=timezone.now()
     )
     BatchChunk.objects.filter(
@@ -483,7 +494,9 @@ def batch_chunks_sweep() -> int:
     depth = _batch_queue_depth()
     if not depth:
         for job_id in (
-            BatchJob.objects.unscoped().filter(status__in=BATCH_ACTIVE).values_list("pk", flat=True)
+            BatchJob.objects.dangerously_unscoped()
+            .filter(status__in=BATCH_ACTIVE)
+            .values_list("pk", flat=True)
         ):
             chunks = BatchChunk.objects.filter(job_id=job_id)
             busy = chunks.filter(
@@ -509,7 +522,11 @@ def batch_chunks_requeue(*, job: BatchJob) -> int:
     now (its lease is ended) and its message is sent again. A chunk that is in fact still
     running may then be done twice, but only one run commits (claim tokens, unique results)."""
     with transaction.atomic():
-        if not BatchJob.objects.filter(pk=job.pk, status__in=BATCH_ACTIVE).exists():
+        if (
+            not BatchJob.objects.owned_by(job.tenant_id)
+            .filter(pk=job.pk, status__in=BATCH_ACTIVE)
+            .exists()
+        ):
             return 0
         chunks = BatchChunk.objects.filter(
             job=job, status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING]
@@ -565,12 +582,12 @@ def _crontab_parts(crontab: str) -> list[str]:
     return parts
 
 
+@acts_for_tenant(ScheduledBatch, "scheduled_id")
 def scheduled_batch_run(*, scheduled_id: int) -> BatchJob | None:
     """Create a job for the items received since the last run and advance the cursor."""
     with transaction.atomic():
         scheduled = (
-            ScheduledBatch.objects.unscoped()
-            .select_for_update()
+            ScheduledBatch.objects.select_for_update()
             .select_related("tenant", "need")
             .get(pk=scheduled_id)
         )

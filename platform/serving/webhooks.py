@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.querysets import acts_for_tenant
 from serving.models import DeliveryStatus, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, s
         return None, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
 
 
+@acts_for_tenant(WebhookDelivery, "delivery_id")
 def delivery_attempt(*, delivery_id: int) -> str:
     """One attempt. Returns the resulting status; schedules the next attempt on failure."""
     delivery = WebhookDelivery.objects.select_related("tenant").filter(pk=delivery_id).first()
@@ -149,12 +151,16 @@ def delivery_attempt(*, delivery_id: int) -> str:
 
 def delivery_replay(*, delivery: WebhookDelivery) -> bool:
     """Send a dead letter again with a fresh attempt budget. False if it was not dead."""
-    updated = WebhookDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.DEAD).update(
-        status=DeliveryStatus.PENDING,
-        attempts=0,
-        replays=F("replays") + 1,
-        dead_at=None,
-        next_attempt_at=timezone.now(),
+    updated = (
+        WebhookDelivery.objects.owned_by(delivery.tenant_id)
+        .filter(pk=delivery.pk, status=DeliveryStatus.DEAD)
+        .update(
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            replays=F("replays") + 1,
+            dead_at=None,
+            next_attempt_at=timezone.now(),
+        )
     )
     if updated:
         transaction.on_commit(lambda: _enqueue(delivery.pk))

@@ -38,7 +38,7 @@ DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 ARTIFACT_ROOT = Path(envstr("ARTIFACT_ROOT", str(DATA_DIR / "artifacts"))).resolve()
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "tenants.admin_site.PlatformAdminConfig",  # django.contrib.admin, unscoped for staff
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

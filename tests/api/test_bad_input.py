@@ -246,7 +246,7 @@ def test_nul_or_lone_surrogate_in_a_dataset_upload_is_a_row_error(api, filename,
     assert any(
         r["field"] == field and "NUL" in r["message"] or "surrogate" in r["message"] for r in rows
     ), rows
-    assert not TrainingSample.objects.filter(text__contains="bad").exists()
+    assert not TrainingSample.objects.dangerously_unscoped().filter(text__contains="bad").exists()
 
 
 # --- errors raised where no DRF handler runs -----------------------------------------------
@@ -278,7 +278,9 @@ def test_subscribe_to_a_model_not_covering_the_mapping_is_a_400(api, seeded):
 
     sentiment = RegisteredModel.objects.create(
         name="news-sentiment/tfidf-logreg",
-        label_set=LabelSet.objects.get(slug="news-sentiment", tenant__isnull=True),
+        label_set=LabelSet.objects.dangerously_unscoped().get(
+            slug="news-sentiment", tenant__isnull=True
+        ),
         algorithm="tfidf-logreg",
     )
     set_alias(add_version(sentiment, train_classifier()))

@@ -25,7 +25,7 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     user = UserFactory(username="monica")
     MembershipFactory(user=user, tenant=Tenant.objects.get(slug="tenant-a"), role=Role.ADMIN)
     # The tenant's own names for two labels (the others fall back to the taxonomy's names).
-    need = Need.objects.unscoped().get(tenant__slug="tenant-a", slug="news-topics")
+    need = Need.objects.dangerously_unscoped().get(tenant__slug="tenant-a", slug="news-topics")
     set_need_labels(
         need, label_mapping={"娱乐 Entertainment": "news.entertainment", "科技 Tech": "news.tech"}
     )

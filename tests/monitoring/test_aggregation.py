@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 def _snapshot(model, **filters):
     return sorted(
-        model.objects.unscoped()
+        model.objects.dangerously_unscoped()
         .filter(**filters)
         .values_list(
             *[
@@ -39,14 +39,18 @@ def test_daily_aggregate_counts_volume_confidence_and_low_confidence(topics):
 
     aggregation.aggregate_predictions_day(day=DAY)
 
-    agg = PredictionAggregate.objects.unscoped().get(need=need, period=Period.DAY, period_start=DAY)
+    agg = PredictionAggregate.objects.dangerously_unscoped().get(
+        need=need, period=Period.DAY, period_start=DAY
+    )
     assert agg.volume == 6
     assert agg.mean_confidence == pytest.approx((0.9 + 0.3 + 0.8 + 0.4 + 0.6 + 0.6) / 6)
     assert agg.low_confidence_count == 2
     assert agg.no_label_count == 2  # the two below the threshold were not assigned a label
     labels = {
         row.label: row
-        for row in LabelAggregate.objects.unscoped().filter(period=Period.DAY, period_start=DAY)
+        for row in LabelAggregate.objects.dangerously_unscoped().filter(
+            period=Period.DAY, period_start=DAY
+        )
     }
     assert {k: v.count for k, v in labels.items()} == {"t.a": 4, "t.b": 2}
     assert labels["t.a"].score_sum == pytest.approx(2.4)
@@ -61,7 +65,7 @@ def test_low_confidence_threshold_can_be_overridden_per_need(topics):
         need=need, tenant=need.tenant, low_confidence_threshold=0.85
     )
     aggregation.aggregate_predictions_day(day=DAY)
-    agg = PredictionAggregate.objects.unscoped().get(need=need, period=Period.DAY)
+    agg = PredictionAggregate.objects.dangerously_unscoped().get(need=need, period=Period.DAY)
     assert agg.low_confidence_count == 3
     assert agg.low_confidence_threshold == 0.85
 
@@ -81,11 +85,13 @@ def test_multilabel_need_counts_every_assigned_label_and_the_no_label_rate(tenan
         ],
     )
     aggregation.aggregate_predictions_day(day=DAY)
-    labels = {row.label: row for row in LabelAggregate.objects.unscoped().filter(need=need)}
+    labels = {
+        row.label: row for row in LabelAggregate.objects.dangerously_unscoped().filter(need=need)
+    }
     assert {k: v.count for k, v in labels.items()} == {"f.x": 2, "f.y": 1}
     assert labels["f.x"].score_sum == pytest.approx(1.5)
     assert labels["f.y"].score_sum == pytest.approx(0.7)
-    agg = PredictionAggregate.objects.unscoped().get(need=need)
+    agg = PredictionAggregate.objects.dangerously_unscoped().get(need=need)
     assert (agg.volume, agg.no_label_count) == (3, 1)
 
 
@@ -97,8 +103,8 @@ def test_recomputing_a_day_gives_the_same_rows(topics):
     aggregation.aggregate_predictions_day(day=DAY)
     aggregation.aggregate_predictions_day(day=DAY, need_ids=[need.pk])
     assert (_snapshot(PredictionAggregate), _snapshot(LabelAggregate)) == first
-    assert PredictionAggregate.objects.unscoped().count() == 1
-    assert LabelAggregate.objects.unscoped().count() == 3
+    assert PredictionAggregate.objects.dangerously_unscoped().count() == 1
+    assert LabelAggregate.objects.dangerously_unscoped().count() == 3
 
 
 def test_recomputing_a_day_picks_up_late_rows(topics):
@@ -107,7 +113,7 @@ def test_recomputing_a_day_picks_up_late_rows(topics):
     aggregation.aggregate_predictions_day(day=DAY)
     log_predictions(need=need, version=version, day=DAY, counts={"t.a": 2})
     aggregation.aggregate_predictions_day(day=DAY)
-    assert PredictionAggregate.objects.unscoped().get(need=need).volume == 5
+    assert PredictionAggregate.objects.dangerously_unscoped().get(need=need).volume == 5
 
 
 def test_aggregation_cost_in_queries_does_not_grow_with_rows(topics, django_assert_max_num_queries):
@@ -137,10 +143,12 @@ def test_week_is_the_sum_of_its_days(topics):
     aggregation.aggregate_week(start=DAY)
     aggregation.aggregate_week(start=DAY)  # idempotent too
 
-    week = PredictionAggregate.objects.unscoped().get(period=Period.WEEK, period_start=monday)
+    week = PredictionAggregate.objects.dangerously_unscoped().get(
+        period=Period.WEEK, period_start=monday
+    )
     assert week.volume == 63
     counts = dict(
-        LabelAggregate.objects.unscoped()
+        LabelAggregate.objects.dangerously_unscoped()
         .filter(period=Period.WEEK, period_start=monday)
         .values_list("label", "count")
     )

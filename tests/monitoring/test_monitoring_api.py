@@ -110,7 +110,7 @@ def test_open_alerts_with_evidence_and_a_summary(api_a, monitored):
 
 def test_recent_includes_resolved_alerts(api_a, monitored):
     _, alert = monitored
-    Alert.objects.unscoped().filter(pk=alert.pk).update(
+    Alert.objects.dangerously_unscoped().filter(pk=alert.pk).update(
         status=AlertStatus.RESOLVED, last_seen=timezone.now().date() - timedelta(days=3)
     )
     assert api_a.get("/api/v1/monitoring/alerts").json()["count"] == 0

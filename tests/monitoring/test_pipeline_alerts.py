@@ -46,12 +46,12 @@ def _normal_days(n: int = 8) -> dict:
 
 
 def _open(need, kind=None):
-    qs = Alert.objects.unscoped().filter(need=need, status=AlertStatus.OPEN)
+    qs = Alert.objects.dangerously_unscoped().filter(need=need, status=AlertStatus.OPEN)
     return list(qs.filter(kind=kind) if kind else qs)
 
 
 def _check(need, day, rule, label=""):
-    return RuleCheck.objects.unscoped().get(need=need, day=day, rule=rule, label=label)
+    return RuleCheck.objects.dangerously_unscoped().get(need=need, day=day, rule=rule, label=label)
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def normal_then_gone(topics):
 def test_stable_days_raise_nothing_and_the_first_days_lack_a_reference(topics):
     need, version = topics
     _replay(need, version, _normal_days())
-    assert not Alert.objects.unscoped().exists()
+    assert not Alert.objects.dangerously_unscoped().exists()
     first, last = DAY - timedelta(days=8), DAY - timedelta(days=1)
     # Day 1 has no history: the share rule cannot decide, which is not the same as "fine".
     assert _check(need, first, AlertKind.LABEL_SHARE, "t.a").status == CheckStatus.INSUFFICIENT
@@ -76,7 +76,9 @@ def test_stable_days_raise_nothing_and_the_first_days_lack_a_reference(topics):
 
 def test_a_vanished_label_opens_one_label_alert_and_drift_rides_along(normal_then_gone):
     need, _ = normal_then_gone
-    report = DriftReport.objects.unscoped().get(need=need, period=Period.DAY, period_start=DAY)
+    report = DriftReport.objects.dangerously_unscoped().get(
+        need=need, period=Period.DAY, period_start=DAY
+    )
     eps = 1e-4
     expected_psi = (
         (0.55 - 0.5) * math.log(0.55 / 0.5)
@@ -136,7 +138,7 @@ def test_incident_persists_escalates_once_and_resolves_after_clean_days(
     # Re-running a day changes nothing.
     run_daily_monitoring.delay(day=days[-1].isoformat())
     alert.refresh_from_db()
-    assert alert.days_active == 4 and Alert.objects.unscoped().count() == 1
+    assert alert.days_active == 4 and Alert.objects.dangerously_unscoped().count() == 1
 
     clean = [days[-1] + timedelta(days=i) for i in range(1, 4)]
     _replay(need, version, dict.fromkeys(clean[:2], NORMAL))
@@ -155,13 +157,13 @@ def test_a_label_that_is_not_rare_never_gets_a_rare_class_alert(tenant_a):
     )
     _replay(need, version, {DAY: {"t.a": 113, "t.b": 27, "t.r": 0}})
     assert (
-        not RuleCheck.objects.unscoped()
+        not RuleCheck.objects.dangerously_unscoped()
         .filter(need=need, rule=AlertKind.RARE_CLASS, label="t.b")
         .exists()
     )
     # t.r is rare (2 %) but only 2.8 are expected from 140 predictions: too few to decide.
     assert _check(need, DAY, AlertKind.RARE_CLASS, "t.r").status == CheckStatus.INSUFFICIENT
-    assert not Alert.objects.unscoped().filter(kind=AlertKind.RARE_CLASS).exists()
+    assert not Alert.objects.dangerously_unscoped().filter(kind=AlertKind.RARE_CLASS).exists()
 
 
 def test_a_rare_class_that_stops_appearing_is_flagged_once_enough_are_expected(tenant_a):
@@ -270,13 +272,15 @@ def test_a_feedback_change_that_is_not_significant_does_not_alert(topics):
 
 def test_weekly_run_reports_drift_but_raises_no_second_alert(normal_then_gone):
     need, _ = normal_then_gone
-    before = Alert.objects.unscoped().count()
+    before = Alert.objects.dangerously_unscoped().count()
     week = services.monitoring_run(period=Period.WEEK, start=DAY)
     assert week["prediction_rows"] == 1
     monday = DAY - timedelta(days=DAY.weekday())
-    report = DriftReport.objects.unscoped().get(need=need, period=Period.WEEK, period_start=monday)
+    report = DriftReport.objects.dangerously_unscoped().get(
+        need=need, period=Period.WEEK, period_start=monday
+    )
     assert report.volume == 1200  # Monday, Tuesday (normal) and the shifted Wednesday
-    assert Alert.objects.unscoped().count() == before
+    assert Alert.objects.dangerously_unscoped().count() == before
 
 
 def test_reference_window_baseline_replaces_the_snapshot(topics):
@@ -289,7 +293,9 @@ def test_reference_window_baseline_replaces_the_snapshot(topics):
         reference_end=DAY - timedelta(days=1),
     )
     _replay(need, version, {DAY - timedelta(days=i): T_C_GONE for i in range(2, -1, -1)})
-    report = DriftReport.objects.unscoped().get(need=need, period=Period.DAY, period_start=DAY)
+    report = DriftReport.objects.dangerously_unscoped().get(
+        need=need, period=Period.DAY, period_start=DAY
+    )
     assert report.baseline_source == BaselineSource.WINDOW
     assert report.psi == pytest.approx(0.0, abs=1e-12)
     assert _check(need, DAY, AlertKind.DRIFT).status == CheckStatus.OK

@@ -82,7 +82,7 @@ def test_other_tenants_need_is_404(client, charlie, drifted):
 
 
 def test_other_tenants_alert_cannot_be_acknowledged(client, charlie, drifted):
-    alert = Alert.objects.unscoped().get(kind=AlertKind.LABEL_SHARE)
+    alert = Alert.objects.dangerously_unscoped().get(kind=AlertKind.LABEL_SHARE)
     client.force_login(charlie)
     assert client.post(f"/monitoring/alerts/{alert.pk}/ack/").status_code == 404
     alert.refresh_from_db()
@@ -90,7 +90,7 @@ def test_other_tenants_alert_cannot_be_acknowledged(client, charlie, drifted):
 
 
 def test_reviewer_acknowledges_with_htmx_and_viewer_cannot(client, alice, bob, drifted):
-    alert = Alert.objects.unscoped().get(kind=AlertKind.LABEL_SHARE)
+    alert = Alert.objects.dangerously_unscoped().get(kind=AlertKind.LABEL_SHARE)
     client.force_login(bob)
     assert client.post(f"/monitoring/alerts/{alert.pk}/ack/").status_code == 403
     assert client.post(f"/monitoring/alerts/{alert.pk}/snooze/").status_code == 403
@@ -108,7 +108,7 @@ def test_reviewer_acknowledges_with_htmx_and_viewer_cannot(client, alice, bob, d
 
 
 def test_reviewer_snoozes_with_a_note(client, alice, charlie, drifted):
-    alert = Alert.objects.unscoped().get(kind=AlertKind.LABEL_SHARE)
+    alert = Alert.objects.dangerously_unscoped().get(kind=AlertKind.LABEL_SHARE)
     client.force_login(charlie)
     assert client.post(f"/monitoring/alerts/{alert.pk}/snooze/", {"days": "7"}).status_code == 404
     client.force_login(alice)
@@ -168,12 +168,12 @@ def test_admin_dashboard_lists_all_needs_for_staff_only(
 def test_admin_alert_changelist_and_acknowledge_action(client, staff_user, drifted):
     client.force_login(staff_user)
     assert client.get("/admin/monitoring/alert/").status_code == 200
-    ids = list(Alert.objects.unscoped().values_list("pk", flat=True))
+    ids = list(Alert.objects.dangerously_unscoped().values_list("pk", flat=True))
     response = client.post(
         "/admin/monitoring/alert/", {"action": "acknowledge", "_selected_action": ids}
     )
     assert response.status_code == 302
-    assert not Alert.objects.unscoped().filter(acknowledged_at__isnull=True).exists()
+    assert not Alert.objects.dangerously_unscoped().filter(acknowledged_at__isnull=True).exists()
 
 
 def test_admin_need_settings_show_every_rule_threshold(client, staff_user, drifted):

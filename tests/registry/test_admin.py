@@ -46,7 +46,7 @@ def test_admin_cannot_delete_versions_or_history(admin_client, trained_version):
         "/admin/registry/modelversion/",
         {"action": "delete_selected", "_selected_action": [trained_version.pk]},
     )
-    assert ModelVersion.objects.filter(pk=trained_version.pk).exists()
+    assert ModelVersion.objects.dangerously_unscoped().filter(pk=trained_version.pk).exists()
     assert (
         admin_client.get(f"/admin/registry/modelversion/{trained_version.pk}/delete/").status_code
         == 403

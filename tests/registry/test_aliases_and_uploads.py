@@ -114,7 +114,7 @@ def test_csv_upload_imports_every_row(topics, tenant_a):
     )
     assert report.created == 3
     assert report.by_label == {"news.business": 1, "news.sport": 1, "news.tech": 1}
-    sample = TrainingSample.objects.get(text__startswith="The striker")
+    sample = TrainingSample.objects.dangerously_unscoped().get(text__startswith="The striker")
     assert sample.tenant == tenant_a and sample.source == "import"
     assert list(sample.labels.values_list("key", flat=True)) == ["news.sport"]
 
@@ -125,7 +125,7 @@ def test_reupload_is_idempotent(topics, tenant_a):
         label_set=topics, tenant=tenant_a, filename="a.csv", content=GOOD_CSV.encode()
     )
     assert (again.created, again.unchanged) == (0, 3)
-    assert TrainingSample.objects.count() == 3
+    assert TrainingSample.objects.dangerously_unscoped().count() == 3
 
 
 def test_jsonl_upload_accepts_label_or_labels_and_split(topics):
@@ -136,7 +136,10 @@ def test_jsonl_upload_accepts_label_or_labels_and_split(topics):
     content = "\n".join(json.dumps(line) for line in lines).encode()
     report = dataset_upload(label_set=topics, tenant=None, filename="d.jsonl", content=content)
     assert report.created == 2
-    assert TrainingSample.objects.get(text__startswith="Coach").origin_split == "test"
+    assert (
+        TrainingSample.objects.dangerously_unscoped().get(text__startswith="Coach").origin_split
+        == "test"
+    )
 
 
 def test_bad_upload_rows_are_reported_per_row_and_nothing_is_imported(topics, tenant_a):
@@ -160,7 +163,7 @@ def test_bad_upload_rows_are_reported_per_row_and_nothing_is_imported(topics, te
     ]
     assert "news.weather" in errors[1]["message"]
     assert "row 2" in errors[3]["message"]
-    assert TrainingSample.objects.count() == 0
+    assert TrainingSample.objects.dangerously_unscoped().count() == 0
 
 
 def test_bad_jsonl_lines_are_reported(topics):
@@ -173,7 +176,7 @@ def test_bad_jsonl_lines_are_reported(topics):
         (4, "labels"),
         (4, "split"),
     ]
-    assert TrainingSample.objects.count() == 0
+    assert TrainingSample.objects.dangerously_unscoped().count() == 0
 
 
 def test_csv_without_required_columns_is_refused(topics):

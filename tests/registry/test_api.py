@@ -161,7 +161,7 @@ def test_training_run_validation_and_permissions(session_a, api, bob, topic_snap
     assert shared.status_code == 403
     api.force_authenticate(bob)
     assert api.post("/api/v1/training-runs/", {"label_set": "news-topics"}).status_code == 403
-    assert not TrainingRun.objects.exists()
+    assert not TrainingRun.objects.dangerously_unscoped().exists()
 
 
 def test_other_tenant_cannot_read_a_run(api_b, tenant_model):
@@ -176,13 +176,15 @@ def test_dataset_upload_endpoint_reports_rows_and_imports_nothing(session_a, top
     error = response.json()["error"]
     assert error["code"] == "bad_rows"
     assert [(r["row"], r["field"]) for r in error["fields"]["rows"]] == [(3, "text"), (4, "labels")]
-    assert TrainingSample.objects.count() == 0
+    assert TrainingSample.objects.dangerously_unscoped().count() == 0
     good = SimpleUploadedFile("d.csv", b"text,labels\nok,news.tech\nfine,news.sport\n")
     response = session_a.post(
         "/api/v1/datasets/upload/", {"label_set": "news-topics", "file": good}
     )
     assert response.status_code == 201 and response.json()["created"] == 2
-    assert set(TrainingSample.objects.values_list("tenant__slug", flat=True)) == {"alpha"}
+    assert set(
+        TrainingSample.objects.dangerously_unscoped().values_list("tenant__slug", flat=True)
+    ) == {"alpha"}
 
 
 def test_upload_to_another_tenants_label_set_is_404(session_a, tenant_b):

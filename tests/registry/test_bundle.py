@@ -55,19 +55,24 @@ def test_export_then_import_into_an_empty_database_restores_everything(
     populated, tmp_path, settings
 ):
     before = _export(tmp_path / "bundle")
-    shas = set(ModelVersion.objects.values_list("artifact_sha256", flat=True))
+    shas = set(
+        ModelVersion.objects.dangerously_unscoped().values_list("artifact_sha256", flat=True)
+    )
     assert len(before["versions"]) == 3 and len(before["alias_events"]) == 4
 
     # Lose the server: empty database, empty artifact store.
     _empty_database()
-    assert not ModelVersion.objects.exists()
+    assert not ModelVersion.objects.dangerously_unscoped().exists()
     settings.ARTIFACT_ROOT = tmp_path / "new-store"
 
     call_command("import_registry", str(tmp_path / "bundle"))
 
     after = _export(tmp_path / "again")
     assert after == before  # identical hashes and metadata, natural key by natural key
-    assert set(ModelVersion.objects.values_list("artifact_sha256", flat=True)) == shas
+    assert (
+        set(ModelVersion.objects.dangerously_unscoped().values_list("artifact_sha256", flat=True))
+        == shas
+    )
     for sha in shas:
         assert artifacts.exists_intact(sha)
     production = ModelAlias.objects.get(name="production", registered_model__tenant=None)
@@ -79,10 +84,10 @@ def test_export_then_import_into_an_empty_database_restores_everything(
 def test_importing_twice_is_a_no_op(populated, tmp_path):
     call_command("export_registry", str(tmp_path / "b.tar.gz"))
     counts = lambda: (  # noqa: E731
-        TrainingSample.objects.count(),
-        DatasetSnapshot.objects.count(),
-        ModelVersion.objects.count(),
-        TrainingRun.objects.count(),
+        TrainingSample.objects.dangerously_unscoped().count(),
+        DatasetSnapshot.objects.dangerously_unscoped().count(),
+        ModelVersion.objects.dangerously_unscoped().count(),
+        TrainingRun.objects.dangerously_unscoped().count(),
         AliasEvent.objects.count(),
         ModelAlias.objects.count(),
     )
@@ -102,12 +107,12 @@ def test_a_corrupted_artifact_in_the_bundle_is_refused(populated, tmp_path, sett
     settings.ARTIFACT_ROOT = tmp_path / "new-store"
     with pytest.raises(CommandError, match="corrupted"):
         call_command("import_registry", str(bundle))
-    assert not ModelVersion.objects.exists()
-    assert not TrainingSample.objects.exists()
+    assert not ModelVersion.objects.dangerously_unscoped().exists()
+    assert not TrainingSample.objects.dangerously_unscoped().exists()
 
 
 def test_export_refuses_to_back_up_a_tampered_artifact(populated, tmp_path):
-    version = ModelVersion.objects.first()
+    version = ModelVersion.objects.dangerously_unscoped().first()
     path = artifacts.path_for(version.artifact_sha256)
     os.chmod(path, 0o644)
     path.write_bytes(b"not the model")

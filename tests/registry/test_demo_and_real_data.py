@@ -21,7 +21,7 @@ def test_demo_step_skips_clearly_without_label_sets(db):
     out = io.StringIO()
     train_demo_models(out)
     assert "shared label set 'news-topics' is missing" in out.getvalue()
-    assert not TrainingRun.objects.exists()
+    assert not TrainingRun.objects.dangerously_unscoped().exists()
 
 
 def test_demo_step_trains_promotes_attaches_and_is_idempotent(
@@ -55,12 +55,18 @@ def test_demo_step_trains_promotes_attaches_and_is_idempotent(
     assert need.model.name == "news-topics/tfidf-logreg"
     assert "tenant-b/zh-sentiment not found" in out.getvalue()
 
-    samples, runs = TrainingSample.objects.count(), TrainingRun.objects.count()
+    samples, runs = (
+        TrainingSample.objects.dangerously_unscoped().count(),
+        TrainingRun.objects.dangerously_unscoped().count(),
+    )
     again = io.StringIO()
     with django_capture_on_commit_callbacks(execute=True):
         train_demo_models(again)
     assert "already in production (v1)" in again.getvalue()
-    assert (TrainingSample.objects.count(), TrainingRun.objects.count()) == (samples, runs)
+    assert (
+        TrainingSample.objects.dangerously_unscoped().count(),
+        TrainingRun.objects.dangerously_unscoped().count(),
+    ) == (samples, runs)
 
 
 @pytest.mark.slow
@@ -68,7 +74,7 @@ def test_bbc_tfidf_logreg_reaches_macro_f1_095(db):
     """The real BBC News data through the whole pipeline: import, snapshot, train, evaluate."""
     label_set = make_label_set(slug="news-topics", keys_=TOPICS)
     call_command("import_dataset", "bbc", stdout=io.StringIO())
-    assert TrainingSample.objects.count() > 2000
+    assert TrainingSample.objects.dangerously_unscoped().count() > 2000
     snapshot = snapshot_create(revision=label_set.current_revision)
     run = training_run_create(label_set=label_set, snapshot=snapshot, enqueue=False)
     run = training_run_execute(run_id=run.pk)

@@ -102,7 +102,7 @@ def test_train_form_queues_a_run(alice_client, topic_snapshot, django_capture_on
         response = alice_client.post(
             "/models/train/", {"label_set": "news-topics", "algorithm": "complement-nb"}
         )
-    run = TrainingRun.objects.get()
+    run = TrainingRun.objects.dangerously_unscoped().get()
     assert response.url == f"/models/runs/{run.pk}/"
     assert run.tenant.slug == "alpha" and run.created_by.username == "alice"
 
@@ -115,13 +115,13 @@ def test_upload_form_lists_bad_rows_and_imports_nothing(alice_client, topics):
     assert response.status_code == 400
     page = response.content.decode()
     assert 'id="upload-errors"' in page and "news.nope" in page and "<td>3</td>" in page
-    assert TrainingSample.objects.count() == 0
+    assert TrainingSample.objects.dangerously_unscoped().count() == 0
     good = SimpleUploadedFile("d.csv", b"text,labels\nok,news.tech\n")
     response = alice_client.post(
         "/models/datasets/upload/", {"label_set": "news-topics", "file": good}
     )
     assert 'id="upload-report"' in response.content.decode()
-    assert TrainingSample.objects.count() == 1
+    assert TrainingSample.objects.dangerously_unscoped().count() == 1
 
 
 @pytest.mark.browser
@@ -175,4 +175,4 @@ def test_portal_and_api_uploads_share_one_flow(settings, alice_client, api, alic
     )
     assert portal.status_code == 400
     assert answer.json()["error"]["message"] in portal.content.decode()
-    assert TrainingSample.objects.count() == 0
+    assert TrainingSample.objects.dangerously_unscoped().count() == 0

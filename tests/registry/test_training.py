@@ -68,7 +68,12 @@ def test_run_records_status_progress_log_and_timings(trained_version):
 def test_redelivered_task_does_not_train_twice(trained_version):
     run = trained_version.training_run
     assert training_run_execute(run_id=run.pk) is None
-    assert ModelVersion.objects.filter(registered_model=run.registered_model).count() == 1
+    assert (
+        ModelVersion.objects.dangerously_unscoped()
+        .filter(registered_model=run.registered_model)
+        .count()
+        == 1
+    )
 
 
 def test_queued_run_is_claimed_once(topic_snapshot):
@@ -124,12 +129,14 @@ def test_failed_run_is_marked_with_its_error(topic_snapshot, monkeypatch):
     run = training_run_create(
         label_set=topic_snapshot.revision.label_set, snapshot=topic_snapshot, enqueue=False
     )
-    TrainingRun.objects.filter(pk=run.pk).update(params={"classifier": {"C": -1}})
+    TrainingRun.objects.dangerously_unscoped().filter(pk=run.pk).update(
+        params={"classifier": {"C": -1}}
+    )
     result = training_run_execute(run_id=run.pk)
     assert result.status == RunStatus.FAILED
     assert "C" in result.error
     assert "FAILED" in result.log
-    assert not ModelVersion.objects.exists()
+    assert not ModelVersion.objects.dangerously_unscoped().exists()
 
 
 def test_training_for_a_need_attaches_the_model(topic_snapshot, tenant_a, train_version):
@@ -197,7 +204,7 @@ def test_compare_refuses_versions_of_different_label_sets(trained_version, db, t
 def test_unknown_algorithm_is_refused(topic_snapshot):
     with pytest.raises(RegistryError, match="Unknown algorithm"):
         training_run_create(label_set=topic_snapshot.revision.label_set, algorithm="bert")
-    assert not RegisteredModel.objects.exists()
+    assert not RegisteredModel.objects.dangerously_unscoped().exists()
 
 
 def test_snapshot_is_content_addressed_and_deterministic(topic_samples):
@@ -208,7 +215,7 @@ def test_snapshot_is_content_addressed_and_deterministic(topic_samples):
     other_seed = snapshot_create(revision=revision, seed=7)
     assert other_seed.content_hash != first.content_hash
     assert set(other_seed.test_sample_ids) != set(first.test_sample_ids)
-    assert DatasetSnapshot.objects.count() == 2
+    assert DatasetSnapshot.objects.dangerously_unscoped().count() == 2
     # Stratified: every label keeps about test_fraction of its 30 samples in test.
     texts, lists = snapshot_split(first, "test")
     assert sorted(sum(lists, [])) == sorted(

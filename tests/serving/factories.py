@@ -52,7 +52,9 @@ def train_classifier(*, labels: list[str] | None = None, seed: int = 7, algorith
 
 
 def label_set_for_topics(slug: str = "news-topics") -> LabelSet:
-    existing = LabelSet.objects.filter(slug=slug, tenant__isnull=True).first()
+    existing = (
+        LabelSet.objects.dangerously_unscoped().filter(slug=slug, tenant__isnull=True).first()
+    )
     return existing or make_label_set(slug=slug, keys_=TOPICS)
 
 
@@ -99,7 +101,11 @@ def set_alias(version: ModelVersion, name: str = "production") -> ModelAlias:
 
 def make_model(name: str = "news-topics/tfidf-logreg", classifier=None) -> ModelVersion:
     label_set = label_set_for_topics()
-    registered = RegisteredModel.objects.filter(name=name, tenant__isnull=True).first()
+    registered = (
+        RegisteredModel.objects.dangerously_unscoped()
+        .filter(name=name, tenant__isnull=True)
+        .first()
+    )
     if registered is None:
         registered = RegisteredModel.objects.create(
             name=name, label_set=label_set, algorithm="tfidf-logreg"

@@ -78,7 +78,7 @@ def test_sigkill_mid_chunk_ends_with_exactly_one_result_per_item(
         # Kill once one chunk is committed and the next one is in flight (claimed, not committed).
         wait_for(
             lambda: (
-                BatchJob.objects.get(pk=job_id).done_items >= 4
+                BatchJob.objects.dangerously_unscoped().get(pk=job_id).done_items >= 4
                 and BatchChunk.objects.filter(job_id=job_id, status=ChunkStatus.RUNNING).exists()
             ),
             timeout=60,
@@ -87,14 +87,17 @@ def test_sigkill_mid_chunk_ends_with_exactly_one_result_per_item(
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
         interrupted = BatchChunk.objects.get(job_id=job_id, status=ChunkStatus.RUNNING)
-        assert BatchJob.objects.get(pk=job_id).status == BatchStatus.RUNNING
+        assert BatchJob.objects.dangerously_unscoped().get(pk=job_id).status == BatchStatus.RUNNING
         assert not BatchResult.objects.filter(
             job_id=job_id, position__gte=interrupted.start, position__lt=interrupted.end
         ).exists()
 
         second = start_worker("second", tmp_path, settings)
         wait_for(
-            lambda: BatchJob.objects.get(pk=job_id).status == BatchStatus.SUCCEEDED,
+            lambda: (
+                BatchJob.objects.dangerously_unscoped().get(pk=job_id).status
+                == BatchStatus.SUCCEEDED
+            ),
             timeout=90,
             interval=0.2,
         )
@@ -105,7 +108,7 @@ def test_sigkill_mid_chunk_ends_with_exactly_one_result_per_item(
         app.conf.task_always_eager = True
         app.control.purge()
 
-    job = BatchJob.objects.get(pk=job_id)
+    job = BatchJob.objects.dangerously_unscoped().get(pk=job_id)
     results = BatchResult.objects.filter(job_id=job_id)
     assert job.done_items == job.total_items == 24
     assert results.count() == 24
@@ -117,6 +120,6 @@ def test_sigkill_mid_chunk_ends_with_exactly_one_result_per_item(
     assert interrupted.status == ChunkStatus.DONE and interrupted.attempts >= 2
     # The prediction log, buffered once per committed chunk, has no duplicates either.
     predlog.flush()
-    logged = PredictionLog.objects.filter(channel="batch", need=need_a)
+    logged = PredictionLog.objects.dangerously_unscoped().filter(channel="batch", need=need_a)
     assert logged.count() == 24
     assert set(logged.values_list("item_ref", flat=True)) == {f"k{n}" for n in range(24)}

@@ -34,7 +34,7 @@ def queued_job(settings, api_a, need_a):
     rows = [(f"r{n}", SPORT if n % 2 else TECH) for n in range(9)]
     response = upload(api_a, csv_file(rows))
     assert response.status_code == 201, response.content
-    job = BatchJob.objects.get(pk=response.json()["id"])
+    job = BatchJob.objects.dangerously_unscoped().get(pk=response.json()["id"])
     assert job.status == BatchStatus.QUEUED
     return job
 
@@ -99,7 +99,7 @@ def test_lease_is_sized_to_the_measured_chunk_time(settings, queued_job, api_a):
 
     # A new job of the same need starts from the need's last measurement.
     response = upload(api_a, csv_file([("n1", SPORT)]))
-    new_job = BatchJob.objects.get(pk=response.json()["id"])
+    new_job = BatchJob.objects.dangerously_unscoped().get(pk=response.json()["id"])
     assert new_job.chunk_seconds is None
     assert services.batch_chunk_lease_seconds(job=new_job) == 7.0
 
@@ -144,7 +144,7 @@ def test_log_lines_are_committed_with_the_chunks_results(settings, queued_job, n
     # No flush: the rows are in the database the moment the results are, and nothing waits in
     # a buffer that a SIGKILL right after the commit (or a Redis blip) could lose.
     assert predlog.pending() == 0
-    logged = PredictionLog.objects.filter(need=need_a, channel="batch")
+    logged = PredictionLog.objects.dangerously_unscoped().filter(need=need_a, channel="batch")
     assert sorted(logged.values_list("item_ref", flat=True)) == ["r0", "r1", "r2"]
     # A redelivery after such a kill finds the chunk done and writes nothing twice.
     assert services.batch_chunk_run(chunk_id=first.pk, task_id="a") == "done"
@@ -164,7 +164,7 @@ def test_a_chunk_rolled_back_leaves_no_log_lines(monkeypatch, queued_job, need_a
     with pytest.raises(RuntimeError):
         services.batch_chunk_run(chunk_id=first.pk, task_id="a")
 
-    assert not PredictionLog.objects.filter(need=need_a).exists()
+    assert not PredictionLog.objects.dangerously_unscoped().filter(need=need_a).exists()
     assert not BatchResult.objects.filter(job=queued_job).exists()
     first.refresh_from_db()
     assert first.status == ChunkStatus.RUNNING  # its lease runs out; the sweeper re-sends it
@@ -193,7 +193,10 @@ def test_sweeper_resends_expired_and_stranded_chunks_only(
     assert sent == 3
     assert queued_job.status == BatchStatus.SUCCEEDED  # (eager Celery ran the copies)
     assert BatchResult.objects.filter(job=queued_job).count() == 9
-    assert PredictionLog.objects.filter(need=need_a, channel="batch").count() == 9
+    assert (
+        PredictionLog.objects.dangerously_unscoped().filter(need=need_a, channel="batch").count()
+        == 9
+    )
     assert services.batch_chunks_sweep() == 0  # nothing stale is left
 
 
@@ -266,7 +269,9 @@ def test_job_page_and_api_show_a_chunk_waiting_for_its_lease(
     BatchChunk.objects.filter(pk=second.pk).update(
         status=ChunkStatus.RUNNING, attempts=1, lease_until=now - timedelta(seconds=5)
     )
-    BatchJob.objects.filter(pk=queued_job.pk).update(status=BatchStatus.RUNNING)
+    BatchJob.objects.dangerously_unscoped().filter(pk=queued_job.pk).update(
+        status=BatchStatus.RUNNING
+    )
 
     detail = api_a.get(f"/api/v1/batch-jobs/{queued_job.pk}/").json()
     waiting = detail["chunks"]["waiting"]

@@ -32,7 +32,7 @@ def test_try_it_shows_tags_and_scores_without_logging(alice_client, need_a):
     assert "news-topics/tfidf-logreg v1" in html
     from serving import predlog
 
-    assert predlog.flush() == 0 and not PredictionLog.objects.exists()
+    assert predlog.flush() == 0 and not PredictionLog.objects.dangerously_unscoped().exists()
 
 
 def test_try_it_explains_errors(alice_client, need_a, need_b):
@@ -55,7 +55,7 @@ def test_batch_page_uploads_and_shows_progress(
     with django_capture_on_commit_callbacks(execute=True):
         response = alice_client.post("/serving/batches/", {"need": "news", "file": upload})
     assert response.status_code == 302
-    job = BatchJob.objects.get()
+    job = BatchJob.objects.dangerously_unscoped().get()
     assert job.status == BatchStatus.SUCCEEDED and job.filename == "backlog.csv"
     page = alice_client.get("/serving/batches/").content.decode()
     assert f'id="batch-{job.pk}"' in page and "2/2 (100.0%)" in page
@@ -70,14 +70,14 @@ def test_batch_page_reports_a_bad_upload(alice_client, need_a):
     upload = SimpleUploadedFile("bad.csv", b"id,text\n1,caf\xe9\n")
     response = alice_client.post("/serving/batches/", {"need": "news", "file": upload}, follow=True)
     assert "Upload refused" in response.content.decode() and "UTF-8" in response.content.decode()
-    assert not BatchJob.objects.exists()
+    assert not BatchJob.objects.dangerously_unscoped().exists()
 
 
 def test_viewer_cannot_upload_or_cancel(client, bob, need_a):
     client.force_login(bob)
     upload = SimpleUploadedFile("b.csv", f"id,text\n1,{SPORT}\n".encode())
     client.post("/serving/batches/", {"need": "news", "file": upload})
-    assert not BatchJob.objects.exists()
+    assert not BatchJob.objects.dangerously_unscoped().exists()
     assert 'id="batch-upload"' not in client.get("/serving/batches/").content.decode()
 
 
@@ -87,7 +87,7 @@ def test_other_tenants_batch_rows_are_404(
     upload = SimpleUploadedFile("b.csv", f"id,text\n1,{SPORT}\n".encode())
     with django_capture_on_commit_callbacks(execute=True):
         alice_client.post("/serving/batches/", {"need": "news", "file": upload})
-    job = BatchJob.objects.get()
+    job = BatchJob.objects.dangerously_unscoped().get()
     client.force_login(charlie)
     assert client.get(f"/serving/batches/{job.pk}/row/").status_code == 404
     assert client.get(f"/serving/batches/{job.pk}/results.csv").status_code == 404

@@ -57,8 +57,15 @@ def test_stream_end_to_end_with_a_real_worker_and_webhook(
     assert again.json() == {"accepted": 1, "duplicates": ["s1"]}
     wait_for(lambda: len(receiver.requests) == 2)
     assert [i["id"] for i in json.loads(receiver.requests[1]["body"])["items"]] == ["s2"]
-    assert Item.objects.filter(need=need_a).count() == 3
-    wait_for(lambda: WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 2)
+    assert Item.objects.dangerously_unscoped().filter(need=need_a).count() == 3
+    wait_for(
+        lambda: (
+            WebhookDelivery.objects.dangerously_unscoped()
+            .filter(status=DeliveryStatus.DELIVERED)
+            .count()
+            == 2
+        )
+    )
 
     # Every stream prediction reaches the log, read through the predictions API.
     predlog.flush()
@@ -71,8 +78,14 @@ def test_failed_deliveries_are_retried_with_backoff(
 ):
     receiver.fail_first = 2
     ingest(api_a, [{"id": "r1", "text": SPORT}])
-    wait_for(lambda: WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED).exists())
-    delivery = WebhookDelivery.objects.get()
+    wait_for(
+        lambda: (
+            WebhookDelivery.objects.dangerously_unscoped()
+            .filter(status=DeliveryStatus.DELIVERED)
+            .exists()
+        )
+    )
+    delivery = WebhookDelivery.objects.dangerously_unscoped().get()
     assert delivery.attempts == 3
     assert len(receiver.requests) == 3
     assert receiver.requests[0]["body"] == receiver.requests[2]["body"]
@@ -92,12 +105,12 @@ def test_exhausted_deliveries_become_dead_letters_and_can_be_replayed(
     receiver.always_fail = True
     with django_capture_on_commit_callbacks(execute=True):
         ingest(api_a, [{"id": "d1", "text": SPORT}])
-    delivery = WebhookDelivery.objects.get()
+    delivery = WebhookDelivery.objects.dangerously_unscoped().get()
     assert delivery.status == DeliveryStatus.DEAD
     assert delivery.attempts == 3 and delivery.last_status_code == 500
     assert len(receiver.requests) == 3
     # The items themselves are tagged: only the delivery failed.
-    assert Item.objects.get(external_id="d1").status == ItemStatus.TAGGED
+    assert Item.objects.dangerously_unscoped().get(external_id="d1").status == ItemStatus.TAGGED
 
     dead = api_a.get("/api/v1/dead-letters/").json()
     assert [row["id"] for row in dead["results"]] == [delivery.pk]
@@ -126,7 +139,7 @@ def test_other_tenants_dead_letters_are_invisible(
     receiver.always_fail = True
     with django_capture_on_commit_callbacks(execute=True):
         ingest(api_a, [{"id": "d1", "text": SPORT}])
-    delivery = WebhookDelivery.objects.get()
+    delivery = WebhookDelivery.objects.dangerously_unscoped().get()
     assert api_b.get("/api/v1/dead-letters/").json()["count"] == 0
     assert api_b.post(f"/api/v1/dead-letters/{delivery.pk}/replay").status_code == 404
 
@@ -160,9 +173,11 @@ def test_pending_items_are_requeued_by_the_sweeper(
 
     with django_capture_on_commit_callbacks(execute=False):  # the tagging task is "lost"
         ingest(api_a, [{"id": "lost", "text": SPORT}])
-    item = Item.objects.get(external_id="lost")
+    item = Item.objects.dangerously_unscoped().get(external_id="lost")
     assert item.status == ItemStatus.PENDING
-    Item.objects.filter(pk=item.pk).update(received_at=timezone.now() - timedelta(minutes=5))
+    Item.objects.dangerously_unscoped().filter(pk=item.pk).update(
+        received_at=timezone.now() - timedelta(minutes=5)
+    )
     assert tag_pending_items.delay().get() == 1
     item.refresh_from_db()
     assert item.status == ItemStatus.TAGGED and item.result["labels"] == ["Sport"]
@@ -186,7 +201,7 @@ def test_stream_log_lines_commit_with_their_results_and_never_without(
 
     with django_capture_on_commit_callbacks(execute=False):  # the tagging task runs by hand
         ingest(api_a, [{"id": "a1", "text": SPORT}, {"id": "a2", "text": TECH}])
-    pks = list(Item.objects.filter(need=need_a).values_list("pk", flat=True))
+    pks = list(Item.objects.dangerously_unscoped().filter(need=need_a).values_list("pk", flat=True))
 
     def killed(**kwargs):
         raise RuntimeError("worker died before the commit")
@@ -194,8 +209,10 @@ def test_stream_log_lines_commit_with_their_results_and_never_without(
     monkeypatch.setattr(webhooks, "delivery_create", killed)
     with pytest.raises(RuntimeError):
         services.stream_items_tag(need_id=need_a.pk, item_ids=pks)
-    assert not PredictionLog.objects.exists()
-    assert set(Item.objects.values_list("status", flat=True)) == {ItemStatus.PENDING}
+    assert not PredictionLog.objects.dangerously_unscoped().exists()
+    assert set(Item.objects.dangerously_unscoped().values_list("status", flat=True)) == {
+        ItemStatus.PENDING
+    }
 
     monkeypatch.undo()
     monkeypatch.setattr(predlog, "get_redis", lambda: pytest.fail("stream lines go to the DB"))
@@ -203,6 +220,8 @@ def test_stream_log_lines_commit_with_their_results_and_never_without(
         assert services.stream_items_tag(need_id=need_a.pk, item_ids=pks) == 2
         # A redelivery of the same task writes nothing twice.
         assert services.stream_items_tag(need_id=need_a.pk, item_ids=pks) == 0
-    logged = PredictionLog.objects.filter(channel="stream", need=need_a)
+    logged = PredictionLog.objects.dangerously_unscoped().filter(channel="stream", need=need_a)
     assert sorted(logged.values_list("item_ref", flat=True)) == ["a1", "a2"]
-    assert set(Item.objects.values_list("status", flat=True)) == {ItemStatus.TAGGED}
+    assert set(Item.objects.dangerously_unscoped().values_list("status", flat=True)) == {
+        ItemStatus.TAGGED
+    }

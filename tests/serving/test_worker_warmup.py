@@ -98,7 +98,10 @@ def test_online_pool_reports_ready_then_warms_in_the_background(
             format="json",
         )
         assert response.status_code == 202
-        wait_for(lambda: Item.objects.filter(status=ItemStatus.TAGGED).exists(), timeout=30)
+        wait_for(
+            lambda: Item.objects.dangerously_unscoped().filter(status=ItemStatus.TAGGED).exists(),
+            timeout=30,
+        )
         assert log_path.read_text().count("loaded and warmed") == 1
         # The warm-up happened after the ready signal, in the same pool process.
         wait_for(lambda: "warmed 1 live needs' models" in log_path.read_text(), timeout=30)

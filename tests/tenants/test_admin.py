@@ -30,7 +30,7 @@ def test_invalid_transition_is_reported_not_applied(staff_client, tenant_a, news
         follow=True,
     )
     assert "before going live" in response.content.decode()
-    assert Need.objects.unscoped().get(pk=need.pk).status == NeedStatus.REQUESTED
+    assert Need.objects.dangerously_unscoped().get(pk=need.pk).status == NeedStatus.REQUESTED
 
 
 def test_key_add_shows_the_plain_key_once_and_never_the_hash(staff_client, tenant_a):
@@ -46,7 +46,7 @@ def test_key_add_shows_the_plain_key_once_and_never_the_hash(staff_client, tenan
     )
     assert response.status_code == 200, response.content.decode()[:2000]
     page = response.content.decode()
-    api_key = ApiKey.objects.get(name="from-admin")
+    api_key = ApiKey.objects.dangerously_unscoped().get(name="from-admin")
     start = page.index('id="plain-key"')
     plain = page[page.index(">", start) + 1 : page.index("</pre>", start)].strip()
     assert keys.matches(plain, api_key.hashed_key)
@@ -114,4 +114,6 @@ def test_need_labels_are_edited_inline_and_belong_to_the_needs_tenant(
     need.refresh_from_db()
     assert need.label_mapping == {"Sport": "news.sport", "IT": "news.tech"}
     assert need.per_label_thresholds == {"news.tech": 0.4}
-    assert set(NeedLabel.objects.unscoped().values_list("tenant_id", flat=True)) == {tenant_a.pk}
+    assert set(NeedLabel.objects.dangerously_unscoped().values_list("tenant_id", flat=True)) == {
+        tenant_a.pk
+    }

@@ -25,17 +25,23 @@ def test_demo_steps_are_registered_in_order():
 
 def test_demo_loads_the_seed_story_and_is_idempotent(db, client):
     _load()
-    counts = (Label.objects.count(), LabelSet.objects.count(), Need.objects.unscoped().count())
+    counts = (
+        Label.objects.count(),
+        LabelSet.objects.dangerously_unscoped().count(),
+        Need.objects.dangerously_unscoped().count(),
+    )
     _load()
     assert (
         Label.objects.count(),
-        LabelSet.objects.count(),
-        Need.objects.unscoped().count(),
+        LabelSet.objects.dangerously_unscoped().count(),
+        Need.objects.dangerously_unscoped().count(),
     ) == counts
 
-    topics = LabelSet.objects.get(slug="news-topics", tenant__isnull=True)
+    topics = LabelSet.objects.dangerously_unscoped().get(slug="news-topics", tenant__isnull=True)
     assert topics.current_revision.label_keys() == taxonomy_demo.NEWS_TOPICS
-    sentiment = LabelSet.objects.get(slug="news-sentiment", tenant__isnull=True)
+    sentiment = LabelSet.objects.dangerously_unscoped().get(
+        slug="news-sentiment", tenant__isnull=True
+    )
     assert sentiment.current_revision.label_keys() == [
         "sentiment.positive",
         "sentiment.neutral",
@@ -44,10 +50,10 @@ def test_demo_loads_the_seed_story_and_is_idempotent(db, client):
     assert Label.objects.filter(key__in=["spam.spam", "spam.ham"]).count() == 2
     assert Label.objects.filter(parent__key="news.sport").count() >= 3
 
-    need_a = Need.objects.unscoped().get(tenant__slug="tenant-a", slug="news-topics")
-    need_b = Need.objects.unscoped().get(tenant__slug="tenant-b", slug="zh-sentiment")
-    need_c = Need.objects.unscoped().get(tenant__slug="tenant-c", slug="finer-topics")
-    need_d = Need.objects.unscoped().get(tenant__slug="tenant-d", slug="media-topics")
+    need_a = Need.objects.dangerously_unscoped().get(tenant__slug="tenant-a", slug="news-topics")
+    need_b = Need.objects.dangerously_unscoped().get(tenant__slug="tenant-b", slug="zh-sentiment")
+    need_c = Need.objects.dangerously_unscoped().get(tenant__slug="tenant-c", slug="finer-topics")
+    need_d = Need.objects.dangerously_unscoped().get(tenant__slug="tenant-d", slug="media-topics")
     assert need_a.label_set == topics and need_a.status == NeedStatus.APPROVED
     assert need_b.label_set == sentiment and need_b.status == NeedStatus.APPROVED
     assert (

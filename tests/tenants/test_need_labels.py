@@ -118,7 +118,10 @@ def test_a_mapping_the_rows_cannot_hold_is_a_field_error(
     )
     assert response.status_code == 400
     assert message in response.json()["error"]["fields"]["label_mapping"][0]
-    assert not Need.objects.unscoped().exists() and not NeedLabel.objects.unscoped().exists()
+    assert (
+        not Need.objects.dangerously_unscoped().exists()
+        and not NeedLabel.objects.dangerously_unscoped().exists()
+    )
 
 
 def test_update_replaces_the_rows_and_subscribe_drops_the_request(tenant_a, news_topics, tree):
@@ -215,7 +218,7 @@ def test_merge_folds_two_rows_of_one_need_into_the_targets(tree):
     assert source_only.label_mapping == {"IT": "news.business", "Sport": "news.sport"}
     assert untouched.label_mapping == {"S": "news.sport"} and untouched.updated_at == before
     assert both_named.updated_at > before and source_only.updated_at > before
-    assert not NeedLabel.objects.unscoped().filter(label=tree["news.tech"]).exists()
+    assert not NeedLabel.objects.dangerously_unscoped().filter(label=tree["news.tech"]).exists()
     merge = LabelChange.objects.get(label_key="news.tech", action=LabelChange.Action.MERGE)
     assert merge.after["rewritten"]["needs"] == 3
     assert merge.after["needs_names_dropped"] == ["t1/both-named: IT"]
@@ -227,7 +230,7 @@ def test_merge_rewrites_needs_without_a_query_per_need(tree):
             NeedFactory(label_mapping={"X": source})
         with CaptureQueriesContext(connection) as queries:
             taxonomy_services.label_merge(source=tree[source], target=tree[target])
-        assert NeedLabel.objects.unscoped().filter(label=tree[target]).count() == needs
+        assert NeedLabel.objects.dangerously_unscoped().filter(label=tree[target]).count() == needs
         return len(queries)
 
     assert merge_queries("news.tech", "news.business", 1) == merge_queries(
@@ -247,7 +250,12 @@ def test_a_merge_does_not_wait_for_needs_that_do_not_use_the_label(requires_post
     def hold_the_busy_need():
         try:
             with transaction.atomic():
-                list(Need.objects.unscoped().select_for_update().filter(pk=busy.pk).values("pk"))
+                list(
+                    Need.objects.dangerously_unscoped()
+                    .select_for_update()
+                    .filter(pk=busy.pk)
+                    .values("pk")
+                )
                 locked.set()
                 release.wait(30)
         finally:

@@ -113,7 +113,7 @@ def test_a_batch_chunk_of_a_need_retired_after_upload_fails_the_job_plainly(
     assert response.status_code == 201
     need.status = NeedStatus.RETIRED
     need.save()
-    job = BatchJob.objects.get(pk=response.json()["id"])
+    job = BatchJob.objects.dangerously_unscoped().get(pk=response.json()["id"])
     with pytest.raises(runtime_module.NeedInactive):
         batch_chunk_run(chunk_id=job.chunks.get().pk)
     job.refresh_from_db()
@@ -131,10 +131,10 @@ def test_pending_stream_items_of_a_retired_need_wait_untried_until_it_is_reinsta
     assert _stream(api_a).status_code == 202  # queued on commit: not run in this test
     services.need_retire(need=need, actor=None)
     assert stream_pending_requeue(older_than_seconds=0) == 0
-    assert Item.objects.unscoped().get().status == ItemStatus.PENDING
+    assert Item.objects.dangerously_unscoped().get().status == ItemStatus.PENDING
     services.need_reinstate(need=need, actor=staff_user, reason="mistake")
     assert stream_pending_requeue(older_than_seconds=0) == 1  # eager: tagged now
-    assert Item.objects.unscoped().get().status == ItemStatus.TAGGED
+    assert Item.objects.dangerously_unscoped().get().status == ItemStatus.TAGGED
 
 
 # --- need management scope ------------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_a_needs_key_retires_with_an_audit_row_naming_the_key(needs_key, need):
     client = api_client_for_key(needs_key)
     response = client.post("/api/v1/needs/news/retire/", {"reason": "replaced"}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "retired"
-    change = NeedStatusChange.objects.unscoped().get(need=need)
+    change = NeedStatusChange.objects.dangerously_unscoped().get(need=need)
     assert (change.from_status, change.to_status) == ("live", "retired")
     assert change.api_key_prefix == needs_key.prefix and change.actor is None
     assert change.reason == "replaced"
@@ -188,7 +188,7 @@ def test_staff_reinstate_a_retired_need_to_its_previous_status_with_a_reason(
     response = api.post(url, {"reason": "retired by a fuzzer"}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "live"
-    last = NeedStatusChange.objects.unscoped().filter(need=need).first()
+    last = NeedStatusChange.objects.dangerously_unscoped().filter(need=need).first()
     assert (last.from_status, last.to_status, last.actor, last.reason) == (
         "retired",
         "live",
@@ -227,4 +227,6 @@ def test_admin_reinstate_action_asks_for_a_reason_then_reinstates(client, staff_
     need.refresh_from_db()
     # No audit row says what it was before: judged by its approval (never approved here).
     assert need.status == NeedStatus.REQUESTED
-    assert NeedStatusChange.objects.unscoped().get(need=need).reason == "support ticket 42"
+    assert (
+        NeedStatusChange.objects.dangerously_unscoped().get(need=need).reason == "support ticket 42"
+    )

@@ -83,7 +83,7 @@ def test_bad_need_is_a_400_with_field_errors_and_nothing_written(
     response = session_api.post("/api/v1/needs/", {"name": "Bad", **payload}, format="json")
     assert response.status_code == 400
     assert field in response.json()["error"]["fields"], response.json()
-    assert not Need.objects.exists()
+    assert not Need.objects.dangerously_unscoped().exists()
 
 
 def test_unknown_label_in_mapping_names_the_offending_entry(session_api, news_topics):

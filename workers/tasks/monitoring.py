@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from celery import shared_task
 from django.utils import timezone
 
+from core.querysets import acts_for_tenant
 from workers.tasks.base import DurableTask, time_limits
 
 
@@ -47,12 +48,13 @@ def run_weekly_monitoring(week_start: str | None = None) -> dict:
 
 
 @shared_task(name="workers.tasks.monitoring.deliver_alert", max_retries=0, **time_limits(60))
+@acts_for_tenant("monitoring.Alert", "alert_id")
 def deliver_alert(alert_id: int) -> dict:
     """POST the alert to the webhook and/or email it. Never raises on a delivery failure."""
     from monitoring import services
     from monitoring.models import Alert
 
-    alert = Alert.objects.unscoped().select_related("tenant", "need").filter(pk=alert_id).first()
+    alert = Alert.objects.select_related("tenant", "need").filter(pk=alert_id).first()
     if alert is None:
         return {"skipped": "alert not found"}
     return services.alert_deliver(alert=alert)

@@ -47,10 +47,14 @@ def collect() -> dict[str, Any]:
     """Everything the registry holds, as plain JSON-ready data keyed by natural keys."""
     tenants = dict(Tenant.objects.values_list("id", "slug"))
     users = dict(get_user_model().objects.values_list("id", "username"))
-    snapshots = list(DatasetSnapshot.objects.unscoped().select_related("revision__label_set"))
-    models = list(RegisteredModel.objects.unscoped().select_related("label_set"))
+    snapshots = list(
+        DatasetSnapshot.objects.dangerously_unscoped().select_related("revision__label_set")
+    )
+    models = list(RegisteredModel.objects.dangerously_unscoped().select_related("label_set"))
     label_set_ids = {s.revision.label_set_id for s in snapshots} | {m.label_set_id for m in models}
-    label_sets = {ls.pk: ls for ls in LabelSet.objects.unscoped().filter(pk__in=label_set_ids)}
+    label_sets = {
+        ls.pk: ls for ls in LabelSet.objects.dangerously_unscoped().filter(pk__in=label_set_ids)
+    }
 
     def ls_ref(label_set_id: int) -> list:
         ls = label_sets[label_set_id]
@@ -80,7 +84,9 @@ def collect() -> dict[str, Any]:
     by_id = {label.pk: label.key for label in labels.values()}
 
     sample_ids = sorted({i for s in snapshots for i in s.train_sample_ids + s.test_sample_ids})
-    samples = {s.pk: s for s in TrainingSample.objects.unscoped().filter(pk__in=sample_ids)}
+    samples = {
+        s.pk: s for s in TrainingSample.objects.dangerously_unscoped().filter(pk__in=sample_ids)
+    }
     sample_label_map = sample_labels(sample_ids)
 
     def sample_ref(pk: int) -> list:
@@ -88,11 +94,13 @@ def collect() -> dict[str, Any]:
         return [_owner(sample.tenant_id, tenants), sample.text_hash]
 
     model_refs = {m.pk: [_owner(m.tenant_id, tenants), m.name] for m in models}
-    versions = list(ModelVersion.objects.unscoped().order_by("registered_model_id", "version"))
+    versions = list(
+        ModelVersion.objects.dangerously_unscoped().order_by("registered_model_id", "version")
+    )
     version_refs = {v.pk: [*model_refs[v.registered_model_id], v.version] for v in versions}
-    runs = list(TrainingRun.objects.unscoped().order_by("created_at", "id"))
+    runs = list(TrainingRun.objects.dangerously_unscoped().order_by("created_at", "id"))
     run_keys = {run.pk: f"run-{index}" for index, run in enumerate(runs)}
-    needs = {n.pk: [tenants[n.tenant_id], n.slug] for n in Need.objects.unscoped()}
+    needs = {n.pk: [tenants[n.tenant_id], n.slug] for n in Need.objects.dangerously_unscoped()}
     snapshot_hashes = {s.pk: s.content_hash for s in snapshots}
 
     return {

@@ -180,7 +180,7 @@ class _Importer:
 
     def _label_sets(self) -> None:
         for row in self.data["label_sets"]:
-            label_set, created = LabelSet.objects.unscoped().get_or_create(
+            label_set, created = LabelSet.objects.dangerously_unscoped().get_or_create(
                 tenant=self.tenants[row["tenant"]],
                 slug=row["slug"],
                 defaults={
@@ -228,7 +228,7 @@ class _Importer:
             revision = self.revisions[revision_ref]
             tenant = self.tenants[owner]
             existing = dict(
-                TrainingSample.objects.unscoped()
+                TrainingSample.objects.dangerously_unscoped()
                 .filter(
                     revision=revision, tenant=tenant, text_hash__in=[r["text_hash"] for r in group]
                 )
@@ -263,7 +263,9 @@ class _Importer:
     def _snapshots(self) -> None:
         for row in self.data["snapshots"]:
             found = (
-                DatasetSnapshot.objects.unscoped().filter(content_hash=row["content_hash"]).first()
+                DatasetSnapshot.objects.dangerously_unscoped()
+                .filter(content_hash=row["content_hash"])
+                .first()
             )
             if found is not None:
                 self.snapshots[row["content_hash"]] = found
@@ -310,7 +312,7 @@ class _Importer:
 
     def _models(self) -> None:
         for row in self.data["registered_models"]:
-            model, created = RegisteredModel.objects.unscoped().get_or_create(
+            model, created = RegisteredModel.objects.dangerously_unscoped().get_or_create(
                 tenant=self.tenants[row["tenant"]],
                 name=row["name"],
                 defaults={
@@ -337,7 +339,11 @@ class _Importer:
         ):
             owner, name, number = row["ref"]
             model = self.models[(owner, name)]
-            version = ModelVersion.objects.filter(registered_model=model, version=number).first()
+            version = (
+                ModelVersion.objects.dangerously_unscoped()
+                .filter(registered_model=model, version=number)
+                .first()
+            )
             if version is not None:
                 if version.artifact_sha256 != row["artifact_sha256"]:
                     raise BundleError(
@@ -384,7 +390,7 @@ class _Importer:
         model = self.models[tuple(row["registered_model"])]
         created_at = _dt(row["created_at"])
         run = (
-            TrainingRun.objects.unscoped()
+            TrainingRun.objects.dangerously_unscoped()
             .filter(registered_model=model, created_at=created_at)
             .first()
         )
@@ -393,7 +399,7 @@ class _Importer:
             need = None
             if row["need"]:
                 need = (
-                    Need.objects.unscoped()
+                    Need.objects.dangerously_unscoped()
                     .filter(tenant__slug=row["need"][0], slug=row["need"][1])
                     .first()
                 )

@@ -74,7 +74,7 @@ def alias_set(
 
 def _approved_needs_go_live(*, registered_model: RegisteredModel, alias: str, actor=None) -> None:
     """Staff-approved needs waiting for this model go live when its serving alias first exists."""
-    waiting = Need.objects.unscoped().filter(
+    waiting = Need.objects.dangerously_unscoped().filter(
         model=registered_model, model_alias=alias, status=NeedStatus.APPROVED
     )
     for need in waiting:

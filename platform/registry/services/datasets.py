@@ -13,7 +13,6 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from registry.datasets import RowError, SampleRow, parse_upload, text_hash
@@ -130,8 +129,8 @@ def samples_import(
     label_ids = dict(revision.members.values_list("label__key", "label_id"))
     with transaction.atomic():
         existing = set(
-            TrainingSample.objects.unscoped()
-            .filter(revision=revision, tenant=tenant, text_hash__in=[d for _, d in accepted])
+            TrainingSample.objects.owned_by(tenant)
+            .filter(revision=revision, text_hash__in=[d for _, d in accepted])
             .values_list("text_hash", flat=True)
         )
         new = [(row, digest) for row, digest in accepted if digest not in existing]
@@ -226,10 +225,7 @@ def dataset_file_upload(
 
 # --- Snapshots -------------------------------------------------------------------------------
 def _samples_for(revision: LabelSetRevision, tenant) -> Any:
-    owner = (
-        Q(tenant__isnull=True) | Q(tenant=tenant) if tenant is not None else Q(tenant__isnull=True)
-    )
-    return TrainingSample.objects.unscoped().filter(owner, revision=revision)
+    return TrainingSample.objects.for_owner(tenant).filter(revision=revision)
 
 
 def sample_labels(sample_ids: Iterable[int]) -> dict[int, list[str]]:
@@ -331,7 +327,7 @@ def snapshot_create(
         test_fraction=test_fraction,
         split=split,
     )
-    existing = DatasetSnapshot.objects.unscoped().filter(content_hash=content_hash).first()
+    existing = DatasetSnapshot.objects.owned_by(tenant).filter(content_hash=content_hash).first()
     if existing is not None:
         return existing
     by_hash = {digest: pk for pk, digest, _ in rows}
@@ -364,6 +360,10 @@ def snapshot_split(snapshot: DatasetSnapshot, part: str) -> tuple[list[str], lis
     """(texts, label lists) of a snapshot's `train` or `test` split, in id order."""
     ids = snapshot.train_sample_ids if part == "train" else snapshot.test_sample_ids
     labels = sample_labels(ids)
-    texts = dict(TrainingSample.objects.unscoped().filter(id__in=ids).values_list("id", "text"))
+    texts = dict(
+        TrainingSample.objects.for_owner(snapshot.tenant_id)
+        .filter(id__in=ids)
+        .values_list("id", "text")
+    )
     ordered = [pk for pk in ids if pk in texts]
     return [texts[pk] for pk in ordered], [labels.get(pk, []) for pk in ordered]

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.querysets import acts_for_tenant
 from registry import artifacts, evaluation
 from registry.errors import RegistryError
 from registry.ml import ALGORITHMS, TextClassifier, train
@@ -45,7 +46,7 @@ def registered_model_get_or_create(
             f"Unknown algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}.",
         )
     name = f"{label_set.slug}/{algorithm}"
-    model, _ = RegisteredModel.objects.unscoped().get_or_create(
+    model, _ = RegisteredModel.objects.owned_by(tenant).get_or_create(
         tenant=tenant,
         name=name,
         defaults={
@@ -140,9 +141,10 @@ class _RunLog:
         if progress is not None:
             update["progress"] = round(progress, 3)
         # Outside any transaction, so pollers see progress while the run is still going.
-        TrainingRun.objects.filter(pk=self.run.pk).update(**update)
+        TrainingRun.objects.owned_by(self.run.tenant_id).filter(pk=self.run.pk).update(**update)
 
 
+@acts_for_tenant(TrainingRun, "run_id")
 def training_run_claim(*, run_id: int) -> bool:
     """Compare-and-set QUEUED -> RUNNING. A stale RUNNING claim (the worker died, the message was
     redelivered after the visibility timeout) may be taken over once it is older than the longest
@@ -157,6 +159,7 @@ def training_run_claim(*, run_id: int) -> bool:
     return bool(claimed)
 
 
+@acts_for_tenant(TrainingRun, "run_id")
 def training_run_execute(*, run_id: int) -> TrainingRun | None:
     """Train, evaluate, measure, store and register one run. Returns None if it was not claimed."""
     if not training_run_claim(run_id=run_id):

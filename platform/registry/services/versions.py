@@ -39,12 +39,18 @@ def model_version_register(
 ) -> ModelVersion:
     """Record a stored artifact as the next version (v1, v2, …) of a registered model."""
     if training_run is not None:
-        existing = ModelVersion.objects.filter(training_run=training_run).first()
+        existing = (
+            ModelVersion.objects.for_owner(registered_model.tenant_id)
+            .filter(training_run=training_run)
+            .first()
+        )
         if existing is not None:
             return existing
     with transaction.atomic():
         # Lock the model row so concurrent runs number their versions one after the other.
-        RegisteredModel.objects.select_for_update().filter(pk=registered_model.pk).first()
+        RegisteredModel.objects.owned_by(registered_model.tenant_id).select_for_update().filter(
+            pk=registered_model.pk
+        ).first()
         number = (registered_model.versions.aggregate(m=Max("version"))["m"] or 0) + 1
         latency = latency or {}
         return ModelVersion.objects.create(
@@ -77,7 +83,9 @@ def model_version_archive(*, version: ModelVersion, actor=None) -> ModelVersion:
         raise RegistryError(
             "version_in_use", f"{version} is the {names} version; move the alias first."
         )
-    ModelVersion.objects.filter(pk=version.pk).update(status=VersionStatus.ARCHIVED)
+    ModelVersion.objects.owned_by(version.registered_model.tenant_id).filter(pk=version.pk).update(
+        status=VersionStatus.ARCHIVED
+    )
     version.refresh_from_db()
     logger.info("%s archived by %s", version, actor)
     return version

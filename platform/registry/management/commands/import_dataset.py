@@ -26,7 +26,9 @@ class Command(BaseCommand):
     def handle(self, *args, dataset: str, label_set: str | None = None, **options):
         spec = datasets.BUNDLED[dataset]
         slug = label_set or spec["label_set"]
-        target = LabelSet.objects.unscoped().filter(slug=slug, tenant__isnull=True).first()
+        target = (
+            LabelSet.objects.dangerously_unscoped().filter(slug=slug, tenant__isnull=True).first()
+        )
         if target is None:
             raise CommandError(
                 f"The shared label set {slug!r} does not exist. Create it first (the taxonomy demo "

@@ -31,7 +31,7 @@ class Command(BaseCommand):
             tenant = Tenant.objects.filter(slug=options["tenant"]).first()
             if tenant is None:
                 raise CommandError(f"No tenant {options['tenant']!r}.")
-        label_sets = LabelSet.objects.unscoped().filter(slug=options["label_set"])
+        label_sets = LabelSet.objects.dangerously_unscoped().filter(slug=options["label_set"])
         label_set = (
             label_sets.filter(tenant=tenant).first()
             or label_sets.filter(tenant__isnull=True).first()
