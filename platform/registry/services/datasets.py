@@ -251,9 +251,10 @@ def snapshot_content_hash(
 ) -> str:
     """sha256 over stable identifiers only (slugs, numbers, text hashes), so a restored database
     recomputes the same hash."""
+    label_set_owner = revision.label_set.tenant
     payload = {
         "label_set": revision.label_set.slug,
-        "label_set_owner": revision.label_set.tenant.slug if revision.label_set.tenant_id else None,
+        "label_set_owner": label_set_owner.slug if label_set_owner is not None else None,
         "revision": revision.number,
         "owner": tenant.slug if tenant is not None else None,
         "samples": sorted([digest, sorted(labels)] for digest, labels in entries),
