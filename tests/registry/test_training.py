@@ -18,6 +18,7 @@ from registry.models import (
     RegisteredModel,
     RunStatus,
     TrainingRun,
+    TrainingSample,
 )
 from registry.services.datasets import (
     current_revision,
@@ -252,3 +253,16 @@ def test_tenant_snapshot_includes_shared_and_own_samples_only(topic_samples, ten
 def test_import_dataset_needs_the_label_set(db):
     with pytest.raises(CommandError, match="news-topics.*does not exist"):
         call_command("import_dataset", "bbc")
+
+
+def test_held_out_samples_never_enter_a_snapshot(topic_samples):
+    revision = current_revision(topic_samples)
+    before = snapshot_create(revision=revision)
+    held = TrainingSample.objects.for_owner(None).filter(revision=revision).order_by("id")[:5]
+    held_ids = [sample.pk for sample in held]
+    TrainingSample.objects.for_owner(None).filter(id__in=held_ids).update(held_out=True)
+    after = snapshot_create(revision=revision)
+    assert after.pk != before.pk
+    in_snapshot = set(after.train_sample_ids) | set(after.test_sample_ids)
+    assert not in_snapshot & set(held_ids)
+    assert len(in_snapshot) == len(set(before.train_sample_ids) | set(before.test_sample_ids)) - 5

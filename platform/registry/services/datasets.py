@@ -225,7 +225,8 @@ def dataset_file_upload(
 
 # --- Snapshots -------------------------------------------------------------------------------
 def _samples_for(revision: LabelSetRevision, tenant) -> Any:
-    return TrainingSample.objects.for_owner(tenant).filter(revision=revision)
+    # Held-out samples (the fresh evaluation set) never enter a training snapshot.
+    return TrainingSample.objects.for_owner(tenant).filter(revision=revision, held_out=False)
 
 
 def sample_labels(sample_ids: Iterable[int]) -> dict[int, list[str]]:
