@@ -339,6 +339,8 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["JobStatusEnum"] = "registry.models.
 READYZ_TASK_TIMEOUT = envfloat("READYZ_TASK_TIMEOUT", 5.0, minimum=0.1)
 #: How long /readyz collects the workers' answers to "which queues do you consume?".
 READYZ_INSPECT_TIMEOUT = envfloat("READYZ_INSPECT_TIMEOUT", 1.0, minimum=0.1)
+#: ...and how long each web process reuses that answer (0: ask on every probe).
+READYZ_QUEUES_CACHE_SECONDS = envfloat("READYZ_QUEUES_CACHE_SECONDS", 5.0, minimum=0.0)
 
 # --- Serving limits -------------------------------------------------------------------------
 TAG_MAX_ITEMS = envint("TAG_MAX_ITEMS", 64, minimum=1)
