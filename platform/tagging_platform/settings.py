@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "registry",
     "serving",
     "monitoring",
+    "review",
     "portal",
 ]
 
@@ -216,6 +217,16 @@ CELERY_BEAT_SCHEDULE = {
         queue="monitoring",
     ),
 }
+
+# Review rounds started by drift and rare-class alerts, and cases collected from negative feedback
+# and low-confidence predictions (review sits above monitoring, so it polls for new alerts).
+REVIEW_SWEEP_SECONDS = envfloat("REVIEW_SWEEP_SECONDS", 900.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["review: rounds for new alerts, cases from feedback"] = _beat(
+    "workers.tasks.monitoring.review_sweep",
+    REVIEW_SWEEP_SECONDS,
+    expires=REVIEW_SWEEP_SECONDS,
+    queue="monitoring",
+)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
