@@ -345,6 +345,15 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
 )
 # Training runs and batch jobs share one lifecycle (queued, running, succeeded, failed, cancelled).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["JobStatusEnum"] = "registry.models.RunStatus"
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "ReviewDecisionEnum": "review.models.Decision",
+        "SignOffEnum": "review.models.SignOff",
+        "CaseCauseEnum": "review.models.Cause",
+        "CaseStatusEnum": "review.models.CaseStatus",
+        "RoundStatusEnum": "review.models.RoundStatus",
+    }
+)
 
 # --- Health ---------------------------------------------------------------------------------
 READYZ_TASK_TIMEOUT = envfloat("READYZ_TASK_TIMEOUT", 5.0, minimum=0.1)
