@@ -1026,7 +1026,7 @@ def case_accept(*, case: Case, user=None) -> Case:
     with transaction.atomic():
         locked = (
             Case.objects.for_tenant(case.tenant_id)
-            .select_for_update()
+            .select_for_update(of=("self",))
             .select_related("need__label_set")
             .get(pk=case.pk)
         )
