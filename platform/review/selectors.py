@@ -70,7 +70,7 @@ def round_progress(*, review_round: ReviewRound, reviewer=None) -> dict:
     total = items.count()
     needed = sum(items.values_list("reviews_needed", flat=True))
     answers = _final_answers(review_round)
-    given = sum(min(len(v), 1 if not v else 2) for v in answers.values())
+    given = sum(len(v) for v in answers.values())
     done_items = sum(
         1
         for item_id, needed_n in items.values_list("id", "reviews_needed")

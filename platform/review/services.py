@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.errors import DomainError
@@ -419,13 +420,8 @@ def item_claim_next(
 
 
 def _count_subquery(queryset):
-    from django.db.models import Count, IntegerField, Subquery
-
-    counted = (
-        queryset.order_by().values("item").annotate(c=Count("pk")).values("c")[:1]  # one group
-    )
-    from django.db.models.functions import Coalesce
-
+    """COUNT(*) of a correlated queryset, as an expression (0 when it matches nothing)."""
+    counted = queryset.order_by().values("item").annotate(c=Count("pk")).values("c")[:1]
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 

@@ -27,8 +27,17 @@ def live_need(tenant, slug="topics", labels=("t.a", "t.b", "t.c"), kind="multicl
     return need, version
 
 
-def log_stream(need, version, texts_by_label: dict[str, list[str]], *, score=0.9, ago_hours=12,
-               channel=Channel.STREAM, store_text=True, prefix="it") -> list[PredictionLog]:
+def log_stream(
+    need,
+    version,
+    texts_by_label: dict[str, list[str]],
+    *,
+    score=0.9,
+    ago_hours=12,
+    channel=Channel.STREAM,
+    store_text=True,
+    prefix="it",
+) -> list[PredictionLog]:
     """One stored item and one prediction per text (predicted label = the dict key)."""
     at = timezone.now() - timedelta(hours=ago_hours)
     rows = []
@@ -39,16 +48,30 @@ def log_stream(need, version, texts_by_label: dict[str, list[str]], *, score=0.9
             ref = f"{prefix}-{n}"
             if store_text:
                 Item.objects.create(
-                    tenant_id=need.tenant_id, need=need, external_id=ref, text=text,
-                    text_hash=sha(text), status=ItemStatus.TAGGED, model_version=version,
+                    tenant_id=need.tenant_id,
+                    need=need,
+                    external_id=ref,
+                    text=text,
+                    text_hash=sha(text),
+                    status=ItemStatus.TAGGED,
+                    model_version=version,
                 )
             above = score >= need.threshold
             rows.append(
                 PredictionLog(
-                    created_at=at, day=at.date(), tenant_id=need.tenant_id, need=need,
-                    model_version=version, channel=channel, item_ref=ref, text_hash=sha(text),
-                    labels=[label] if above else [], scores={label: score}, top_label=label,
-                    top_score=score, above_threshold=above,
+                    created_at=at,
+                    day=at.date(),
+                    tenant_id=need.tenant_id,
+                    need=need,
+                    model_version=version,
+                    channel=channel,
+                    item_ref=ref,
+                    text_hash=sha(text),
+                    labels=[label] if above else [],
+                    scores={label: score},
+                    top_label=label,
+                    top_score=score,
+                    above_threshold=above,
                 )
             )
     return PredictionLog.objects.bulk_create(rows)
@@ -63,7 +86,9 @@ def add_training_samples(version, rows: list[tuple[str, list[str]]]) -> list[int
     ids = []
     for text, keys in rows:
         sample = TrainingSample.objects.create(
-            tenant=version.registered_model.tenant, revision=version.revision, text=text,
+            tenant=version.registered_model.tenant,
+            revision=version.revision,
+            text=text,
             text_hash=sha(text),
         )
         for key in keys:

@@ -46,13 +46,15 @@ def test_bulk_is_all_or_nothing(topics):
     need, _ = topics
     with pytest.raises(DomainError) as exc:
         services.cases_create(
-            need=need, source=CaseSource.API,
+            need=need,
+            source=CaseSource.API,
             items=[{"text": "one text"}, {"text": "two text"}, {"text": "one text"}],
         )
     assert exc.value.code == "duplicate_case" and "2" in exc.value.fields
     with pytest.raises(DomainError) as exc:
         services.cases_create(
-            need=need, source=CaseSource.API,
+            need=need,
+            source=CaseSource.API,
             items=[{"text": "fine"}, {"text": "bad", "suggested_labels": ["x.unknown"]}],
         )
     assert exc.value.code == "invalid_cases"
@@ -66,8 +68,9 @@ def test_bulk_is_all_or_nothing(topics):
 
 def test_triage_then_accept_makes_a_training_sample(topics):
     need, _ = topics
-    case = new_case(need, suggested_labels=["t.b"], predicted_labels=["t.a"],
-                    scores={"t.a": 0.61, "t.b": 0.3})
+    case = new_case(
+        need, suggested_labels=["t.b"], predicted_labels=["t.a"], scores={"t.a": 0.61, "t.b": 0.3}
+    )
     with pytest.raises(DomainError) as exc:
         services.case_accept(case=case)
     assert exc.value.code == "case_not_triaged"
@@ -137,21 +140,32 @@ def test_rejecting_and_the_end_states(topics):
 
 def test_signals_and_suggested_cause(topics):
     need, version = topics
-    add_training_samples(version, [
-        ("stocks rally as markets rise on earnings", ["t.a"]),
-        ("football club wins the league title", ["t.b"]),
-        ("new phone released with faster chip", ["t.c"]),
-    ])
-    near = new_case(need, text="stocks rally as markets rise on earnings today",
-                    suggested_labels=["t.a"], predicted_labels=["t.b"], scores={"t.b": 0.8})
+    add_training_samples(
+        version,
+        [
+            ("stocks rally as markets rise on earnings", ["t.a"]),
+            ("football club wins the league title", ["t.b"]),
+            ("new phone released with faster chip", ["t.c"]),
+        ],
+    )
+    near = new_case(
+        need,
+        text="stocks rally as markets rise on earnings today",
+        suggested_labels=["t.a"],
+        predicted_labels=["t.b"],
+        scores={"t.b": 0.8},
+    )
     signals = selectors.case_signals(case=near)
     assert signals["similarity"] > 0.8 and signals["nearest_labels"] == ["t.a"]
     assert signals["oov_share"] == pytest.approx(1 / 8)
     assert signals["suggested_cause"] == "model_error"
     gibberish = new_case(need, text="zxq vbnm qwpl kkjh")
     assert selectors.case_signals(case=gibberish)["suggested_cause"] == "bad_input"
-    unseen = new_case(need, text="markets and football fans watch volcano eruption evacuation",
-                      suggested_labels=["t.c"])
+    unseen = new_case(
+        need,
+        text="markets and football fans watch volcano eruption evacuation",
+        suggested_labels=["t.c"],
+    )
     assert selectors.case_signals(case=unseen)["suggested_cause"] == "data_change"
 
 
@@ -159,9 +173,16 @@ def test_open_drift_alert_on_the_label_is_a_signal(topics):
     need, version = topics
     add_training_samples(version, [("stocks rally as markets rise", ["t.a"])])
     today = timezone.now().date()
-    Alert.objects.create(tenant_id=need.tenant_id, need=need, kind=AlertKind.LABEL_SHARE,
-                         label="t.a", severity=Severity.WARNING, first_seen=today,
-                         last_seen=today, message="share")
+    Alert.objects.create(
+        tenant_id=need.tenant_id,
+        need=need,
+        kind=AlertKind.LABEL_SHARE,
+        label="t.a",
+        severity=Severity.WARNING,
+        first_seen=today,
+        last_seen=today,
+        message="share",
+    )
     case = new_case(need, text="stocks rally as markets rise again", suggested_labels=["t.a"])
     signals = selectors.case_signals(case=case)
     assert signals["drift_alerts"][0]["label"] == "t.a"
@@ -173,12 +194,26 @@ def test_collect_cases_from_wrong_tag_feedback_and_low_confidence(topics):
     rows = log_stream(need, version, {"t.a": ["feedback says this is wrong"]})
     log_stream(need, version, {"t.b": texts("low", 30)}, score=0.2, prefix="low")
     now = timezone.now()
-    FeedbackEvent.objects.create(tenant_id=need.tenant_id, need=need, event_id="e1",
-                                 item_id=rows[0].item_ref, label="t.a", type="wrong_tag",
-                                 at=now, day=now.date())
-    FeedbackEvent.objects.create(tenant_id=need.tenant_id, need=need, event_id="e2",
-                                 item_id=rows[0].item_ref, label="t.a", type="click",
-                                 at=now, day=now.date())
+    FeedbackEvent.objects.create(
+        tenant_id=need.tenant_id,
+        need=need,
+        event_id="e1",
+        item_id=rows[0].item_ref,
+        label="t.a",
+        type="wrong_tag",
+        at=now,
+        day=now.date(),
+    )
+    FeedbackEvent.objects.create(
+        tenant_id=need.tenant_id,
+        need=need,
+        event_id="e2",
+        item_id=rows[0].item_ref,
+        label="t.a",
+        type="click",
+        at=now,
+        day=now.date(),
+    )
     services.config_update(need=need, low_confidence_case_share=0.5)
     counts = services.cases_collect(need=need)
     expected_low = sum(int(sha(t)[:8], 16) / 2**32 < 0.5 for t in texts("low", 30))

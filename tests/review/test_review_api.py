@@ -44,8 +44,9 @@ def test_the_loop_through_the_api(api_a, topics):
         if claim.status_code == 204:
             break
         item = claim.json()
-        decision = {"decision": "confirm"} if answered % 3 else {
-            "decision": "correct", "labels": ["t.c"]}
+        decision = (
+            {"decision": "confirm"} if answered % 3 else {"decision": "correct", "labels": ["t.c"]}
+        )
         verdict = api_a.post(
             f"/api/v1/review-rounds/{round_id}/items/{item['id']}/verdict", decision, format="json"
         )
@@ -60,10 +61,8 @@ def test_the_loop_through_the_api(api_a, topics):
     assert cases["count"] == 4
     case_id = cases["results"][0]["id"]
     detail = api_a.get(f"/api/v1/cases/{case_id}").json()
-    assert detail["suggested_cause"] in {"model_error", "data_change", "label_problem",
-                                         "bad_input"}
-    triaged = api_a.post(f"/api/v1/cases/{case_id}/triage", {"cause": "model_error"},
-                         format="json")
+    assert detail["suggested_cause"] in {"model_error", "data_change", "label_problem", "bad_input"}
+    triaged = api_a.post(f"/api/v1/cases/{case_id}/triage", {"cause": "model_error"}, format="json")
     assert triaged.json()["status"] == "triaged"
     accepted = api_a.post(f"/api/v1/cases/{case_id}/accept")
     assert accepted.json()["status"] == "accepted" and accepted.json()["sample"]
@@ -92,20 +91,28 @@ def test_another_tenants_round_item_and_case_are_404(api_a, api_b, topics, bravo
     round_a = start(api_a, sample_size=3).json()["id"]
     round_b = start(api_b, sample_size=3).json()["id"]
     item_b = api_b.get(f"/api/v1/review-rounds/{round_b}/items").json()["results"][0]["id"]
-    case_b = api_b.post("/api/v1/needs/topics/cases", {"text": "bravo case"},
-                        format="json").json()["id"]
+    case_b = api_b.post("/api/v1/needs/topics/cases", {"text": "bravo case"}, format="json").json()[
+        "id"
+    ]
     assert api_a.get(f"/api/v1/review-rounds/{round_b}").status_code == 404
     assert api_a.get(f"/api/v1/review-rounds/{round_b}/items").status_code == 404
     assert api_a.post(f"/api/v1/review-rounds/{round_b}/claim").status_code == 404
     assert api_a.post(f"/api/v1/review-rounds/{round_b}/close").status_code == 404
     # Another tenant's item, even under one's own round: 404, nothing written.
-    verdict = api_a.post(f"/api/v1/review-rounds/{round_a}/items/{item_b}/verdict",
-                         {"decision": "confirm"}, format="json")
+    verdict = api_a.post(
+        f"/api/v1/review-rounds/{round_a}/items/{item_b}/verdict",
+        {"decision": "confirm"},
+        format="json",
+    )
     assert verdict.status_code == 404
     assert api_a.get(f"/api/v1/cases/{case_b}").status_code == 404
     assert api_a.post(f"/api/v1/cases/{case_b}/accept").status_code == 404
-    assert api_a.post(f"/api/v1/cases/{case_b}/triage", {"cause": "model_error"},
-                      format="json").status_code == 404
+    assert (
+        api_a.post(
+            f"/api/v1/cases/{case_b}/triage", {"cause": "model_error"}, format="json"
+        ).status_code
+        == 404
+    )
     assert api_a.get("/api/v1/needs/nope/cases").status_code == 404
     assert not ReviewVerdict.objects.for_tenant(bravo.tenant).exists()
 
@@ -114,39 +121,56 @@ def test_item_of_another_round_is_404(api_a, topics):
     first = start(api_a, sample_size=2).json()["id"]
     second = start(api_a, sample_size=2).json()["id"]
     item = api_a.get(f"/api/v1/review-rounds/{first}/items").json()["results"][0]["id"]
-    response = api_a.post(f"/api/v1/review-rounds/{second}/items/{item}/verdict",
-                          {"decision": "confirm"}, format="json")
+    response = api_a.post(
+        f"/api/v1/review-rounds/{second}/items/{item}/verdict",
+        {"decision": "confirm"},
+        format="json",
+    )
     assert response.status_code == 404
 
 
 def test_labels_outside_the_label_set_are_400(api_a, topics):
     round_id = start(api_a, sample_size=2).json()["id"]
     item = api_a.post(f"/api/v1/review-rounds/{round_id}/claim").json()["id"]
-    response = api_a.post(f"/api/v1/review-rounds/{round_id}/items/{item}/verdict",
-                          {"decision": "correct", "labels": ["other.label"]}, format="json")
+    response = api_a.post(
+        f"/api/v1/review-rounds/{round_id}/items/{item}/verdict",
+        {"decision": "correct", "labels": ["other.label"]},
+        format="json",
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "labels_outside_label_set"
-    response = api_a.post("/api/v1/needs/topics/cases",
-                          {"text": "x y z", "suggested_labels": ["other.label"]}, format="json")
+    response = api_a.post(
+        "/api/v1/needs/topics/cases",
+        {"text": "x y z", "suggested_labels": ["other.label"]},
+        format="json",
+    )
     assert response.json()["error"]["code"] == "labels_outside_label_set"
     assert not Case.objects.for_tenant(topics.tenant).exists()
 
 
 def test_cases_single_bulk_and_duplicates(api_a, topics):
-    one = api_a.post("/api/v1/needs/topics/cases",
-                     {"text": "first report", "suggested_labels": ["t.a"]}, format="json")
+    one = api_a.post(
+        "/api/v1/needs/topics/cases",
+        {"text": "first report", "suggested_labels": ["t.a"]},
+        format="json",
+    )
     assert one.status_code == 201 and one.json()["source"] == "api"
     dup = api_a.post("/api/v1/needs/topics/cases", {"text": "first report"}, format="json")
     assert dup.status_code == 409 and dup.json()["error"]["code"] == "duplicate_case"
-    bulk = api_a.post("/api/v1/needs/topics/cases",
-                      {"cases": [{"text": "second"}, {"text": "third"}]}, format="json")
+    bulk = api_a.post(
+        "/api/v1/needs/topics/cases",
+        {"cases": [{"text": "second"}, {"text": "third"}]},
+        format="json",
+    )
     assert bulk.status_code == 201 and len(bulk.json()) == 2
-    bad = api_a.post("/api/v1/needs/topics/cases",
-                     {"cases": [{"text": "fourth"}, {"text": "first report"}]}, format="json")
+    bad = api_a.post(
+        "/api/v1/needs/topics/cases",
+        {"cases": [{"text": "fourth"}, {"text": "first report"}]},
+        format="json",
+    )
     assert bad.status_code == 409 and bad.json()["error"]["code"] == "duplicate_case"
     assert Case.objects.for_tenant(topics.tenant).count() == 3
-    assert api_a.post("/api/v1/needs/topics/cases", {"cases": []},
-                      format="json").status_code == 400
+    assert api_a.post("/api/v1/needs/topics/cases", {"cases": []}, format="json").status_code == 400
 
 
 def test_roles_and_scopes(api, topics, tenant_a, bob):
@@ -185,18 +209,29 @@ def test_sign_off_needs_a_person_who_owns_the_need(api, api_a, topics, alice, te
 
 
 def test_review_config_api(api_a, api, topics, bob):
-    response = api_a.patch("/api/v1/needs/topics/review-config",
-                           {"accuracy_target": 0.85, "schedule_crontab": "0 5 * * 1"},
-                           format="json")
+    response = api_a.patch(
+        "/api/v1/needs/topics/review-config",
+        {"accuracy_target": 0.85, "schedule_crontab": "0 5 * * 1"},
+        format="json",
+    )
     assert response.status_code == 200 and response.json()["accuracy_target"] == 0.85
-    bad = api_a.patch("/api/v1/needs/topics/review-config", {"schedule_crontab": "weekly"},
-                      format="json")
+    bad = api_a.patch(
+        "/api/v1/needs/topics/review-config", {"schedule_crontab": "weekly"}, format="json"
+    )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_crontab"
-    assert api_a.patch("/api/v1/needs/topics/review-config", {"accuracy_target": 3},
-                       format="json").status_code == 400
+    assert (
+        api_a.patch(
+            "/api/v1/needs/topics/review-config", {"accuracy_target": 3}, format="json"
+        ).status_code
+        == 400
+    )
     api.force_authenticate(bob)
-    assert api.patch("/api/v1/needs/topics/review-config", {"accuracy_target": 0.5},
-                     format="json").status_code == 403
+    assert (
+        api.patch(
+            "/api/v1/needs/topics/review-config", {"accuracy_target": 0.5}, format="json"
+        ).status_code
+        == 403
+    )
 
 
 def test_endpoints_are_in_the_openapi_schema(api):

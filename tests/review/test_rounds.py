@@ -34,9 +34,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def topics(tenant_a):
     need, version = live_need(tenant_a)
-    log_stream(
-        need, version, {"t.a": texts("a", 200), "t.b": texts("b", 50), "t.c": texts("c", 3)}
-    )
+    log_stream(need, version, {"t.a": texts("a", 200), "t.b": texts("b", 50), "t.c": texts("c", 3)})
     return need, version
 
 
@@ -52,8 +50,11 @@ def items_of(review_round):
 
 # --- Sampling ---------------------------------------------------------------------------------
 def test_allocation_oversamples_rare_labels_and_keeps_the_total():
-    strata = [sampling.Stratum("a", 200, 200), sampling.Stratum("b", 50, 50),
-              sampling.Stratum("c", 3, 3)]
+    strata = [
+        sampling.Stratum("a", 200, 200),
+        sampling.Stratum("b", 50, 50),
+        sampling.Stratum("c", 3, 3),
+    ]
     alloc = sampling.allocate(strata, 30, min_per_label=5)
     assert sum(alloc.values()) == 30
     assert alloc["c"] == 3  # every rare item (proportional would give 0)
@@ -83,8 +84,9 @@ def test_weighted_accuracy_is_unbiased_despite_oversampling(topics):
     review_round = services.round_start(need=need, sample_size=30)
     for item in items_of(review_round):
         if item.stratum == "t.c":
-            services.verdict_record(item=item, decision=Decision.CORRECT, labels=["t.a"],
-                                    api_key_prefix="tool")
+            services.verdict_record(
+                item=item, decision=Decision.CORRECT, labels=["t.a"], api_key_prefix="tool"
+            )
         else:
             services.verdict_record(item=item, decision=Decision.CONFIRM, api_key_prefix="tool")
     from review.selectors import round_result
@@ -109,8 +111,9 @@ def test_same_text_is_never_sampled_twice(tenant_a):
 def test_round_reads_only_this_tenants_predictions(topics, tenant_b):
     need, _ = topics
     other, other_version = live_need(tenant_b, slug="topics")
-    log_stream(other, other_version, {"t.a": ["bravo secret text one", "bravo secret two"]},
-               prefix="b")
+    log_stream(
+        other, other_version, {"t.a": ["bravo secret text one", "bravo secret two"]}, prefix="b"
+    )
     review_round = services.round_start(need=need, sample_size=500)
     assert all("bravo" not in i.text for i in items_of(review_round))
     assert {i.tenant_id for i in items_of(review_round)} == {need.tenant_id}
@@ -195,8 +198,9 @@ def test_multiclass_correction_takes_one_label(topics):
     review_round = services.round_start(need=need, sample_size=3)
     item = items_of(review_round)[0]
     with pytest.raises(DomainError) as exc:
-        services.verdict_record(item=item, decision="correct", labels=["t.a", "t.b"],
-                                api_key_prefix="k")
+        services.verdict_record(
+            item=item, decision="correct", labels=["t.a", "t.b"], api_key_prefix="k"
+        )
     assert exc.value.code == "too_many_labels"
 
 
@@ -220,8 +224,9 @@ def test_verdict_on_a_closed_round_is_refused(topics):
     review_round = services.round_start(need=need, sample_size=2)
     services.round_close(review_round=review_round)
     with pytest.raises(DomainError) as exc:
-        services.verdict_record(item=items_of(review_round)[0], decision="confirm",
-                                api_key_prefix="k")
+        services.verdict_record(
+            item=items_of(review_round)[0], decision="confirm", api_key_prefix="k"
+        )
     assert exc.value.code == "round_not_open"
 
 
@@ -255,8 +260,9 @@ def test_kappa_of_double_reviews(topics):
 
     result = round_result(review_round=review_round)
     assert result["double_reviewed"] == 8
-    assert result["kappa"] == pytest.approx(cohen_kappa_score(first_answers, second_answers),
-                                            abs=1e-4)
+    assert result["kappa"] == pytest.approx(
+        cohen_kappa_score(first_answers, second_answers), abs=1e-4
+    )
     assert result["agreement"] == 0.75
 
 
@@ -266,8 +272,9 @@ def _answer_all(review_round, *, right: int):
             services.verdict_record(item=item, decision="confirm", api_key_prefix="k")
         else:
             other = next(k for k in ("t.a", "t.b", "t.c") if k not in item.predicted_labels)
-            services.verdict_record(item=item, decision="correct", labels=[other],
-                                    api_key_prefix="k")
+            services.verdict_record(
+                item=item, decision="correct", labels=[other], api_key_prefix="k"
+            )
 
 
 def test_close_alerts_when_the_interval_lies_below_the_target(tenant_a):
@@ -305,34 +312,50 @@ def test_sign_off_by_the_business_owner_only_after_closing(topics, alice):
     review_round = services.round_start(need=need, sample_size=3)
     owner_membership = Membership.objects.for_tenant(need.tenant).get(user=owner)
     with pytest.raises(DomainError) as exc:
-        services.round_sign_off(review_round=review_round, decision="retrain", user=owner,
-                                membership=owner_membership)
+        services.round_sign_off(
+            review_round=review_round, decision="retrain", user=owner, membership=owner_membership
+        )
     assert exc.value.code == "round_not_closed"
     services.round_close(review_round=review_round)
     with pytest.raises(DomainError) as exc:
         services.round_sign_off(
-            review_round=review_round, decision="retrain", user=stranger,
+            review_round=review_round,
+            decision="retrain",
+            user=stranger,
             membership=Membership.objects.for_tenant(need.tenant).get(user=stranger),
         )
     assert exc.value.code == "not_business_owner" and exc.value.status_code == 403
-    signed = services.round_sign_off(review_round=review_round, decision=SignOff.RETRAIN,
-                                     note="drifted", user=owner, membership=owner_membership)
+    signed = services.round_sign_off(
+        review_round=review_round,
+        decision=SignOff.RETRAIN,
+        note="drifted",
+        user=owner,
+        membership=owner_membership,
+    )
     assert signed.signoff == "retrain" and signed.signoff_by == owner
     with pytest.raises(DomainError) as exc:
-        services.round_sign_off(review_round=review_round, decision="meets", user=owner,
-                                membership=owner_membership)
+        services.round_sign_off(
+            review_round=review_round, decision="meets", user=owner, membership=owner_membership
+        )
     assert exc.value.code == "already_signed_off"
 
 
 def test_retrain_sign_off_goes_through_the_one_call_site(topics, alice, monkeypatch):
     need, _ = topics
     calls = []
-    monkeypatch.setattr(services, "_retrain_requested",
-                        lambda **kw: calls.append((kw["review_round"].pk, kw["actor"])))
+    monkeypatch.setattr(
+        services,
+        "_retrain_requested",
+        lambda **kw: calls.append((kw["review_round"].pk, kw["actor"])),
+    )
     review_round = services.round_start(need=need, sample_size=2)
     services.round_close(review_round=review_round)
-    services.round_sign_off(review_round=review_round, decision="retrain", user=alice,
-                            membership=Membership.objects.for_tenant(need.tenant).get(user=alice))
+    services.round_sign_off(
+        review_round=review_round,
+        decision="retrain",
+        user=alice,
+        membership=Membership.objects.for_tenant(need.tenant).get(user=alice),
+    )
     assert calls == [(review_round.pk, alice)]
 
 
@@ -342,8 +365,13 @@ def _alert(need, kind=AlertKind.DRIFT):
 
     today = timezone.now().date()
     return Alert.objects.create(
-        tenant_id=need.tenant_id, need=need, kind=kind, severity=Severity.WARNING,
-        first_seen=today, last_seen=today, message="drift",
+        tenant_id=need.tenant_id,
+        need=need,
+        kind=kind,
+        severity=Severity.WARNING,
+        first_seen=today,
+        last_seen=today,
+        message="drift",
     )
 
 
