@@ -291,7 +291,7 @@ def label_gaps(*, tenant: Tenant, need: Need) -> list[dict]:
     from review.services import need_label_keys
 
     keys = need_label_keys(need)
-    revision = need.label_set.current_revision if need.label_set_id else None
+    revision = need.label_set.current_revision if need.label_set is not None else None
     samples: dict[str, int] = {}
     if revision is not None:
         samples = dict(
@@ -328,7 +328,7 @@ def label_gaps(*, tenant: Tenant, need: Need) -> list[dict]:
             gained[key] += 1
     rows = []
     for key in keys:
-        row = {
+        row: dict[str, Any] = {
             "label": key,
             "samples": samples.get(key, 0),
             "recent_errors": errors.get(key, 0),

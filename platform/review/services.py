@@ -142,12 +142,12 @@ def _schedule_sync(config: NeedReviewConfig) -> None:
 
 # --- Labels of a need -------------------------------------------------------------------------
 def need_label_keys(need: Need) -> list[str]:
-    revision = need.label_set.current_revision if need.label_set_id else None
+    revision = need.label_set.current_revision if need.label_set is not None else None
     return list(revision.label_keys()) if revision else []
 
 
 def is_multilabel(need: Need) -> bool:
-    return bool(need.label_set_id and need.label_set.kind == "multilabel")
+    return need.label_set is not None and need.label_set.kind == "multilabel"
 
 
 def labels_validate(*, need: Need, labels: object, field: str = "labels") -> list[str]:
@@ -1042,7 +1042,7 @@ def case_accept(*, case: Case, user=None) -> Case:
                 "Say which label(s) the text should have before accepting it.",
                 fields={"labels": []},
             )
-        revision = need.label_set.current_revision if need.label_set_id else None
+        revision = need.label_set.current_revision if need.label_set is not None else None
         if revision is None:
             raise DomainError("no_label_set", "The need has no label set.", status_code=409)
         existing = (
