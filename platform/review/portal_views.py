@@ -332,7 +332,8 @@ class CaseView(TenantPortalMixin, TemplateView):
         case = self.get_scoped_object_or_404(pk=self.kwargs["pk"])
         need = case.need
         names = label_names(need)
-        computed = case.signals or selectors.case_signals(case=case)
+        computed = dict(case.signals or selectors.case_signals(case=case))
+        computed["nearest_names"] = [name_of(k, names) for k in computed.get("nearest_labels", [])]
         chosen = set(case.labels or case.suggested_labels)
         labels = _labels(need)
         for label in labels:

@@ -81,7 +81,7 @@ def round_progress(*, review_round: ReviewRound, reviewer=None) -> dict:
         mine = (
             ReviewVerdict.objects.for_tenant(review_round.tenant_id)
             .filter(item__round=review_round, reviewer=reviewer)
-            .exclude(decision="")
+            .exclude(decision__in=["", Decision.SKIP])
             .count()
         )
     return {

@@ -19,7 +19,7 @@
         { type: "bar", label: "95 % interval", order: 2,
           data: pts.map((p) => (p.low === null ? null : [pct(p.low), pct(p.high)])),
           backgroundColor: "rgba(30, 136, 229, 0.25)", borderColor: "#1e88e5", borderWidth: 1,
-          barPercentage: 0.25 },
+          barPercentage: 0.25, maxBarThickness: 28 },
         { type: "line", label: "reviewed accuracy", order: 1, data: pts.map((p) => pct(p.estimate)),
           borderColor: "#1e88e5", backgroundColor: "#1e88e5", pointRadius: 4, showLine: false },
         Object.assign({ label: "target", order: 0, data: pts.map((p) => pct(p.target)),
