@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from review import selectors, services
 from review.models import Case, CaseSource, ReviewItem, ReviewRound, Trigger
 from review.serializers import (
+    CaseBulkResultSerializer,
     CaseBulkSerializer,
     CaseInSerializer,
     CaseQuerySerializer,
@@ -296,7 +297,14 @@ class NeedCasesView(_Base):
     @extend_schema(
         tags=TAGS,
         request=_CASE_REQUEST,
-        responses={201: CaseSerializer(many=True), 409: OpenApiResponse(description="duplicate")},
+        responses={
+            201: PolymorphicProxySerializer(
+                component_name="CaseCreated",
+                serializers=[CaseSerializer, CaseBulkResultSerializer],
+                resource_type_field_name=None,
+            ),
+            409: OpenApiResponse(description="duplicate_case"),
+        },
     )
     def post(self, request, slug: str):
         need = self.need(slug)
@@ -312,7 +320,7 @@ class NeedCasesView(_Base):
             reported_by_key=self.key_prefix,
         )
         data = CaseSerializer(cases, many=True).data
-        return Response(data if bulk else data[0], status=201)
+        return Response({"cases": data} if bulk else data[0], status=201)
 
 
 class CaseDetailView(_Base):
@@ -390,6 +398,7 @@ class NeedLabelGapsView(_Base):
     """Per label: training samples, recent errors, accepted cases since the last training."""
 
     serializer_class = GapSerializer
+    pagination_class = None  # one row per label of the need
 
     def scoped_queryset(self):
         return Need.objects.all()

@@ -178,6 +178,10 @@ class CaseSerializer(serializers.ModelSerializer):
         return f"{version.registered_model.name}@v{version.version}" if version else None
 
 
+class CaseBulkResultSerializer(serializers.Serializer):
+    cases = CaseSerializer(many=True)
+
+
 class CaseQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Case._meta.get_field("status").choices, required=False)
     source = serializers.ChoiceField(choices=CaseSource.choices, required=False)

@@ -161,3 +161,41 @@ def test_settings_form_for_admins_only(client, alice, bob, topics):
     assert config.accuracy_target == 0.8 and config.periodic_task_id is not None
     page = client.get("/review/needs/topics/")
     assert page.status_code == 200 and b'id="gaps-table"' in page.content
+
+
+def test_admin_lists_rounds_and_cases_for_staff(client, staff_user, topics):
+    review_round = services.round_start(need=topics, sample_size=2)
+    case = services.case_create(need=topics, data={"text": "admin case"}, source=CaseSource.API)
+    client.force_login(staff_user)
+    for url in [
+        "/admin/review/reviewround/",
+        f"/admin/review/reviewround/{review_round.pk}/change/",
+        "/admin/review/case/",
+        f"/admin/review/case/{case.pk}/change/",
+        "/admin/review/needreviewconfig/",
+        "/admin/review/reviewverdict/",
+    ]:
+        assert client.get(url).status_code == 200, url
+
+
+def test_the_beat_sweep_starts_alert_rounds_and_collects_cases(topics):
+    from django.utils import timezone
+
+    from monitoring.models import Alert, AlertKind, Severity
+    from review.models import ReviewRound
+    from workers.tasks.monitoring import review_sweep
+
+    today = timezone.now().date()
+    Alert.objects.create(
+        tenant_id=topics.tenant_id,
+        need=topics,
+        kind=AlertKind.DRIFT,
+        severity=Severity.WARNING,
+        first_seen=today,
+        last_seen=today,
+        message="d",
+    )
+    first = review_sweep.apply().get()
+    assert len(first["rounds"]) == 1
+    assert review_sweep.apply().get()["rounds"] == []
+    assert ReviewRound.objects.for_tenant(topics.tenant).count() == 1
