@@ -111,6 +111,13 @@ def test_round_page_draws_the_trend_with_interval_bars(live_server, page, screen
     assert "Accuracy" in page.locator("#accuracy").inner_text()
     assert violations(page, console) == []
     screenshot(page, "review_round")
+    # The need's page: the same trend, the rounds and the per-label gaps.
+    page.goto(f"{live_server.url}/review/needs/{need.slug}/")
+    page.wait_for_function("() => window.Chart && Object.keys(Chart.instances).length === 1")
+    assert page.locator("#need-rounds tbody tr").count() == 2
+    assert page.locator("#gaps-table tbody tr").count() == 3
+    assert violations(page, console) == []
+    screenshot(page, "review_need")
 
 
 def test_case_triage_page(live_server, page, screenshot, setup):
