@@ -18,6 +18,7 @@ class RoundSerializer(serializers.ModelSerializer):
     model_version = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     result = serializers.SerializerMethodField()
+    signoff = serializers.CharField(read_only=True, help_text="meets, retrain, rescope or ''")
 
     class Meta:
         model = ReviewRound
@@ -137,8 +138,13 @@ class CaseBulkSerializer(serializers.Serializer):
 class CaseSerializer(serializers.ModelSerializer):
     need = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     model_version = serializers.SerializerMethodField()
-    reported_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reported_by = serializers.CharField(
+        source="reported_by.username", read_only=True, allow_null=True
+    )
     conflict = serializers.BooleanField(source="has_conflict", read_only=True)
+    # Blank until triage: plain strings, so "" conforms to the schema.
+    cause = serializers.CharField(read_only=True, help_text="model_error, data_change, ...")
+    suggested_cause = serializers.CharField(read_only=True)
 
     class Meta:
         model = Case
