@@ -4,20 +4,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0006_correction_settings'),
+        ("monitoring", "0006_correction_settings"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='alert',
-            name='kind',
-            field=models.CharField(choices=[('drift', 'Label distribution drift'), ('rare_class', 'Rare class missing or under-predicted'), ('label_share', "A label's share changed"), ('dominance', 'A label suddenly dominates (legacy)'), ('ctr_drop', 'CTR falling'), ('negative_rise', 'Negative feedback rising'), ('volume_collapse', 'Volume collapsing'), ('review_accuracy', 'Reviewed accuracy below target')], max_length=24),
+            model_name="alert",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("drift", "Label distribution drift"),
+                    ("rare_class", "Rare class missing or under-predicted"),
+                    ("label_share", "A label's share changed"),
+                    ("dominance", "A label suddenly dominates (legacy)"),
+                    ("ctr_drop", "CTR falling"),
+                    ("negative_rise", "Negative feedback rising"),
+                    ("volume_collapse", "Volume collapsing"),
+                    ("review_accuracy", "Reviewed accuracy below target"),
+                ],
+                max_length=24,
+            ),
         ),
         migrations.AlterField(
-            model_name='rulecheck',
-            name='rule',
-            field=models.CharField(choices=[('drift', 'Label distribution drift'), ('rare_class', 'Rare class missing or under-predicted'), ('label_share', "A label's share changed"), ('dominance', 'A label suddenly dominates (legacy)'), ('ctr_drop', 'CTR falling'), ('negative_rise', 'Negative feedback rising'), ('volume_collapse', 'Volume collapsing'), ('review_accuracy', 'Reviewed accuracy below target')], max_length=24),
+            model_name="rulecheck",
+            name="rule",
+            field=models.CharField(
+                choices=[
+                    ("drift", "Label distribution drift"),
+                    ("rare_class", "Rare class missing or under-predicted"),
+                    ("label_share", "A label's share changed"),
+                    ("dominance", "A label suddenly dominates (legacy)"),
+                    ("ctr_drop", "CTR falling"),
+                    ("negative_rise", "Negative feedback rising"),
+                    ("volume_collapse", "Volume collapsing"),
+                    ("review_accuracy", "Reviewed accuracy below target"),
+                ],
+                max_length=24,
+            ),
         ),
     ]
