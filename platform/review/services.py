@@ -548,6 +548,11 @@ def round_close(*, review_round: ReviewRound) -> ReviewRound:
         high = (result.get("accuracy") or {}).get("high")
         if high is not None and high < locked.accuracy_target:
             _alert_below_target(locked, result)
+        elif high is not None:
+            # A later round whose interval reaches the target resolves the need's alert.
+            Alert.objects.for_tenant(locked.tenant_id).filter(
+                need_id=locked.need_id, kind=AlertKind.REVIEW_ACCURACY, status=AlertStatus.OPEN
+            ).update(status=AlertStatus.RESOLVED, resolved_at=timezone.now())
     return locked
 
 

@@ -291,6 +291,13 @@ def test_close_alerts_when_the_interval_lies_below_the_target(tenant_a):
     # Closing again changes nothing and raises no second alert.
     services.round_close(review_round=closed)
     assert Alert.objects.for_tenant(tenant_a).filter(kind=AlertKind.REVIEW_ACCURACY).count() == 1
+    # A later round that reaches the target resolves it.
+    log_stream(need, version, {"t.a": texts("a", 40, start=100)}, prefix="later")
+    later = services.round_start(need=need, sample_size=40)
+    _answer_all(later, right=40)
+    services.round_close(review_round=later)
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.RESOLVED
 
 
 def test_no_alert_when_the_interval_reaches_the_target(tenant_a):
