@@ -33,6 +33,7 @@ class ScheduleForm(forms.Form):
 class WebhookForm(forms.Form):
     url = forms.URLField(
         max_length=200,
+        assume_scheme="https",
         required=False,
         label=_("Webhook URL"),
         help_text=_("Where stream results are POSTed, signed. Empty turns delivery off."),
