@@ -124,9 +124,8 @@ def test_proposals_page_proposes_and_shows_the_status(
     assert (
         session(bob).post("/taxonomy/proposals/", {"key": "a.b", "name_en": "x"}).status_code == 403
     )
-    assert (
-        "news.business.markets" not in session(charlie).get("/taxonomy/proposals/").content.decode()
-    )
+    other = session(charlie).get("/taxonomy/proposals/").content.decode()
+    assert 'data-key="news.business.markets"' not in other
 
 
 def test_proposals_are_listed_in_the_admin_with_their_status(alice, tree, staff_user):
