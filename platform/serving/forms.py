@@ -28,6 +28,7 @@ class ScheduleForm(forms.Form):
         self.fields["need"].queryset = (
             Need.objects.for_tenant(tenant).exclude(status="retired").order_by("slug")
         )
+        self.fields["need"].label_from_instance = lambda need: f"{need.name} ({need.slug})"
 
 
 class WebhookForm(forms.Form):
