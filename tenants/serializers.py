@@ -190,7 +190,7 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 class MemberSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    email = serializers.CharField(source="user.email", read_only=True, help_text="May be empty.")
     role = serializers.ChoiceField(choices=Role.choices, read_only=True)
     has_password = serializers.SerializerMethodField()
 
