@@ -14,8 +14,10 @@ from django.views.generic import TemplateView
 from taxonomy import selectors, services
 from taxonomy.forms import LabelProposalForm, LabelSetForm
 from taxonomy.models import Label, LabelProposal, LabelSet
-from tenants.models import Role
 from tenants.scoping import TenantPortalMixin, role_at_least
+
+# Role names as strings: taxonomy sits below tenants and imports only its scoping edge.
+ADMIN, REQUESTER = "admin", "requester"
 
 
 class TaxonomyBrowseView(TenantPortalMixin, TemplateView):
@@ -47,7 +49,7 @@ class TaxonomyBrowseView(TenantPortalMixin, TemplateView):
             label_set.current = revision
             label_set.keys = revision.label_keys() if revision else []
         context["label_sets"] = label_sets
-        context["can_edit_sets"] = role_at_least(self.membership, Role.ADMIN) and not (
+        context["can_edit_sets"] = role_at_least(self.membership, ADMIN) and not (
             self.membership.support
         )
         return context
@@ -89,7 +91,7 @@ def _add_errors(form, error: ValidationError) -> None:
 class LabelSetCreateView(TenantPortalMixin, View):
     """Create the tenant's own label set from taxonomy labels (tenant admins)."""
 
-    required_role = Role.ADMIN
+    required_role = ADMIN
     template_name = "taxonomy/label_set_form.html"
 
     def scoped_queryset(self):
@@ -126,7 +128,7 @@ class LabelSetCreateView(TenantPortalMixin, View):
 class LabelSetEditView(TenantPortalMixin, View):
     """Revise one of the tenant's own label sets: a new revision (trained models keep theirs)."""
 
-    required_role = Role.ADMIN
+    required_role = ADMIN
     template_name = "taxonomy/label_set_form.html"
 
     def scoped_queryset(self):
@@ -198,7 +200,7 @@ class LabelProposalListView(TenantPortalMixin, View):
             {
                 "proposals": self.get_queryset()[:200],
                 "form": form,
-                "can_propose": role_at_least(self.membership, Role.REQUESTER)
+                "can_propose": role_at_least(self.membership, REQUESTER)
                 and not self.membership.support,
             },
             status=status,
@@ -208,7 +210,7 @@ class LabelProposalListView(TenantPortalMixin, View):
         return self._render(request, LabelProposalForm(initial={"key": request.GET.get("key", "")}))
 
     def post(self, request):
-        if not role_at_least(self.membership, Role.REQUESTER):
+        if not role_at_least(self.membership, REQUESTER):
             raise PermissionDenied(_("Proposing labels needs the requester role."))
         form = LabelProposalForm(request.POST)
         if form.is_valid():

@@ -234,6 +234,20 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         response["Cache-Control"] = "no-store"
         return response
 
+    @extend_schema(
+        summary="A new one-time set-password link for a member who has not set a password",
+        request=None,
+        responses=MemberInvitedSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="set-password-link")
+    def set_password_link(self, request, username=None):
+        membership = self.get_object()
+        path = services.member_set_password_link(membership=membership)
+        membership.set_password_url = request.build_absolute_uri(path)
+        response = Response(MemberInvitedSerializer(membership).data)
+        response["Cache-Control"] = "no-store"
+        return response
+
     @extend_schema(summary="Change a member's role", request=MemberRoleSerializer)
     def partial_update(self, request, username=None):
         membership = self.get_object()

@@ -303,6 +303,21 @@ class MemberListView(TenantPortalMixin, View):
         return self._render(request, MemberInviteForm())
 
     def post(self, request):
+        if request.POST.get("action") == "link":  # a new link for an invitation not yet used
+            membership = self.get_scoped_object_or_404(user__username=request.POST.get("username"))
+            try:
+                path = services.member_set_password_link(membership=membership)
+            except ValidationError as error:
+                messages.error(request, error.messages[0])
+                return redirect("tenants:members")
+            response = self._render(
+                request,
+                MemberInviteForm(),
+                invited=membership,
+                link=request.build_absolute_uri(path),
+            )
+            response["Cache-Control"] = "no-store"
+            return response
         form = MemberInviteForm(request.POST)
         if form.is_valid():
             try:

@@ -124,6 +124,16 @@ def member_invite(
     return membership, path
 
 
+def member_set_password_link(*, membership: Membership) -> str:
+    """A new one-time set-password path for an invited member who has not set a password yet
+    (the invitation's link was lost). Someone with a password resets it themselves."""
+    if membership.user.has_usable_password():
+        raise ValidationError(
+            {"username": [f"{membership.user.username} has set a password already."]}
+        )
+    return _set_password_path(membership.user)
+
+
 def member_role_set(*, membership: Membership, role: str) -> Membership:
     """Change a member's role; the tenant's last admin keeps theirs."""
     if role not in Role.values:

@@ -445,3 +445,24 @@ def test_a_viewer_never_starts_training(bob, own_samples):
         "/api/v1/training-runs/", {"label_set": "alpha-desk"}, format="json"
     )
     assert response.status_code == 403
+
+
+def test_a_lost_invitation_link_is_replaced_until_a_password_is_set(alice, bob, charlie, client):
+    admin = session(alice)
+    first = admin.post("/api/v1/members/", {"username": "dora"}).json()["set_password_url"]
+    response = admin.post("/api/v1/members/dora/set-password-link/")
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    second = response.json()["set_password_url"]
+    assert second.startswith("http://testserver/tenant/set-password/")
+    form = client.get(second, follow=True)
+    client.post(
+        form.redirect_chain[-1][0],
+        {"new_password1": "dora-long-pass-42", "new_password2": "dora-long-pass-42"},
+    )
+    # Both links are spent once the password is set, and no new one is given.
+    for link in (first, second):
+        assert b"link-invalid" in client.get(link, follow=True).content
+    assert admin.post("/api/v1/members/dora/set-password-link/").status_code == 400
+    assert admin.post("/api/v1/members/bob/set-password-link/").status_code == 400
+    assert session(charlie).post("/api/v1/members/dora/set-password-link/").status_code == 404
+    assert session(bob).post("/api/v1/members/dora/set-password-link/").status_code == 403

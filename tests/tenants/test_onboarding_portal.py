@@ -180,3 +180,14 @@ def test_webhook_page_saves_rotates_and_tests(alice, bob, tenant_a):
     tested = client.post("/serving/webhook/", {"action": "test"}).content.decode()
     assert 'id="test-result"' in tested and "Test not delivered" in tested
     assert session(bob).get("/serving/webhook/").status_code == 403
+
+
+def test_members_page_gives_a_new_link_for_an_unused_invitation(alice, bob, charlie, tenant_a):
+    client = session(alice)
+    client.post("/tenant/members/", {"username": "dora", "role": "viewer"})
+    page = client.post("/tenant/members/", {"action": "link", "username": "dora"})
+    assert page.status_code == 200 and 'id="set-password-link"' in page.content.decode()
+    refused = client.post("/tenant/members/", {"action": "link", "username": "bob"}, follow=True)
+    assert "has set a password already" in refused.content.decode()
+    other = session(charlie).post("/tenant/members/", {"action": "link", "username": "dora"})
+    assert other.status_code == 404
