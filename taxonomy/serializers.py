@@ -3,7 +3,14 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from taxonomy.models import Label, LabelChange, LabelSet, LabelSetKind, LabelSetRevision
+from taxonomy.models import (
+    Label,
+    LabelChange,
+    LabelProposal,
+    LabelSet,
+    LabelSetKind,
+    LabelSetRevision,
+)
 
 
 class LabelSerializer(serializers.ModelSerializer):
@@ -182,3 +189,70 @@ class ReuseSuggestionsSerializer(serializers.Serializer):
             "label_sets": LabelSetSuggestionSerializer(suggestions.label_sets, many=True).data,
             "models": ModelSuggestionSerializer(suggestions.models, many=True).data,
         }
+
+
+class LabelSetCreateSerializer(serializers.Serializer):
+    slug = serializers.SlugField(max_length=80)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, default=""
+    )
+    kind = serializers.ChoiceField(choices=LabelSetKind.choices, default=LabelSetKind.MULTICLASS)
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        min_length=1,
+        max_length=500,
+        help_text="Taxonomy label keys, in the order the set shows them.",
+    )
+
+
+class LabelSetReviseSerializer(serializers.Serializer):
+    """Any change makes a new revision; models stay pinned to the revision they trained on."""
+
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=LabelSetKind.choices, required=False)
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=200), min_length=1, max_length=500, required=False
+    )
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+
+class LabelProposalSerializer(serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
+    proposed_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    decided_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    label = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
+
+    class Meta:
+        model = LabelProposal
+        fields = [
+            "id", "key", "parent", "name_en", "name_zh", "description", "aliases", "reason",
+            "status", "proposed_by", "created_at", "decided_by", "decided_at", "decision_note",
+            "label",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class LabelProposalCreateSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=200)
+    parent = serializers.SlugRelatedField(
+        slug_field="key", queryset=Label.objects.all(), required=False, allow_null=True
+    )
+    name_en = serializers.CharField(max_length=200)
+    name_zh = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, default=""
+    )
+    aliases = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=50
+    )
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class DecisionSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")

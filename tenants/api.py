@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import generics, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -17,6 +17,10 @@ from tenants.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
+    MemberInvitedSerializer,
+    MemberInviteSerializer,
+    MemberRoleSerializer,
+    MemberSerializer,
     MembershipSerializer,
     NeedSerializer,
     NeedStatusChangeSerializer,
@@ -187,6 +191,77 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     def destroy(self, request, prefix=None):
         api_key = services.api_key_revoke(api_key=self.get_object())
         return Response(ApiKeySerializer(api_key).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your tenant's members (admins)"),
+    retrieve=extend_schema(summary="One member"),
+)
+class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Members of the caller's tenant: invite, change roles, remove. A tenant admin, signed in:
+    an API key never adds people."""
+
+    serializer_class = MemberSerializer
+    lookup_field = "username"
+    lookup_value_regex = r"[\w.@+-]+"
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+    allow_api_keys = False
+    pagination_class = None
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def scoped_queryset(self):
+        return Membership.objects.select_related("user").order_by("user__username")
+
+    def get_scoped_object(self, queryset):
+        return generics.get_object_or_404(queryset, user__username=self.kwargs["username"])
+
+    @extend_schema(
+        summary="Invite a person: a new username gets a one-time set-password link",
+        request=MemberInviteSerializer,
+        responses={201: MemberInvitedSerializer},
+    )
+    def create(self, request):
+        body = MemberInviteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        membership, path = services.member_invite(
+            tenant=self.tenant, invited_by=self.acting_user, **body.validated_data
+        )
+        membership.set_password_url = request.build_absolute_uri(path) if path else ""
+        response = Response(
+            MemberInvitedSerializer(membership).data, status=status.HTTP_201_CREATED
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @extend_schema(
+        summary="A new one-time set-password link for a member who has not set a password",
+        request=None,
+        responses=MemberInvitedSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="set-password-link")
+    def set_password_link(self, request, username=None):
+        membership = self.get_object()
+        path = services.member_set_password_link(membership=membership)
+        membership.set_password_url = request.build_absolute_uri(path)
+        response = Response(MemberInvitedSerializer(membership).data)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @extend_schema(summary="Change a member's role", request=MemberRoleSerializer)
+    def partial_update(self, request, username=None):
+        membership = self.get_object()
+        body = MemberRoleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        membership = services.member_role_set(
+            membership=membership, role=body.validated_data["role"]
+        )
+        return Response(MemberSerializer(membership).data)
+
+    @extend_schema(summary="Remove a member from your tenant", responses={204: None})
+    def destroy(self, request, username=None):
+        services.member_remove(membership=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class IsPlatformStaff(permissions.BasePermission):

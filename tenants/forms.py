@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from core.edge import db_int_bounds
 from registry.selectors import offered_models
 from taxonomy.selectors import split_terms, visible_label_sets
-from tenants.models import ApiKeyScope, Delivery, Need
+from tenants.models import ApiKeyScope, Delivery, Need, Role
 
 
 def parse_mapping(text: str) -> dict[str, str]:
@@ -132,3 +133,13 @@ def add_service_errors(form: forms.Form, error: ValidationError) -> None:
     """Put a service's field errors on the matching form fields (others on the form itself)."""
     for field, messages in error.message_dict.items():
         form.add_error(field if field in form.fields else None, messages)
+
+
+class MemberInviteForm(forms.Form):
+    username = forms.CharField(max_length=150, label=_("Username"))
+    email = forms.EmailField(required=False, label=_("Email (optional)"))
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER, label=_("Role"))
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices, label=_("Role"))

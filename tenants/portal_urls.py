@@ -27,4 +27,16 @@ urlpatterns = [
     ),
     path("keys/", views.ApiKeyListView.as_view(), name="keys"),
     path("keys/<str:prefix>/revoke/", views.ApiKeyRevokeView.as_view(), name="key-revoke"),
+    path("members/", views.MemberListView.as_view(), name="members"),
+    path(
+        "members/<str:username>/role/",
+        views.MemberChangeView.as_view(action="role"),
+        name="member-role",
+    ),
+    path(
+        "members/<str:username>/remove/",
+        views.MemberChangeView.as_view(action="remove"),
+        name="member-remove",
+    ),
+    path("set-password/<uidb64>/<token>/", views.SetPasswordView.as_view(), name="set-password"),
 ]

@@ -186,3 +186,42 @@ class MembershipSerializer(serializers.ModelSerializer):
         model = Membership
         fields = ["username", "tenant", "role", "created_at"]
         read_only_fields = ["tenant", "created_at"]
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    email = serializers.CharField(source="user.email", read_only=True, help_text="May be empty.")
+    role = serializers.ChoiceField(choices=Role.choices, read_only=True)
+    has_password = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Membership
+        fields = ["username", "email", "role", "has_password", "created_at"]
+        read_only_fields = fields
+
+    def get_has_password(self, membership: Membership) -> bool:
+        """False until the invited person has used their set-password link."""
+        return membership.user.has_usable_password()
+
+
+class MemberInviteSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.VIEWER)
+
+
+class MemberInvitedSerializer(MemberSerializer):
+    set_password_url = serializers.CharField(
+        read_only=True,
+        allow_blank=True,
+        help_text="One-time link for a new user to set a password (shown in this response only); "
+        "empty when an existing user was added.",
+    )
+
+    class Meta(MemberSerializer.Meta):
+        fields = [*MemberSerializer.Meta.fields, "set_password_url"]
+        read_only_fields = fields
+
+
+class MemberRoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)

@@ -11,9 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
 
 from taxonomy.models import Label, LabelSet, LabelStatus
@@ -72,6 +77,92 @@ def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
     return membership
 
 
+def _set_password_path(user) -> str:
+    """The one-time set-password link of `user`: Django's password-reset token, which stops
+    working once the password is set (the token hashes the password and last login)."""
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    return reverse("tenants:set-password", kwargs={"uidb64": uidb64, "token": token})
+
+
+def member_invite(
+    *, tenant: Tenant, username: str, role: str, email: str = "", invited_by=None
+) -> tuple[Membership, str]:
+    """Invite a person into `tenant` with `role`. A new username creates the user with no usable
+    password and returns its one-time set-password path; an existing user is added as they are
+    (the path is then ""). Someone already a member is refused: change their role instead."""
+    User = get_user_model()
+    username = (username or "").strip()
+    errors: dict[str, list[str]] = {}
+    if role not in Role.values:
+        errors["role"] = [f"Choose one of {', '.join(Role.values)}."]
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        try:
+            User.username_validator(username)
+            if not username:
+                raise ValidationError("A username is required.")
+        except ValidationError as exc:
+            errors["username"] = list(exc.messages)
+        if email:
+            try:
+                validate_email(email)
+            except ValidationError as exc:
+                errors["email"] = list(exc.messages)
+    elif Membership.objects.owned_by(tenant).filter(user=user).exists():
+        errors["username"] = [f"{username} is already a member; change their role instead."]
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        path = ""
+        if user is None:
+            user = User(username=username, email=email)
+            user.set_unusable_password()
+            user.save()
+            path = _set_password_path(user)
+        membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    return membership, path
+
+
+def member_set_password_link(*, membership: Membership) -> str:
+    """A new one-time set-password path for an invited member who has not set a password yet
+    (the invitation's link was lost). Someone with a password resets it themselves."""
+    if membership.user.has_usable_password():
+        raise ValidationError(
+            {"username": [f"{membership.user.username} has set a password already."]}
+        )
+    return _set_password_path(membership.user)
+
+
+def member_role_set(*, membership: Membership, role: str) -> Membership:
+    """Change a member's role; the tenant's last admin keeps theirs."""
+    if role not in Role.values:
+        raise ValidationError({"role": [f"Choose one of {', '.join(Role.values)}."]})
+    with transaction.atomic():
+        _keep_an_admin(membership, leaving=role != Role.ADMIN)
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+def member_remove(*, membership: Membership) -> None:
+    """Take a person out of the tenant (the user stays: they may belong to other tenants)."""
+    with transaction.atomic():
+        _keep_an_admin(membership, leaving=True)
+        membership.delete()
+
+
+def _keep_an_admin(membership: Membership, *, leaving: bool) -> None:
+    admins = (
+        Membership.objects.owned_by(membership.tenant_id)
+        .select_for_update()
+        .filter(role=Role.ADMIN)
+        .values_list("pk", flat=True)
+    )
+    if leaving and membership.role == Role.ADMIN and list(admins) == [membership.pk]:
+        raise ValidationError({"role": ["A tenant keeps at least one admin."]})
+
+
 def support_access_record(*, user, tenant: Tenant, method: str, path: str) -> SupportAccess:
     """Audit a platform staff user's read of a tenant's portal page (support mode)."""
     return SupportAccess.objects.create(user=user, tenant=tenant, method=method, path=path[:500])
@@ -83,6 +174,33 @@ def user_by_username(username: str):
         return User.objects.get(username=username)
     except User.DoesNotExist:
         raise ValidationError({"username": [f"No user '{username}'."]}) from None
+
+
+# --- Webhook settings -----------------------------------------------------------------------
+def tenant_webhook_set(*, tenant: Tenant, url: str) -> Tenant:
+    """Where stream results go ("" turns delivery off). A first URL gets a signing secret."""
+    url = (url or "").strip()
+    tenant.webhook_url = url
+    try:
+        tenant.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise ValidationError({"url": exc.message_dict.get("webhook_url", exc.messages)}) from None
+    fields = ["webhook_url"]
+    if url and not tenant.webhook_secret:
+        tenant.webhook_secret = keys.new_webhook_secret()
+        fields.append("webhook_secret")
+    with transaction.atomic():
+        tenant.save(update_fields=fields)
+    return tenant
+
+
+def tenant_webhook_secret_rotate(*, tenant: Tenant) -> str:
+    """A new HMAC signing secret, returned once; deliveries from now on are signed with it."""
+    secret = keys.new_webhook_secret()
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(webhook_secret=secret)
+    tenant.webhook_secret = secret
+    return secret
 
 
 # --- API keys -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -31,7 +31,7 @@ from registry.models import (
     TrainingRun,
 )
 from registry.services.aliases import alias_rollback, alias_set
-from registry.services.datasets import dataset_file_upload
+from registry.services.datasets import current_revision, dataset_file_upload, snapshot_create
 from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
@@ -161,6 +161,12 @@ class TrainingRunCreateSerializer(serializers.Serializer):
     )
     shared = serializers.BooleanField(
         required=False, default=False, help_text="Staff only: train a platform-owned model."
+    )
+    snapshot = serializers.RegexField(
+        r"^[0-9a-f]{64}$",
+        required=False,
+        help_text="Train on this snapshot (its content hash, from /snapshots/) instead of a new "
+        "one; seed and test_fraction are then the snapshot's.",
     )
 
     def validate(self, attrs):
@@ -342,6 +348,9 @@ class TrainingRunViewSet(
     serializer_class = TrainingRunSerializer
     write_role = Role.ADMIN
     write_scope = ApiKeyScope.BATCH
+    # Staff who name no tenant see and train shared models (as they promote them); with
+    # `X-Tenant: <slug>` they act for that tenant (tenants.scoping.staff_membership_for).
+    allow_platform_staff = True
 
     def scoped_queryset(self):
         return TrainingRun.objects.select_related("registered_model", "snapshot", "model_version")
@@ -361,15 +370,26 @@ class TrainingRunViewSet(
             "promote_to": data["promote_to"],
             "actor": self.acting_user,
         }
+        if self.tenant is None and (data.get("need") or not data["shared"]):
+            raise DomainError(
+                "tenant_required",
+                "Name the tenant to act for (header X-Tenant: <slug>), or train a shared model "
+                "(shared: true).",
+                status_code=400,
+            )
+        owner = self.tenant
         if data.get("need"):
             kwargs["need"] = get_object_or_404(
                 Need.objects.for_tenant(self.tenant), slug=data["need"]
             )
         else:
-            label_set = visible_label_set(tenant=self.tenant, slug=data["label_set"])
+            label_set = (
+                visible_label_set(tenant=self.tenant, slug=data["label_set"])
+                if self.tenant is not None
+                else LabelSet.objects.shared_only().filter(slug=data["label_set"]).first()
+            )
             if label_set is None:
                 raise Http404
-            owner = self.tenant
             if data["shared"]:
                 if not getattr(self.acting_user, "is_staff", False):
                     raise DomainError(
@@ -377,11 +397,154 @@ class TrainingRunViewSet(
                     )
                 owner = None
             kwargs.update(label_set=label_set, tenant=owner)
+        if data.get("snapshot"):
+            kwargs["snapshot"] = get_object_or_404(
+                DatasetSnapshot.objects.owned_by(owner), content_hash=data["snapshot"]
+            )
         try:
             run = training_run_create(**kwargs)
         except RegistryError as exc:
             raise _api_error(exc) from exc
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class SnapshotSummarySerializer(serializers.Serializer):
+    label = serializers.CharField()
+    train = serializers.IntegerField()
+    test = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    label_set = serializers.CharField(source="revision.label_set.slug")
+    revision = serializers.IntegerField(source="revision.number")
+    owner = serializers.SerializerMethodField()
+    train = serializers.SerializerMethodField()
+    test = serializers.SerializerMethodField()
+    labels = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetSnapshot
+        fields = [
+            "content_hash", "label_set", "revision", "owner", "seed", "test_fraction",
+            "split_strategy", "train", "test", "labels", "description", "created_at",
+        ]  # fmt: skip
+
+    def _summary(self, obj) -> dict:
+        if not hasattr(obj, "_summary"):
+            obj._summary = selectors.snapshot_summary(obj)
+        return obj._summary
+
+    def get_owner(self, obj) -> str:
+        return obj.tenant.slug if obj.tenant_id else "platform"
+
+    def get_train(self, obj) -> int:
+        return len(obj.train_sample_ids)
+
+    def get_test(self, obj) -> int:
+        return len(obj.test_sample_ids)
+
+    @extend_schema_field(SnapshotSummarySerializer(many=True))
+    def get_labels(self, obj) -> list[dict]:
+        """Samples per label in each split, in the label set's order."""
+        return self._summary(obj)["labels"]
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    need = serializers.SlugField(required=False, help_text="Slug of one of your needs.")
+    label_set = serializers.SlugField(required=False, help_text="Slug of a visible label set.")
+    seed = serializers.IntegerField(
+        required=False, default=42, **db_int_bounds(DatasetSnapshot, "seed")
+    )
+    test_fraction = serializers.FloatField(
+        required=False, default=0.2, min_value=0.05, max_value=0.5
+    )
+    use_origin_split = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="Use the data's own test split where it has one (else a seeded stratified one).",
+    )
+    shared = serializers.BooleanField(
+        required=False, default=False, help_text="Staff only: a snapshot of the shared data."
+    )
+
+    def validate(self, attrs):
+        if bool(attrs.get("need")) == bool(attrs.get("label_set")):
+            raise serializers.ValidationError({"need": "Give exactly one of need or label_set."})
+        return attrs
+
+
+class SnapshotViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantScopedViewSet
+):
+    """Dataset snapshots: freeze the current training data of a label set into a seeded
+    train/test split, and see its split and label distribution before training on it."""
+
+    serializer_class = SnapshotSerializer
+    lookup_field = "content_hash"
+    lookup_value_converter = "str"
+    write_role = Role.ADMIN
+    write_scope = ApiKeyScope.BATCH
+    allow_platform_staff = True
+
+    def scoped_queryset(self):
+        # Training reads shared and own samples; the snapshots listed are the tenant's own.
+        return DatasetSnapshot.objects.select_related("revision__label_set", "tenant")
+
+    def filter_scoped_queryset(self, queryset):
+        return queryset.filter(tenant=self.tenant) if self.tenant else queryset
+
+    @extend_schema(
+        summary="Make a snapshot (the same data and parameters give the same snapshot)",
+        request=SnapshotCreateSerializer,
+        responses={201: SnapshotSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        body = SnapshotCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        if data["shared"] and not getattr(self.acting_user, "is_staff", False):
+            raise DomainError(
+                "permission_denied", "Only staff snapshot shared data.", status_code=403
+            )
+        owner = None if data["shared"] else self.tenant
+        if owner is None and not data["shared"]:
+            raise DomainError(
+                "tenant_required",
+                "Name the tenant to act for (header X-Tenant: <slug>), or set shared: true.",
+                status_code=400,
+            )
+        if data.get("need"):
+            if self.tenant is None:
+                raise Http404
+            need = get_object_or_404(Need.objects.for_tenant(self.tenant), slug=data["need"])
+            if need.label_set_id is None:
+                raise DomainError(
+                    "need_has_no_label_set",
+                    f"Need {need.slug} has no label set yet.",
+                    status_code=409,
+                )
+            label_set = need.label_set
+        else:
+            label_set = (
+                visible_label_set(tenant=self.tenant, slug=data["label_set"])
+                if self.tenant is not None
+                else LabelSet.objects.shared_only().filter(slug=data["label_set"]).first()
+            )
+            if label_set is None:
+                raise Http404
+        try:
+            snapshot = snapshot_create(
+                revision=current_revision(label_set),
+                tenant=owner,
+                seed=data["seed"],
+                test_fraction=data["test_fraction"],
+                use_origin_split=data["use_origin_split"],
+                actor=self.acting_user,
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
 
 
 class DatasetUploadView(TenantScopedGenericAPIView):

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect
+from django.utils.translation import gettext as _
 from django.views.generic import TemplateView, View
 
 from registry import evaluation, model_card, selectors
 from registry.errors import DatasetImportError, RegistryError
 from registry.ml import ALGORITHMS
-from registry.models import AliasName, ModelVersion, RegisteredModel, RunStatus, TrainingRun
+from registry.models import (
+    AliasName,
+    DatasetSnapshot,
+    ModelVersion,
+    RegisteredModel,
+    RunStatus,
+    TrainingRun,
+)
 from registry.services.aliases import alias_rollback, alias_set
-from registry.services.datasets import dataset_file_upload
+from registry.services.datasets import current_revision, dataset_file_upload, snapshot_create
 from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
@@ -224,12 +233,23 @@ class TrainView(TenantPortalMixin, View):
         if label_set is None:
             messages.error(request, "Choose a label set.")
             return redirect("registry:list")
+        snapshot = None
+        if request.POST.get("snapshot"):
+            snapshot = (
+                DatasetSnapshot.objects.owned_by(self.tenant)
+                .filter(content_hash=request.POST["snapshot"])
+                .first()
+            )
+            if snapshot is None:
+                messages.error(request, _("Unknown snapshot."))
+                return redirect("registry:snapshots")
         try:
             run = training_run_create(
                 label_set=label_set,
                 tenant=self.tenant,
                 algorithm=request.POST.get("algorithm", "tfidf-logreg"),
                 promote_to=request.POST.get("promote_to", ""),
+                snapshot=snapshot,
                 actor=request.user,
             )
         except RegistryError as exc:
@@ -284,3 +304,79 @@ class DatasetUploadView(TenantPortalMixin, TemplateView):
                 context["label_set"] = label_set
         status = 400 if "error" in context else 200
         return self.render_to_response(self.get_context_data(**context), status=status)
+
+
+class SnapshotListView(TenantPortalMixin, TemplateView):
+    """The tenant's snapshots, and a form to make one explicitly before training (admins)."""
+
+    template_name = "registry/snapshots.html"
+
+    def scoped_queryset(self):
+        return LabelSet.objects.select_related("tenant").order_by("slug")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["snapshots"] = (
+            DatasetSnapshot.objects.owned_by(self.tenant)
+            .select_related("revision__label_set", "created_by")
+            .order_by("-created_at")[:100]
+        )
+        context["label_sets"] = self.get_queryset()
+        context["can_snapshot"] = role_at_least(self.membership, Role.ADMIN)
+        return context
+
+    def post(self, request, *args, **kwargs):
+        if not role_at_least(self.membership, Role.ADMIN):
+            raise PermissionDenied(_("Making snapshots needs the admin role."))
+        label_set = visible_label_set(tenant=self.tenant, slug=request.POST.get("label_set", ""))
+        try:
+            seed = int(request.POST.get("seed") or 42)
+            test_fraction = float(request.POST.get("test_fraction") or 0.2)
+        except ValueError:
+            seed, test_fraction = -1, 0.0
+        if label_set is None:
+            messages.error(request, _("Choose a label set."))
+        elif not (0 <= seed <= 2_147_483_647 and 0.05 <= test_fraction <= 0.5):
+            messages.error(request, _("Give a seed ≥ 0 and a test share between 0.05 and 0.5."))
+        else:
+            try:
+                snapshot = snapshot_create(
+                    revision=current_revision(label_set),
+                    tenant=self.tenant,
+                    seed=seed,
+                    test_fraction=test_fraction,
+                    actor=request.user,
+                )
+            except RegistryError as exc:
+                messages.error(request, exc.message)
+            else:
+                return redirect("registry:snapshot", content_hash=snapshot.content_hash)
+        return self.render_to_response(self.get_context_data(), status=400)
+
+
+class SnapshotDetailView(TenantPortalMixin, TemplateView):
+    """A snapshot's split and label distribution, with the button to train on it."""
+
+    template_name = "registry/snapshot_detail.html"
+
+    def scoped_queryset(self):
+        return DatasetSnapshot.objects.select_related("revision__label_set", "created_by")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        snapshot = self.get_scoped_object_or_404(
+            queryset=DatasetSnapshot.objects.owned_by(self.tenant).select_related(
+                "revision__label_set", "created_by"
+            ),
+            content_hash=self.kwargs["content_hash"],
+        )
+        summary = selectors.snapshot_summary(snapshot)
+        context.update(
+            peak=max((row["total"] for row in summary["labels"]), default=0) or 1,
+            snapshot=snapshot,
+            summary=summary,
+            empty_labels=[row["label"] for row in summary["labels"] if row["total"] == 0],
+            algorithms=sorted(ALGORITHMS),
+            can_train=role_at_least(self.membership, Role.ADMIN),
+        )
+        return context

@@ -10,6 +10,7 @@ from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from registry.models import (
     AliasEvent,
     AliasName,
+    DatasetSnapshot,
     ModelAlias,
     ModelVersion,
     RegisteredModel,
@@ -176,3 +177,26 @@ def reuse_suggestions(*, tenant, terms: Iterable[str], limit: int = 10) -> Sugge
     return Suggestions(
         resolution=resolution, label_sets=set_rows[:limit], models=model_rows[:limit]
     )
+
+
+def snapshot_summary(snapshot: DatasetSnapshot) -> dict:
+    """A snapshot's split and label distribution, per label and split, to check before training:
+    `{"train": n, "test": n, "labels": [{"label", "train", "test", "total"}, ...]}` in the label
+    set's order (a label with no sample shows 0: training would never learn it)."""
+    from registry.services.datasets import sample_labels
+
+    counts: dict[str, dict[str, int]] = {
+        key: {"train": 0, "test": 0} for key in snapshot.revision.label_keys()
+    }
+    for part, ids in (("train", snapshot.train_sample_ids), ("test", snapshot.test_sample_ids)):
+        for labels in sample_labels(ids).values():
+            for key in labels:
+                counts.setdefault(key, {"train": 0, "test": 0})[part] += 1
+    return {
+        "train": len(snapshot.train_sample_ids),
+        "test": len(snapshot.test_sample_ids),
+        "labels": [
+            {"label": key, "train": c["train"], "test": c["test"], "total": c["train"] + c["test"]}
+            for key, c in counts.items()
+        ],
+    }

@@ -175,6 +175,10 @@ class BatchJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     #: Measured seconds per chunk (moving average over the committed ones); sizes the lease.
     chunk_seconds = models.FloatField(null=True, blank=True)
+    #: The schedule that made this job (source "schedule"), while it exists.
+    scheduled = models.ForeignKey(
+        "ScheduledBatch", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
 
     objects = TenantQuerySet.as_manager()
 

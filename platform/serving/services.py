@@ -538,31 +538,89 @@ def batch_chunks_requeue(*, job: BatchJob) -> int:
 
 
 # --- scheduled batches ------------------------------------------------------------------------
-def scheduled_batch_create(
-    *, tenant, need, name: str, crontab: str = "0 2 * * *"
-) -> ScheduledBatch:
-    """A nightly (by default) "tag everything new since the last run" with a beat schedule."""
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+_SCHEDULE_NAME_MAX = ScheduledBatch._meta.get_field("name").max_length
+
+
+def _crontab_parts(crontab: str) -> list[str]:
+    """The five fields of a crontab, each checked by Celery's own parser."""
+    from celery.schedules import crontab as celery_crontab
+
+    parts = (crontab or "").split()
+    if len(parts) != 5:
+        raise DomainError(
+            "invalid",
+            "A crontab has five fields: minute hour day month weekday.",
+            fields={"crontab": ["Five space-separated fields, e.g. 0 2 * * *."]},
+        )
+    minute, hour, day, month, weekday = parts
+    try:
+        celery_crontab(
+            minute=minute, hour=hour, day_of_month=day, month_of_year=month, day_of_week=weekday
+        )
+    except (ValueError, TypeError) as exc:
+        raise DomainError(
+            "invalid", f"Invalid crontab: {exc}", fields={"crontab": [f"Invalid: {exc}"]}
+        ) from None
+    return parts
+
+
+def _check_schedule(*, tenant, need, name: str, exclude_pk: int | None = None) -> str:
+    name = (name or "").strip()
+    fields: dict[str, list[str]] = {}
+    if not name or len(name) > _SCHEDULE_NAME_MAX:
+        fields["name"] = [f"Give a name of 1 to {_SCHEDULE_NAME_MAX} characters."]
+    elif (
+        ScheduledBatch.objects.owned_by(tenant)
+        .filter(name=name)
+        .exclude(pk=exclude_pk or 0)
+        .exists()
+    ):
+        fields["name"] = [f"You already have a schedule named {name!r}."]
+    if need.tenant_id != tenant.pk:
+        fields["need"] = ["Unknown need."]
+    elif need.status == "retired":
+        fields["need"] = [f"{need.slug} is retired."]
+    if fields:
+        raise DomainError(
+            "invalid", "; ".join(m for ms in fields.values() for m in ms), fields=fields
+        )
+    return name
+
+
+def _crontab_schedule(crontab: str):
+    from django_celery_beat.models import CrontabSchedule
 
     minute, hour, day, month, weekday = _crontab_parts(crontab)
+    schedule, _ = CrontabSchedule.objects.get_or_create(
+        minute=minute,
+        hour=hour,
+        day_of_month=day,
+        month_of_year=month,
+        day_of_week=weekday,
+        timezone="UTC",
+    )
+    return schedule
+
+
+def scheduled_batch_create(
+    *, tenant, need, name: str, crontab: str = "0 2 * * *", enabled: bool = True
+) -> ScheduledBatch:
+    """A nightly (by default) "tag everything new since the last run" with a beat schedule."""
+    from django_celery_beat.models import PeriodicTask
+
+    name = _check_schedule(tenant=tenant, need=need, name=name)
+    crontab = " ".join(_crontab_parts(crontab))
     with transaction.atomic():
         scheduled = ScheduledBatch.objects.create(
-            tenant=tenant, need=need, name=name, crontab=crontab
-        )
-        schedule, _ = CrontabSchedule.objects.get_or_create(
-            minute=minute,
-            hour=hour,
-            day_of_month=day,
-            month_of_year=month,
-            day_of_week=weekday,
-            timezone="UTC",
+            tenant=tenant, need=need, name=name, crontab=crontab, enabled=enabled
         )
         scheduled.periodic_task = PeriodicTask.objects.create(
             name=f"scheduled-batch-{scheduled.pk}",
             task="workers.tasks.batch.run_scheduled_batch",
-            crontab=schedule,
+            crontab=_crontab_schedule(crontab),
             args=json.dumps([scheduled.pk]),
             queue="batch",
+            enabled=enabled,
             # A run that waited half a day (beat or workers down) is dropped, not piled up: the
             # next one covers everything since the last, by its cursor.
             expire_seconds=SCHEDULED_BATCH_EXPIRE_SECONDS,
@@ -571,15 +629,57 @@ def scheduled_batch_create(
     return scheduled
 
 
-def _crontab_parts(crontab: str) -> list[str]:
-    parts = crontab.split()
-    if len(parts) != 5:
-        raise DomainError(
-            "invalid",
-            "A crontab has five fields: minute hour day month weekday.",
-            fields={"crontab": ["Five space-separated fields."]},
+def scheduled_batch_update(
+    *,
+    scheduled: ScheduledBatch,
+    name: str | None = None,
+    need=None,
+    crontab: str | None = None,
+    enabled: bool | None = None,
+) -> ScheduledBatch:
+    """Rename, re-point, re-time, pause (enabled=False) or resume a schedule; its beat entry
+    follows. A new need starts from the items received from now on (the cursor is kept)."""
+    from django_celery_beat.models import PeriodicTask
+
+    name = _check_schedule(
+        tenant=scheduled.tenant,
+        need=need or scheduled.need,
+        name=scheduled.name if name is None else name,
+        exclude_pk=scheduled.pk,
+    )
+    crontab = scheduled.crontab if crontab is None else " ".join(_crontab_parts(crontab))
+    with transaction.atomic():
+        scheduled = (
+            ScheduledBatch.objects.owned_by(scheduled.tenant_id)
+            .select_for_update()
+            .get(pk=scheduled.pk)
         )
-    return parts
+        scheduled.name, scheduled.crontab = name, crontab
+        if need is not None:
+            scheduled.need = need
+        if enabled is not None:
+            scheduled.enabled = enabled
+        scheduled.save(update_fields=["name", "crontab", "need", "enabled"])
+        if scheduled.periodic_task_id:
+            PeriodicTask.objects.filter(pk=scheduled.periodic_task_id).update(
+                crontab=_crontab_schedule(crontab), enabled=scheduled.enabled
+            )
+            # The beat scheduler re-reads its entries when this changes.
+            from django_celery_beat.models import PeriodicTasks
+
+            PeriodicTasks.update_changed()
+    return scheduled
+
+
+def scheduled_batch_delete(*, scheduled: ScheduledBatch) -> None:
+    """Delete a schedule and its beat entry; the batch jobs it made stay (no longer linked)."""
+    from django_celery_beat.models import PeriodicTask
+
+    with transaction.atomic():
+        task_id = scheduled.periodic_task_id
+        ScheduledBatch.objects.owned_by(scheduled.tenant_id).filter(pk=scheduled.pk).delete()
+        if task_id:
+            PeriodicTask.objects.filter(pk=task_id).delete()
 
 
 @acts_for_tenant(ScheduledBatch, "scheduled_id")
@@ -605,6 +705,9 @@ def scheduled_batch_run(*, scheduled_id: int) -> BatchJob | None:
                 rows=rows,
                 source=BatchSource.SCHEDULE,
                 filename=scheduled.name,
+            )
+            BatchJob.objects.owned_by(scheduled.tenant_id).filter(pk=job.pk).update(
+                scheduled=scheduled
             )
             scheduled.cursor_item_id = last_pk
             scheduled.last_job = job
