@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from core.edge import db_int_bounds
 from registry.selectors import offered_models
@@ -89,6 +90,12 @@ class NeedForm(forms.Form):
         max_value=db_int_bounds(Need, "size_budget_kb")["max_value"],
         required=False,
         label="Model size budget (KB)",
+    )
+    target_requests_per_s = forms.FloatField(
+        min_value=0.001,
+        max_value=1_000_000,
+        required=False,
+        label=_("Target request rate (requests/s, for capacity planning)"),
     )
 
     def __init__(self, *args, tenant, editing: bool = False, **kwargs):

@@ -124,14 +124,23 @@ def _publish(
     return sha256, size
 
 
-def store(model) -> StoredArtifact:
-    """Write `model` into the store; identical bytes are stored once. Returns its identity."""
-    envelope = {
+def _envelope(model) -> dict:
+    return {
         "format": FORMAT_VERSION,
         "python": platform.python_version(),
         "sklearn": sklearn.__version__,
         "model": model,
     }
+
+
+def serialise(model, handle: BinaryIO) -> None:
+    """Write exactly the bytes `store(model)` would store (so their size is the artifact's)."""
+    joblib.dump(_envelope(model), handle, compress=3)
+
+
+def store(model) -> StoredArtifact:
+    """Write `model` into the store; identical bytes are stored once. Returns its identity."""
+    envelope = _envelope(model)
     sha256, size = _publish(lambda handle: joblib.dump(envelope, handle, compress=3))
     return StoredArtifact(sha256, size, envelope["python"], envelope["sklearn"], FORMAT_VERSION)
 
