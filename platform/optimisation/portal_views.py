@@ -3,6 +3,8 @@ charts, the Pareto front, the choice or why nothing fits, capacity planning)."""
 
 from __future__ import annotations
 
+import contextlib
+
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views import View
@@ -117,8 +119,7 @@ class RunCancelView(_RunMixin, View):
 
     def post(self, request, pk: int):
         run = self.get_scoped_object_or_404(pk=pk)
-        try:
+        # Already finished: the page shows how.
+        with contextlib.suppress(services.OptimisationError):
             services.optimisation_run_cancel(run=run, actor=request.user)
-        except services.OptimisationError:
-            pass  # already finished: the page shows how
         return redirect("optimisation:run", pk=run.pk)

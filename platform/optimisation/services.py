@@ -17,6 +17,7 @@ run or a dead worker leaves nothing half-registered.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import shutil
 import time
@@ -494,11 +495,17 @@ def _measure_all(run, log, files, test_texts) -> list[measurement.Point]:
     return points
 
 
-def _load_trial(path: Path, sha256: str):
-    """A trial's model from the run's work folder, refusing bytes that changed (a pickle is code)."""
-    if artifacts.file_sha256(path) != sha256:
+def _trial_bytes(path: Path, sha256: str) -> bytes:
+    """A trial's artifact bytes from the run's work folder, refusing bytes that changed."""
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != sha256:
         raise artifacts.ArtifactIntegrityError(f"{path.name} changed since it was written.")
-    return joblib.load(path)["model"]
+    return blob
+
+
+def _load_trial(path: Path, sha256: str):
+    """A trial's model (verified before unpickling: a pickle is code)."""
+    return joblib.load(io.BytesIO(_trial_bytes(path, sha256)))["model"]
 
 
 def _describe(variant: dict[str, Any]) -> str:
@@ -591,7 +598,8 @@ def _decide_and_register(run, log, files, points, test_texts, test_lists, labels
     metrics["evaluated_on"] = {"snapshot": run.snapshot.content_hash, "split": "test"}
     if log.cancelled():
         raise _Cancelled
-    stored = artifacts.store(model)
+    # The very bytes whose size was optimised and whose model was measured.
+    stored = artifacts.store_serialised(_trial_bytes(path, sha256))
     if stored.size != trial.size_bytes:  # the size the search optimised is the stored size
         raise OptimisationError(
             "size_mismatch", f"Stored {stored.size} bytes, measured {trial.size_bytes}."

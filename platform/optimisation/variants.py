@@ -156,6 +156,8 @@ def _hashing(variant: dict[str, Any]):
                     n_features=2 ** int(variant["hash_bits"]),
                     alternate_sign=False,
                     lowercase=True,
+                    # Raw counts: sublinear tf of L2-normalised values would go negative.
+                    norm=None,
                 ),
             ),
             ("tfidf", TfidfTransformer(sublinear_tf=True)),
@@ -169,7 +171,7 @@ def _estimator(variant: dict[str, Any], seed: int):
         if variant.get("penalty") == "l1":
             return LogisticRegression(
                 C=variant["C"],
-                penalty="l1",
+                l1_ratio=1.0,  # L1: sparse weights
                 solver="liblinear",
                 class_weight="balanced",
                 max_iter=1000,
@@ -255,10 +257,9 @@ def build(
     estimator = _estimator(variant, seed)
     pipeline = Pipeline([("features", features), ("classifier", estimator)])
     pipeline.fit(texts, y)
-    if variant["representation"] == "tfidf":
-        # The terms min_df/max_features dropped are kept only for introspection: not served.
-        if hasattr(features, "stop_words_"):
-            features.stop_words_ = None
+    # The terms min_df/max_features dropped are kept only for introspection: not served.
+    if variant["representation"] == "tfidf" and hasattr(features, "stop_words_"):
+        features.stop_words_ = None
     if variant["precision"] == "float32":
         _to_float32(estimator)
     params = {"script": script, "variant": dict(variant), "multilabel": False, "labels": labels}

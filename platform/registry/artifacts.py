@@ -138,6 +138,15 @@ def serialise(model, handle: BinaryIO) -> None:
     joblib.dump(_envelope(model), handle, compress=3)
 
 
+def store_serialised(blob: bytes) -> StoredArtifact:
+    """Store bytes that `serialise()` wrote in this process (its envelope names this process's
+    Python and scikit-learn), e.g. after their size was measured: the stored size is that size."""
+    sha256, size = _publish(lambda handle: handle.write(blob))
+    return StoredArtifact(
+        sha256, size, platform.python_version(), sklearn.__version__, FORMAT_VERSION
+    )
+
+
 def store(model) -> StoredArtifact:
     """Write `model` into the store; identical bytes are stored once. Returns its identity."""
     envelope = _envelope(model)
