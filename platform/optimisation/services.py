@@ -655,6 +655,10 @@ def _decide_and_register(run, log, files, points, test_texts, test_lists, labels
             reason=f"optimisation run {run.pk}: most accurate variant within the budgets",
         )
         result["registered_version"] = {"id": version.pk, "name": str(version)}
+        if run.need.model_id is None:  # as a training run does: the need gets its model line
+            Need.objects.owned_by(run.tenant_id).filter(pk=run.need_id, model__isnull=True).update(
+                model=registered_model
+            )
         runs.update(
             status=OptimisationStatus.SUCCEEDED,
             chosen_trial=trial,

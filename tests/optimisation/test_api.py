@@ -71,9 +71,13 @@ def test_bad_budgets_and_limits_are_a_400_and_start_nothing(need, batch_key, cha
     assert not OptimisationRun.objects.for_tenant(need.tenant).exists()
 
 
-def test_time_limit_above_the_platform_maximum_is_refused_with_the_maximum(need, batch_key, settings):
+def test_time_limit_above_the_platform_maximum_is_refused_with_the_maximum(
+    need, batch_key, settings
+):
     settings.OPTIMISATION_MAX_SECONDS = 90
-    response = batch_key.post(URL.format(need.slug), {**OK, "time_limit_seconds": 91}, format="json")
+    response = batch_key.post(
+        URL.format(need.slug), {**OK, "time_limit_seconds": 91}, format="json"
+    )
     assert response.status_code == 400
     assert "90" in str(response.json())
 

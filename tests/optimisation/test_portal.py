@@ -59,11 +59,17 @@ def test_starting_from_the_portal_runs_and_redirects_to_the_run(
 def test_bad_budget_in_the_portal_is_a_400_with_the_reason(client, alice, need, settings):
     settings.OPTIMISATION_MAX_SECONDS = 120
     client.force_login(alice)
-    base = {"latency_budget_ms": "0", "size_budget_kb": "10", "time_limit_seconds": "60", "seed": "1"}
+    base = {
+        "latency_budget_ms": "0",
+        "size_budget_kb": "10",
+        "time_limit_seconds": "60",
+        "seed": "1",
+    }
     response = client.post(f"/optimisation/needs/{need.slug}/", base)
     assert response.status_code == 400
     response = client.post(
-        f"/optimisation/needs/{need.slug}/", {**base, "latency_budget_ms": "5", "time_limit_seconds": "121"}
+        f"/optimisation/needs/{need.slug}/",
+        {**base, "latency_budget_ms": "5", "time_limit_seconds": "121"},
     )
     assert response.status_code == 400 and "120" in response.content.decode()
     assert not OptimisationRun.objects.for_tenant(need.tenant).exists()
@@ -72,7 +78,12 @@ def test_bad_budget_in_the_portal_is_a_400_with_the_reason(client, alice, need, 
 def test_second_run_while_one_is_queued_is_refused_in_the_portal(client, alice, need):
     services.optimisation_run_start(need=need, time_limit_seconds=60, enqueue=False)
     client.force_login(alice)
-    form = {"latency_budget_ms": "5", "size_budget_kb": "10", "time_limit_seconds": "60", "seed": "1"}
+    form = {
+        "latency_budget_ms": "5",
+        "size_budget_kb": "10",
+        "time_limit_seconds": "60",
+        "seed": "1",
+    }
     response = client.post(f"/optimisation/needs/{need.slug}/", form)
     assert response.status_code == 409
     assert "already queued or running" in response.content.decode()
@@ -82,7 +93,12 @@ def test_viewer_sees_runs_but_cannot_start_or_cancel(client, bob, need, finished
     client.force_login(bob)
     page = client.get(f"/optimisation/needs/{need.slug}/").content.decode()
     assert 'id="optimise-form"' not in page and f"#{finished.pk}" in page
-    form = {"latency_budget_ms": "5", "size_budget_kb": "10", "time_limit_seconds": "60", "seed": "1"}
+    form = {
+        "latency_budget_ms": "5",
+        "size_budget_kb": "10",
+        "time_limit_seconds": "60",
+        "seed": "1",
+    }
     assert client.post(f"/optimisation/needs/{need.slug}/", form).status_code == 403
     assert client.post(f"/optimisation/runs/{finished.pk}/cancel/").status_code == 403
 
@@ -117,7 +133,7 @@ def test_progress_box_polls_while_active_and_reloads_the_page_when_done(client, 
     services.optimisation_run_cancel(run=run, actor=alice)
     done = client.get(f"/optimisation/runs/{run.pk}/progress/?was_active=1")
     assert done["HX-Refresh"] == "true"
-    assert 'hx-trigger' not in done.content.decode()
+    assert "hx-trigger" not in done.content.decode()
 
 
 def test_cancel_button_cancels_a_queued_run(client, alice, need):
@@ -135,3 +151,15 @@ def test_admin_lists_runs(client, staff_user, finished):
     assert f"/admin/optimisation/optimisationrun/{finished.pk}/change/" in page
     detail = client.get(f"/admin/optimisation/optimisationrun/{finished.pk}/change/")
     assert detail.status_code == 200
+
+
+def test_model_card_shows_the_variant_budgets_and_measurements(client, alice, finished):
+    client.force_login(alice)
+    version = finished.registered_version
+    url = f"/models/{version.registered_model_id}/versions/{version.version}/"
+    page = client.get(url).content.decode()
+    assert 'id="deployment-budgets"' in page
+    assert "p99 ≤ 1000.0 ms" in page and "variant.classifier" in page
+    assert finished.chosen_trial.scorer_path in page
+    markdown = client.get(url + "card.md").content.decode()
+    assert "Deployment budgets (optimisation run" in markdown

@@ -53,7 +53,10 @@ def test_chosen_variant_is_registered_as_candidate_with_its_measurements_on_the_
     run = _run(need, actor=alice)
     version = run.registered_version
     assert version is not None
-    assert ModelAlias.objects.get(registered_model=version.registered_model, name="candidate").version == version
+    assert (
+        ModelAlias.objects.get(registered_model=version.registered_model, name="candidate").version
+        == version
+    )
     trial = run.chosen_trial
     assert version.artifact_size == trial.size_bytes  # the optimised size is the stored size
     assert version.latency_p99_ms == trial.p99_ms
@@ -119,7 +122,9 @@ def test_cancelling_a_running_run_stops_it_and_registers_nothing(need, monkeypat
         model = real_build(*args, **kwargs)
         built.append(1)
         if len(built) == 2:  # someone presses Cancel while the second trial trains
-            services.optimisation_run_cancel(run=OptimisationRun.objects.for_tenant(need.tenant).get(pk=run.pk))
+            services.optimisation_run_cancel(
+                run=OptimisationRun.objects.for_tenant(need.tenant).get(pk=run.pk)
+            )
         return model
 
     monkeypatch.setattr(variants, "build", build_then_cancel)
@@ -213,3 +218,34 @@ def test_a_variant_that_cannot_be_compiled_serves_through_the_generic_path(need)
     )
     compiled = measure(logreg, [r.text for r in rows], warmup=2, repetitions=10, batch_docs=50)
     assert compiled.scorer_path == serving_scorer(logreg)[1] == "tfidf-linear"
+
+
+def test_promoting_the_candidate_through_the_alias_flow_makes_the_need_serve_it(
+    need, alice, client
+):
+    from tenants.models import Need
+
+    run = _run(need, actor=alice, max_trials=3)
+    version = run.registered_version
+    need = Need.objects.for_tenant(need.tenant).get(pk=need.pk)
+    assert need.model_id == version.registered_model_id
+    client.force_login(alice)
+    response = client.post(
+        f"/api/v1/models/{version.registered_model_id}/promote/",
+        {"alias": "production", "version": version.version},
+    )
+    assert response.status_code == 200, response.content
+    from tests.conftest import api_client_for_key
+    from tests.factories import ApiKeyFactory
+
+    tagger = api_client_for_key(ApiKeyFactory(tenant=need.tenant, name="tagger"))
+    tagged = tagger.post(
+        f"/api/v1/needs/{need.slug}/tag",
+        {"items": [{"id": "1", "text": "people city beta alpha said"}]},
+        format="json",
+    )
+    assert tagged.status_code == 200, tagged.content
+    assert tagged.json()["items"][0]["model"] == {
+        "name": version.registered_model.name,
+        "version": version.version,
+    }
