@@ -22,7 +22,8 @@
     const xy = (p) => ({ x: p[xKey], y: p.f1, trial: p.trial, path: p.path });
     const ys = points.map((p) => p.f1);
     const yMin = Math.max(0, Math.min.apply(null, ys) - 0.02);
-    const yMax = Math.min(1, Math.max.apply(null, ys) + 0.02);
+    // Headroom above the best F1 so markers at 1.0 are not cut off.
+    const yMax = Math.max.apply(null, ys) + 0.04;
     const datasets = [
       { type: "scatter", label: "trial (outside the budgets)", order: 5,
         data: points.filter((p) => !p.fits && !p.pareto).map(xy),
@@ -40,10 +41,10 @@
         data: [{ x: budget, y: yMin }, { x: budget, y: yMax }],
         borderColor: "#c62828", borderDash: [6, 4], borderWidth: 2, pointRadius: 0 },
       { type: "scatter", label: "default model", order: 2, data: points.filter((p) => p.default).map(xy),
-        backgroundColor: "#fb8c00", pointStyle: "triangle", pointRadius: 9 },
+        backgroundColor: "#fb8c00", pointStyle: "triangle", pointRadius: 13 },
       { type: "scatter", label: "chosen variant", order: 1, data: points.filter((p) => p.chosen).map(xy),
         backgroundColor: "#fdd835", borderColor: "#000", borderWidth: 1.5, pointStyle: "star",
-        pointRadius: 12 },
+        pointRadius: 9 },
     ];
     const xs = points.map((p) => p[xKey]).concat([budget]);
     new Chart(document.getElementById(canvasId), {
@@ -53,8 +54,10 @@
         responsive: true, maintainAspectRatio: false, animation: false,
         scales: {
           x: { type: "logarithmic", title: { display: true, text: xTitle },
+               ticks: { autoSkip: true, maxTicksLimit: 8, maxRotation: 0 },
                min: Math.min.apply(null, xs) / 1.3, max: Math.max.apply(null, xs) * 1.3 },
-          y: { min: yMin, max: yMax, title: { display: true, text: "macro-F1 (held-out split)" } },
+          y: { min: yMin, max: yMax, title: { display: true, text: "macro-F1 (held-out split)" },
+               ticks: { callback: (v) => (v > 1 ? "" : Math.round(v * 100) / 100) } },
         },
         plugins: {
           legend: { position: "bottom", labels: { boxWidth: 10,
