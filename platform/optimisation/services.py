@@ -373,6 +373,7 @@ def _search_measure_register(run: OptimisationRun, log: _RunLog, workdir: Path) 
 
 def _search(run, log, workdir, texts, label_lists, test_texts, test_lists, labels, script):
     """The Optuna study. Returns {trial number: (path, sha256)} of the finished trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     files: dict[int, tuple[Path, str]] = {}
     started = time.monotonic()
     default = variants.default_variant(script)
@@ -444,7 +445,6 @@ def _search(run, log, workdir, texts, label_lists, test_texts, test_lists, label
         if log.cancelled():
             study.stop()
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(
         objective,
         n_trials=run.max_trials,
