@@ -138,7 +138,7 @@ def optimisation_run_start(
         high=MAX_LATENCY_BUDGET_MS,
         what="the p99 latency budget (ms)",
     )
-    if isinstance(size, float) and not size.is_integer():
+    if isinstance(size, float) and not float(size).is_integer():
         raise OptimisationError("bad_budget", "The size budget is a whole number of KB.")
     _number(
         size, field="size_budget_kb", low=1, high=MAX_SIZE_BUDGET_KB, what="the size budget (KB)"
@@ -172,11 +172,12 @@ def optimisation_run_start(
             high=MAX_TARGET_RPS,
             what="the target request rate",
         )
-    if need.label_set_id is None:
+    label_set = need.label_set
+    if label_set is None:
         raise OptimisationError(
             "no_snapshot", f"Need '{need.slug}' has no label set yet, so there is no data."
         )
-    if need.label_set.kind == LabelSetKind.MULTILABEL:
+    if label_set.kind == LabelSetKind.MULTILABEL:
         raise OptimisationError(
             "multilabel_not_supported",
             "Optimisation runs support multi-class needs; this need's label set is multi-label.",
@@ -678,10 +679,10 @@ def _target_model(run: OptimisationRun) -> RegisteredModel:
     """The need's own registered model (so the candidate alias sits beside its production one),
     or, when the need is served by a shared model, the tenant's own model line for the label set."""
     need = run.need
-    if need.model_id is not None and need.model.tenant_id == run.tenant_id:
+    if need.model is not None and need.model.tenant_id == run.tenant_id:
         return need.model
     return registered_model_get_or_create(
-        label_set=need.label_set, algorithm="tfidf-logreg", tenant=need.tenant
+        label_set=run.snapshot.revision.label_set, algorithm="tfidf-logreg", tenant=need.tenant
     )
 
 
