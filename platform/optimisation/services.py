@@ -369,7 +369,7 @@ def _search_measure_register(run: OptimisationRun, log: _RunLog, workdir: Path) 
     if log.cancelled():
         raise _Cancelled
     points = _measure_all(run, log, files, test_texts)
-    _decide_and_register(run, log, files, points, test_texts, test_lists, labels)
+    _decide_and_register(run, log, files, points, test_texts, test_lists, labels, len(texts))
 
 
 def _search(run, log, workdir, texts, label_lists, test_texts, test_lists, labels, script):
@@ -529,7 +529,9 @@ def _describe(variant: dict[str, Any]) -> str:
     return f"{rep} + {clf}, {variant['precision']}"
 
 
-def _decide_and_register(run, log, files, points, test_texts, test_lists, labels) -> None:
+def _decide_and_register(
+    run, log, files, points, test_texts, test_lists, labels, n_train: int
+) -> None:
     size_budget_bytes = run.size_budget_kb * 1024
     front = measurement.pareto_front(points)
     front_keys = {p.key for p in front}
@@ -597,6 +599,7 @@ def _decide_and_register(run, log, files, points, test_texts, test_lists, labels
     model = _load_trial(path, sha256)
     metrics = evaluation.evaluate(model, test_texts, test_lists, labels=labels)
     metrics["evaluated_on"] = {"snapshot": run.snapshot.content_hash, "split": "test"}
+    metrics["n_train"] = n_train
     if log.cancelled():
         raise _Cancelled
     # The very bytes whose size was optimised and whose model was measured.

@@ -11,7 +11,24 @@ from registry.services.datasets import current_revision, samples_import, snapsho
 from tenants.models import NeedStatus
 from tests.factories import NeedFactory, make_label_set
 
-FILLER = ["the", "a", "of", "and", "to", "in", "on", "with", "for", "today", "report", "said", "new", "year", "people", "city"]
+FILLER = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "on",
+    "with",
+    "for",
+    "today",
+    "report",
+    "said",
+    "new",
+    "year",
+    "people",
+    "city",
+]
 
 
 def order_rows(per_label: int = 40, seed: int = 0) -> list[SampleRow]:

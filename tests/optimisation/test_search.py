@@ -66,6 +66,7 @@ def test_chosen_variant_is_registered_as_candidate_with_its_measurements_on_the_
     assert card["conditions"]["repetitions"] == 20
     assert version.metrics["macro_f1"] == pytest.approx(trial.macro_f1)
     assert version.snapshot_id == run.snapshot_id
+    assert version.metrics["n_train"] == 64
 
 
 def test_budgets_exclude_bigger_variants_and_the_most_accurate_fitting_one_wins(need):
