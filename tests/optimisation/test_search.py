@@ -250,3 +250,43 @@ def test_promoting_the_candidate_through_the_alias_flow_makes_the_need_serve_it(
         "name": version.registered_model.name,
         "version": version.version,
     }
+
+
+@pytest.mark.parametrize("classifier", ["logreg-l1", "svm", "sgd", "cnb"])
+@pytest.mark.parametrize("representation", ["tfidf-chi2", "tfidf-weights", "hashing"])
+def test_every_classifier_and_representation_builds_for_three_labels(classifier, representation):
+    from tests.registry.conftest import synthetic_rows
+
+    rows = synthetic_rows(per_label=15)
+    variant = {"analyzer": "word", "ngram_max": 2, "precision": "float32"}
+    if representation == "hashing":
+        variant.update(representation="hashing", hash_bits=16, selection="none")
+    else:
+        variant.update(representation="tfidf", min_df=1, max_features=5000)
+        variant.update(
+            {"selection": "chi2", "k": 20}
+            if representation == "tfidf-chi2"
+            else {"selection": "weights", "keep_fraction": 0.3}
+        )
+    kind = classifier.split("-")[0]
+    variant["classifier"] = kind
+    variant.update(
+        {"logreg": {"C": 1.0, "penalty": "l1"}, "svm": {"C": 1.0}}.get(
+            kind, {"alpha": 0.01, "loss": "log_loss"} if kind == "sgd" else {"alpha": 0.1}
+        )
+    )
+    labels = sorted({r.labels[0] for r in rows})
+    model = variants.build(
+        variant,
+        texts=[r.text for r in rows],
+        label_lists=[r.labels for r in rows],
+        labels=labels,
+        script="latin",
+        seed=0,
+    )
+    scores = model.predict_scores([rows[0].text, rows[-1].text])
+    assert scores.shape == (2, 3)
+    if representation != "hashing":
+        vocabulary = model.pipeline.steps[0][1].vocabulary_
+        assert len(vocabulary) <= 20 if representation == "tfidf-chi2" else len(vocabulary) < 200
+    assert len(variants.artifact_bytes(model)) > 0
