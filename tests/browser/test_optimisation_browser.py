@@ -6,12 +6,13 @@ import pytest
 
 from tests.browser.csp import violations, watch_csp
 from tests.conftest import login
-from tests.optimisation.conftest import (  # noqa: F401  (fixtures)
-    fast_measurement,
-    need,
-    order_set,
-    order_snapshot,
-)
+from tests.optimisation import conftest as optimisation_fixtures
+
+# The optimisation tests' fixtures, shared here (a need on the word-order data set).
+fast_measurement = optimisation_fixtures.fast_measurement
+order_set = optimisation_fixtures.order_set
+order_snapshot = optimisation_fixtures.order_snapshot
+need = optimisation_fixtures.need
 
 pytestmark = pytest.mark.browser
 
