@@ -91,6 +91,12 @@ class NeedForm(forms.Form):
         required=False,
         label="Model size budget (KB)",
     )
+    target_requests_per_s = forms.FloatField(
+        min_value=0.001,
+        max_value=1_000_000,
+        required=False,
+        label=_("Target request rate (requests/s, for capacity planning)"),
+    )
 
     def __init__(self, *args, tenant, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)

@@ -138,6 +138,7 @@ NEED_EDITABLE_FIELDS = (
     "delivery",
     "latency_budget_ms",
     "size_budget_kb",
+    "target_requests_per_s",
     "execution",
 )
 
@@ -179,6 +180,10 @@ class Need(models.Model):
     delivery = models.JSONField(default=list, blank=True)
     latency_budget_ms = models.FloatField(null=True, blank=True, help_text="p99, milliseconds")
     size_budget_kb = models.PositiveIntegerField(null=True, blank=True)
+    #: The request rate the need expects at peak: optimisation runs plan capacity for it.
+    target_requests_per_s = models.FloatField(
+        null=True, blank=True, help_text="Expected peak requests per second (capacity planning)."
+    )
     status = models.CharField(
         max_length=16, choices=NeedStatus.choices, default=NeedStatus.REQUESTED
     )

@@ -165,6 +165,7 @@ class NeedEditView(TenantPortalMixin, View):
             "delivery": need.delivery,
             "latency_budget_ms": need.latency_budget_ms,
             "size_budget_kb": need.size_budget_kb,
+            "target_requests_per_s": need.target_requests_per_s,
         }
 
     def get(self, request, slug):

@@ -76,6 +76,9 @@ class NeedWriteSerializer(serializers.Serializer):
     size_budget_kb = serializers.IntegerField(
         required=False, allow_null=True, **{**db_int_bounds(Need, "size_budget_kb"), "min_value": 1}
     )
+    target_requests_per_s = serializers.FloatField(
+        min_value=0.001, max_value=1_000_000, required=False, allow_null=True
+    )
     execution = serializers.ChoiceField(choices=Execution.choices, required=False)
 
     def __init__(self, *args, tenant=None, **kwargs):

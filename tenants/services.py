@@ -331,7 +331,7 @@ def _validate_need(
         delivery = [delivery]
     if not delivery or any(d not in Delivery.values for d in delivery):
         errors["delivery"] = [f"Choose one or more of {', '.join(Delivery.values)}."]
-    for field in ("latency_budget_ms", "size_budget_kb"):
+    for field in ("latency_budget_ms", "size_budget_kb", "target_requests_per_s"):
         value = values.get(field)
         if value is not None and (not isinstance(value, int | float) or value <= 0):
             errors[field] = ["Give a positive number, or leave it empty."]

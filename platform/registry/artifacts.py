@@ -124,14 +124,32 @@ def _publish(
     return sha256, size
 
 
-def store(model) -> StoredArtifact:
-    """Write `model` into the store; identical bytes are stored once. Returns its identity."""
-    envelope = {
+def _envelope(model) -> dict:
+    return {
         "format": FORMAT_VERSION,
         "python": platform.python_version(),
         "sklearn": sklearn.__version__,
         "model": model,
     }
+
+
+def serialise(model, handle: BinaryIO) -> None:
+    """Write exactly the bytes `store(model)` would store (so their size is the artifact's)."""
+    joblib.dump(_envelope(model), handle, compress=3)
+
+
+def store_serialised(blob: bytes) -> StoredArtifact:
+    """Store bytes that `serialise()` wrote in this process (its envelope names this process's
+    Python and scikit-learn), e.g. after their size was measured: the stored size is that size."""
+    sha256, size = _publish(lambda handle: handle.write(blob))
+    return StoredArtifact(
+        sha256, size, platform.python_version(), sklearn.__version__, FORMAT_VERSION
+    )
+
+
+def store(model) -> StoredArtifact:
+    """Write `model` into the store; identical bytes are stored once. Returns its identity."""
+    envelope = _envelope(model)
     sha256, size = _publish(lambda handle: joblib.dump(envelope, handle, compress=3))
     return StoredArtifact(sha256, size, envelope["python"], envelope["sklearn"], FORMAT_VERSION)
 

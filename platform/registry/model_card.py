@@ -98,6 +98,9 @@ def card_data(version: ModelVersion, *, viewer_tenant) -> dict[str, Any]:
         "classifier_params": version.params.get("classifier", {}),
         "vectorizer_params": version.params.get("vectorizer", {}),
         "thresholds": version.params.get("thresholds", {}),
+        # Versions registered by an optimisation run: the variant and its budgets/measurements.
+        "variant_params": version.params.get("variant", {}),
+        "optimisation": version.params.get("optimisation"),
         "limits": limits,
         "weak": weak,
         "run": version.training_run,

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "serving",
     "monitoring",
     "review",
+    "optimisation",
     "portal",
 ]
 
@@ -216,6 +217,12 @@ CELERY_BEAT_SCHEDULE = {
         expires=12 * 3600,
         queue="monitoring",
     ),
+    "optimisation: fail runs whose worker stopped reporting": _beat(
+        "workers.tasks.training.sweep_stale_optimisation_runs",
+        300,
+        expires=300,
+        queue="training",
+    ),
 }
 
 # Review rounds started by drift and rare-class alerts, and cases collected from negative feedback
@@ -227,6 +234,12 @@ CELERY_BEAT_SCHEDULE["review: rounds for new alerts, cases from feedback"] = _be
     expires=REVIEW_SWEEP_SECONDS,
     queue="monitoring",
 )
+# Optimisation runs (issue 17): the longest time limit a user may ask for, how long a running
+# run may go without a heartbeat before it counts as dead, and the latency measurement protocol.
+OPTIMISATION_MAX_SECONDS = envint("OPTIMISATION_MAX_SECONDS", 1800, minimum=10)
+OPTIMISATION_STALE_SECONDS = envint("OPTIMISATION_STALE_SECONDS", 600, minimum=30)
+OPTIMISATION_WARMUP = envint("OPTIMISATION_WARMUP", 20, minimum=1)
+OPTIMISATION_REPETITIONS = envint("OPTIMISATION_REPETITIONS", 200, minimum=10)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
