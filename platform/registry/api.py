@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from core.edge import INT64_MAX, db_int_bounds, query_int
 from core.errors import DomainError
 from registry import model_card, selectors
-from registry.errors import DatasetImportError, RegistryError
+from registry.errors import ROW_ERRORS_SHOWN, DatasetImportError, RegistryError
 from registry.models import (
     Algorithm,
     AliasEvent,
@@ -41,13 +41,13 @@ from tenants.models import ApiKeyScope, Need, Role
 from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView, TenantScopedViewSet
 
 
-def _api_error(exc: RegistryError) -> DomainError:
+def _api_error(exc: RegistryError, *, max_errors: int = ROW_ERRORS_SHOWN) -> DomainError:
     if isinstance(exc, DatasetImportError):
         return DomainError(
             exc.code,
             exc.message,
             status_code=exc.status_code,
-            fields={"rows": [e.as_dict() for e in exc.errors]},
+            fields=exc.report(limit=max_errors),
         )
     return DomainError(exc.code, exc.message, status_code=exc.status_code)
 
@@ -136,8 +136,8 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "registered_model", "registered_model_id", "snapshot", "algorithm", "params",
-            "status", "progress", "log", "error", "promote_to", "created_at", "started_at",
-            "finished_at", "duration_seconds", "version",
+            "status", "progress", "log", "error", "promote_to", "refit_on_all", "created_at",
+            "started_at", "finished_at", "duration_seconds", "version",
         ]  # fmt: skip
 
     def get_version(self, obj) -> int | None:
@@ -162,6 +162,12 @@ class TrainingRunCreateSerializer(serializers.Serializer):
     shared = serializers.BooleanField(
         required=False, default=False, help_text="Staff only: train a platform-owned model."
     )
+    refit_on_all = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="After the held-out evaluation, refit the same configuration on all the "
+        "snapshot's data (train + test) and serve that artifact.",
+    )
 
     def validate(self, attrs):
         if bool(attrs.get("need")) == bool(attrs.get("label_set")):
@@ -178,9 +184,27 @@ class AliasMoveSerializer(serializers.Serializer):
 
 
 class UploadSerializer(serializers.Serializer):
-    label_set = serializers.SlugField()
+    label_set = serializers.SlugField(
+        required=False, help_text="Slug of a visible label set (or give `need`)."
+    )
+    need = serializers.SlugField(
+        required=False,
+        help_text="Slug of one of your needs: its label set, and its own label names resolve.",
+    )
     file = serializers.FileField()
     format = serializers.ChoiceField(choices=["", "csv", "jsonl"], required=False, default="")
+    max_errors = serializers.IntegerField(
+        required=False,
+        default=ROW_ERRORS_SHOWN,
+        min_value=1,
+        max_value=1000,
+        help_text="How many row errors a rejected upload lists (counts per kind cover all).",
+    )
+
+    def validate(self, attrs):
+        if not attrs.get("label_set") and not attrs.get("need"):
+            raise serializers.ValidationError({"label_set": "Give a label_set or a need."})
+        return attrs
 
 
 # --- Views -----------------------------------------------------------------------------------
@@ -359,6 +383,7 @@ class TrainingRunViewSet(
             "seed": data["seed"],
             "test_fraction": data["test_fraction"],
             "promote_to": data["promote_to"],
+            "refit_on_all": data["refit_on_all"],
             "actor": self.acting_user,
         }
         if data.get("need"):
@@ -398,15 +423,20 @@ class DatasetUploadView(TenantScopedGenericAPIView):
     def post(self, request):
         body = UploadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        data = body.validated_data
+        need = None
+        if data.get("need"):
+            need = get_object_or_404(Need.objects.for_tenant(self.tenant), slug=data["need"])
         try:
             _, report = dataset_file_upload(
                 tenant=self.tenant,
-                label_set_slug=body.validated_data["label_set"],
-                upload=body.validated_data["file"],
-                fmt=body.validated_data["format"] or None,
+                label_set_slug=data.get("label_set") or "",
+                need=need,
+                upload=data["file"],
+                fmt=data["format"] or None,
             )
         except RegistryError as exc:
-            raise _api_error(exc) from exc
+            raise _api_error(exc, max_errors=data["max_errors"]) from exc
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)
 
 

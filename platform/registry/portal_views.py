@@ -9,7 +9,7 @@ from django.shortcuts import redirect
 from django.views.generic import TemplateView, View
 
 from registry import evaluation, model_card, selectors
-from registry.errors import DatasetImportError, RegistryError
+from registry.errors import ROW_ERRORS_SHOWN, DatasetImportError, RegistryError
 from registry.ml import ALGORITHMS
 from registry.models import AliasName, ModelVersion, RegisteredModel, RunStatus, TrainingRun
 from registry.services.aliases import alias_rollback, alias_set
@@ -230,6 +230,10 @@ class TrainView(TenantPortalMixin, View):
                 tenant=self.tenant,
                 algorithm=request.POST.get("algorithm", "tfidf-logreg"),
                 promote_to=request.POST.get("promote_to", ""),
+                # An unticked box sends nothing: the hidden field says the choice was offered.
+                refit_on_all=(
+                    "refit_on_all" in request.POST if "refit_choice" in request.POST else True
+                ),
                 actor=request.user,
             )
         except RegistryError as exc:
@@ -275,7 +279,9 @@ class DatasetUploadView(TenantPortalMixin, TemplateView):
                     upload=form.cleaned_data["file"],
                 )
             except DatasetImportError as exc:
-                context["row_errors"] = exc.errors
+                context["row_errors"] = exc.errors[:ROW_ERRORS_SHOWN]
+                context["error_counts"] = exc.counts()
+                context["error_total"] = len(exc.errors)
                 context["error"] = exc.message
             except RegistryError as exc:
                 context["error"] = exc.message
