@@ -151,6 +151,8 @@ class Overlap:
     extra: list[str]
     #: How many distinct candidate classes the requested labels land on (what it can tell apart).
     distinct: int = 0
+    #: How many labels were asked for.
+    requested: int = 0
     #: Requested label key -> the candidate class it lands on (itself, or a coarser ancestor).
     lands_on: dict[str, str] = field(default_factory=dict)
     #: Candidate classes that several requested labels land on: [{"label", "name", "requested"}].
@@ -229,6 +231,7 @@ def overlap(requested: list[Label], candidate_keys: list[str]) -> Overlap:
         missing=missing,
         extra=sorted(have - wanted_set),
         distinct=len(groups),
+        requested=len(wanted),
         lands_on=lands_on,
         collapsed=collapsed,
         fits=bool(wanted) and not missing and not collapsed,

@@ -32,6 +32,7 @@ from registry.models import (
 )
 from registry.services.aliases import alias_rollback, alias_set
 from registry.services.datasets import dataset_file_upload
+from registry.services.offers import model_offer, model_offer_withdraw
 from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
@@ -77,11 +78,51 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
             "algorithm",
             "description",
             "aliases",
+            "offered",
+            "offer_description",
+            "offer_ends_at",
             "created_at",
         ]
 
     def get_owner(self, obj) -> str:
         return obj.tenant.slug if obj.tenant_id else "platform"
+
+
+class OfferSerializer(serializers.Serializer):
+    description = serializers.CharField(
+        max_length=2000, help_text="What the model answers, for which texts, how well."
+    )
+
+
+class WithdrawOfferSerializer(serializers.Serializer):
+    keep_until = serializers.DateTimeField(
+        help_text="Needs of other units already on the model keep it until then "
+        "(one day to one year ahead)."
+    )
+
+
+class OfferStateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RegisteredModel
+        fields = [
+            "id",
+            "name",
+            "offered",
+            "offer_description",
+            "offered_at",
+            "offer_withdrawn_at",
+            "offer_ends_at",
+        ]
+
+
+class SubscriptionSerializer(serializers.Serializer):
+    tenant = serializers.CharField()
+    tenant_name = serializers.CharField()
+    need = serializers.CharField()
+    need_name = serializers.CharField()
+    status = serializers.CharField()
+    since = serializers.DateTimeField()
+    own = serializers.BooleanField(help_text="One of your own needs.")
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -249,6 +290,85 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
             else selectors.shared_versions()
         ).filter(registered_model=model)
         return Response(VersionSerializer(versions, many=True).data)
+
+    def _check_owner_admin(self, model: RegisteredModel) -> None:
+        """Offers are a person's decision, by an admin of the model's owning unit."""
+        if self.acting_user is None:
+            raise DomainError(
+                "person_required",
+                "A model is offered by a person, not an API key.",
+                status_code=403,
+            )
+        if model.tenant_id is None or self.tenant is None or model.tenant_id != self.tenant.pk:
+            raise DomainError(
+                "not_own_model", "Only a unit's own models can be offered by it.", status_code=403
+            )
+        if not selectors.can_manage_model(
+            user=self.acting_user, membership=self.membership, registered_model=model
+        ):
+            raise DomainError(
+                "permission_denied",
+                f"Only an admin of {model.tenant.slug} may do this.",
+                status_code=403,
+            )
+
+    @extend_schema(
+        summary="Offer your own model to other units (they get its answers, never its data)",
+        request=OfferSerializer,
+        responses=OfferStateSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def offer(self, request, pk=None):
+        model = self.get_object()
+        self._check_owner_admin(model)
+        body = OfferSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            model = model_offer(
+                registered_model=model,
+                tenant=self.tenant,
+                description=body.validated_data["description"],
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(OfferStateSerializer(model).data)
+
+    @extend_schema(
+        summary="Withdraw the offer; other units' needs keep the model until keep_until",
+        request=WithdrawOfferSerializer,
+        responses=OfferStateSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="withdraw-offer")
+    def withdraw_offer(self, request, pk=None):
+        model = self.get_object()
+        self._check_owner_admin(model)
+        body = WithdrawOfferSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            model = model_offer_withdraw(
+                registered_model=model,
+                tenant=self.tenant,
+                keep_until=body.validated_data["keep_until"],
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(OfferStateSerializer(model).data)
+
+    @extend_schema(
+        summary="Every need served by your model: yours and other units' subscriptions",
+        responses=SubscriptionSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def subscriptions(self, request, pk=None):
+        model = self.get_object()
+        if model.tenant_id is None or self.tenant is None or model.tenant_id != self.tenant.pk:
+            raise DomainError(
+                "not_own_model",
+                "Only the owning unit sees a model's subscriptions.",
+                status_code=403,
+            )
+        rows = selectors.model_subscriptions(registered_model=model, tenant=self.tenant)
+        return Response(SubscriptionSerializer(rows, many=True).data)
 
     @extend_schema(responses=AliasEventSerializer(many=True))
     @action(detail=True, methods=["get"], url_path="alias-events", pagination_class=None)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+
 from django import forms
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from django.utils.translation import gettext as _
 from django.views.generic import TemplateView, View
 
 from registry import evaluation, model_card, selectors
@@ -14,6 +19,7 @@ from registry.ml import ALGORITHMS
 from registry.models import AliasName, ModelVersion, RegisteredModel, RunStatus, TrainingRun
 from registry.services.aliases import alias_rollback, alias_set
 from registry.services.datasets import dataset_file_upload
+from registry.services.offers import model_offer, model_offer_withdraw
 from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
@@ -74,7 +80,15 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             alias_names=AliasName.values,
             alias_rows=[(name, aliases.get(name)) for name in AliasName.values],
             needs=list(selectors.needs_using(model, tenant=self.tenant)),
+            is_owner=self.tenant is not None and model.tenant_id == self.tenant.pk,
         )
+        if context["is_owner"]:
+            context["subscriptions"] = selectors.model_subscriptions(
+                registered_model=model, tenant=self.tenant
+            )
+            context["keep_until_default"] = (timezone.now() + timedelta(days=30)).strftime(
+                "%Y-%m-%d"
+            )
         return context
 
     def post(self, request, *args, **kwargs):
@@ -89,6 +103,8 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             return redirect("registry:model", pk=model.pk)
         alias = request.POST.get("alias", AliasName.PRODUCTION)
         reason = request.POST.get("reason", "")[:300]
+        if request.POST.get("action") in {"offer", "withdraw-offer"}:
+            return self._offer(request, model)
         try:
             if request.POST.get("action") == "rollback":
                 moved = alias_rollback(
@@ -109,6 +125,31 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             messages.error(request, exc.message)
         else:
             messages.success(request, f"{alias} now points at v{moved.version.version}.")
+        return redirect("registry:model", pk=model.pk)
+
+    def _offer(self, request, model: RegisteredModel):
+        try:
+            if request.POST.get("action") == "offer":
+                model_offer(
+                    registered_model=model,
+                    tenant=self.tenant,
+                    description=request.POST.get("description", ""),
+                )
+                messages.success(request, _("The model is now offered to other units."))
+            else:
+                keep = parse_date(request.POST.get("keep_until", "") or "")
+                if keep is None:
+                    raise RegistryError("bad_keep_until", _("Give the date subscribers keep it."))
+                model_offer_withdraw(
+                    registered_model=model,
+                    tenant=self.tenant,
+                    keep_until=timezone.make_aware(datetime.combine(keep, time(23, 59))),
+                )
+                messages.success(
+                    request, _("Offer withdrawn; subscribers keep the model until the date given.")
+                )
+        except RegistryError as exc:
+            messages.error(request, exc.message)
         return redirect("registry:model", pk=model.pk)
 
 

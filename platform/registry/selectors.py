@@ -282,3 +282,25 @@ def newer_model_for(need: Need) -> ModelUpdate | None:
     if current is None:
         return None
     return ModelUpdate(model=event.registered_model, version=current.version, promoted_at=event.at)
+
+
+def model_subscriptions(*, registered_model: RegisteredModel, tenant) -> list[dict[str, Any]]:
+    """Every need served by `registered_model`, for its owner `tenant`: the owner sees which
+    units subscribe (unit, need, status, since when), never their texts or results."""
+    if registered_model.tenant_id is None or registered_model.tenant_id != getattr(
+        tenant, "pk", tenant
+    ):
+        return []
+    return [
+        {
+            "tenant": need.tenant.slug,
+            "tenant_name": need.tenant.name,
+            "contact_email": need.tenant.contact_email,
+            "need": need.slug,
+            "need_name": need.name,
+            "status": need.status,
+            "since": need.model_chosen_at or need.created_at,
+            "own": need.tenant_id == registered_model.tenant_id,
+        }
+        for need in needs_using_all_tenants(registered_model).order_by("tenant__slug", "slug")
+    ]
