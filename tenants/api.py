@@ -127,7 +127,12 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
         )
         if model is None:
             raise ValidationError({"model": ["Unknown model, or it has no production version."]})
-        need = services.need_subscribe_model(need=need, model=model, actor=self.actor)
+        need = services.need_subscribe_model(
+            need=need,
+            model=model,
+            actor=self.actor,
+            accept_shortfall=serializer.validated_data["accept_shortfall"],
+        )
         return Response(NeedSerializer(need).data)
 
     @extend_schema(

@@ -132,6 +132,12 @@ class SubscribeSerializer(serializers.Serializer):
     model = serializers.CharField(
         max_length=200, help_text="The registered model's name, e.g. news-topics/tfidf-logreg."
     )
+    accept_shortfall = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Subscribe even though the model cannot tell some of your labels apart or "
+        "lacks some (the refusal lists which).",
+    )
 
 
 class ApiKeySerializer(serializers.ModelSerializer):

@@ -537,11 +537,13 @@ def need_reinstate(*, need: Need, actor, reason: str) -> Need:
     return need
 
 
-def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
+def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: bool = False) -> Need:
     """Serve `need` with an existing model instead of requesting a new one.
 
     Only models the need's tenant can see are allowed: shared (platform-owned) ones and its own,
-    with a `production` alias. The need adopts the model's label set; a mapping pointing outside
+    with a `production` alias, and offered by other units. A model that cannot tell the asked
+    labels apart (or lacks some) is refused with the reasons, unless `accept_shortfall` says the
+    tenant knows and accepts. The need adopts the model's label set; a mapping pointing outside
     it is refused.
     """
     if need.status == NeedStatus.RETIRED:
@@ -549,7 +551,7 @@ def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
     if not _offered_to(need=need, model=model):
         raise ValidationError({"model": ["Unknown model, or it has no production version."]})
     fit = model_fit(need=need, model=model)
-    if fit is not None and not fit.fits:
+    if fit is not None and not fit.fits and not accept_shortfall:
         # Subscribing must mean the model answers the need: say why it does not.
         raise ValidationError(
             {"model": [f"{model.name} does not answer this need. " + " ".join(fit.reasons)]}
