@@ -550,6 +550,15 @@ def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: boo
         raise ValidationError({"status": ["A retired need cannot be changed."]})
     if not _offered_to(need=need, model=model):
         raise ValidationError({"model": ["Unknown model, or it has no production version."]})
+    allowed = set(_need_label_keys(label_set=model.label_set, requested=[]))
+    # Django's ValidationError holds flat lists: name the offending entry in each message.
+    outside = [
+        f"{name}: '{key}' is not served by {model.name}."
+        for name, key in need.label_mapping.items()
+        if key not in allowed
+    ]
+    if outside:
+        raise ValidationError({"label_mapping": outside})
     fit = model_fit(need=need, model=model)
     if fit is not None and not fit.fits and not accept_shortfall:
         # Subscribing must mean the model answers the need: say why it does not.
@@ -560,15 +569,6 @@ def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: boo
         raise ValidationError(
             {"model": ["A live need can only move to a model of its own label set."]}
         )
-    allowed = set(_need_label_keys(label_set=model.label_set, requested=[]))
-    # Django's ValidationError holds flat lists: name the offending entry in each message.
-    outside = [
-        f"{name}: '{key}' is not served by {model.name}."
-        for name, key in need.label_mapping.items()
-        if key not in allowed
-    ]
-    if outside:
-        raise ValidationError({"label_mapping": outside})
     # The model's label set replaces a request; thresholds for labels it lacks go.
     rows = [
         NeedLabel(
