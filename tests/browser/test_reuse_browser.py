@@ -85,3 +85,43 @@ def test_the_need_page_shows_why_not_for_the_finance_need(
     expect(model).to_contain_text("cannot tell them apart")
     assert model.locator("button").count() == 0
     screenshot(page, "reuse-need-detail-why-not")
+
+
+def test_the_need_follows_a_newly_promoted_model_and_the_owner_offers_one(
+    live_server, page, alice, tenant_a, tenant_b, world, screenshot
+):
+    from registry.models import RegisteredModel
+    from registry.services.aliases import alias_set
+    from tenants import services as tenant_services
+    from tenants.models import Need
+
+    desk = taxonomy_services.label_set_create(
+        tenant=tenant_a, slug="desk", name="Desk", label_keys=["news.sport", "news.tech"]
+    )
+    first = make_live_model(label_set=desk, tenant=tenant_a, name="desk/tfidf-logreg")
+    need = tenant_services.need_create(tenant=tenant_a, slug="desk", name="Desk", label_set=desk)
+    tenant_services.need_subscribe_model(need=need, model=first)
+    newer = make_live_model(label_set=desk, tenant=tenant_a, name="desk/tfidf-svm")
+    alias_set(registered_model=newer, alias="production", version=newer.versions.get())
+
+    login(page, live_server, "alice")
+    page.goto(f"{live_server.url}/tenant/needs/desk/")
+    expect(page.locator("#model-update")).to_contain_text("Should it follow the new model?")
+    screenshot(page, "reuse-follow-question")
+    page.click("#follow-model")
+    expect(page.locator("#need-model")).to_contain_text("desk/tfidf-svm")
+    assert page.locator("#model-update").count() == 0
+    assert Need.objects.for_tenant(tenant_a).get(slug="desk").model == newer
+
+    page.goto(f"{live_server.url}/models/{newer.pk}/")
+    page.fill("textarea[name=description]", "Sport and tech for English news clippings.")
+    page.click("#offer-model")
+    expect(page.locator("#offer-state")).to_contain_text("offered to other units")
+    other_need = tenant_services.need_create(
+        tenant=tenant_b, slug="clips", name="Clips", requested_labels=["news.sport", "news.tech"]
+    )
+    tenant_services.need_subscribe_model(need=other_need, model=newer)
+    page.reload()
+    expect(page.locator("#subscriptions")).to_contain_text("Bravo Finance")
+    screenshot(page, "reuse-offer-subscriptions")
+    assert RegisteredModel.objects.owned_by(tenant_a).get(pk=newer.pk).offered
