@@ -158,7 +158,7 @@ def quality_on_requested(
     and scores 0. `macro_f1` averages over every requested label."""
     per_label = (metrics or {}).get("per_label") or {}
     shared = {key for group in result.collapsed for key in group["requested"]}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key in requested_keys:
         target = result.lands_on.get(key)
         if target is None:
@@ -175,7 +175,7 @@ def quality_on_requested(
                     "how": "exact" if target == key else "coarser",
                 }
             )
-    scored = [row["f1"] for row in rows if row["f1"] is not None]
+    scored: list[float] = [row["f1"] for row in rows if row["f1"] is not None]
     return {
         "macro_f1": round(sum(scored) / len(scored), 4) if scored and per_label else None,
         "labels": rows,
@@ -211,7 +211,7 @@ def reuse_suggestions(*, tenant, terms: Iterable[str], limit: int = 10) -> Sugge
 
     aliases = _live_aliases(tenant)
     model_keys = revision_keys(alias.version.revision_id for alias in aliases)
-    model_rows = []
+    model_rows: list[dict[str, Any]] = []
     for alias in aliases:
         result = overlap(requested, model_keys.get(alias.version.revision_id, []))
         if result.score > 0:

@@ -29,6 +29,7 @@ from registry.services.aliases import alias_set
 from registry.services.datasets import current_revision, snapshot_create, snapshot_split
 from registry.services.versions import model_version_register
 from taxonomy.models import LabelSet, LabelSetKind
+from tenants.models import Need
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +256,9 @@ def _attach_to_need(run: TrainingRun) -> None:
     when the run promoted it to the alias the need is served by: a need never silently stays on
     an older model the user believes they replaced."""
     need = run.need
-    needs = type(need).objects.owned_by(need.tenant_id).filter(pk=need.pk)
+    if need is None:
+        return
+    needs = Need.objects.owned_by(need.tenant_id).filter(pk=need.pk)
     if need.model_id is None:
         needs.filter(model__isnull=True).update(
             model=run.registered_model, model_chosen_at=timezone.now()
