@@ -11,6 +11,7 @@ from django.shortcuts import redirect
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views.generic import TemplateView, View
 
 from registry import evaluation, model_card, selectors
@@ -24,7 +25,7 @@ from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
-from tenants.models import Role
+from tenants.models import Need, Role
 from tenants.scoping import TenantPortalMixin, role_at_least
 
 
@@ -285,16 +286,31 @@ class TrainView(TenantPortalMixin, View):
 
 
 class UploadForm(forms.Form):
-    label_set = forms.ChoiceField()
+    label_set = forms.ChoiceField(required=False)
+    need = forms.ChoiceField(
+        required=False,
+        help_text=_lazy(
+            "Or one of your needs: its label set, and your own label names resolve too."
+        ),
+    )
     file = forms.FileField(
         help_text="CSV with text,labels columns (labels separated by |) or JSONL."
     )
 
-    def __init__(self, *args, label_sets=(), **kwargs):
+    def __init__(self, *args, label_sets=(), needs=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["label_set"].choices = [
             (ls.slug, f"{ls.name} ({ls.slug})") for ls in label_sets
         ]
+        self.fields["need"].choices = [("", "—")] + [
+            (need.slug, f"{need.name} ({need.slug})") for need in needs
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("label_set") and not data.get("need"):
+            raise forms.ValidationError(_lazy("Choose a label set or one of your needs."))
+        return data
 
 
 class DatasetUploadView(TenantPortalMixin, TemplateView):
@@ -306,17 +322,33 @@ class DatasetUploadView(TenantPortalMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context.setdefault("form", UploadForm(label_sets=self.get_queryset()))
+        context.setdefault("form", UploadForm(label_sets=self.get_queryset(), needs=self._needs()))
         return context
 
+    def _needs(self):
+        return (
+            Need.objects.for_tenant(self.tenant)
+            .filter(label_set__isnull=False)
+            .select_related("label_set")
+        )
+
     def post(self, request, *args, **kwargs):
-        form = UploadForm(request.POST, request.FILES, label_sets=self.get_queryset())
+        form = UploadForm(
+            request.POST, request.FILES, label_sets=self.get_queryset(), needs=self._needs()
+        )
         context = {"form": form}
         if form.is_valid():
+            need = (
+                self._needs().filter(slug=form.cleaned_data["need"]).first()
+                if form.cleaned_data.get("need")
+                else None
+            )
             try:
                 label_set, report = dataset_file_upload(
                     tenant=self.tenant,
-                    label_set_slug=form.cleaned_data["label_set"],
+                    # A need names its own label set.
+                    label_set_slug="" if need else form.cleaned_data.get("label_set") or "",
+                    need=need,
                     upload=form.cleaned_data["file"],
                 )
             except DatasetImportError as exc:

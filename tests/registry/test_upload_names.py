@@ -159,3 +159,16 @@ def test_the_portal_upload_shows_counts_and_the_first_rows_only(client, alice, n
     assert "unknown_label</code> 250" in page
     assert "The first 100 of 250 row errors" in page
     assert page.count("<tr><td>") == 100
+
+
+def test_the_portal_upload_takes_a_need_and_its_own_names(client, alice, tenant_a, need):
+    client.force_login(alice)
+    assert 'name="need"' in client.get("/models/datasets/upload/").content.decode()
+    response = client.post(
+        "/models/datasets/upload/",
+        {"need": "desk", "file": _csv([("Bank profits rose", "Money desk")])},
+    )
+    assert response.status_code == 200, response.content.decode()[-2000:]
+    assert _stored_labels(tenant_a) == {"Bank profits rose": ["news.business"]}
+    neither = client.post("/models/datasets/upload/", {"file": _csv([("x", "Sport")])})
+    assert "Choose a label set or one of your needs." in neither.content.decode()
