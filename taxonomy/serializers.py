@@ -142,6 +142,12 @@ class ReuseRequestSerializer(serializers.Serializer):
     )
 
 
+class CollapsedClassSerializer(serializers.Serializer):
+    label = serializers.CharField(help_text="The one class several of your labels come back as.")
+    name = serializers.CharField()
+    requested = serializers.ListField(child=serializers.CharField())
+
+
 class OverlapSerializer(serializers.Serializer):
     score = serializers.FloatField()
     coverage = serializers.FloatField()
@@ -150,6 +156,18 @@ class OverlapSerializer(serializers.Serializer):
     partial = serializers.ListField(child=serializers.CharField())
     missing = serializers.ListField(child=serializers.CharField())
     extra = serializers.ListField(child=serializers.CharField())
+    distinct = serializers.IntegerField(
+        help_text="How many distinct classes your labels land on: what it can tell apart."
+    )
+    requested = serializers.IntegerField(help_text="How many labels you asked for.")
+    lands_on = serializers.DictField(
+        child=serializers.CharField(), help_text="Your label -> the class it comes back as."
+    )
+    collapsed = CollapsedClassSerializer(many=True)
+    fits = serializers.BooleanField(
+        help_text="Every label you asked for comes back as a class of its own."
+    )
+    reasons = serializers.ListField(child=serializers.CharField())
 
 
 class LabelSetSuggestionSerializer(serializers.Serializer):
@@ -163,12 +181,33 @@ class LabelSetSuggestionSerializer(serializers.Serializer):
         return row["label_set"].tenant.slug if row["label_set"].tenant_id else "shared"
 
 
+class LabelQualitySerializer(serializers.Serializer):
+    label = serializers.CharField()
+    model_label = serializers.CharField(allow_null=True)
+    f1 = serializers.FloatField(allow_null=True)
+    how = serializers.ChoiceField(choices=["exact", "coarser", "shared", "missing"])
+
+
+class QualitySerializer(serializers.Serializer):
+    macro_f1 = serializers.FloatField(
+        allow_null=True,
+        help_text="Held-out F1 averaged over the labels you asked for (0 for a label it cannot "
+        "tell apart or lacks); never the model's overall F1.",
+    )
+    labels = LabelQualitySerializer(many=True)
+
+
 class ModelSuggestionSerializer(serializers.Serializer):
     model = serializers.CharField(source="model.name")
     label_set = serializers.CharField(source="model.label_set.slug")
     owner = serializers.SerializerMethodField()
     version = serializers.IntegerField(source="version.version")
     overlap = OverlapSerializer()
+    quality = QualitySerializer()
+    offered = serializers.BooleanField(
+        source="model.offered", help_text="Its owning unit offers it to other units."
+    )
+    offer_description = serializers.CharField(source="model.offer_description")
 
     def get_owner(self, row: dict) -> str:
         return row["model"].tenant.slug if row["model"].tenant_id else "shared"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, mixins, permissions, status, viewsets
@@ -22,6 +23,7 @@ from tenants.serializers import (
     MemberRoleSerializer,
     MemberSerializer,
     MembershipSerializer,
+    NeedModelUpdateSerializer,
     NeedSerializer,
     NeedStatusChangeSerializer,
     NeedUpdateSerializer,
@@ -128,10 +130,48 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
             .first()
         )
         if model is None:
-            from django.core.exceptions import ValidationError
-
             raise ValidationError({"model": ["Unknown model, or it has no production version."]})
-        need = services.need_subscribe_model(need=need, model=model, actor=self.actor)
+        need = services.need_subscribe_model(
+            need=need,
+            model=model,
+            actor=self.actor,
+            accept_shortfall=serializer.validated_data["accept_shortfall"],
+        )
+        return Response(NeedSerializer(need).data)
+
+    @extend_schema(
+        summary="Was another model promoted for this need's label set? (follow or keep)",
+        responses=NeedModelUpdateSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path="model-update")
+    def model_update(self, request, slug=None):
+        need = self.get_object()
+        update = None if need.status == "retired" else registry_selectors.newer_model_for(need)
+        model = need.model
+        withdrawn = (
+            model is not None
+            and model.tenant_id not in (None, need.tenant_id)
+            and not model.offered
+            and model.offer_ends_at is not None
+        )
+        return Response(
+            NeedModelUpdateSerializer(
+                {
+                    "current_model": model.name if model else None,
+                    "offer_ends_at": model.offer_ends_at if withdrawn else None,
+                    "model_update": update,
+                }
+            ).data
+        )
+
+    @extend_schema(
+        summary="Keep the need's current model (answers the model-update question)",
+        request=None,
+        responses=NeedSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="keep-model")
+    def keep_model(self, request, slug=None):
+        need = services.need_keep_model(need=self.get_object(), actor=self.actor)
         return Response(NeedSerializer(need).data)
 
     @extend_schema(

@@ -196,6 +196,9 @@ class Need(models.Model):
         related_name="needs",
     )
     model_alias = models.CharField(max_length=32, default="production")
+    #: When the tenant last chose (or confirmed) `model`: a model promoted later for the same
+    #: label set is offered to the need ("follow the new model?"), never silently ignored.
+    model_chosen_at = models.DateTimeField(null=True, blank=True)
     execution = models.CharField(max_length=16, choices=Execution.choices, default=Execution.INLINE)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -16,6 +16,11 @@ urlpatterns = [
         name="need-subscribe",
     ),
     path(
+        "needs/<slug:slug>/keep-model/",
+        views.NeedActionView.as_view(action="keep-model"),
+        name="need-keep-model",
+    ),
+    path(
         "needs/<slug:slug>/retire/",
         views.NeedActionView.as_view(action="retire"),
         name="need-retire",

@@ -140,6 +140,8 @@ class NeedDetailView(TenantPortalMixin, TemplateView):
             else None,
             can_edit=role_at_least(self.membership, Role.REQUESTER) and need.status != "retired",
         )
+        if need.status != "retired":
+            context["model_update"] = registry_selectors.newer_model_for(need)
         if context["can_edit"]:
             context["subscribe_url"] = reverse("tenants:need-subscribe", args=[need.slug])
             context["current_model_id"] = need.model_id
@@ -188,7 +190,8 @@ class NeedEditView(TenantPortalMixin, View):
 
 
 class NeedActionView(TenantPortalMixin, View):
-    """POST-only lifecycle actions on one need: subscribe, retire, go live."""
+    """POST-only lifecycle actions on one need: subscribe (or follow a newly promoted model),
+    keep its model, retire, go live."""
 
     required_role = Role.REQUESTER
     action: str = ""
@@ -211,6 +214,9 @@ class NeedActionView(TenantPortalMixin, View):
                     )
                 services.need_subscribe_model(need=need, model=model, actor=request.user)
                 messages.success(request, f"This need is now served by {model.name}.")
+            elif self.action == "keep-model":
+                services.need_keep_model(need=need, actor=request.user)
+                messages.success(request, f"This need stays on {need.model.name}.")
             elif self.action == "retire":
                 services.need_retire(
                     need=need, actor=request.user, reason=request.POST.get("reason", "")

@@ -42,6 +42,26 @@ class NeedSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ModelUpdateSerializer(serializers.Serializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField(source="version.version")
+    promoted_at = serializers.DateTimeField()
+
+
+class NeedModelUpdateSerializer(serializers.Serializer):
+    current_model = serializers.CharField(allow_null=True)
+    offer_ends_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Set when the current model is another unit's and its offer was withdrawn: "
+        "the need keeps it until then.",
+    )
+    model_update = ModelUpdateSerializer(
+        allow_null=True,
+        help_text="A model promoted for this need's label set after the need chose its model: "
+        "follow it with POST subscribe {model}, or keep the current one with POST keep-model.",
+    )
+
+
 class NeedWriteSerializer(serializers.Serializer):
     """Field types only; the domain rules (labels known, mapping inside the set…) are services'."""
 
@@ -113,7 +133,13 @@ class NeedStatusChangeSerializer(serializers.ModelSerializer):
 
 class SubscribeSerializer(serializers.Serializer):
     model = serializers.CharField(
-        help_text="The registered model's name, e.g. news-topics/tfidf-logreg."
+        max_length=200, help_text="The registered model's name, e.g. news-topics/tfidf-logreg."
+    )
+    accept_shortfall = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Subscribe even though the model cannot tell some of your labels apart or "
+        "lacks some (the refusal lists which).",
     )
 
 

@@ -22,7 +22,7 @@ from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
 
 from taxonomy.models import Label, LabelSet, LabelStatus
-from taxonomy.selectors import resolve_terms
+from taxonomy.selectors import Overlap, overlap, resolve_terms, revision_keys
 from tenants import keys
 from tenants.authentication import clear_key_cache
 from tenants.models import (
@@ -287,6 +287,10 @@ def _validate_need(
     if (
         label_set is not None
         and not LabelSet.objects.for_tenant(tenant).filter(pk=label_set.pk).exists()
+        and not _registered_model_class()
+        .objects.reusable_by(tenant)
+        .filter(label_set=label_set)
+        .exists()
     ):
         errors["label_set"] = ["Unknown label set."]  # another tenant's set: as if missing
         label_set = None
@@ -578,14 +582,42 @@ def _has_serving_alias(need: Need) -> bool:
     return need.model_id is not None and need.model.aliases.filter(name=need.model_alias).exists()
 
 
+def _registered_model_class():
+    # Through the Need.model relation: tenants sit below the registry and never import it.
+    return Need._meta.get_field("model").related_model
+
+
 def _offered_to(*, need: Need, model) -> bool:
     """`registry.selectors.offered_models` for one model, through the Need.model relation."""
-    registered_model = Need._meta.get_field("model").related_model
     return (
-        registered_model.objects.for_tenant(need.tenant)
+        _registered_model_class()
+        .objects.reusable_by(need.tenant)
         .filter(pk=model.pk, aliases__name="production")
         .exists()
     )
+
+
+def _asked_labels(need: Need) -> list[Label]:
+    """The labels the need asks for: its request, else the labels it names in its mapping, else
+    its label set's labels (ancestors loaded, for `taxonomy.selectors.overlap`)."""
+    keys = need.requested_labels or list(need.label_mapping.values())
+    if not keys:
+        keys = _need_label_keys(label_set=need.label_set, requested=[])
+    labels = {
+        label.key: label
+        for label in Label.objects.filter(key__in=keys).select_related("parent__parent__parent")
+    }
+    return [labels[key] for key in dict.fromkeys(keys) if key in labels]
+
+
+def model_fit(*, need: Need, model) -> Overlap | None:
+    """How `model`'s live version answers the labels `need` asks for (None: no production
+    version). `fits` is false when some asked labels have no class or share one."""
+    alias = model.aliases.filter(name="production").select_related("version").first()
+    if alias is None:
+        return None
+    keys = revision_keys([alias.version.revision_id]).get(alias.version.revision_id, [])
+    return overlap(_asked_labels(need), keys)
 
 
 def need_retire(*, need: Need, actor=None, reason: str = "") -> Need:
@@ -623,11 +655,13 @@ def need_reinstate(*, need: Need, actor, reason: str) -> Need:
     return need
 
 
-def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
+def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: bool = False) -> Need:
     """Serve `need` with an existing model instead of requesting a new one.
 
     Only models the need's tenant can see are allowed: shared (platform-owned) ones and its own,
-    with a `production` alias. The need adopts the model's label set; a mapping pointing outside
+    with a `production` alias, and offered by other units. A model that cannot tell the asked
+    labels apart (or lacks some) is refused with the reasons, unless `accept_shortfall` says the
+    tenant knows and accepts. The need adopts the model's label set; a mapping pointing outside
     it is refused.
     """
     if need.status == NeedStatus.RETIRED:
@@ -643,6 +677,16 @@ def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
     ]
     if outside:
         raise ValidationError({"label_mapping": outside})
+    fit = model_fit(need=need, model=model)
+    if fit is not None and not fit.fits and not accept_shortfall:
+        # Subscribing must mean the model answers the need: say why it does not.
+        raise ValidationError(
+            {"model": [f"{model.name} does not answer this need. " + " ".join(fit.reasons)]}
+        )
+    if need.status == NeedStatus.LIVE and model.label_set_id != need.label_set_id:
+        raise ValidationError(
+            {"model": ["A live need can only move to a model of its own label set."]}
+        )
     # The model's label set replaces a request; thresholds for labels it lacks go.
     rows = [
         NeedLabel(
@@ -652,12 +696,33 @@ def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
         )
         for row in need.label_rows()
     ]
+    try:
+        with transaction.atomic():
+            _lock(need)
+            need.model = model
+            need.model_alias = "production"
+            need.model_chosen_at = timezone.now()
+            need.label_set = model.label_set
+            need.top_k = min(need.top_k, max(len(allowed), 1))
+            need.save()
+            _write_labels(need=need, rows=[r for r in rows if r.name or r.threshold is not None])
+    except IntegrityError as exc:  # a concurrent change to the same need: refuse, never a 500
+        need.refresh_from_db()
+        raise ValidationError(
+            {"model": ["The need changed while subscribing; reload it and try again."]}
+        ) from exc
+    return need
+
+
+def need_keep_model(*, need: Need, actor=None) -> Need:
+    """The tenant saw that another model was promoted for the need's label set and keeps the
+    one it has: the question is not asked again until a later promotion."""
+    if need.status == NeedStatus.RETIRED:
+        raise ValidationError({"status": ["A retired need cannot be changed."]})
+    if need.model_id is None:
+        raise ValidationError({"model": ["This need has no model to keep."]})
     with transaction.atomic():
         _lock(need)
-        need.model = model
-        need.model_alias = "production"
-        need.label_set = model.label_set
-        need.top_k = min(need.top_k, max(len(allowed), 1))
-        need.save()
-        _write_labels(need=need, rows=[r for r in rows if r.name or r.threshold is not None])
+        need.model_chosen_at = timezone.now()
+        need.save(update_fields=["model_chosen_at", "updated_at"])
     return need

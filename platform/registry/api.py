@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from core.edge import INT64_MAX, db_int_bounds, query_int
 from core.errors import DomainError
 from registry import model_card, selectors
-from registry.errors import DatasetImportError, RegistryError
+from registry.errors import ROW_ERRORS_SHOWN, DatasetImportError, RegistryError
 from registry.models import (
     Algorithm,
     AliasEvent,
@@ -32,6 +32,7 @@ from registry.models import (
 )
 from registry.services.aliases import alias_rollback, alias_set
 from registry.services.datasets import current_revision, dataset_file_upload, snapshot_create
+from registry.services.offers import model_offer, model_offer_withdraw
 from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
@@ -41,13 +42,13 @@ from tenants.models import ApiKeyScope, Need, Role
 from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView, TenantScopedViewSet
 
 
-def _api_error(exc: RegistryError) -> DomainError:
+def _api_error(exc: RegistryError, *, max_errors: int = ROW_ERRORS_SHOWN) -> DomainError:
     if isinstance(exc, DatasetImportError):
         return DomainError(
             exc.code,
             exc.message,
             status_code=exc.status_code,
-            fields={"rows": [e.as_dict() for e in exc.errors]},
+            fields=exc.report(limit=max_errors),
         )
     return DomainError(exc.code, exc.message, status_code=exc.status_code)
 
@@ -77,11 +78,51 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
             "algorithm",
             "description",
             "aliases",
+            "offered",
+            "offer_description",
+            "offer_ends_at",
             "created_at",
         ]
 
     def get_owner(self, obj) -> str:
         return obj.tenant.slug if obj.tenant_id else "platform"
+
+
+class OfferSerializer(serializers.Serializer):
+    description = serializers.CharField(
+        max_length=2000, help_text="What the model answers, for which texts, how well."
+    )
+
+
+class WithdrawOfferSerializer(serializers.Serializer):
+    keep_until = serializers.DateTimeField(
+        help_text="Needs of other units already on the model keep it until then "
+        "(one day to one year ahead)."
+    )
+
+
+class OfferStateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RegisteredModel
+        fields = [
+            "id",
+            "name",
+            "offered",
+            "offer_description",
+            "offered_at",
+            "offer_withdrawn_at",
+            "offer_ends_at",
+        ]
+
+
+class SubscriptionSerializer(serializers.Serializer):
+    tenant = serializers.CharField()
+    tenant_name = serializers.CharField()
+    need = serializers.CharField()
+    need_name = serializers.CharField()
+    status = serializers.CharField()
+    since = serializers.DateTimeField()
+    own = serializers.BooleanField(help_text="One of your own needs.")
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -136,8 +177,8 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "registered_model", "registered_model_id", "snapshot", "algorithm", "params",
-            "status", "progress", "log", "error", "promote_to", "created_at", "started_at",
-            "finished_at", "duration_seconds", "version",
+            "status", "progress", "log", "error", "promote_to", "refit_on_all", "created_at",
+            "started_at", "finished_at", "duration_seconds", "version",
         ]  # fmt: skip
 
     def get_version(self, obj) -> int | None:
@@ -168,6 +209,12 @@ class TrainingRunCreateSerializer(serializers.Serializer):
         help_text="Train on this snapshot (its content hash, from /snapshots/) instead of a new "
         "one; seed and test_fraction are then the snapshot's.",
     )
+    refit_on_all = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="After the held-out evaluation, refit the same configuration on all the "
+        "snapshot's data (train + test) and serve that artifact.",
+    )
 
     def validate(self, attrs):
         if bool(attrs.get("need")) == bool(attrs.get("label_set")):
@@ -184,9 +231,27 @@ class AliasMoveSerializer(serializers.Serializer):
 
 
 class UploadSerializer(serializers.Serializer):
-    label_set = serializers.SlugField()
+    label_set = serializers.SlugField(
+        required=False, help_text="Slug of a visible label set (or give `need`)."
+    )
+    need = serializers.SlugField(
+        required=False,
+        help_text="Slug of one of your needs: its label set, and its own label names resolve.",
+    )
     file = serializers.FileField()
     format = serializers.ChoiceField(choices=["", "csv", "jsonl"], required=False, default="")
+    max_errors = serializers.IntegerField(
+        required=False,
+        default=ROW_ERRORS_SHOWN,
+        min_value=1,
+        max_value=1000,
+        help_text="How many row errors a rejected upload lists (counts per kind cover all).",
+    )
+
+    def validate(self, attrs):
+        if not attrs.get("label_set") and not attrs.get("need"):
+            raise serializers.ValidationError({"label_set": "Give a label_set or a need."})
+        return attrs
 
 
 # --- Views -----------------------------------------------------------------------------------
@@ -231,6 +296,85 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
             else selectors.shared_versions()
         ).filter(registered_model=model)
         return Response(VersionSerializer(versions, many=True).data)
+
+    def _check_owner_admin(self, model: RegisteredModel) -> None:
+        """Offers are a person's decision, by an admin of the model's owning unit."""
+        if self.acting_user is None:
+            raise DomainError(
+                "person_required",
+                "A model is offered by a person, not an API key.",
+                status_code=403,
+            )
+        if model.tenant_id is None or self.tenant is None or model.tenant_id != self.tenant.pk:
+            raise DomainError(
+                "not_own_model", "Only a unit's own models can be offered by it.", status_code=403
+            )
+        if not selectors.can_manage_model(
+            user=self.acting_user, membership=self.membership, registered_model=model
+        ):
+            raise DomainError(
+                "permission_denied",
+                f"Only an admin of {model.tenant.slug} may do this.",
+                status_code=403,
+            )
+
+    @extend_schema(
+        summary="Offer your own model to other units (they get its answers, never its data)",
+        request=OfferSerializer,
+        responses=OfferStateSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def offer(self, request, pk=None):
+        model = self.get_object()
+        self._check_owner_admin(model)
+        body = OfferSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            model = model_offer(
+                registered_model=model,
+                tenant=self.tenant,
+                description=body.validated_data["description"],
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(OfferStateSerializer(model).data)
+
+    @extend_schema(
+        summary="Withdraw the offer; other units' needs keep the model until keep_until",
+        request=WithdrawOfferSerializer,
+        responses=OfferStateSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="withdraw-offer")
+    def withdraw_offer(self, request, pk=None):
+        model = self.get_object()
+        self._check_owner_admin(model)
+        body = WithdrawOfferSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            model = model_offer_withdraw(
+                registered_model=model,
+                tenant=self.tenant,
+                keep_until=body.validated_data["keep_until"],
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(OfferStateSerializer(model).data)
+
+    @extend_schema(
+        summary="Every need served by your model: yours and other units' subscriptions",
+        responses=SubscriptionSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def subscriptions(self, request, pk=None):
+        model = self.get_object()
+        if model.tenant_id is None or self.tenant is None or model.tenant_id != self.tenant.pk:
+            raise DomainError(
+                "not_own_model",
+                "Only the owning unit sees a model's subscriptions.",
+                status_code=403,
+            )
+        rows = selectors.model_subscriptions(registered_model=model, tenant=self.tenant)
+        return Response(SubscriptionSerializer(rows, many=True).data)
 
     @extend_schema(responses=AliasEventSerializer(many=True))
     @action(detail=True, methods=["get"], url_path="alias-events", pagination_class=None)
@@ -368,6 +512,7 @@ class TrainingRunViewSet(
             "seed": data["seed"],
             "test_fraction": data["test_fraction"],
             "promote_to": data["promote_to"],
+            "refit_on_all": data["refit_on_all"],
             "actor": self.acting_user,
         }
         if self.tenant is None and (data.get("need") or not data["shared"]):
@@ -561,15 +706,20 @@ class DatasetUploadView(TenantScopedGenericAPIView):
     def post(self, request):
         body = UploadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        data = body.validated_data
+        need = None
+        if data.get("need"):
+            need = get_object_or_404(Need.objects.for_tenant(self.tenant), slug=data["need"])
         try:
             _, report = dataset_file_upload(
                 tenant=self.tenant,
-                label_set_slug=body.validated_data["label_set"],
-                upload=body.validated_data["file"],
-                fmt=body.validated_data["format"] or None,
+                label_set_slug=data.get("label_set") or "",
+                need=need,
+                upload=data["file"],
+                fmt=data["format"] or None,
             )
         except RegistryError as exc:
-            raise _api_error(exc) from exc
+            raise _api_error(exc, max_errors=data["max_errors"]) from exc
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)
 
 

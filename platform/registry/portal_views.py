@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views.generic import TemplateView, View
 
 from registry import evaluation, model_card, selectors
-from registry.errors import DatasetImportError, RegistryError
+from registry.errors import ROW_ERRORS_SHOWN, DatasetImportError, RegistryError
 from registry.ml import ALGORITHMS
 from registry.models import (
     AliasName,
@@ -23,11 +28,12 @@ from registry.models import (
 )
 from registry.services.aliases import alias_rollback, alias_set
 from registry.services.datasets import current_revision, dataset_file_upload, snapshot_create
+from registry.services.offers import model_offer, model_offer_withdraw
 from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
-from tenants.models import Role
+from tenants.models import Need, Role
 from tenants.scoping import TenantPortalMixin, role_at_least
 
 
@@ -83,7 +89,15 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             alias_names=AliasName.values,
             alias_rows=[(name, aliases.get(name)) for name in AliasName.values],
             needs=list(selectors.needs_using(model, tenant=self.tenant)),
+            is_owner=self.tenant is not None and model.tenant_id == self.tenant.pk,
         )
+        if context["is_owner"]:
+            context["subscriptions"] = selectors.model_subscriptions(
+                registered_model=model, tenant=self.tenant
+            )
+            context["keep_until_default"] = (timezone.now() + timedelta(days=30)).strftime(
+                "%Y-%m-%d"
+            )
         return context
 
     def post(self, request, *args, **kwargs):
@@ -98,6 +112,8 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             return redirect("registry:model", pk=model.pk)
         alias = request.POST.get("alias", AliasName.PRODUCTION)
         reason = request.POST.get("reason", "")[:300]
+        if request.POST.get("action") in {"offer", "withdraw-offer"}:
+            return self._offer(request, model)
         try:
             if request.POST.get("action") == "rollback":
                 moved = alias_rollback(
@@ -118,6 +134,31 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             messages.error(request, exc.message)
         else:
             messages.success(request, f"{alias} now points at v{moved.version.version}.")
+        return redirect("registry:model", pk=model.pk)
+
+    def _offer(self, request, model: RegisteredModel):
+        try:
+            if request.POST.get("action") == "offer":
+                model_offer(
+                    registered_model=model,
+                    tenant=self.tenant,
+                    description=request.POST.get("description", ""),
+                )
+                messages.success(request, _("The model is now offered to other units."))
+            else:
+                keep = parse_date(request.POST.get("keep_until", "") or "")
+                if keep is None:
+                    raise RegistryError("bad_keep_until", _("Give the date subscribers keep it."))
+                model_offer_withdraw(
+                    registered_model=model,
+                    tenant=self.tenant,
+                    keep_until=timezone.make_aware(datetime.combine(keep, time(23, 59))),
+                )
+                messages.success(
+                    request, _("Offer withdrawn; subscribers keep the model until the date given.")
+                )
+        except RegistryError as exc:
+            messages.error(request, exc.message)
         return redirect("registry:model", pk=model.pk)
 
 
@@ -250,6 +291,10 @@ class TrainView(TenantPortalMixin, View):
                 algorithm=request.POST.get("algorithm", "tfidf-logreg"),
                 promote_to=request.POST.get("promote_to", ""),
                 snapshot=snapshot,
+                # An unticked box sends nothing: the hidden field says the choice was offered.
+                refit_on_all=(
+                    "refit_on_all" in request.POST if "refit_choice" in request.POST else True
+                ),
                 actor=request.user,
             )
         except RegistryError as exc:
@@ -260,16 +305,31 @@ class TrainView(TenantPortalMixin, View):
 
 
 class UploadForm(forms.Form):
-    label_set = forms.ChoiceField()
+    label_set = forms.ChoiceField(required=False)
+    need = forms.ChoiceField(
+        required=False,
+        help_text=_lazy(
+            "Or one of your needs: its label set, and your own label names resolve too."
+        ),
+    )
     file = forms.FileField(
         help_text="CSV with text,labels columns (labels separated by |) or JSONL."
     )
 
-    def __init__(self, *args, label_sets=(), **kwargs):
+    def __init__(self, *args, label_sets=(), needs=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["label_set"].choices = [
             (ls.slug, f"{ls.name} ({ls.slug})") for ls in label_sets
         ]
+        self.fields["need"].choices = [("", "—")] + [
+            (need.slug, f"{need.name} ({need.slug})") for need in needs
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("label_set") and not data.get("need"):
+            raise forms.ValidationError(_lazy("Choose a label set or one of your needs."))
+        return data
 
 
 class DatasetUploadView(TenantPortalMixin, TemplateView):
@@ -281,21 +341,39 @@ class DatasetUploadView(TenantPortalMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context.setdefault("form", UploadForm(label_sets=self.get_queryset()))
+        context.setdefault("form", UploadForm(label_sets=self.get_queryset(), needs=self._needs()))
         return context
 
+    def _needs(self):
+        return (
+            Need.objects.for_tenant(self.tenant)
+            .filter(label_set__isnull=False)
+            .select_related("label_set")
+        )
+
     def post(self, request, *args, **kwargs):
-        form = UploadForm(request.POST, request.FILES, label_sets=self.get_queryset())
+        form = UploadForm(
+            request.POST, request.FILES, label_sets=self.get_queryset(), needs=self._needs()
+        )
         context = {"form": form}
         if form.is_valid():
+            need = (
+                self._needs().filter(slug=form.cleaned_data["need"]).first()
+                if form.cleaned_data.get("need")
+                else None
+            )
             try:
                 label_set, report = dataset_file_upload(
                     tenant=self.tenant,
-                    label_set_slug=form.cleaned_data["label_set"],
+                    # A need names its own label set.
+                    label_set_slug="" if need else form.cleaned_data.get("label_set") or "",
+                    need=need,
                     upload=form.cleaned_data["file"],
                 )
             except DatasetImportError as exc:
-                context["row_errors"] = exc.errors
+                context["row_errors"] = exc.errors[:ROW_ERRORS_SHOWN]
+                context["error_counts"] = exc.counts()
+                context["error_total"] = len(exc.errors)
                 context["error"] = exc.message
             except RegistryError as exc:
                 context["error"] = exc.message

@@ -78,14 +78,21 @@ def _validate_rows(
                 RowError(
                     row.row,
                     "labels",
-                    f"Unknown label(s) {', '.join(unknown)} for {revision}; allowed: {allowed}.",
+                    f"Unknown label(s) {', '.join(unknown)} for {revision}; allowed: {allowed} "
+                    "(or their names and aliases).",
+                    kind="unknown_label",
                 )
             )
             continue
         labels = tuple(sorted(set(row.labels)))
         if multiclass and len(labels) != 1:
             errors.append(
-                RowError(row.row, "labels", f"{revision.label_set.slug} takes exactly one label.")
+                RowError(
+                    row.row,
+                    "labels",
+                    f"{revision.label_set.slug} takes exactly one label.",
+                    kind="one_label_only",
+                )
             )
             continue
         digest = text_hash(row.text)
@@ -95,7 +102,12 @@ def _validate_rows(
                 report.conflicts_skipped += 1
             elif first_labels != labels:
                 errors.append(
-                    RowError(row.row, "text", f"Same text as row {first_row} but different labels.")
+                    RowError(
+                        row.row,
+                        "text",
+                        f"Same text as row {first_row} but different labels.",
+                        kind="conflicting_duplicate",
+                    )
                 )
             else:
                 report.duplicates_in_file += 1
@@ -165,6 +177,36 @@ def samples_import(
     return report
 
 
+def label_resolver(revision: LabelSetRevision, mapping: dict[str, str] | None = None):
+    """What an upload may call a label of `revision`, folded -> the label key: the key, the
+    tenant's own name for it (a need's `label_mapping`), its English and Chinese names, its
+    aliases and its key's last segment. Earlier kinds win when two labels share a spelling."""
+    members = list(revision.members.select_related("label"))
+    keys = {member.label.key for member in members}
+    index: dict[str, str] = {}
+    for key in keys:
+        index.setdefault(key.casefold(), key)
+    for name, key in (mapping or {}).items():
+        if key in keys:
+            index.setdefault(name.strip().casefold(), key)
+    for member in members:
+        label = member.label
+        for name in (label.name_en, label.name_zh):
+            if name:
+                index.setdefault(name.strip().casefold(), label.key)
+    for member in members:
+        for alias in member.label.aliases or []:
+            index.setdefault(alias.strip().casefold(), member.label.key)
+    for member in members:
+        index.setdefault(member.label.key.rsplit(".", 1)[-1].casefold(), member.label.key)
+    return index
+
+
+def _resolve_row_labels(rows: list[SampleRow], resolver: dict[str, str]) -> None:
+    for row in rows:
+        row.labels = [resolver.get(label.strip().casefold(), label) for label in row.labels]
+
+
 def dataset_upload(
     *,
     label_set: LabelSet,
@@ -172,14 +214,18 @@ def dataset_upload(
     filename: str,
     content: bytes,
     fmt: str | None = None,
+    label_mapping: dict[str, str] | None = None,
 ) -> ImportReport:
     """Import an uploaded CSV/JSONL file into the label set's current revision, atomically.
 
-    Every problem (shape and labels) is reported in one DatasetImportError, row by row.
+    Labels may be given as keys, the tenant's own names (`label_mapping`, a need's), or the
+    taxonomy's names and aliases (`label_resolver`). Every problem (shape and labels) is
+    reported in one DatasetImportError, row by row.
     """
     _refuse_too_large(len(content))
     revision = current_revision(label_set)
     parsed = parse_upload(filename=filename, content=content, fmt=fmt)
+    _resolve_row_labels(parsed.rows, label_resolver(revision, label_mapping))
     _, label_errors = _validate_rows(revision, parsed.rows, ImportReport())
     errors = sorted(parsed.errors + label_errors, key=lambda e: e.row)
     if errors:
@@ -205,13 +251,38 @@ def _refuse_too_large(size: int) -> None:
 
 
 def dataset_file_upload(
-    *, tenant, label_set_slug: str, upload: UploadedFile, fmt: str | None = None
+    *,
+    tenant,
+    label_set_slug: str = "",
+    upload: UploadedFile,
+    fmt: str | None = None,
+    need=None,
 ) -> tuple[LabelSet, ImportReport]:
     """The upload flow of the API and the portal: the label set as `tenant` sees it (a 404 when
-    it sees none), the size limit before the file is read, then `dataset_upload`."""
-    label_set = visible_label_set(tenant=tenant, slug=label_set_slug)
-    if label_set is None:
-        raise RegistryError("not_found", "Not found.", status_code=404)
+    it sees none) or the label set of `need` (one of the tenant's needs, whose own label names
+    then resolve), the size limit before the file is read, then `dataset_upload`."""
+    mapping: dict[str, str] = {}
+    if need is not None:
+        if need.tenant_id != tenant.pk:
+            raise RegistryError("not_found", "Not found.", status_code=404)
+        if need.label_set_id is None:
+            raise RegistryError(
+                "need_has_no_label_set",
+                f"Need {need.slug!r} has no label set yet: upload to a label set instead.",
+            )
+        if label_set_slug and label_set_slug != need.label_set.slug:
+            raise RegistryError(
+                "label_set_mismatch",
+                f"Need {need.slug!r} uses label set {need.label_set.slug!r}, not "
+                f"{label_set_slug!r}.",
+            )
+        label_set = need.label_set
+        mapping = need.label_mapping
+    else:
+        found = visible_label_set(tenant=tenant, slug=label_set_slug)
+        if found is None:
+            raise RegistryError("not_found", "Not found.", status_code=404)
+        label_set = found
     _refuse_too_large(upload.size or 0)
     report = dataset_upload(
         label_set=label_set,
@@ -219,6 +290,7 @@ def dataset_file_upload(
         filename=upload.name or "",
         content=upload.read(),
         fmt=fmt,
+        label_mapping=mapping,
     )
     return label_set, report
 
