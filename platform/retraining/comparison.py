@@ -160,11 +160,9 @@ def guard_verdict(comparison: dict[str, Any], settings: GuardSettings) -> dict[s
             "code": "recall_drop",
             "passed": not drops,
             "message": (
-                "no label's recall drops by more than "
-                f"{settings.max_recall_drop:.3f}"
+                f"no label's recall drops by more than {settings.max_recall_drop:.3f}"
                 if not drops
-                else "recall drops beyond "
-                f"{settings.max_recall_drop:.3f}: " + "; ".join(drops)
+                else f"recall drops beyond {settings.max_recall_drop:.3f}: " + "; ".join(drops)
             ),
         }
     )

@@ -89,7 +89,11 @@ class Retrain(models.Model):
     )
     params = models.JSONField(default=dict, blank=True)
     snapshot = models.ForeignKey(
-        "registry.DatasetSnapshot", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "registry.DatasetSnapshot",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
     training_run = models.OneToOneField(
         "registry.TrainingRun",

@@ -210,11 +210,15 @@ def retrain_execute(*, retrain_id: int) -> Retrain | None:
             training_run_execute(run_id=run.pk)
             run.refresh_from_db()
         if run.status != RunStatus.SUCCEEDED:
-            raise RetrainingError("training_failed", f"Training run {run.pk} {run.status}: {run.error}")
+            raise RetrainingError(
+                "training_failed", f"Training run {run.pk} {run.status}: {run.error}"
+            )
         retrain = Retrain.objects.select_related("need", "champion").get(pk=retrain_id)
         challenger = ModelVersion.objects.for_owner(retrain.tenant_id).get(training_run=run)
         model = challenger.registered_model
-        current = ModelAlias.objects.filter(registered_model=model, name=AliasName.CANDIDATE).first()
+        current = ModelAlias.objects.filter(
+            registered_model=model, name=AliasName.CANDIDATE
+        ).first()
         if current is None or current.version_id != challenger.pk:
             alias_set(
                 registered_model=model,
@@ -281,7 +285,10 @@ def _compare_and_judge(retrain: Retrain) -> None:
     champion, challenger = retrain.champion, retrain.challenger
     assert challenger is not None
     labels = champion.revision.label_keys()
-    models = {"champion": load_model_version(champion), "challenger": load_model_version(challenger)}
+    models = {
+        "champion": load_model_version(champion),
+        "challenger": load_model_version(challenger),
+    }
     test_texts, test_labels = snapshot_split(champion.snapshot, "test")
     fresh_texts, fresh_labels = fresh_set(need=retrain.need, revision_id=champion.revision_id)
     comparison = {
@@ -336,7 +343,9 @@ def retrain_promote(*, retrain: Retrain, actor=None, override_reason: str = "") 
     retrain). Refusals raise with a stable code; nothing is written then."""
     override_reason = (override_reason or "").strip()
     with transaction.atomic():
-        locked = Retrain.objects.for_tenant(retrain.tenant_id).select_for_update().get(pk=retrain.pk)
+        locked = (
+            Retrain.objects.for_tenant(retrain.tenant_id).select_for_update().get(pk=retrain.pk)
+        )
         if locked.status != RetrainStatus.READY or locked.challenger_id is None:
             raise RetrainingError(
                 "retrain_not_ready",
@@ -412,9 +421,11 @@ def retrain_rollback(*, retrain: Retrain, actor=None, reason: str = "") -> Model
             status_code=409,
         )
     need = Need.objects.for_tenant(retrain.tenant_id).get(pk=retrain.need_id)
-    model = ModelVersion.objects.for_owner(retrain.tenant_id).get(
-        pk=retrain.challenger_id
-    ).registered_model
+    model = (
+        ModelVersion.objects.for_owner(retrain.tenant_id)
+        .get(pk=retrain.challenger_id)
+        .registered_model
+    )
     try:
         return alias_rollback(
             registered_model=model,

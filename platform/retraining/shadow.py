@@ -87,8 +87,7 @@ def shadow_drain_all_tenants(*, batch: int = 500, limit: int = 5000) -> int:
             agreed = sum(
                 1
                 for item, labels in zip(group, predicted, strict=True)
-                if labels and labels[0] == item["tl"]
-                or (not labels and not item["tl"])
+                if labels and labels[0] == item["tl"] or (not labels and not item["tl"])
             )
             day = timezone.now().date()
             row, _ = ShadowAgreement.objects.for_tenant(tenant_id).get_or_create(
