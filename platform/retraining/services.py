@@ -241,10 +241,11 @@ def retrain_execute(*, retrain_id: int) -> Retrain | None:
     return Retrain.objects.get(pk=retrain_id)
 
 
+@acts_for_tenant(Retrain, "retrain_id")
 def _training_run_for(retrain_id: int) -> TrainingRun:
     with transaction.atomic():
         retrain = (
-            Retrain.objects.select_for_update()
+            Retrain.objects.select_for_update(of=("self",))
             .select_related("need__label_set", "champion__snapshot")
             .get(pk=retrain_id)
         )
@@ -320,7 +321,9 @@ def _compare_and_judge(retrain: Retrain) -> None:
             min_fresh_samples=policy.min_fresh_samples,
         ),
     )
-    Retrain.objects.filter(pk=retrain.pk).update(comparison=comparison, guard=verdict)
+    Retrain.objects.for_tenant(retrain.tenant_id).filter(pk=retrain.pk).update(
+        comparison=comparison, guard=verdict
+    )
     retrain.comparison, retrain.guard = comparison, verdict
 
 
@@ -402,7 +405,7 @@ def retrain_promote(*, retrain: Retrain, actor=None, override_reason: str = "") 
             )
         except RegistryError as exc:
             raise RetrainingError(exc.code, exc.message, status_code=409) from exc
-        Retrain.objects.filter(pk=locked.pk).update(
+        Retrain.objects.for_tenant(locked.tenant_id).filter(pk=locked.pk).update(
             status=RetrainStatus.PROMOTED,
             promoted_by=actor if getattr(actor, "pk", None) else None,
             promoted_at=timezone.now(),
