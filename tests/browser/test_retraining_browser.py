@@ -19,7 +19,12 @@ pytestmark = pytest.mark.browser
 
 
 def test_comparison_page_draws_charts_and_promotes(
-    live_server, page, screenshot, alice, shifted_need, run_retrain
+    live_server,
+    page,
+    screenshot,
+    alice,
+    shifted_need,  # noqa: F811 (fixture imported above)
+    run_retrain,  # noqa: F811 (fixture imported above)
 ):
     retrain = run_retrain(shifted_need)
     console = watch_csp(page)
