@@ -65,17 +65,20 @@ NEGATIVE_RIGHT, NEGATIVE_WRONG = 0.01, 0.15
 class LoopSettings:
     seed: int = 7
     #: Share of each label's BBC training part the champion sees, and its number of tech articles.
-    train_share: float = 0.2
-    tech_docs: int = 6
+    train_share: float = 0.25
+    tech_docs: int = 12
     normal_days: int = 8
     shift_days: int = 4
     after_days: int = 4
-    daily_volume: int = 300
+    daily_volume: int = 250
     #: Share of tech news after the shift (before it: the champion's own training mix).
-    shifted_tech_share: float = 0.4
-    round_size: int = 150
+    shifted_tech_share: float = 0.35
+    round_size: int = 200
     held_out_share: float = 0.3
     min_fresh_samples: int = 10
+    #: The guard's recall tolerance: one item of a label in the champion's small test set weighs
+    #: more than the default 0.05, so the demo need sets 0.10 (printed with the guard's checks).
+    max_recall_drop: float = 0.10
     text_chars: int = 1500
 
 
@@ -169,10 +172,11 @@ class Story:
         self.result.tenant, self.result.need = slug, self.need.slug
         for row in rows:
             self.truth[datasets.text_hash(row.text)] = row.labels
-        # Fixed partition by hash: 70 % training part, 30 % "the world" (traffic), the world split
-        # in two halves: before the promotion and after it (so no accepted case is seen again).
-        training = [r for r in rows if _bucket(r.source_ref, "part") >= 0.3]
-        world = [r for r in rows if _bucket(r.source_ref, "part") < 0.3]
+        # Fixed partition by hash: half the articles are the training part, half "the world"
+        # (traffic), the world split in two: before the promotion and after it (so no accepted
+        # case is served again after the promotion).
+        training = [r for r in rows if _bucket(r.source_ref, "part") >= 0.5]
+        world = [r for r in rows if _bucket(r.source_ref, "part") < 0.5]
         self.world_before = defaultdict(list)
         self.world_after = defaultdict(list)
         for r in world:
@@ -240,7 +244,7 @@ class Story:
         """One simulated day: items in, tagged by the serving code, dated, with feedback."""
         mix = self.day_mix(shifted)
         keys = sorted(mix)
-        volume = int(round(self.s.daily_volume * self.rng.uniform(0.85, 1.15)))
+        volume = int(round(self.s.daily_volume * self.rng.uniform(0.9, 1.1)))
         texts, truths = [], []
         for _ in range(volume):
             key = self.rng.choices(keys, weights=[mix[k] for k in keys])[0]
@@ -535,7 +539,10 @@ def loop_run(*, stdout, settings: LoopSettings | None = None) -> LoopResult:
         business_owner=story.owner,
     )
     retraining.retrain_policy_update(
-        need=story.need, min_fresh_samples=s.min_fresh_samples, retrain_on_signoff=True
+        need=story.need,
+        min_fresh_samples=s.min_fresh_samples,
+        max_recall_drop=s.max_recall_drop,
+        retrain_on_signoff=True,
     )
     round_before, story.result.round_before = story.review_round(
         window_end=window_end, days=s.shift_days, trigger="alert", title="round before"
