@@ -63,6 +63,11 @@ class RetrainPolicyView(TenantScopedGenericAPIView):
         )
         return Response(RetrainPolicySerializer(policy).data)
 
+    @extend_schema(tags=TAGS, request=RetrainPolicySerializer, responses=RetrainPolicySerializer)
+    def patch(self, request, need: str):
+        """The same as PUT: only the fields given change."""
+        return self.put(request, need)
+
 
 class RetrainViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantScopedViewSet
