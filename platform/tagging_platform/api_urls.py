@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("registry.api_urls")),
     path("", include("monitoring.api_urls")),
     path("", include("retraining.api_urls")),
+    path("", include("review.api_urls")),
 ]

@@ -26,5 +26,6 @@ urlpatterns = [
     path("serving/", include("serving.portal_urls")),
     path("monitoring/", include("monitoring.portal_urls")),
     path("retraining/", include("retraining.portal_urls")),
+    path("review/", include("review.portal_urls")),
     path("", include("portal.portal_urls")),
 ]
