@@ -5,15 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0005_trainingsample_held_out'),
+        ("registry", "0005_trainingsample_held_out"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='datasetsnapshot',
-            name='parent',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='derived', to='registry.datasetsnapshot'),
+            model_name="datasetsnapshot",
+            name="parent",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="derived",
+                to="registry.datasetsnapshot",
+            ),
         ),
     ]
