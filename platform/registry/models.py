@@ -91,8 +91,14 @@ class DatasetSnapshot(models.Model):
     content_hash = models.CharField(max_length=64, unique=True)
     seed = models.PositiveIntegerField(default=42)
     test_fraction = models.FloatField(default=0.2)
-    #: "stratified" (seeded split by label) or "origin" (the data set's own test split).
+    #: "stratified" (seeded split by label), "origin" (the data set's own test split) or
+    #: "derived" (a retrain: the parent snapshot's test ids kept, its training data extended).
     split_strategy = models.CharField(max_length=16, default="stratified")
+    #: The snapshot this one was derived from (retraining keeps the parent's test set, so a
+    #: champion and its challenger are compared on the same, uncontaminated data).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived"
+    )
     train_sample_ids = models.JSONField(default=list)
     test_sample_ids = models.JSONField(default=list)
     #: {label_key: count} over the whole snapshot: monitoring's default baseline.

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "registry",
     "serving",
     "monitoring",
+    "retraining",
     "review",
     "optimisation",
     "portal",
@@ -426,6 +427,12 @@ CELERY_BEAT_SCHEDULE["serving: re-queue stale batch chunks"] = _beat(
 #: Send result-cache entries and log lines with the next Redis pipeline (write-behind) instead of
 #: inline; a quiet process sends them after WRITE_BEHIND_SECONDS (serving/redis_pool.py).
 SERVING_ASYNC_WRITES = envbool("SERVING_ASYNC_WRITES", True)
+# Shadow mode (retraining): per-process cap on items a challenger scores beside the champion,
+# the bound on the Redis list they wait in, and how often the per-need shares are re-read.
+SHADOW_MAX_ITEMS_PER_SECOND = envfloat("SHADOW_MAX_ITEMS_PER_SECOND", 20.0, minimum=0.0)
+SHADOW_BUFFER_MAX = envint("SHADOW_BUFFER_MAX", 10000, minimum=1)
+SHADOW_REFRESH_SECONDS = envfloat("SHADOW_REFRESH_SECONDS", 30.0, minimum=0.0)
+SHADOW_DRAIN_SECONDS = envfloat("SHADOW_DRAIN_SECONDS", 30.0, minimum=1.0)
 WRITE_BEHIND_SECONDS = envfloat("WRITE_BEHIND_SECONDS", 0.05, minimum=0.001)
 
 # --- Demo -----------------------------------------------------------------------------------
@@ -459,3 +466,17 @@ MONITORING_WEBHOOK_TIMEOUT = envfloat("MONITORING_WEBHOOK_TIMEOUT", 5.0, minimum
 METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS", [])
 METRICS_BEARER_TOKEN = envstr("METRICS_BEARER_TOKEN", "")
 METRICS_REQUIRE_TOKEN = envbool("METRICS_REQUIRE_TOKEN", not DEBUG)
+# Retraining: per-need policies (K accepted samples, a schedule) checked hourly; shadow-mode items
+# scored beside the champion off the hot path.
+CELERY_BEAT_SCHEDULE["retraining: check retrain policies"] = _beat(
+    "workers.tasks.training.check_retrain_policies",
+    _crontab(minute="25"),
+    expires=3000,
+    queue="training",
+)
+CELERY_BEAT_SCHEDULE["retraining: score shadow traffic"] = _beat(
+    "workers.tasks.monitoring.drain_shadow",
+    SHADOW_DRAIN_SECONDS,
+    expires=SHADOW_DRAIN_SECONDS,
+    queue="monitoring",
+)

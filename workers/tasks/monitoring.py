@@ -60,6 +60,14 @@ def deliver_alert(alert_id: int) -> dict:
     return services.alert_deliver(alert=alert)
 
 
+@shared_task(base=DurableTask, name="workers.tasks.monitoring.drain_shadow", ignore_result=True)
+def drain_shadow() -> None:
+    """Beat: score the shadow-mode items buffered by sync tagging with their challengers."""
+    from retraining.shadow import shadow_drain_all_tenants
+
+    shadow_drain_all_tenants()
+
+
 # --- Review rounds and cases (the review app) -------------------------------------------------
 @shared_task(base=DurableTask, name="workers.tasks.monitoring.review_round_sample")
 @acts_for_tenant("review.ReviewRound", "round_id")

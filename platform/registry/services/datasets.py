@@ -28,6 +28,10 @@ from taxonomy.selectors import visible_label_set
 
 SPLIT_STRATIFIED = "stratified"
 SPLIT_ORIGIN = "origin"
+SPLIT_DERIVED = "derived"
+
+#: Sources of samples that a retrain adds to its parent's training data (accepted cases).
+ACCEPTED_SOURCES = (SampleSource.CASE, SampleSource.REVIEW)
 
 
 @dataclass
@@ -321,9 +325,12 @@ def snapshot_content_hash(
     seed: int,
     test_fraction: float,
     split: str,
+    test_hashes: Iterable[str] = (),
+    parent_hash: str | None = None,
 ) -> str:
     """sha256 over stable identifiers only (slugs, numbers, text hashes), so a restored database
-    recomputes the same hash."""
+    recomputes the same hash. A derived snapshot's test set is not a function of the seed, so its
+    test hashes and its parent's hash are part of what it is."""
     label_set_owner = revision.label_set.tenant
     payload = {
         "label_set": revision.label_set.slug,
@@ -336,6 +343,9 @@ def snapshot_content_hash(
         "test_fraction": test_fraction if split == SPLIT_STRATIFIED else None,
         "split": split,
     }
+    if split == SPLIT_DERIVED:
+        payload["test"] = sorted(test_hashes)
+        payload["parent"] = parent_hash
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -428,6 +438,87 @@ def snapshot_create(
         or f"{len(train_ids)} train / {len(test_ids)} test, {split} split (seed {seed})",
         created_by=actor,
     )
+
+
+def snapshot_derive(
+    *,
+    parent: DatasetSnapshot,
+    tenant=None,
+    actor=None,
+    description: str = "",
+) -> tuple[DatasetSnapshot, int]:
+    """A retrain's snapshot: `parent`'s training data plus the accepted samples (sources case and
+    review, never held out) that `tenant` sees in the parent's revision, with the parent's test
+    set kept exactly, so the champion (trained on `parent`) and the challenger are compared on
+    the same test data. An accepted sample whose text is in that test set is left out (it would
+    contaminate the comparison). Returns (snapshot, number of samples added); the same content
+    gives the same snapshot."""
+    revision = parent.revision
+    test_ids = list(parent.test_sample_ids)
+    base_ids = list(parent.train_sample_ids)
+    known = set(test_ids) | set(base_ids)
+    hashes = dict(
+        TrainingSample.objects.for_owner(tenant)
+        .filter(id__in=test_ids + base_ids)
+        .values_list("id", "text_hash")
+    )
+    if len(hashes) != len(known):
+        raise RegistryError(
+            "snapshot_not_visible",
+            f"{parent} holds samples that this owner cannot see; it cannot be extended here.",
+            status_code=409,
+        )
+    test_hashes = {hashes[pk] for pk in test_ids}
+    base_hashes = {hashes[pk] for pk in base_ids}
+    candidates = (
+        _samples_for(revision, tenant)
+        .filter(source__in=ACCEPTED_SOURCES)
+        .exclude(id__in=known)
+        .values_list("id", "text_hash")
+    )
+    added: list[int] = []
+    for pk, digest in candidates.order_by("id"):
+        if digest in test_hashes or digest in base_hashes:
+            continue
+        base_hashes.add(digest)
+        hashes[pk] = digest
+        added.append(pk)
+    labels = sample_labels(added)
+    added = [pk for pk in added if labels.get(pk)]
+    train_ids = sorted(base_ids + added)
+    all_labels = sample_labels(train_ids + test_ids)
+    entries = [(hashes[pk], all_labels.get(pk, [])) for pk in train_ids + test_ids]
+    content_hash = snapshot_content_hash(
+        revision=revision,
+        tenant=tenant,
+        entries=entries,
+        seed=parent.seed,
+        test_fraction=parent.test_fraction,
+        split=SPLIT_DERIVED,
+        test_hashes=test_hashes,
+        parent_hash=parent.content_hash,
+    )
+    existing = DatasetSnapshot.objects.owned_by(tenant).filter(content_hash=content_hash).first()
+    if existing is not None:
+        return existing, len(added)
+    distribution = Counter(label for _, lbls in entries for label in lbls)
+    snapshot = DatasetSnapshot.objects.create(
+        tenant=tenant,
+        revision=revision,
+        content_hash=content_hash,
+        seed=parent.seed,
+        test_fraction=parent.test_fraction,
+        split_strategy=SPLIT_DERIVED,
+        parent=parent,
+        train_sample_ids=train_ids,
+        test_sample_ids=sorted(test_ids),
+        label_distribution={key: distribution.get(key, 0) for key in revision.label_keys()},
+        description=description
+        or f"{len(train_ids)} train ({len(added)} accepted added) / {len(test_ids)} test, "
+        f"derived from {parent.content_hash[:12]}",
+        created_by=actor,
+    )
+    return snapshot, len(added)
 
 
 def snapshot_split(snapshot: DatasetSnapshot, part: str) -> tuple[list[str], list[list[str]]]:
