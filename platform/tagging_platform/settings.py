@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "registry",
     "serving",
     "monitoring",
+    "records",
     "portal",
 ]
 
