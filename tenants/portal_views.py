@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
+from records import selectors as records_selectors
 from registry import selectors as registry_selectors
 from taxonomy import selectors as taxonomy_selectors
 from taxonomy.models import LabelSet
@@ -62,7 +63,14 @@ class NeedSuggestionsView(TenantPortalMixin, View):
         return render(
             request,
             "tenants/_suggestions.html",
-            {"suggestions": suggestions, "terms": terms, "selectable": True},
+            {
+                "suggestions": suggestions,
+                "terms": terms,
+                "selectable": True,
+                "related_lessons": records_selectors.related_lessons(
+                    tenant=self.tenant, terms=terms
+                ),
+            },
         )
 
 
@@ -131,6 +139,9 @@ class NeedDetailView(TenantPortalMixin, TemplateView):
             if terms
             else None,
             can_edit=role_at_least(self.membership, Role.REQUESTER) and need.status != "retired",
+            related_lessons=records_selectors.related_lessons(
+                tenant=self.tenant, terms=terms, exclude_need=need
+            ),
         )
         if context["can_edit"]:
             context["subscribe_url"] = reverse("tenants:need-subscribe", args=[need.slug])
