@@ -4,14 +4,13 @@ a training run, an import, a snapshot, status changes, an alert), built directly
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 from django.utils import timezone
 
 from monitoring.models import Alert
 from registry.models import (
-    AliasAction,
     AliasEvent,
     ModelAlias,
     ModelVersion,
@@ -27,7 +26,9 @@ def metrics(macro_f1: float, accuracy: float) -> dict:
     return {"macro_f1": macro_f1, "accuracy": accuracy, "micro_f1": accuracy, "n_test": 40}
 
 
-def add_version(need, number: int, *, f1: float, acc: float, promote_by=None, reason="") -> ModelVersion:
+def add_version(
+    need, number: int, *, f1: float, acc: float, promote_by=None, reason=""
+) -> ModelVersion:
     first = ModelVersion.objects.for_tenant(need.tenant).get(registered_model=need.model, version=1)
     version = ModelVersion.objects.create(
         registered_model=need.model,
@@ -75,26 +76,44 @@ def live_need(tenant_a, alice):
     revision = v1.revision
     TrainingSample.objects.bulk_create(
         TrainingSample(
-            tenant=tenant_a, revision=revision, text=f"text {i}", text_hash=f"h{i}",
+            tenant=tenant_a,
+            revision=revision,
+            text=f"text {i}",
+            text_hash=f"h{i}",
             source_ref="desk-export.csv",
         )
         for i in range(12)
     )
-    NeedStatusChange.objects.create(need=need, from_status="requested", to_status="approved", actor=alice)
-    NeedStatusChange.objects.create(need=need, from_status="approved", to_status="live", actor=alice)
+    NeedStatusChange.objects.create(
+        need=need, from_status="requested", to_status="approved", actor=alice
+    )
+    NeedStatusChange.objects.create(
+        need=need, from_status="approved", to_status="live", actor=alice
+    )
     AliasEvent.objects.create(
         registered_model=need.model, alias="production", to_version=v1, actor=alice, reason="launch"
     )
     run = TrainingRun.objects.create(
-        tenant=tenant_a, registered_model=need.model, snapshot=snapshot, algorithm="tfidf-logreg",
-        need=need, status=RunStatus.SUCCEEDED, created_by=alice, finished_at=timezone.now(),
+        tenant=tenant_a,
+        registered_model=need.model,
+        snapshot=snapshot,
+        algorithm="tfidf-logreg",
+        need=need,
+        status=RunStatus.SUCCEEDED,
+        created_by=alice,
+        finished_at=timezone.now(),
     )
     v2 = add_version(need, 2, f1=0.86, acc=0.88, promote_by=alice, reason="better on sport")
     v2.training_run = run
     v2.save()
     Alert.objects.create(
-        tenant=tenant_a, need=need, kind="drift", severity="warning", first_seen=date.today(),
-        last_seen=date.today(), message="Label distribution drifted (PSI 0.31)",
+        tenant=tenant_a,
+        need=need,
+        kind="drift",
+        severity="warning",
+        first_seen=date.today(),
+        last_seen=date.today(),
+        message="Label distribution drifted (PSI 0.31)",
     )
     need.refresh_from_db()
     return need

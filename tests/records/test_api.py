@@ -64,11 +64,14 @@ def test_edit_keeps_revisions_and_a_stale_edit_is_409(alice_api, api, bob, live_
     assert "-Success: F1 > 0.8" in revisions[0]["diff"]
     assert "+Success: F1 > 0.85" in revisions[0]["diff"]
     # A new section cannot claim an old revision.
-    assert alice_api.put(
-        f"/api/v1/records/{live_need.slug}/sections/tried/",
-        {"body": "x", "base_revision": 3},
-        format="json",
-    ).status_code == 400
+    assert (
+        alice_api.put(
+            f"/api/v1/records/{live_need.slug}/sections/tried/",
+            {"body": "x", "base_revision": 3},
+            format="json",
+        ).status_code
+        == 400
+    )
 
 
 def test_viewer_and_api_keys_never_write(api, bob, live_need, key_a):
@@ -78,11 +81,14 @@ def test_viewer_and_api_keys_never_write(api, bob, live_need, key_a):
     key_client = api_client_for_key(key_a)
     assert key_client.get(f"/api/v1/records/{live_need.slug}/").status_code == 200
     assert put_goal(key_client, live_need, "key text", 0).status_code == 403
-    assert key_client.post(
-        f"/api/v1/records/{live_need.slug}/items/",
-        {"kind": "lesson", "title": "t"},
-        format="json",
-    ).status_code == 403
+    assert (
+        key_client.post(
+            f"/api/v1/records/{live_need.slug}/items/",
+            {"kind": "lesson", "title": "t"},
+            format="json",
+        ).status_code
+        == 403
+    )
     read_only = ApiKeyFactory(tenant=live_need.tenant, scopes=["tag"])
     assert api_client_for_key(read_only).get("/api/v1/records/").status_code == 403
     assert not SectionRevision.objects.for_tenant(live_need.tenant).exists()
@@ -200,7 +206,9 @@ def test_retrospective_draft_reports_what_changed_since_the_last(alice_api, live
     assert alice_api.get(url.replace("launch", "party")).status_code == 400
 
 
-def test_search_finds_own_records_only(alice_api, api, charlie, live_need, tenant_b, requires_postgres):
+def test_search_finds_own_records_only(
+    alice_api, api, charlie, live_need, tenant_b, requires_postgres
+):
     put_goal(alice_api, live_need, "We tokenized the headlines before training.", 0)
     hits = alice_api.get("/api/v1/record-search/?q=tokenizing").json()
     assert [(h["need"], h["kind"]) for h in hits] == [("desk-topics", "goal")]

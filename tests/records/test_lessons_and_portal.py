@@ -20,17 +20,30 @@ def b_record(tenant_b, charlie):
     build_news_tree()
     need, _ = make_monitored_need(tenant=tenant_b, slug="b-sport", baseline={"news.sport": 9})
     services.section_save(
-        need=need, kind="goal", body="SECRET B GOAL: beat the rival desk", base_revision=0,
+        need=need,
+        kind="goal",
+        body="SECRET B GOAL: beat the rival desk",
+        base_revision=0,
         author=charlie,
     )
     shared = services.item_create(
-        need=need, kind="lesson", title="Sport recall needs match reports", author=charlie,
-        body="Add **match reports** to the training data.", labels=["news.sport"],
-        tags=["data"], shareable=True,
+        need=need,
+        kind="lesson",
+        title="Sport recall needs match reports",
+        author=charlie,
+        body="Add **match reports** to the training data.",
+        labels=["news.sport"],
+        tags=["data"],
+        shareable=True,
     )
     private = services.item_create(
-        need=need, kind="lesson", title="PRIVATE B LESSON", author=charlie,
-        body="internal only", labels=["news.sport"], shareable=False,
+        need=need,
+        kind="lesson",
+        title="PRIVATE B LESSON",
+        author=charlie,
+        body="internal only",
+        labels=["news.sport"],
+        shareable=False,
     )
     return need, shared, private
 
@@ -122,7 +135,10 @@ def test_portal_edit_then_a_stale_edit_shows_the_conflict(client, alice, tenant_
     assert "Tried SVM, and it was slow" in page  # their text is kept
     assert 'name="base_revision" value="2"' in page
     # Saving again (now based on revision 2) is deliberate and wins.
-    assert client.post(url, {"body": "Tried SVM, and it was slow", "base_revision": 2}).status_code == 302
+    assert (
+        client.post(url, {"body": "Tried SVM, and it was slow", "base_revision": 2}).status_code
+        == 302
+    )
     section = Section.objects.for_tenant(tenant_a).get(kind="tried")
     history = client.get(f"/records/{live_need.slug}/items/{section.pk}/history/").content.decode()
     assert "Revision 3" in history and "dave" in history and "alice" in history
@@ -154,7 +170,10 @@ def test_portal_problem_with_retrospective_prefill(client, alice, live_need):
 
 def test_search_page(client, alice, live_need):
     services.section_save(
-        need=live_need, kind="next", body="Try a multilingual tokenizer", base_revision=0,
+        need=live_need,
+        kind="next",
+        body="Try a multilingual tokenizer",
+        base_revision=0,
         author=alice,
     )
     client.force_login(alice)
@@ -177,16 +196,15 @@ def test_staff_overview_lists_live_needs_without_retrospective_and_old_problems(
     Section.objects.for_tenant(live_need.tenant).filter(pk=problem.pk).update(
         created_at=timezone.now() - timedelta(days=30)
     )
-    services.item_create(
-        need=other, kind="retrospective", title="Launch", body="", author=None
-    )
+    services.item_create(need=other, kind="retrospective", title="Launch", body="", author=None)
     client.force_login(staff_user)
     page = client.get("/admin/records/projectrecord/overview/?days=14").content.decode()
     assert "desk-topics" in page and "b-live" not in page.split('id="stale-problems"')[0]
     assert "Old open problem" in page
-    assert "Old open problem" not in client.get(
-        "/admin/records/projectrecord/overview/?days=60"
-    ).content.decode()
+    assert (
+        "Old open problem"
+        not in client.get("/admin/records/projectrecord/overview/?days=60").content.decode()
+    )
     listing = client.get("/admin/records/projectrecord/?open_problems=yes").content.decode()
     assert "desk-topics" in listing and "b-live" not in listing
     assert client.get("/admin/records/section/").status_code == 200

@@ -56,9 +56,7 @@ def test_a_deleted_fact_leaves_no_entry(live_need, tenant_a):
     alert = Alert.objects.for_tenant(tenant_a).get(need=live_need)
     assert any(e.object_id == alert.pk for e in timeline.build(need=live_need, tenant=tenant_a))
     alert.delete()
-    assert not any(
-        e.kind == "alert" for e in timeline.build(need=live_need, tenant=tenant_a)
-    )
+    assert not any(e.kind == "alert" for e in timeline.build(need=live_need, tenant=tenant_a))
 
 
 def test_another_tenants_rows_on_a_shared_model_stay_out(live_need, tenant_a, tenant_b):
@@ -77,7 +75,9 @@ def test_another_tenants_rows_on_a_shared_model_stay_out(live_need, tenant_a, te
     assert other_version.snapshot_id not in {
         e.object_id for e in entries if e.object_type == "registry.datasetsnapshot"
     }
-    assert all(e.object_type != "registry.trainingrun" or e.object_id != other_need.pk for e in entries)
+    assert all(
+        e.object_type != "registry.trainingrun" or e.object_id != other_need.pk for e in entries
+    )
     with pytest.raises(ValueError):
         timeline.build(need=live_need, tenant=tenant_b)
 
