@@ -70,11 +70,14 @@ def _facts(need: Need) -> dict:
 
 
 def _goal(need: Need, facts: dict) -> str:
-    labels = ", ".join(f"`{key}`" for key in need.label_mapping.values()) or "—"
+    revision = need.label_set.current_revision
+    keys = list(need.label_mapping.values()) or (revision.label_keys() if revision else [])
+    labels = ", ".join(f"`{key}`" for key in keys) or "—"
     lines = [
         f"**Goal:** {need.goal or need.name}.",
         "",
         "**Success criteria** (as set on the need):",
+        "",
         f"- tags with the labels {labels} of the shared label set `{need.label_set.slug}`",
         f"- top {need.top_k} label(s), abstaining below a confidence of {need.threshold}",
     ]
@@ -85,15 +88,15 @@ def _goal(need: Need, facts: dict) -> str:
 
 
 def _data(need: Need, facts: dict) -> str:
-    lines = ["**Imported:**"]
+    lines = ["**Imported:**", ""]
     lines += [
         f"- {row['n']} samples from `{row['source_ref'] or row['source']}`"
         for row in facts["imports"]
     ] or ["- nothing yet"]
     snapshot = facts["snapshot"]
     if snapshot is not None:
-        size = len(snapshot.train_sample_ids) + len(snapshot.test_sample_ids)
         total = sum(snapshot.label_distribution.values()) or 1
+        size = len(snapshot.train_sample_ids) + len(snapshot.test_sample_ids) or total
         lines += [
             "",
             f"**Snapshot** `{snapshot.content_hash[:12]}`: {size} samples, "

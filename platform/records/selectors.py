@@ -193,17 +193,18 @@ def record_search(*, tenant: Tenant, query: str, limit: int = 50) -> list[Search
         vector = SearchVector("title", weight="A", config="english") + SearchVector(
             "body", weight="B", config="english"
         )
+        # `@@` decides what matches (ts_rank is never 0, not even for a miss); the rank orders.
         sections = (
-            sections.annotate(rank=SearchRank(vector, search))
-            .filter(Q(rank__gt=0) | Q(title__icontains=query) | Q(body__icontains=query))
+            sections.annotate(vector=vector, rank=SearchRank(vector, search))
+            .filter(Q(vector=search) | Q(title__icontains=query) | Q(body__icontains=query))
             .order_by("-rank", "-updated_at")
         )
         need_vector = SearchVector("name", weight="A", config="english") + SearchVector(
             "goal", weight="B", config="english"
         )
         needs = (
-            needs.annotate(rank=SearchRank(need_vector, search))
-            .filter(Q(rank__gt=0) | Q(name__icontains=query) | Q(goal__icontains=query))
+            needs.annotate(vector=need_vector, rank=SearchRank(need_vector, search))
+            .filter(Q(vector=search) | Q(name__icontains=query) | Q(goal__icontains=query))
             .order_by("-rank", "slug")
         )
     else:
@@ -324,7 +325,7 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
     now = timezone.now()
     before = _version_at(need=need, at=since)
     current = serving_version(need)
-    lines = [f"## What changed since {since:%Y-%m-%d %H:%M} UTC", ""]
+    lines = [f"### What changed since {since:%Y-%m-%d %H:%M} UTC", ""]
     metric_rows = []
     if current is not None:
         old = (before.metrics if before else {}) or {}
@@ -360,11 +361,11 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
     open_alerts = (
         Alert.objects.for_tenant(tenant).filter(need=need, resolved_at__isnull=True).count()
     )
-    lines.append(f"**Alerts:** {len(alert_entries)} raised, {open_alerts} still open.")
+    lines += [f"**Alerts:** {len(alert_entries)} raised, {open_alerts} still open.", ""]
     lines += [f"- {e.at:%Y-%m-%d} {e.title}" for e in alert_entries[:20]]
     lines.append("")
     others = [e for e in entries if e.kind in ("training_run", "promotion", "rollback")]
-    lines.append(f"**Training and promotions:** {len(others)}.")
+    lines += [f"**Training and promotions:** {len(others)}.", ""]
     lines += [
         f"- {e.at:%Y-%m-%d} {e.title}" + (f" — {e.detail}" if e.detail else "") for e in others
     ]
@@ -375,10 +376,10 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
         .filter(Q(created_at__gt=since) | Q(resolved_at__gt=since))
         .order_by("created_at")
     )
-    lines.append(f"**Problems noted or closed:** {len(problems)}.")
+    lines += [f"**Problems noted or closed:** {len(problems)}.", ""]
     lines += [f"- [{p.get_status_display()}] {p.title}" for p in problems]
     # Cases handled join here once the review app records them (records.timeline source).
-    lines += ["", "## What went well", "", "", "## What to change", ""]
+    lines += ["", "### What went well", "", "", "### What to change", ""]
     return {
         "title": f"{Milestone(milestone).label} retrospective, {now:%Y-%m-%d}",
         "body": "\n".join(lines),

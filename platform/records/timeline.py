@@ -225,7 +225,10 @@ def snapshots(context: TimelineContext) -> list[Entry]:
     )
     entries = []
     for snap in rows:
-        size = len(snap.train_sample_ids) + len(snap.test_sample_ids)
+        # A snapshot without sample ids (a stand-in) still says how many rows it describes.
+        size = len(snap.train_sample_ids) + len(snap.test_sample_ids) or sum(
+            snap.label_distribution.values()
+        )
         distribution = dict(sorted(snap.label_distribution.items(), key=lambda kv: (-kv[1], kv[0])))
         entries.append(
             Entry(

@@ -63,7 +63,8 @@ def test_demo_records_come_from_the_facts_and_are_idempotent(demo_need):
     assert "tenant-a/news-topics: record written from" in out.getvalue()
     assert "tenant-b/zh-sentiment not found" in out.getvalue()
     sections = {
-        (s.kind, s.title): s for s in Section.objects.for_tenant(need.tenant).filter(record__need=need)
+        (s.kind, s.title): s
+        for s in Section.objects.for_tenant(need.tenant).filter(record__need=need)
     }
     data = sections[("data", "")].body
     assert "400 samples, 320 for training and 80 held out" in data
