@@ -98,7 +98,10 @@ def record_view(*, tenant: Tenant, need: Need, with_timeline: bool = True) -> Re
     record = sections[0].record if sections else None
     if record is None:
         record = ProjectRecord.objects.for_tenant(tenant).filter(need=need).first()
-    singles = [(kind.value, kind.label, (by_kind.get(kind) or [None])[0]) for kind in SINGLE_KINDS]
+    singles: list[tuple[str, str, Section | None]] = [
+        (kind.value, str(kind.label), next(iter(by_kind.get(kind, [])), None))
+        for kind in SINGLE_KINDS
+    ]
     problems = sorted(
         by_kind.get(SectionKind.PROBLEM, []),
         key=lambda s: (s.status != ProblemStatus.OPEN, -s.created_at.timestamp()),

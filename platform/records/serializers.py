@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from records.models import SINGLE_KINDS, Milestone, ProblemStatus, Section, SectionRevision
@@ -100,7 +101,8 @@ class RecordSerializer(serializers.Serializer):
     retrospectives = SectionSerializer(many=True)
     timeline = TimelineEntrySerializer(many=True)
 
-    def get_sections(self, view) -> dict[str, SectionSerializer]:
+    @extend_schema_field(serializers.DictField(child=SectionSerializer(allow_null=True)))
+    def get_sections(self, view) -> dict:
         return {
             kind: SectionSerializer(section).data if section else None
             for kind, _, section in view.singles

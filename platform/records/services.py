@@ -236,8 +236,9 @@ def _item_fields(*, need: Need, kind: str, fields: dict[str, Any]) -> dict[str, 
     return out
 
 
-def _apply(section: Section, values: dict[str, Any], *, now: datetime) -> bool:
-    """Set the values on the section; True when something changed."""
+def _apply(section: Section, values: dict[str, Any], *, now: datetime) -> tuple[bool, list | None]:
+    """Set the values on the section; (whether something changed, the labels to set after
+    saving or None to leave them)."""
     changed = False
     labels = values.pop("labels", None)
     for name, value in values.items():
@@ -251,10 +252,9 @@ def _apply(section: Section, values: dict[str, Any], *, now: datetime) -> bool:
         elif not closed:
             section.resolved_at = None
     if labels is not None:
-        section._new_labels = labels  # type: ignore[attr-defined]  # written after save
         current = {label.pk for label in section.labels.all()} if section.pk else set()
         changed = changed or current != {label.pk for label in labels}
-    return changed
+    return changed, labels
 
 
 def item_create(*, need: Need, kind: str, title: str, body: str, author, **fields: Any) -> Section:
@@ -286,10 +286,10 @@ def item_create(*, need: Need, kind: str, title: str, body: str, author, **field
             updated_by=author,
             updated_at=now,
         )
-        _apply(section, values, now=now)
+        _, labels = _apply(section, values, now=now)
         section.save()
-        if getattr(section, "_new_labels", None) is not None:
-            section.labels.set(section._new_labels)
+        if labels is not None:
+            section.labels.set(labels)
         _revise(section, before="", author=author, at=now)
         ProjectRecord.objects.for_tenant(need.tenant_id).filter(pk=record.pk).update(updated_at=now)
     return section
@@ -325,13 +325,14 @@ def item_update(
         if locked.revision != base_revision:
             raise StaleRevision(locked)
         before = _text(locked)
-        if not _apply(locked, values, now=now):
+        changed, labels = _apply(locked, values, now=now)
+        if not changed:
             return locked
         locked.revision += 1
         locked.updated_by, locked.updated_at = author, now
         locked.save()
-        if getattr(locked, "_new_labels", None) is not None:
-            locked.labels.set(locked._new_labels)
+        if labels is not None:
+            locked.labels.set(labels)
         _revise(locked, before=before, author=author, at=now)
         ProjectRecord.objects.for_tenant(section.tenant_id).filter(pk=locked.record_id).update(
             updated_at=now

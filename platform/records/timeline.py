@@ -220,7 +220,7 @@ def snapshots(context: TimelineContext) -> list[Entry]:
     rows = (
         DatasetSnapshot.objects.for_tenant(context.tenant)
         .filter(revision__label_set_id=need.label_set_id)
-        .select_related("revision", "created_by")
+        .select_related("revision__label_set", "created_by")
         .annotate(run_id=Subquery(first_run))
     )
     entries = []
@@ -244,7 +244,7 @@ def snapshots(context: TimelineContext) -> list[Entry]:
                 detail=", ".join(f"{k} {v}" for k, v in distribution.items()),
                 url=reverse("registry:run", args=[snap.run_id])
                 if snap.run_id
-                else reverse("taxonomy-api:label-set-detail", args=[need.label_set.slug]),
+                else reverse("taxonomy-api:label-set-detail", args=[snap.revision.label_set.slug]),
                 object_type="registry.datasetsnapshot",
                 object_id=snap.pk,
                 actor=_name(snap.created_by) if snap.created_by_id else "",
@@ -305,12 +305,12 @@ def promotions(context: TimelineContext) -> list[Entry]:
     )
     entries = []
     for event in rows:
-        to = event.to_version
-        before = f"v{event.from_version.version} → " if event.from_version_id else ""
+        to, previous = event.to_version, event.from_version
+        before = f"v{previous.version} → " if previous is not None else ""
         rollback = event.action == AliasAction.ROLLBACK
         metrics = _headline(to.metrics)
-        if event.from_version_id:
-            old = _headline(event.from_version.metrics)
+        if previous is not None:
+            old = _headline(previous.metrics)
             metrics.update(
                 {f"{k}_delta": round(v - old[k], 4) for k, v in metrics.items() if k in old}
             )

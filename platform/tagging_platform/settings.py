@@ -330,6 +330,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
             ("serving.models", "ItemStatus"),
             ("serving.models", "DeliveryStatus"),
             ("serving.models", "ChunkStatus"),
+            ("records.models", "ProblemStatus"),
         ]
     }
 )
