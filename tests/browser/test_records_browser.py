@@ -81,3 +81,35 @@ def test_record_timeline_edit_revision_search_and_export(live_server, page, scre
     assert "## Timeline" in text and "## Model cards of the production versions" in text
     assert "# Model card:" in text
     assert violations(page, console) == []
+
+
+def test_a_shared_lesson_shows_on_another_units_overlapping_need(
+    live_server, page, screenshot, alice, tenant_a, tenant_b, charlie
+):
+    from records import services
+    from tests.factories import NeedFactory
+    from tests.monitoring.factories import make_monitored_need
+    from tests.taxonomy.factories import build_news_tree
+
+    build_news_tree()
+    b_need, _ = make_monitored_need(tenant=tenant_b, slug="b-sport", baseline={"news.sport": 9})
+    services.section_save(
+        need=b_need, kind="goal", body="B's private goal", base_revision=0, author=charlie
+    )
+    services.item_create(
+        need=b_need,
+        kind="lesson",
+        title="Match reports lift sport recall",
+        body="Adding *match reports* to the data raised `news.sport` recall.",
+        labels=["news.sport"],
+        shareable=True,
+        author=charlie,
+    )
+    NeedFactory(tenant=tenant_a, slug="a-sport", name="Sport desk", requested_labels=["news.sport"])
+    login(page, live_server, "alice")
+    page.goto(f"{live_server.url}/tenant/needs/a-sport/")
+    lessons = page.locator("#related-lessons")
+    assert "Match reports lift sport recall" in lessons.inner_text()
+    assert "shared by another unit" in lessons.inner_text()
+    assert "private goal" not in page.content()
+    screenshot(page, "need-related-lessons")
