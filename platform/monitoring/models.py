@@ -343,6 +343,8 @@ class AlertKind(models.TextChoices):
     CTR_DROP = "ctr_drop", "CTR falling"
     NEGATIVE_RISE = "negative_rise", "Negative feedback rising"
     VOLUME_COLLAPSE = "volume_collapse", "Volume collapsing"
+    #: Raised by the review app (above monitoring) when a review round's interval is below target.
+    REVIEW_ACCURACY = "review_accuracy", "Reviewed accuracy below target"
 
 
 #: Rules evaluated every day (dominance is legacy: kept for old rows only).
