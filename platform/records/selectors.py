@@ -27,6 +27,7 @@ from records.models import (
 )
 from registry.models import AliasEvent, ModelVersion
 from registry.selectors import serving_version
+from review.models import Case, CaseStatus
 from taxonomy.models import Label
 from taxonomy.selectors import resolve_terms
 from tenants.models import Need, NeedStatus, Tenant
@@ -356,7 +357,7 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
     entries = [
         e
         for e in timeline.build(
-            need=need, tenant=tenant, only=["training", "alias", "alert", "need"]
+            need=need, tenant=tenant, only=["training", "alias", "alert", "need", "review_round"]
         )
         if e.at > since
     ]
@@ -373,6 +374,25 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
         f"- {e.at:%Y-%m-%d} {e.title}" + (f" — {e.detail}" if e.detail else "") for e in others
     ]
     lines.append("")
+    handled = (
+        Case.objects.for_tenant(tenant)
+        .filter(need=need, created_at__gt=since)
+        .aggregate(
+            n=Count("id"),
+            accepted=Count("id", filter=Q(status=CaseStatus.ACCEPTED)),
+            rejected=Count("id", filter=Q(status=CaseStatus.REJECTED)),
+        )
+    )
+    lines += [
+        f"**Cases:** {handled['n']} reported, {handled['accepted']} accepted as training "
+        f"samples, {handled['rejected']} rejected.",
+        "",
+    ]
+    rounds = [e for e in entries if e.kind == "review_closed"]
+    if rounds:
+        lines += [f"**Review rounds closed:** {len(rounds)}.", ""]
+        lines += [f"- {e.at:%Y-%m-%d} {e.title}" for e in rounds]
+        lines.append("")
     problems = list(
         Section.objects.for_tenant(tenant)
         .filter(record__need=need, kind=SectionKind.PROBLEM)
@@ -381,7 +401,6 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
     )
     lines += [f"**Problems noted or closed:** {len(problems)}.", ""]
     lines += [f"- [{p.get_status_display()}] {p.title}" for p in problems]
-    # Cases handled join here once the review app records them (records.timeline source).
     lines += ["", "### What went well", "", "", "### What to change", ""]
     return {
         "title": f"{Milestone(milestone).label} retrospective, {now:%Y-%m-%d}",

@@ -5,8 +5,9 @@ API, or the export) asks, and links to that row. A row that is gone leaves no en
 
 Sources are plain functions, one per kind of fact, registered with `@timeline_source`. Each
 reads its rows in one query (whatever their number), scoped to the need's tenant (own rows, plus
-shared platform rows where a model has them). The improvement-loop apps (review rounds, cases,
-retrains, optimisation runs) add one function each here when they land.
+shared platform rows where a model has them). The improvement loop adds its own: review rounds
+and cases (the review app) are here; retrains and optimisation runs add one function each when
+those apps land.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from monitoring.models import Alert
 from registry.models import AliasAction, AliasEvent, DatasetSnapshot, TrainingRun, TrainingSample
+from review.models import Case, CaseSource, CaseStatus, ReviewRound
 from taxonomy.models import LabelSetRevision
 from tenants.models import Need, NeedStatus, NeedStatusChange, Tenant
 
@@ -420,3 +423,115 @@ def record_items(context: TimelineContext) -> list[Entry]:
                 )
             )
     return entries
+
+
+# --- the improvement loop: review rounds and cases (the review app) ------------------------
+
+
+@timeline_source("review_round")
+def review_rounds(context: TimelineContext) -> list[Entry]:
+    rows = (
+        ReviewRound.objects.for_tenant(context.tenant)
+        .filter(need=context.need)
+        .select_related("created_by", "signoff_by", "model_version")
+        .order_by("created_at", "pk")
+    )
+    entries = []
+    for review in rows:
+        url = reverse("review:round", args=[review.pk])
+        version = f" of v{review.model_version.version}" if review.model_version_id else ""
+        entries.append(
+            Entry(
+                at=review.created_at,
+                kind="review_round",
+                title=_("Review round #%(pk)s started (%(trigger)s)%(version)s: %(n)s items")
+                % {
+                    "pk": review.pk,
+                    "trigger": review.get_trigger_display(),
+                    "version": version,
+                    "n": review.sample_size,
+                },
+                url=url,
+                object_type="review.reviewround",
+                object_id=review.pk,
+                actor=_name(review.created_by) if review.created_by_id else "",
+            )
+        )
+        accuracy = (review.result or {}).get("accuracy") or {}
+        if review.closed_at:
+            estimate = accuracy.get("estimate")
+            interval = (
+                _("accuracy %(p).1f%% (95%% interval %(low).1f–%(high).1f%%), target %(t).0f%%")
+                % {
+                    "p": estimate * 100,
+                    "low": accuracy["low"] * 100,
+                    "high": accuracy["high"] * 100,
+                    "t": review.accuracy_target * 100,
+                }
+                if estimate is not None
+                else _("no verdicts")
+            )
+            entries.append(
+                Entry(
+                    at=review.closed_at,
+                    kind="review_closed",
+                    title=_("Review round #%(pk)s closed: %(interval)s")
+                    % {"pk": review.pk, "interval": interval},
+                    url=url,
+                    object_type="review.reviewround",
+                    object_id=review.pk,
+                    metrics={k: accuracy[k] for k in ("estimate", "low", "high") if k in accuracy},
+                )
+            )
+        if review.signoff_at:
+            entries.append(
+                Entry(
+                    at=review.signoff_at,
+                    kind="review_signoff",
+                    title=_("Review round #%(pk)s signed off: %(decision)s")
+                    % {"pk": review.pk, "decision": review.get_signoff_display()},
+                    detail=review.signoff_note,
+                    url=url,
+                    object_type="review.reviewround",
+                    object_id=review.pk,
+                    actor=_name(review.signoff_by) if review.signoff_by_id else "",
+                )
+            )
+    return entries
+
+
+@timeline_source("case")
+def cases(context: TimelineContext) -> list[Entry]:
+    """Cases per day and source (a busy need has thousands: one entry per case would drown the
+    rest), with how many were accepted as training samples; each links to the need's cases."""
+    groups = (
+        Case.objects.for_tenant(context.tenant)
+        .filter(need=context.need)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "source")
+        .annotate(
+            first_at=Min("created_at"),
+            n=Count("id"),
+            accepted=Count("id", filter=Q(status=CaseStatus.ACCEPTED)),
+            first_id=Min("id"),
+        )
+        .order_by("first_at")
+    )
+    url = reverse("review:cases") + f"?need={context.need.slug}"
+    return [
+        Entry(
+            at=group["first_at"],
+            kind="cases",
+            title=_("%(n)s case(s): %(source)s, %(accepted)s accepted as samples")
+            % {
+                "n": group["n"],
+                "source": CaseSource(group["source"]).label,
+                "accepted": group["accepted"],
+            },
+            url=url,
+            object_type="review.case",
+            object_id=group["first_id"],
+            metrics={"cases": group["n"], "accepted": group["accepted"]},
+        )
+        for group in groups
+    ]
