@@ -40,6 +40,7 @@ class ItemForm(forms.Form):
         label=_("Model version concerned"), coerce=int, required=False, empty_value=None
     )
     label = forms.CharField(label=_("Label concerned (key)"), max_length=200, required=False)
+    case = forms.IntegerField(label=_("Case concerned (number)"), min_value=1, required=False)
     labels = forms.CharField(
         label=_("Taxonomy labels (keys, comma-separated)"), max_length=2000, required=False
     )
@@ -53,7 +54,7 @@ class ItemForm(forms.Form):
 
     #: Which fields each kind shows and sends to the service.
     FIELDS = {
-        SectionKind.PROBLEM: ("status", "model_version", "label", "labels", "tags"),
+        SectionKind.PROBLEM: ("status", "model_version", "label", "case", "labels", "tags"),
         SectionKind.LESSON: ("labels", "tags", "shareable"),
         SectionKind.RETROSPECTIVE: ("milestone",),
     }

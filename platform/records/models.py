@@ -82,6 +82,9 @@ class Section(models.Model):
     label = models.ForeignKey(
         "taxonomy.Label", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    case = models.ForeignKey(
+        "review.Case", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
     # Problems and lessons travel: taxonomy labels and free tags; lessons can be shared.
     labels = models.ManyToManyField("taxonomy.Label", blank=True, related_name="record_sections")

@@ -203,6 +203,7 @@ class ItemEditView(_RecordPage, View):
             "status": section.status,
             "model_version": section.model_version_id,
             "label": section.label.key if section.label else "",
+            "case": section.case_id,
             "labels": ", ".join(label.key for label in section.labels.all()),
             "tags": ", ".join(section.tags),
             "shareable": section.shareable,

@@ -29,6 +29,7 @@ class SectionSerializer(serializers.ModelSerializer):
             "status",
             "model_version",
             "label",
+            "case",
             "labels",
             "tags",
             "shareable",
@@ -127,6 +128,9 @@ class ItemCreateSerializer(serializers.Serializer):
         min_value=1, max_value=INT64_MAX, required=False, allow_null=True
     )
     label = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    case = serializers.IntegerField(
+        min_value=1, max_value=INT64_MAX, required=False, allow_null=True
+    )
     labels = serializers.ListField(
         child=serializers.CharField(max_length=200), max_length=50, required=False
     )

@@ -27,6 +27,7 @@ from records.models import (
     SectionRevision,
 )
 from registry.models import ModelVersion
+from review.models import Case
 from taxonomy.models import Label
 from tenants.models import Need
 
@@ -37,7 +38,7 @@ MAX_TAG = 50
 
 #: What each list kind may carry besides title and body.
 _ITEM_FIELDS = {
-    SectionKind.PROBLEM: {"status", "model_version", "label", "labels", "tags"},
+    SectionKind.PROBLEM: {"status", "model_version", "label", "case", "labels", "tags"},
     SectionKind.LESSON: {"labels", "tags", "shareable"},
     SectionKind.RETROSPECTIVE: {"milestone", "since"},
 }
@@ -129,9 +130,21 @@ def _text(section: Section) -> str:
         head.append(f"status: {section.status}")
         if section.model_version_id:
             head.append(f"model version: {section.model_version_id}")
+        if section.case_id:
+            head.append(f"case: {section.case_id}")
     if section.kind == SectionKind.LESSON:
         head.append(f"shareable: {'yes' if section.shareable else 'no'}")
     return "\n".join([*head, "", section.body]) if head else section.body
+
+
+def _resolve_case(*, need: Need, case_id: int | None) -> Case | None:
+    if case_id is None:
+        return None
+    # A case of this need; another need's (or tenant's) is not found.
+    case = Case.objects.for_tenant(need.tenant_id).filter(pk=case_id, need=need).first()
+    if case is None:
+        raise _invalid("invalid_link", "case", f"Case {case_id} of this need not found.")
+    return case
 
 
 def _revise(section: Section, *, before: str, author, at: datetime) -> None:
@@ -217,6 +230,8 @@ def _item_fields(*, need: Need, kind: str, fields: dict[str, Any]) -> dict[str, 
         out["status"] = fields["status"]
     if "model_version" in fields:
         out["model_version"] = _resolve_version(need=need, version_id=fields["model_version"])
+    if "case" in fields:
+        out["case"] = _resolve_case(need=need, case_id=fields["case"])
     if "label" in fields:
         out["label"] = _resolve_labels([fields["label"]])[0] if fields["label"] else None
     if "labels" in fields:

@@ -68,3 +68,22 @@ def test_another_tenants_cases_stay_out(live_need, tenant_a, tenant_b):
     other, _ = make_monitored_need(tenant=tenant_b, slug="b-need", baseline={"news.sport": 1})
     _case(other, 1)
     assert not any(e.kind == "cases" for e in timeline.build(need=live_need, tenant=tenant_a))
+
+
+def test_a_problem_links_a_case_of_its_own_need_only(api, alice, live_need, tenant_b, client):
+    from tests.monitoring.factories import make_monitored_need
+
+    other, _ = make_monitored_need(tenant=tenant_b, slug="b-need", baseline={"news.sport": 1})
+    foreign = _case(other, 1)
+    own = _case(live_need, 2)
+    api.force_authenticate(alice)
+    url = f"/api/v1/records/{live_need.slug}/items/"
+    refused = api.post(url, {"kind": "problem", "title": "x", "case": foreign.pk}, format="json")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_link"
+    created = api.post(
+        url, {"kind": "problem", "title": "Mis-tagged", "case": own.pk}, format="json"
+    )
+    assert created.status_code == 201 and created.json()["case"] == own.pk
+    client.force_login(alice)
+    page = client.get(f"/records/{live_need.slug}/").content.decode()
+    assert f'href="/review/cases/{own.pk}/"' in page
