@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import TemplateView
 
+from records import selectors as records_selectors
 from registry import selectors as registry_selectors
 from taxonomy import selectors as taxonomy_selectors
 from taxonomy.models import LabelSet
@@ -70,7 +71,14 @@ class NeedSuggestionsView(TenantPortalMixin, View):
         return render(
             request,
             "tenants/_suggestions.html",
-            {"suggestions": suggestions, "terms": terms, "selectable": True},
+            {
+                "suggestions": suggestions,
+                "terms": terms,
+                "selectable": True,
+                "related_lessons": records_selectors.related_lessons(
+                    tenant=self.tenant, terms=terms
+                ),
+            },
         )
 
 
@@ -139,6 +147,9 @@ class NeedDetailView(TenantPortalMixin, TemplateView):
             if terms
             else None,
             can_edit=role_at_least(self.membership, Role.REQUESTER) and need.status != "retired",
+            related_lessons=records_selectors.related_lessons(
+                tenant=self.tenant, terms=terms, exclude_need=need
+            ),
         )
         if need.status != "retired":
             context["model_update"] = registry_selectors.newer_model_for(need)

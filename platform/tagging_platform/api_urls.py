@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("retraining.api_urls")),
     path("", include("review.api_urls")),
     path("", include("optimisation.api_urls")),
+    path("", include("records.api_urls")),
 ]

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "retraining",
     "review",
     "optimisation",
+    "records",
     "portal",
 ]
 
@@ -354,6 +355,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
             ("serving.models", "ItemStatus"),
             ("serving.models", "DeliveryStatus"),
             ("serving.models", "ChunkStatus"),
+            ("records.models", "ProblemStatus"),
         ]
     }
 )

@@ -28,5 +28,6 @@ urlpatterns = [
     path("retraining/", include("retraining.portal_urls")),
     path("review/", include("review.portal_urls")),
     path("optimisation/", include("optimisation.portal_urls")),
+    path("records/", include("records.portal_urls")),
     path("", include("portal.portal_urls")),
 ]
