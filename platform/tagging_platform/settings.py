@@ -36,6 +36,18 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 ARTIFACT_ROOT = Path(envstr("ARTIFACT_ROOT", str(DATA_DIR / "artifacts"))).resolve()
+#: "local" (ARTIFACT_ROOT, the embedded default) or "s3" (an S3-compatible bucket through
+#: django-storages; credentials from the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+ARTIFACT_STORAGE = envstr("ARTIFACT_STORAGE", "local")
+if ARTIFACT_STORAGE not in ("local", "s3"):
+    raise ImproperlyConfigured(f"ARTIFACT_STORAGE must be local or s3, not {ARTIFACT_STORAGE!r}.")
+ARTIFACT_S3_BUCKET = envstr("ARTIFACT_S3_BUCKET", "")
+ARTIFACT_S3_PREFIX = envstr("ARTIFACT_S3_PREFIX", "artifacts")
+if ARTIFACT_STORAGE == "s3" and not ARTIFACT_S3_BUCKET:
+    raise ImproperlyConfigured("ARTIFACT_S3_BUCKET must be set when ARTIFACT_STORAGE=s3.")
+#: This host's read-through cache of verified artifacts downloaded from object storage.
+ARTIFACT_CACHE_DIR = Path(envstr("ARTIFACT_CACHE_DIR", str(DATA_DIR / "artifact-cache"))).resolve()
+ARTIFACT_CACHE_MAX_BYTES = envint("ARTIFACT_CACHE_MAX_BYTES", 2 * 1024**3, minimum=1)
 
 INSTALLED_APPS = [
     "tenants.admin_site.PlatformAdminConfig",  # django.contrib.admin, unscoped for staff
@@ -261,6 +273,18 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+if ARTIFACT_STORAGE == "s3":
+    STORAGES["artifacts"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ARTIFACT_S3_BUCKET,
+            "endpoint_url": envstr("ARTIFACT_S3_ENDPOINT_URL") or None,  # unset: AWS itself
+            "region_name": envstr("ARTIFACT_S3_REGION") or None,
+            "file_overwrite": True,  # keys are content addresses: same key, same bytes
+            "default_acl": None,
+            "querystring_auth": False,
+        },
+    }
 
 # --- Security (production passes `manage.py check --deploy`) ---------------------------------
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
