@@ -176,6 +176,10 @@ CELERY_TASK_TIME_LIMIT = CELERY_LONGEST_TASK_SECONDS + max(30, CELERY_LONGEST_TA
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 PREDICTION_LOG_FLUSH_SECONDS = envfloat("PREDICTION_LOG_FLUSH_SECONDS", 5.0, minimum=0.1)
 STREAM_SWEEP_SECONDS = envfloat("STREAM_SWEEP_SECONDS", 60.0, minimum=1.0)
+#: PostgreSQL: daily partitions of the prediction log created this many days ahead by beat.
+PREDICTION_LOG_PARTITIONS_AHEAD = envint("PREDICTION_LOG_PARTITIONS_AHEAD", 7, minimum=1)
+#: Days of raw prediction log kept; older days are dropped whole once aggregated. 0 keeps all.
+PREDICTION_LOG_RETENTION_DAYS = envint("PREDICTION_LOG_RETENTION_DAYS", 90, minimum=0)
 
 
 def _beat(task: str, schedule, *, expires: float, queue: str) -> dict:
@@ -224,6 +228,18 @@ CELERY_BEAT_SCHEDULE = {
     "monitoring: weekly aggregates, drift and alerts": _beat(
         "workers.tasks.monitoring.run_weekly_monitoring",
         _crontab(minute="45", hour="0"),
+        expires=12 * 3600,
+        queue="monitoring",
+    ),
+    "serving: create the prediction log's daily partitions ahead": _beat(
+        "workers.tasks.monitoring.prediction_log_partitions_ahead",
+        _crontab(minute="50"),
+        expires=55 * 60,
+        queue="monitoring",
+    ),
+    "monitoring: prediction log retention (aggregated days only)": _beat(
+        "workers.tasks.monitoring.prediction_log_retention",
+        _crontab(minute="30", hour="2"),
         expires=12 * 3600,
         queue="monitoring",
     ),
