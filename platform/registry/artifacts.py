@@ -87,7 +87,7 @@ def _check_sha(sha256: str) -> None:
 def object_key(sha256: str) -> str:
     """The object's key in the bucket (content-addressed like the local path)."""
     _check_sha(sha256)
-    prefix = settings.ARTIFACT_S3_PREFIX.strip("/")
+    prefix = (settings.ARTIFACT_S3_PREFIX or "").strip("/")
     return f"{prefix + '/' if prefix else ''}{sha256[:2]}/{sha256}.joblib"
 
 
