@@ -12,7 +12,6 @@ lines must commit (or roll back) with its results (batch chunks).
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -153,36 +152,41 @@ _COPY_COLUMNS = (
 )
 
 
+def _copy_field(value: str) -> str:
+    """A value in COPY's text format (tab-separated, backslash escapes)."""
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
 def _copy(lines: list[bytes]) -> int:
     """PostgreSQL: stream the lines into the log with one COPY (no ORM objects: several times
     the rows/s of bulk_create; rows route to their day's partition)."""
     buffer = io.StringIO()
-    out = csv.writer(buffer, lineterminator="\n")
     for raw in lines:
         entry = json.loads(raw)
         created = datetime.fromtimestamp(entry["t"], tz=UTC)
-        out.writerow(
-            (
-                created.isoformat(),
-                created.date().isoformat(),
-                entry["tn"],
-                entry["nd"],
-                entry["mv"],
-                entry["ch"],
-                entry["ref"],
-                entry["h"],
-                json.dumps(entry["l"], separators=(",", ":")),
-                json.dumps(entry["s"], separators=(",", ":")),
-                entry["tl"],
-                repr(float(entry["ts"])),
-                "t" if entry["a"] else "f",
-            )
+        fields = (
+            created.isoformat(),
+            created.date().isoformat(),
+            str(int(entry["tn"])),
+            str(int(entry["nd"])),
+            str(int(entry["mv"])),
+            entry["ch"],
+            entry["ref"],
+            entry["h"],
+            json.dumps(entry["l"], separators=(",", ":")),
+            json.dumps(entry["s"], separators=(",", ":")),
+            entry["tl"],
+            repr(float(entry["ts"])),
+            "t" if entry["a"] else "f",
         )
+        buffer.write("\t".join(_copy_field(str(field)) for field in fields))
+        buffer.write("\n")
     buffer.seek(0)
     with connection.cursor() as cursor:
         cursor.cursor.copy_expert(
-            f"COPY {PredictionLog._meta.db_table} ({_COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)",
-            buffer,
+            f"COPY {PredictionLog._meta.db_table} ({_COPY_COLUMNS}) FROM STDIN", buffer
         )
     return len(lines)
 

@@ -105,3 +105,38 @@ def test_beat_creates_partitions_ahead_and_runs_retention_with_expiry():
     ):
         assert entries[task]["options"]["queue"] == "monitoring"
         assert entries[task]["options"]["expire_seconds"] > 0
+
+
+def test_copy_writes_lines_exactly_including_tabs_newlines_and_backslashes(served):
+    import json
+    import time
+
+    from serving import predlog
+    from serving.models import PredictionLog
+
+    need, version = served
+    ref = 'a\tb\\c\nd\r"e",f'
+    line = {
+        "t": time.time(),
+        "tn": need.tenant_id,
+        "nd": need.pk,
+        "mv": version.pk,
+        "ch": "batch",
+        "ref": ref,
+        "h": "f" * 64,
+        "l": ["t.a", "体育\\x"],
+        "s": {"t.a": 0.75, "体育\\x": 0.5},
+        "tl": "t.a\ttab",
+        "ts": 0.75,
+        "a": False,
+    }
+    assert predlog.write_now([json.dumps(line).encode()]) == 1
+    row = PredictionLog.objects.for_tenant(need.tenant).get(text_hash="f" * 64)
+    assert (row.item_ref, row.labels, row.scores, row.top_label) == (
+        ref,
+        ["t.a", "体育\\x"],
+        {"t.a": 0.75, "体育\\x": 0.5},
+        "t.a\ttab",
+    )
+    assert (row.top_score, row.above_threshold, row.channel) == (0.75, False, "batch")
+    assert row.day == row.created_at.date()
