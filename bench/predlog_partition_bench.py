@@ -235,7 +235,7 @@ def main() -> int:
     counts = aggregation.aggregate_predictions_day(day=largest)
     aggregate_seconds = time.perf_counter() - started
     volume = (
-        PredictionAggregate.objects.dangerously_unscoped()
+        PredictionAggregate.objects.for_tenant(tenant)
         .filter(period="day", period_start=largest)
         .aggregate(total=Sum("volume"))["total"]
     )
