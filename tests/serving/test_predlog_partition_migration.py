@@ -40,12 +40,21 @@ def test_existing_rows_move_into_day_partitions_and_back(tenant_a, requires_post
         for day in DAYS:
             log_predictions(need=need, version=version, day=day, counts={"t.a": 3, "t.b": 2})
         before = _rows()
+        with connection.cursor() as cursor:  # another app's foreign key to a log row
+            cursor.execute(
+                "CREATE TABLE scale_test_ref (id serial PRIMARY KEY, prediction_id bigint "
+                f"REFERENCES {partitions.TABLE} (id))"
+            )
+            cursor.execute("INSERT INTO scale_test_ref (prediction_id) VALUES (%s)", [min(before)])
 
         _migrate(PARTITIONED)
 
         assert partitions.is_partitioned()
         assert _rows() == before
         assert partitions.log_partition_days() == list(DAYS)
+        with connection.cursor() as cursor:  # the reference stays, as a plain column
+            cursor.execute("SELECT prediction_id FROM scale_test_ref")
+            assert cursor.fetchone()[0] == min(before)
         fresh = log_predictions(need=need, version=version, day=DAYS[1], counts={"t.c": 1})
         assert fresh == 1 and max(_rows()) > max(before)  # the id sequence continues
 
@@ -57,6 +66,8 @@ def test_existing_rows_move_into_day_partitions_and_back(tenant_a, requires_post
         )
         assert len(set(_rows())) == len(before) + 2
     finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS scale_test_ref")
         _migrate(leaves)
     assert partitions.is_partitioned()
 

@@ -33,8 +33,23 @@ FOREIGN_KEYS = {
 }
 
 
+def _drop_inbound_foreign_keys(cursor) -> None:
+    """A foreign key from another table to the log's `id` cannot survive: a partitioned table's
+    unique keys must include `day`. Such references become plain columns (declare them with
+    `db_constraint=False`); retention may drop the rows they point at."""
+    cursor.execute(
+        "SELECT conname, conrelid::regclass::text FROM pg_constraint "
+        "WHERE contype = 'f' AND confrelid = %s::regclass AND conrelid <> confrelid",
+        [TABLE],
+    )
+    for name, table in cursor.fetchall():
+        cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+
+
 def _rebuild(cursor, *, partitioned: bool) -> None:
     """Copy the table into a new one (partitioned or plain) with the same names everywhere."""
+    if partitioned:
+        _drop_inbound_foreign_keys(cursor)
     cursor.execute(f"ALTER TABLE {TABLE} RENAME TO {TABLE}_old")
     cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {TABLE}_old")
     next_id = cursor.fetchone()[0]
