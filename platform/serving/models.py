@@ -55,6 +55,20 @@ class PredictionLog(models.Model):
         return f"{self.channel} {self.item_ref} -> {self.top_label}"
 
 
+class PredictionLogRetiredDay(models.Model):
+    """A day of the prediction log that retention dropped (its daily aggregates were stored
+    first). Platform-wide, not tenant-owned. The aggregation never recomputes a retired day, so
+    its aggregates can never be replaced by the empty result of a dropped partition."""
+
+    day = models.DateField(unique=True)
+    #: Rows the day held when it was dropped; equal to its aggregated volume.
+    rows = models.BigIntegerField()
+    dropped_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.day} ({self.rows} rows)"
+
+
 class ItemStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     TAGGED = "tagged", "Tagged"

@@ -36,6 +36,18 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 ARTIFACT_ROOT = Path(envstr("ARTIFACT_ROOT", str(DATA_DIR / "artifacts"))).resolve()
+#: "local" (ARTIFACT_ROOT, the embedded default) or "s3" (an S3-compatible bucket through
+#: django-storages; credentials from the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+ARTIFACT_STORAGE = envstr("ARTIFACT_STORAGE", "local")
+if ARTIFACT_STORAGE not in ("local", "s3"):
+    raise ImproperlyConfigured(f"ARTIFACT_STORAGE must be local or s3, not {ARTIFACT_STORAGE!r}.")
+ARTIFACT_S3_BUCKET = envstr("ARTIFACT_S3_BUCKET", "")
+ARTIFACT_S3_PREFIX = envstr("ARTIFACT_S3_PREFIX", "artifacts")
+if ARTIFACT_STORAGE == "s3" and not ARTIFACT_S3_BUCKET:
+    raise ImproperlyConfigured("ARTIFACT_S3_BUCKET must be set when ARTIFACT_STORAGE=s3.")
+#: This host's read-through cache of verified artifacts downloaded from object storage.
+ARTIFACT_CACHE_DIR = Path(envstr("ARTIFACT_CACHE_DIR", str(DATA_DIR / "artifact-cache"))).resolve()
+ARTIFACT_CACHE_MAX_BYTES = envint("ARTIFACT_CACHE_MAX_BYTES", 2 * 1024**3, minimum=1)
 
 INSTALLED_APPS = [
     "tenants.admin_site.PlatformAdminConfig",  # django.contrib.admin, unscoped for staff
@@ -168,6 +180,10 @@ CELERY_TASK_TIME_LIMIT = CELERY_LONGEST_TASK_SECONDS + max(30, CELERY_LONGEST_TA
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 PREDICTION_LOG_FLUSH_SECONDS = envfloat("PREDICTION_LOG_FLUSH_SECONDS", 5.0, minimum=0.1)
 STREAM_SWEEP_SECONDS = envfloat("STREAM_SWEEP_SECONDS", 60.0, minimum=1.0)
+#: PostgreSQL: daily partitions of the prediction log created this many days ahead by beat.
+PREDICTION_LOG_PARTITIONS_AHEAD = envint("PREDICTION_LOG_PARTITIONS_AHEAD", 7, minimum=1)
+#: Days of raw prediction log kept; older days are dropped whole once aggregated. 0 keeps all.
+PREDICTION_LOG_RETENTION_DAYS = envint("PREDICTION_LOG_RETENTION_DAYS", 90, minimum=0)
 
 
 def _beat(task: str, schedule, *, expires: float, queue: str) -> dict:
@@ -224,6 +240,18 @@ CELERY_BEAT_SCHEDULE = {
         300,
         expires=300,
         queue="training",
+    ),
+    "serving: create the prediction log's daily partitions ahead": _beat(
+        "workers.tasks.monitoring.prediction_log_partitions_ahead",
+        _crontab(minute="50"),
+        expires=55 * 60,
+        queue="monitoring",
+    ),
+    "monitoring: prediction log retention (aggregated days only)": _beat(
+        "workers.tasks.monitoring.prediction_log_retention",
+        _crontab(minute="30", hour="2"),
+        expires=12 * 3600,
+        queue="monitoring",
     ),
 }
 
@@ -287,6 +315,18 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+if ARTIFACT_STORAGE == "s3":
+    STORAGES["artifacts"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ARTIFACT_S3_BUCKET,
+            "endpoint_url": envstr("ARTIFACT_S3_ENDPOINT_URL") or None,  # unset: AWS itself
+            "region_name": envstr("ARTIFACT_S3_REGION") or None,
+            "file_overwrite": True,  # keys are content addresses: same key, same bytes
+            "default_acl": None,
+            "querystring_auth": False,
+        },
+    }
 
 # --- Security (production passes `manage.py check --deploy`) ---------------------------------
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
