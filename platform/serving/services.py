@@ -538,7 +538,7 @@ def batch_chunks_requeue(*, job: BatchJob) -> int:
 
 
 # --- scheduled batches ------------------------------------------------------------------------
-_SCHEDULE_NAME_MAX = ScheduledBatch._meta.get_field("name").max_length
+_SCHEDULE_NAME_MAX: int = ScheduledBatch._meta.get_field("name").max_length or 100
 
 
 def _crontab_parts(crontab: str) -> list[str]:
