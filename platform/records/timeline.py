@@ -6,8 +6,8 @@ API, or the export) asks, and links to that row. A row that is gone leaves no en
 Sources are plain functions, one per kind of fact, registered with `@timeline_source`. Each
 reads its rows in one query (whatever their number), scoped to the need's tenant (own rows, plus
 shared platform rows where a model has them). The improvement loop adds its own: review rounds
-and cases (the review app) are here; retrains and optimisation runs add one function each when
-those apps land.
+and cases (the review app), retrains with their champion/challenger comparison (retraining) and
+optimisation runs (optimisation).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from monitoring.models import Alert
+from optimisation.models import OptimisationRun
 from registry.models import AliasAction, AliasEvent, DatasetSnapshot, TrainingRun, TrainingSample
+from retraining.models import Retrain
 from review.models import Case, CaseSource, CaseStatus, ReviewRound
 from taxonomy.models import LabelSetRevision
 from tenants.models import Need, NeedStatus, NeedStatusChange, Tenant
@@ -535,3 +537,119 @@ def cases(context: TimelineContext) -> list[Entry]:
         )
         for group in groups
     ]
+
+
+# --- the improvement loop: retrains and optimisation runs ----------------------------------
+
+
+def _f1_pair(comparison: dict | None, part: str) -> str:
+    overall = ((comparison or {}).get(part) or {}).get("overall") or {}
+    f1 = overall.get("macro_f1") or {}
+    if f1.get("champion") is None or f1.get("challenger") is None:
+        return ""
+    return _("%(part)s macro-F1 %(a).3f → %(b).3f (n=%(n)s)") % {
+        "part": {"test": _("test set"), "fresh": _("fresh set")}.get(part, part),
+        "a": f1["champion"],
+        "b": f1["challenger"],
+        "n": comparison[part].get("n", 0),
+    }
+
+
+@timeline_source("retrain")
+def retrains(context: TimelineContext) -> list[Entry]:
+    """A retrain (its trigger, the accepted samples it added, the comparison on the champion's
+    test set and the fresh set, the guard's verdict) and, when it happened, its promotion."""
+    rows = (
+        Retrain.objects.for_tenant(context.tenant)
+        .filter(need=context.need)
+        .select_related("created_by", "promoted_by", "champion", "challenger")
+        .order_by("created_at", "pk")
+    )
+    entries = []
+    for retrain in rows:
+        url = reverse("retraining:detail", args=[retrain.pk])
+        comparison = retrain.comparison or {}
+        detail = "; ".join(
+            text for text in (_f1_pair(comparison, "test"), _f1_pair(comparison, "fresh")) if text
+        )
+        if retrain.guard is not None:
+            verdict = _("guard passed") if retrain.guard.get("passed") else _("guard refused")
+            detail = f"{detail}; {verdict}" if detail else verdict
+        entries.append(
+            Entry(
+                at=retrain.finished_at or retrain.created_at,
+                kind="retrain",
+                title=_(
+                    "Retrain #%(pk)s %(status)s (%(trigger)s): %(added)s accepted samples added"
+                )
+                % {
+                    "pk": retrain.pk,
+                    "status": retrain.get_status_display(),
+                    "trigger": retrain.get_trigger_display(),
+                    "added": retrain.accepted_added,
+                },
+                detail=detail or retrain.error[:300] or retrain.reason,
+                url=url,
+                object_type="retraining.retrain",
+                object_id=retrain.pk,
+                actor=_name(retrain.created_by) if retrain.created_by_id else "",
+            )
+        )
+        if retrain.promoted_at:
+            entries.append(
+                Entry(
+                    at=retrain.promoted_at,
+                    kind="retrain_promoted",
+                    title=_("Retrain #%(pk)s promoted: the challenger serves") % {"pk": retrain.pk},
+                    detail=retrain.override_reason
+                    and _("staff override: %(reason)s") % {"reason": retrain.override_reason}
+                    or "",
+                    url=url,
+                    object_type="retraining.retrain",
+                    object_id=retrain.pk,
+                    actor=_name(retrain.promoted_by) if retrain.promoted_by_id else "",
+                )
+            )
+    return entries
+
+
+@timeline_source("optimisation")
+def optimisation_runs(context: TimelineContext) -> list[Entry]:
+    """An optimisation run with its budgets and what it chose (or why nothing fitted)."""
+    rows = (
+        OptimisationRun.objects.for_tenant(context.tenant)
+        .filter(need=context.need)
+        .select_related("created_by", "chosen_trial")
+        .order_by("created_at", "pk")
+    )
+    entries = []
+    for run in rows:
+        chosen = run.chosen_trial
+        if chosen is not None and chosen.macro_f1 is not None:
+            detail = _("chosen: macro-F1 %(f1).3f, p99 %(p99).1f ms, %(kb).0f KB") % {
+                "f1": chosen.macro_f1,
+                "p99": chosen.p99_ms or 0.0,
+                "kb": (chosen.size_bytes or 0) / 1024,
+            }
+        else:
+            misses = (run.result or {}).get("nothing_fits") or {}
+            detail = str(misses.get("reason") or run.error[:300] or "")
+        entries.append(
+            Entry(
+                at=run.finished_at or run.created_at,
+                kind="optimisation_run",
+                title=_("Optimisation run #%(pk)s %(status)s: budgets p99 %(ms)s ms, %(kb)s KB")
+                % {
+                    "pk": run.pk,
+                    "status": run.get_status_display(),
+                    "ms": f"{run.latency_budget_ms:g}",
+                    "kb": run.size_budget_kb,
+                },
+                detail=detail,
+                url=reverse("optimisation:run", args=[run.pk]),
+                object_type="optimisation.optimisationrun",
+                object_id=run.pk,
+                actor=_name(run.created_by) if run.created_by_id else "",
+            )
+        )
+    return entries
