@@ -543,15 +543,15 @@ def cases(context: TimelineContext) -> list[Entry]:
 
 
 def _f1_pair(comparison: dict | None, part: str) -> str:
-    overall = ((comparison or {}).get(part) or {}).get("overall") or {}
-    f1 = overall.get("macro_f1") or {}
+    section = (comparison or {}).get(part) or {}
+    f1 = (section.get("overall") or {}).get("macro_f1") or {}
     if f1.get("champion") is None or f1.get("challenger") is None:
         return ""
     return _("%(part)s macro-F1 %(a).3f → %(b).3f (n=%(n)s)") % {
         "part": {"test": _("test set"), "fresh": _("fresh set")}.get(part, part),
         "a": f1["champion"],
         "b": f1["challenger"],
-        "n": comparison[part].get("n", 0),
+        "n": section.get("n", 0),
     }
 
 

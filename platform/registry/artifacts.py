@@ -332,7 +332,11 @@ def serialise(model, handle: BinaryIO) -> None:
 def store_serialised(blob: bytes) -> StoredArtifact:
     """Store bytes that `serialise()` wrote in this process (its envelope names this process's
     Python and scikit-learn), e.g. after their size was measured: the stored size is that size."""
-    sha256, size = _publish(lambda handle: handle.write(blob))
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(blob)
+
+    sha256, size = _publish(write)
     return StoredArtifact(
         sha256, size, platform.python_version(), sklearn.__version__, FORMAT_VERSION
     )
