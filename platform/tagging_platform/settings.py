@@ -396,6 +396,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
             ("serving.models", "DeliveryStatus"),
             ("serving.models", "ChunkStatus"),
             ("records.models", "ProblemStatus"),
+            ("taxonomy.models", "LabelSetKind"),
         ]
     }
 )
