@@ -238,3 +238,21 @@ def visible_label_set(*, tenant, slug: str) -> LabelSet | None:
         .order_by(F("tenant").asc(nulls_last=True))
         .first()
     )
+
+
+def label_names(keys: Iterable[str] | None = None) -> dict[str, tuple[str, str]]:
+    """{key: (name_en, name_zh)} of the given labels (all labels when `keys` is None)."""
+    qs = Label.objects.all()
+    if keys is not None:
+        qs = qs.filter(key__in=list(keys))
+    return {key: (en, zh) for key, en, zh in qs.values_list("key", "name_en", "name_zh")}
+
+
+def localized_label_name(names: tuple[str, str] | None, key: str, language: str | None) -> str:
+    """A label's name in `language` (zh*: name_zh, falling back to name_en), or its key."""
+    if names is None:
+        return key
+    en, zh = names
+    if (language or "").lower().startswith("zh") and zh:
+        return zh
+    return en or key

@@ -10,12 +10,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 
+from core.localtime import validate_time_zone
 from taxonomy.models import Label, LabelSet, LabelStatus
 from taxonomy.selectors import resolve_terms
 from tenants import keys
@@ -34,6 +37,7 @@ from tenants.models import (
     Role,
     SupportAccess,
     Tenant,
+    UserProfile,
 )
 
 # --- Tenants and memberships ----------------------------------------------------------------
@@ -47,6 +51,7 @@ _TENANT_FIELDS = (
     "webhook_secret",
     "alert_email",
     "alert_webhook_url",
+    "time_zone",
 )
 
 
@@ -66,7 +71,7 @@ def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
     if role not in Role.values:
         raise ValidationError({"role": [f"Choose one of {', '.join(Role.values)}."]})
     with transaction.atomic():
-        membership, _ = Membership.objects.owned_by(tenant).update_or_create(
+        membership, _created = Membership.objects.owned_by(tenant).update_or_create(
             tenant=tenant, user=user, defaults={"role": role}
         )
     return membership
@@ -75,6 +80,34 @@ def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
 def support_access_record(*, user, tenant: Tenant, method: str, path: str) -> SupportAccess:
     """Audit a platform staff user's read of a tenant's portal page (support mode)."""
     return SupportAccess.objects.create(user=user, tenant=tenant, method=method, path=path[:500])
+
+
+def user_language_set(*, user, language: str) -> UserProfile:
+    """Remember the user's portal language ("" = follow the browser's Accept-Language)."""
+    codes = {code for code, _name in settings.LANGUAGES}
+    if language and language not in codes:
+        raise ValidationError({"language": [_("Choose one of the portal's languages.")]})
+    with transaction.atomic():
+        profile, _created = UserProfile.objects.update_or_create(
+            user=user, defaults={"language": language}
+        )
+    return profile
+
+
+def user_language(user) -> str:
+    """The user's chosen portal language, or "" when they follow their browser."""
+    profile = UserProfile.objects.filter(user=user).only("language").first()
+    return profile.language if profile else ""
+
+
+def tenant_time_zone_set(*, tenant: Tenant, time_zone: str) -> Tenant:
+    """Change the tenant's time zone. Its stored days are re-cut by monitoring afterwards
+    (monitoring.services.tenant_days_resync, run at once by the portal, hourly by beat)."""
+    validate_time_zone(time_zone)
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(time_zone=time_zone)
+    tenant.time_zone = time_zone
+    return tenant
 
 
 def user_by_username(username: str):

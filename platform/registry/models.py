@@ -9,15 +9,16 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core.querysets import SharedOrTenantQuerySet
 
 
 class SampleSource(models.TextChoices):
-    IMPORT = "import", "Import"
-    REVIEW = "review", "Review"
-    CASE = "case", "Bad case"
-    FEEDBACK = "feedback", "Feedback"
+    IMPORT = "import", _("Import")
+    REVIEW = "review", _("Review")
+    CASE = "case", _("Bad case")
+    FEEDBACK = "feedback", _("Feedback")
 
 
 class TrainingSample(models.Model):
@@ -119,11 +120,11 @@ class Algorithm(models.TextChoices):
 
 
 class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 class RegisteredModel(models.Model):
@@ -162,8 +163,8 @@ class RegisteredModel(models.Model):
 
 
 class VersionStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    ARCHIVED = "archived", "Archived (bytes kept)"
+    ACTIVE = "active", _("Active")
+    ARCHIVED = "archived", _("Archived (bytes kept)")
 
 
 class ModelVersionQuerySet(SharedOrTenantQuerySet):
@@ -251,9 +252,9 @@ class ModelAlias(models.Model):
 
 
 class AliasAction(models.TextChoices):
-    SET = "set", "Set (promote)"
-    ROLLBACK = "rollback", "Rollback"
-    RESTORE = "restore", "Restored from a bundle"
+    SET = "set", _("Set (promote)")
+    ROLLBACK = "rollback", _("Rollback")
+    RESTORE = "restore", _("Restored from a bundle")
 
 
 class AliasEvent(models.Model):
@@ -338,8 +339,8 @@ class TrainingRun(models.Model):
 
 
 class IncidentKind(models.TextChoices):
-    MISMATCH = "mismatch", "Bytes do not match the sha256"
-    MISSING = "missing", "File missing"
+    MISMATCH = "mismatch", _("Bytes do not match the sha256")
+    MISSING = "missing", _("File missing")
 
 
 class ArtifactIntegrityIncident(models.Model):

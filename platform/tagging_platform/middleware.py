@@ -253,3 +253,37 @@ class EdgeValidationMiddleware:
                 "permission_denied", str(exc) or "Permission denied.", status_code=403
             )
         return server_error_response(exc, where=f"{request.method} {request.path}")
+
+
+class UserLanguageMiddleware:
+    """For a signed-in portal user: their chosen language (profile) beats the browser's
+    Accept-Language, which LocaleMiddleware applied, and their current tenant's time zone is the
+    one every date on the page is shown in. The API keeps Accept-Language and UTC: a service's
+    answers follow its own request, never whoever created its key."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        portal = not request.path.startswith(("/api/", "/static/"))
+        if not (portal and user is not None and user.is_authenticated):
+            return self.get_response(request)
+        from django.utils import timezone, translation
+
+        from core.localtime import tenant_zone
+        from tenants.scoping import resolve_membership
+        from tenants.services import user_language
+
+        language = user_language(user)
+        if language and language != getattr(request, "LANGUAGE_CODE", None):
+            translation.activate(language)
+            request.LANGUAGE_CODE = translation.get_language()
+        membership = resolve_membership(request, portal=True)
+        if membership is None:
+            return self.get_response(request)
+        timezone.activate(tenant_zone(membership.tenant))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

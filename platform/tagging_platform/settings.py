@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -67,11 +68,15 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tagging_platform.middleware.RequestIdMiddleware",
     "tagging_platform.middleware.ContentSecurityPolicyMiddleware",
+    # Before the edge check, so even its errors speak the request's Accept-Language.
+    "django.middleware.locale.LocaleMiddleware",
     "tagging_platform.middleware.EdgeValidationMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A signed-in portal user's language from their profile (overrides the browser's).
+    "tagging_platform.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its 429 answer.
@@ -94,6 +99,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.tenancy",
             ],
+            # {% translate %}, {% blocktranslate %} and {% localize %} in every template.
+            "builtins": ["django.templatetags.i18n", "django.templatetags.l10n"],
         },
     },
 ]
@@ -247,9 +254,21 @@ LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:login"
 
 LANGUAGE_CODE = "en"
+#: The portal's languages: a user's choice is kept on their profile (tenants.UserProfile), else
+#: the browser's Accept-Language decides (LocaleMiddleware). Translations: locale/ (make messages).
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+#: A new tenant's time zone (its monitoring days and weeks, and the dates it is shown).
+TENANT_DEFAULT_TIME_ZONE = envstr("TENANT_DEFAULT_TIME_ZONE", "UTC") or "UTC"
+try:
+    ZoneInfo(TENANT_DEFAULT_TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError) as exc:
+    raise ImproperlyConfigured(
+        f"TENANT_DEFAULT_TIME_ZONE={TENANT_DEFAULT_TIME_ZONE!r} is not an IANA time zone."
+    ) from exc
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(DATA_DIR / "static")))
