@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -386,6 +387,15 @@ class BatchJobResultsView(ServingMixin, TenantScopedGenericAPIView):
                 default="1",
                 description="Include each item's text (the last CSV column; `text` in JSONL).",
             ),
+            OpenApiParameter(
+                "label_names",
+                str,
+                enum=[code for code, _name in settings.LANGUAGES],
+                description=(
+                    "Also give each assigned label's taxonomy name in this language (CSV column "
+                    "`label_names`, JSONL `label_names`); keys and your names are unchanged."
+                ),
+            ),
         ],
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
@@ -396,7 +406,12 @@ class BatchJobResultsView(ServingMixin, TenantScopedGenericAPIView):
     def get(self, request, pk: int):
         job = get_object_or_404(self.get_queryset(), pk=pk)
         params = request.query_params
-        return results_download(job, params.get("format", "csv"), params.get("include_text"))
+        return results_download(
+            job,
+            params.get("format", "csv"),
+            params.get("include_text"),
+            label_names=params.get("label_names"),
+        )
 
 
 def _include_text(value: str | None) -> bool:
@@ -407,25 +422,46 @@ def _include_text(value: str | None) -> bool:
     if value.lower() in ("0", "false", "no"):
         return False
     raise DomainError(
-        "invalid", "include_text must be 1 or 0.", fields={"include_text": ["1 or 0"]}
+        "invalid", _("include_text must be 1 or 0."), fields={"include_text": ["1 or 0"]}
     )
 
 
-def results_download(job, fmt: str, include_text: str | None = None) -> StreamingHttpResponse:
-    """A job's results as CSV or JSONL; the item texts are included unless include_text=0."""
+def _names_language(value: str | None) -> str | None:
+    if not value:
+        return None
+    codes = [code for code, _name in settings.LANGUAGES]
+    if value.lower() not in codes:
+        raise DomainError(
+            "invalid",
+            _("label_names must be one of: %(codes)s.") % {"codes": ", ".join(codes)},
+            fields={"label_names": codes},
+        )
+    return value.lower()
+
+
+def results_download(
+    job, fmt: str, include_text: str | None = None, *, label_names: str | None = None
+) -> StreamingHttpResponse:
+    """A job's results as CSV or JSONL; the item texts are included unless include_text=0, the
+    labels' taxonomy names in a language when `label_names` names one."""
     if fmt not in ("csv", "jsonl"):
         raise DomainError(
-            "invalid", "format must be csv or jsonl.", fields={"format": ["csv or jsonl"]}
+            "invalid", _("format must be csv or jsonl."), fields={"format": ["csv or jsonl"]}
         )
     with_text = _include_text(include_text)
+    language = _names_language(label_names)
     rows = selectors.batch_result_rows(job=job, include_text=with_text)
+    if language is not None:
+        rows = selectors.with_localized_label_names(rows, need=job.need, language=language)
+    with_names = language is not None
     if fmt == "jsonl":
         response = StreamingHttpResponse(
-            batch_io.render_jsonl(rows, include_text=with_text), content_type="application/x-ndjson"
+            batch_io.render_jsonl(rows, include_text=with_text, with_names=with_names),
+            content_type="application/x-ndjson",
         )
     else:
         response = StreamingHttpResponse(
-            batch_io.render_csv(rows, include_text=with_text),
+            batch_io.render_csv(rows, include_text=with_text, with_names=with_names),
             content_type="text/csv; charset=utf-8",
         )
     response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}-results.{fmt}"'

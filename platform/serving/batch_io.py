@@ -151,13 +151,17 @@ def _validate(rows: list[tuple[int, object, object]]) -> list[tuple[str, str]]:
 CSV_COLUMNS = ["id", "labels", "top_label", "top_score", "scores", "model", "model_version"]
 
 
-def render_csv(rows: Iterable[dict], *, include_text: bool = True) -> Iterator[str]:
+def render_csv(
+    rows: Iterable[dict], *, include_text: bool = True, with_names: bool = False
+) -> Iterator[str]:
     """One line per result, in file order. `top_label`/`top_score` are the best-ranked score
     (also when no label passed the thresholds); `text` is the last column when included, so
     the other columns keep their places. Cells are neutralised against formula injection."""
     buffer = io.StringIO()
     writer = csv_io.SafeWriter(buffer)
-    writer.writerow(CSV_COLUMNS + (["text"] if include_text else []))
+    writer.writerow(
+        CSV_COLUMNS + (["label_names"] if with_names else []) + (["text"] if include_text else [])
+    )
     for row in rows:
         scores = ranked_scores(row["scores"])
         top_label, top_score = top(scores)
@@ -170,6 +174,8 @@ def render_csv(rows: Iterable[dict], *, include_text: bool = True) -> Iterator[s
             row["model"],
             row["model_version"],
         ]
+        if with_names:
+            cells.append("|".join(row["label_names"]))
         if include_text:
             cells.append(row["text"])
         writer.writerow(cells)
@@ -180,7 +186,9 @@ def render_csv(rows: Iterable[dict], *, include_text: bool = True) -> Iterator[s
     yield buffer.getvalue()
 
 
-def render_jsonl(rows: Iterable[dict], *, include_text: bool = True) -> Iterator[str]:
+def render_jsonl(
+    rows: Iterable[dict], *, include_text: bool = True, with_names: bool = False
+) -> Iterator[str]:
     """One JSON object per result: the sync API's item shape, plus `text` when included."""
     lines = []
     for row in rows:
@@ -190,6 +198,8 @@ def render_jsonl(rows: Iterable[dict], *, include_text: bool = True) -> Iterator
             "scores": scores_mapping(ranked_scores(row["scores"])),
             "model": {"name": row["model"], "version": row["model_version"]},
         }
+        if with_names:
+            item["label_names"] = row["label_names"]
         if include_text:
             item["text"] = row["text"]
         lines.append(json.dumps(item, ensure_ascii=False))

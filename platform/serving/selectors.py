@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
@@ -20,6 +20,7 @@ from serving.models import (
     WebhookDelivery,
 )
 from serving.ranked import ranked_scores
+from taxonomy.selectors import label_names, localized_label_name
 from tenants.models import Need
 
 
@@ -133,3 +134,18 @@ def batch_chunk_status(*, job: BatchJob) -> dict:
             for chunk in waiting
         ],
     }
+
+
+def with_localized_label_names(
+    rows: Iterable[dict], *, need: Need, language: str
+) -> Iterator[dict]:
+    """`rows` with `label_names`: each assigned label's taxonomy name in `language` (the labels
+    themselves stay the tenant's names, or global keys where it has none)."""
+    to_key = need.label_mapping
+    names = label_names()
+    for row in rows:
+        keys = [to_key.get(label, label) for label in row["labels"]]
+        yield {
+            **row,
+            "label_names": [localized_label_name(names.get(k), k, language) for k in keys],
+        }
