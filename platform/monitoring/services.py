@@ -14,6 +14,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from monitoring import aggregation, drift, rules
 from monitoring.evidence import label_names, name_of, plain_sentence
@@ -125,7 +126,7 @@ def drift_report_compute(*, need: Need, period: str, start: date) -> DriftReport
         .aggregate(total=Sum("volume"))["total"]
         or 0
     )
-    report, _ = DriftReport.objects.owned_by(need.tenant_id).update_or_create(
+    report, _created = DriftReport.objects.owned_by(need.tenant_id).update_or_create(
         need=need,
         period=period,
         period_start=start,
@@ -283,7 +284,7 @@ def incidents_update(*, need: Need, day: date, checks: list[rules.Check]) -> lis
     }
     distribution_flagged = any(
         c.status == CheckStatus.FLAGGED and c.rule in _DISTRIBUTION_RULES for c in checks
-    ) or any(kind in _DISTRIBUTION_RULES for kind, _ in open_alerts)
+    ) or any(kind in _DISTRIBUTION_RULES for kind, _label in open_alerts)
     due: list[Alert] = []
     for check in checks:
         alert = open_alerts.get((check.rule, check.label))
@@ -450,18 +451,27 @@ def alert_deliver(*, alert: Alert) -> dict:
                 logger.warning("alert %s webhook delivery failed: %s", alert.pk, exc)
         if email:
             try:
-                verb = {"escalated": "escalated to critical", "opened": "opened"}.get(
-                    event, "reminder"
+                verb = {"escalated": _("escalated to critical"), "opened": _("opened")}.get(
+                    event, _("reminder")
                 )
                 send_mail(
-                    subject=(
-                        f"[{alert.get_severity_display()}] {alert.need.name}: "
-                        f"{alert.get_kind_display()} ({verb})"
-                    ),
-                    message=(
-                        f"{payload['summary']}\n\nFirst seen {payload['first_seen']}, last seen "
-                        f"{payload['last_seen']}, {alert.days_active} day(s) active.\n"
-                    ),
+                    subject=_("[%(severity)s] %(need)s: %(kind)s (%(event)s)")
+                    % {
+                        "severity": alert.get_severity_display(),
+                        "need": alert.need.name,
+                        "kind": alert.get_kind_display(),
+                        "event": verb,
+                    },
+                    message=_(
+                        "%(summary)s\n\nFirst seen %(first)s, last seen %(last)s, %(days)s "
+                        "day(s) active.\n"
+                    )
+                    % {
+                        "summary": payload["summary"],
+                        "first": payload["first_seen"],
+                        "last": payload["last_seen"],
+                        "days": alert.days_active,
+                    },
                     from_email=None,
                     recipient_list=[email],
                 )

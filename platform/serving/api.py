@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
-from django.utils.translation import gettext as _
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
@@ -304,7 +304,7 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
                     "Upload a `file`, or select stored items with `item_ids` or `since`.",
                     fields={"file": ["Required unless item_ids/since is given."]},
                 )
-            rows, _ = services.batch_rows_from_items(
+            rows, _skipped = services.batch_rows_from_items(
                 tenant=self.tenant, need=need, item_ids=item_ids, since=since
             )
             if not rows:
