@@ -43,10 +43,13 @@ class TenantAdmin(admin.ModelAdmin):
         "quota_requests_per_minute",
         "quota_max_batch_items",
         "contact_email",
+        "time_zone",
         "created_at",
     ]
     list_filter = ["is_active"]
     search_fields = ["slug", "name", "contact_email"]
+    #: Monitoring re-cuts the stored days into a changed time zone (hourly) and records it here.
+    readonly_fields = ["days_time_zone"]
     inlines = [MembershipInline]
 
 

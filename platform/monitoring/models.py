@@ -125,8 +125,8 @@ class NeedMonitoringConfig(models.Model):
     correction = models.CharField(
         max_length=8,
         choices=[
-            ("holm", "Holm (family-wise error)"),
-            ("fdr_bh", "Benjamini-Hochberg (false-discovery rate)"),
+            ("holm", _("Holm (family-wise error)")),
+            ("fdr_bh", _("Benjamini-Hochberg (false-discovery rate)")),
         ],
         default="holm",
         help_text="Multiple-comparison correction over labels and days (statsmodels).",

@@ -6,8 +6,8 @@ from collections import defaultdict
 from datetime import date, timedelta
 
 from django.db.models import Count, Max, Min, Q, Sum
-from django.utils import timezone
 
+from core.localtime import tenant_today
 from monitoring.models import (
     Alert,
     AlertStatus,
@@ -367,7 +367,7 @@ def week_over_week(*, need: Need) -> dict:
     return {
         "current": current,
         "previous": previous,
-        "in_progress": current + timedelta(days=7) > timezone.now().date(),
+        "in_progress": current + timedelta(days=7) > tenant_today(need.tenant),
         "volume": cur_volume,
         "volume_prev": prev_volume,
         "volume_change": _change(cur_volume, prev_volume),
@@ -532,5 +532,5 @@ def alerts_list(
     if status == "open":
         qs = qs.filter(status=AlertStatus.OPEN)
     else:
-        qs = qs.filter(last_seen__gte=timezone.now().date() - timedelta(days=recent_days))
+        qs = qs.filter(last_seen__gte=tenant_today(tenant) - timedelta(days=recent_days))
     return qs.order_by("-last_seen", "-id")
