@@ -64,7 +64,7 @@ def chart_text(*, zone: str) -> dict[str, str]:
     return {
         "x_axis": _("day (%(zone)s)") % {"zone": zone},
         "baseline_suffix": _("(baseline)"),
-        "share_axis": _("% of predictions"),
+        "share_axis": _("share of predictions (in %)"),
         "psi_threshold": _("PSI threshold"),
         "js": _("JS distance"),
         "js_threshold": _("JS threshold"),
@@ -75,8 +75,8 @@ def chart_text(*, zone: str) -> dict[str, str]:
         "predictions": _("predictions"),
         "volume_axis": _("predictions per day"),
         "rate_axis": _("confidence / rate (0–1)"),
-        "ctr_axis": _("CTR, % of impressions"),
-        "negative_axis": _("negative, % of impressions"),
+        "ctr_axis": _("CTR: clicks per 100 impressions"),
+        "negative_axis": _("negative feedback per 100 impressions"),
     }
 
 
