@@ -255,7 +255,8 @@ def query_int(value: str | None, *, name: str, minimum: int, maximum: int) -> in
     if not minimum <= number <= maximum:
         raise DomainError(
             "invalid",
-            f"`{name}` must be between {minimum} and {maximum}.",
+            _("`%(name)s` must be between %(min)s and %(max)s.")
+            % {"name": name, "min": minimum, "max": maximum},
             fields={name: [_("Between %(min)s and %(max)s.") % {"min": minimum, "max": maximum}]},
         )
     return number
