@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -126,7 +127,7 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
         if model is None:
             from django.core.exceptions import ValidationError
 
-            raise ValidationError({"model": ["Unknown model, or it has no production version."]})
+            raise ValidationError({"model": [_("Unknown model, or it has no production version.")]})
         need = services.need_subscribe_model(need=need, model=model, actor=self.actor)
         return Response(NeedSerializer(need).data)
 

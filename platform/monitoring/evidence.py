@@ -64,9 +64,7 @@ def sentence(alert: Alert, fmt_label: Callable[[str], str]) -> str:
     e = alert.evidence or {}
     window = e.get("evidence_days", 1)
     over = (
-        _("on the last day")
-        if window == 1
-        else _("over the last %(days)s days") % {"days": window}
+        _("on the last day") if window == 1 else _("over the last %(days)s days") % {"days": window}
     )
     persisted = (
         _(" — seen on %(days)s") % {"days": _days(alert.consecutive_days)}
@@ -100,10 +98,13 @@ def sentence(alert: Alert, fmt_label: Callable[[str], str]) -> str:
         )
         return text % {**common, "reference_days": e.get("reference_days", "?")}
     if alert.kind == AlertKind.RARE_CLASS:
-        return _(
-            "%(label)s, a rare class (%(reference)s of predictions in training), appeared "
-            "%(observed)s times %(over)s where ≈%(expected)s were expected%(persisted)s."
-        ) % common
+        return (
+            _(
+                "%(label)s, a rare class (%(reference)s of predictions in training), appeared "
+                "%(observed)s times %(over)s where ≈%(expected)s were expected%(persisted)s."
+            )
+            % common
+        )
     if alert.kind == AlertKind.DRIFT:
         movers = ", ".join(
             f"{fmt_label(m['label'])} {_pct(m['baseline_share'])}→{_pct(m['observed_share'])}"
@@ -127,11 +128,14 @@ def sentence(alert: Alert, fmt_label: Callable[[str], str]) -> str:
             "impressions, %(observed)s clicks where ≈%(expected)s were usual)%(persisted)s."
         ) % {**common, "sample": _num(e.get("sample"))}
     if alert.kind == AlertKind.NEGATIVE_RISE:
-        return _(
-            "Negative feedback on %(label)s rose from %(reference)s to %(value)s of "
-            "impressions %(over)s (%(observed)s complaints where ≈%(expected)s were "
-            "usual)%(persisted)s."
-        ) % common
+        return (
+            _(
+                "Negative feedback on %(label)s rose from %(reference)s to %(value)s of "
+                "impressions %(over)s (%(observed)s complaints where ≈%(expected)s were "
+                "usual)%(persisted)s."
+            )
+            % common
+        )
     if alert.kind == AlertKind.VOLUME_COLLAPSE:
         return _(
             "Prediction volume fell to %(volume)s a day, %(drop)s %% below the usual "

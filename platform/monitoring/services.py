@@ -385,7 +385,7 @@ def alert_acknowledge(*, alert: Alert, user, note: str = "") -> Alert:
 def alert_snooze(*, alert: Alert, until: date, note: str = "", user=None) -> Alert:
     """No notifications until `until` (inclusive); the alert keeps collecting evidence."""
     if until < timezone.now().date():
-        raise ValidationError({"until": ["Snooze until today or a later day."]})
+        raise ValidationError({"until": [_("Snooze until today or a later day.")]})
     alert.snoozed_until = until
     alert.snooze_note = note[:500]
     alert.save(update_fields=["snoozed_until", "snooze_note"])

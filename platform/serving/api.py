@@ -108,7 +108,9 @@ def _parse_since(value: str):
 def _need_or_404(tenant, slug: str):
     need = selectors.need_for(tenant=tenant, slug=slug)
     if need is None:
-        raise DomainError("need_not_found", f"No need '{slug}'.", status_code=404)
+        raise DomainError(
+            "need_not_found", _("No need '%(slug)s'.") % {"slug": slug}, status_code=404
+        )
     return need
 
 
@@ -228,7 +230,7 @@ class DeadLetterReplayView(ServingMixin, TenantScopedGenericAPIView):
     def post(self, request, pk: int):
         delivery = get_object_or_404(self.get_queryset(), pk=pk)
         if not webhooks.delivery_replay(delivery=delivery):
-            raise DomainError("not_dead", "Only dead letters can be replayed.", status_code=409)
+            raise DomainError("not_dead", _("Only dead letters can be replayed."), status_code=409)
         delivery.refresh_from_db()
         return Response(self.get_serializer(delivery).data, status=202)
 
@@ -268,14 +270,14 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
             data = request.data
         except RequestDataTooBig:
             raise DomainError(
-                "upload_too_large", "The upload is too large.", status_code=413
+                "upload_too_large", _("The upload is too large."), status_code=413
             ) from None
         except UnicodeDecodeError:
-            raise DomainError("invalid_utf8", "The request body is not valid UTF-8.") from None
+            raise DomainError("invalid_utf8", _("The request body is not valid UTF-8.")) from None
         need_slug = data.get("need") if hasattr(data, "get") else None
         if not isinstance(need_slug, str) or not need_slug:
             raise DomainError(
-                "invalid", "Name the need.", fields={"need": ["This field is required."]}
+                "invalid", _("Name the need."), fields={"need": [_("This field is required.")]}
             )
         need = _need_or_404(self.tenant, need_slug)
         sync.check_servable(need=need)
@@ -290,8 +292,8 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
             ):
                 raise DomainError(
                     "invalid",
-                    "`item_ids` must be a list of strings.",
-                    fields={"item_ids": ["Expected a list of strings."]},
+                    _("`item_ids` must be a list of strings."),
+                    fields={"item_ids": [_("Expected a list of strings.")]},
                 )
             since = (
                 _parse_since(data.get("since") or "")
@@ -301,8 +303,8 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
             if item_ids is None and since is None:
                 raise DomainError(
                     "invalid",
-                    "Upload a `file`, or select stored items with `item_ids` or `since`.",
-                    fields={"file": ["Required unless item_ids/since is given."]},
+                    _("Upload a `file`, or select stored items with `item_ids` or `since`."),
+                    fields={"file": [_("Required unless item_ids/since is given.")]},
                 )
             rows, _skipped = services.batch_rows_from_items(
                 tenant=self.tenant, need=need, item_ids=item_ids, since=since
@@ -310,8 +312,8 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
             if not rows:
                 raise DomainError(
                     "invalid",
-                    "No stored items match the selection.",
-                    fields={"item_ids": ["No match."]},
+                    _("No stored items match the selection."),
+                    fields={"item_ids": [_("No match.")]},
                 )
             source, filename = BatchSource.ITEMS, ""
         job = services.batch_job_create(
@@ -353,7 +355,11 @@ class BatchJobCancelView(ServingMixin, TenantScopedGenericAPIView):
     def post(self, request, pk: int):
         job = get_object_or_404(self.get_queryset(), pk=pk)
         if not services.batch_job_cancel(job=job):
-            raise DomainError("not_active", f"The job is already {job.status}.", status_code=409)
+            raise DomainError(
+                "not_active",
+                _("The job is already %(status)s.") % {"status": job.status},
+                status_code=409,
+            )
         return Response(self.get_serializer(job).data)
 
 
@@ -422,7 +428,7 @@ def _include_text(value: str | None) -> bool:
     if value.lower() in ("0", "false", "no"):
         return False
     raise DomainError(
-        "invalid", _("include_text must be 1 or 0."), fields={"include_text": ["1 or 0"]}
+        "invalid", _("include_text must be 1 or 0."), fields={"include_text": [_("1 or 0")]}
     )
 
 
@@ -446,7 +452,7 @@ def results_download(
     labels' taxonomy names in a language when `label_names` names one."""
     if fmt not in ("csv", "jsonl"):
         raise DomainError(
-            "invalid", _("format must be csv or jsonl."), fields={"format": ["csv or jsonl"]}
+            "invalid", _("format must be csv or jsonl."), fields={"format": [_("csv or jsonl")]}
         )
     with_text = _include_text(include_text)
     language = _names_language(label_names)

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Q, Sum, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.querysets import acts_for_tenant
@@ -202,8 +203,10 @@ def _check_batch_quota(tenant, count: int) -> None:
         # Larger than the quota itself: waiting would never help, so not a 429.
         raise DomainError(
             "too_many_items",
-            f"This job has {count} items; the tenant may have at most {limit} batch items in "
-            "flight. Split the file into smaller jobs.",
+            _(
+                "This job has %(count)s items; the tenant may have at most %(limit)s batch items in flight. Split the file into smaller jobs."
+            )
+            % {"count": count, "limit": limit},
             status_code=413,
         )
     in_flight = (
@@ -215,8 +218,10 @@ def _check_batch_quota(tenant, count: int) -> None:
     if in_flight + count > limit:
         raise DomainError(
             "batch_quota_exceeded",
-            f"This job has {count} items and {in_flight} are still in flight; the tenant may have "
-            f"at most {limit} batch items in flight. Retry when running jobs finish.",
+            _(
+                "This job has %(count)s items and %(in_flight)s are still in flight; the tenant may have at most %(limit)s batch items in flight. Retry when running jobs finish."
+            )
+            % {"count": count, "in_flight": in_flight, "limit": limit},
             status_code=429,
             headers={"Retry-After": "60"},
         )
@@ -235,7 +240,7 @@ def batch_job_create(
 ) -> BatchJob:
     """Create a job with its items and chunks; chunks are queued once the transaction commits."""
     if not rows:
-        raise DomainError("invalid", "The batch has no items.", fields={"items": ["Empty."]})
+        raise DomainError("invalid", _("The batch has no items."), fields={"items": [_("Empty.")]})
     _check_batch_quota(tenant, len(rows))
     chunk_size = settings.BATCH_CHUNK_SIZE
     with transaction.atomic():
@@ -549,7 +554,7 @@ def scheduled_batch_create(
         scheduled = ScheduledBatch.objects.create(
             tenant=tenant, need=need, name=name, crontab=crontab
         )
-        schedule, _ = CrontabSchedule.objects.get_or_create(
+        schedule, _created = CrontabSchedule.objects.get_or_create(
             minute=minute,
             hour=hour,
             day_of_month=day,
@@ -576,8 +581,8 @@ def _crontab_parts(crontab: str) -> list[str]:
     if len(parts) != 5:
         raise DomainError(
             "invalid",
-            "A crontab has five fields: minute hour day month weekday.",
-            fields={"crontab": ["Five space-separated fields."]},
+            _("A crontab has five fields: minute hour day month weekday."),
+            fields={"crontab": [_("Five space-separated fields.")]},
         )
     return parts
 

@@ -7,29 +7,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0005_remove_need_json_labels'),
+        ("tenants", "0005_remove_need_json_labels"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='tenant',
-            name='days_time_zone',
-            field=models.CharField(blank=True, default='', max_length=64),
+            model_name="tenant",
+            name="days_time_zone",
+            field=models.CharField(blank=True, default="", max_length=64),
         ),
         migrations.AddField(
-            model_name='tenant',
-            name='time_zone',
-            field=models.CharField(default=core.localtime.default_time_zone, help_text='IANA name, e.g. Asia/Shanghai or UTC.', max_length=64, validators=[core.localtime.validate_time_zone], verbose_name='time zone'),
+            model_name="tenant",
+            name="time_zone",
+            field=models.CharField(
+                default=core.localtime.default_time_zone,
+                help_text="IANA name, e.g. Asia/Shanghai or UTC.",
+                max_length=64,
+                validators=[core.localtime.validate_time_zone],
+                verbose_name="time zone",
+            ),
         ),
         migrations.CreateModel(
-            name='UserProfile',
+            name="UserProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('language', models.CharField(blank=True, default='', max_length=16, verbose_name='language')),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='profile', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "language",
+                    models.CharField(
+                        blank=True, default="", max_length=16, verbose_name="language"
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="profile",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
     ]

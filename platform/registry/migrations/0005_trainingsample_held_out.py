@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0004_plural_names'),
+        ("registry", "0004_plural_names"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trainingsample',
-            name='held_out',
+            model_name="trainingsample",
+            name="held_out",
             field=models.BooleanField(default=False),
         ),
     ]
