@@ -38,6 +38,12 @@ def parse_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
+class LabelSetChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        owner = obj.tenant.slug if obj.tenant_id else _("shared")
+        return f"{obj.slug} ({owner})"
+
+
 class NeedForm(forms.Form):
     name = forms.CharField(max_length=200, label=gettext_lazy("Name"))
     slug = forms.SlugField(
@@ -65,7 +71,7 @@ class NeedForm(forms.Form):
             }
         ),
     )
-    label_set = forms.ModelChoiceField(
+    label_set = LabelSetChoiceField(
         queryset=None,
         required=False,
         to_field_name="slug",

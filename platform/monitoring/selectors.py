@@ -6,11 +6,13 @@ from collections import defaultdict
 from datetime import date, timedelta
 
 from django.db.models import Count, Max, Min, Q, Sum
+from django.utils.translation import gettext as _
 
 from core.localtime import tenant_today
 from monitoring.models import (
     Alert,
     AlertStatus,
+    BaselineSource,
     DriftReport,
     FeedbackAggregate,
     LabelAggregate,
@@ -269,7 +271,9 @@ def need_dashboard(*, need: Need, days: int = 28, names: dict[str, str] | None =
         "labels": labels,
         "shares": shares,
         "baseline": baseline_shares,
-        "baseline_ref": f"{baseline.source}: {baseline.ref}" if baseline else "none",
+        "baseline_ref": (
+            f"{BaselineSource(baseline.source).label}: {baseline.ref}" if baseline else _("none")
+        ),
         "psi": psi,
         "js": js,
         "psi_threshold": config.psi_threshold,

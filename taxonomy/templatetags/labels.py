@@ -8,7 +8,8 @@ or name_en), with the stable global key in the tooltip. One query per request fo
 from __future__ import annotations
 
 from django import template
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
 from taxonomy.selectors import label_names, localized_label_name
@@ -50,7 +51,7 @@ def label(context, key, own=""):
 def label_list(context, keys, separator=", "):
     """Several labels, each as `{% label %}` renders it."""
     parts = [label(context, key) for key in keys or []]
-    return format_html("{}", separator).join(parts) if parts else "—"
+    return mark_safe(conditional_escape(separator).join(parts)) if parts else "—"
 
 
 @register.simple_tag(takes_context=True)

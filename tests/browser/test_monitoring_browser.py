@@ -40,7 +40,7 @@ def test_dashboard_after_demo_shows_drift_alert_and_charts(
     # One alert per problem, in words, with the tenant's names (the global key in a tooltip).
     assert "娱乐 Entertainment fell from" in text
     assert (
-        page.locator("#open-alerts .label-name[title='global key: news.entertainment']").count()
+        page.locator("#open-alerts .label-name[title='news.entertainment']").count()
         >= 1
     )
     assert "{'" not in text and '{"' not in text

@@ -54,7 +54,7 @@ def test_sentences_use_the_tenants_names_and_escape_them(topics):
     )
     html = html_sentence(alert, names)
     assert (
-        '<span class="label-name" title="global key: t.c">&lt;b&gt;Gamma&lt;/b&gt;</span>' in html
+        '<span class="label-name" title="t.c">&lt;b&gt;Gamma&lt;/b&gt;</span>' in html
     )
     assert "<b>" not in html
 
