@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from core.edge import db_int_bounds
@@ -22,7 +23,7 @@ def parse_mapping(text: str) -> dict[str, str]:
             continue
         for sep in ("=", "→", ":"):
             if sep in line:
-                name, _, key = line.partition(sep)
+                name, _sep, key = line.partition(sep)
                 break
         else:
             problems.append(

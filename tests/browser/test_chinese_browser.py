@@ -158,7 +158,7 @@ def _user_content_words() -> set[str]:
         for label in Label.objects.all()
     ]
     texts += [f"{m.name} {m.description}" for m in RegisteredModel.objects.dangerously_unscoped()]
-    texts += [str(v) for v in ModelVersion.objects.dangerously_unscoped().all()]
+    texts += [f"{v} {v.notes}" for v in ModelVersion.objects.dangerously_unscoped().all()]
     texts += list(get_user_model().objects.values_list("username", flat=True))
     return {w.lower() for text in texts for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", text or "")}
 
