@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from core.localtime import default_time_zone, validate_time_zone
 from core.querysets import TenantQuerySet
@@ -62,7 +63,7 @@ class Role(models.TextChoices):
     VIEWER = "viewer", _("Viewer")
     REQUESTER = "requester", _("Requester")
     REVIEWER = "reviewer", _("Reviewer")
-    ADMIN = "admin", _("Admin")
+    ADMIN = "admin", pgettext_lazy("role", "Admin")
 
 
 ROLE_RANK = {Role.VIEWER: 0, Role.REQUESTER: 1, Role.REVIEWER: 2, Role.ADMIN: 3}

@@ -60,6 +60,7 @@ def tenant_create(*, slug: str, name: str, **fields: Any) -> Tenant:
     if unknown:
         raise ValidationError({f: [_("Unknown field.")] for f in unknown})
     tenant = Tenant(slug=slug, name=name, **fields)
+    tenant.days_time_zone = tenant.time_zone  # a new tenant has no stored days to re-cut
     tenant.full_clean()
     with transaction.atomic():
         tenant.save()

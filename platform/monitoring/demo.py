@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -128,7 +129,11 @@ def _ensure_need(
     label_set_name: str,
     baseline: dict[str, int],
 ) -> tuple[Need, ModelVersion]:
-    tenant, created = Tenant.objects.get_or_create(slug=tenant_slug, defaults={"name": tenant_name})
+    zone = settings.DEMO_TIME_ZONE
+    tenant, created = Tenant.objects.get_or_create(
+        slug=tenant_slug,
+        defaults={"name": tenant_name, "time_zone": zone, "days_time_zone": zone},
+    )
     if created:
         _say(stdout, f"  created tenant {tenant_slug} (load_demo had not run)")
     label_set, revision = _label_set(label_set_slug, label_set_name, list(baseline))

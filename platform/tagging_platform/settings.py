@@ -263,12 +263,16 @@ USE_I18N = True
 USE_TZ = True
 #: A new tenant's time zone (its monitoring days and weeks, and the dates it is shown).
 TENANT_DEFAULT_TIME_ZONE = envstr("TENANT_DEFAULT_TIME_ZONE", "UTC") or "UTC"
-try:
-    ZoneInfo(TENANT_DEFAULT_TIME_ZONE)
-except (ZoneInfoNotFoundError, ValueError) as exc:
-    raise ImproperlyConfigured(
-        f"TENANT_DEFAULT_TIME_ZONE={TENANT_DEFAULT_TIME_ZONE!r} is not an IANA time zone."
-    ) from exc
+#: The demo business units (and the monitoring demo and replay) work on Beijing time.
+DEMO_TIME_ZONE = envstr("DEMO_TIME_ZONE", "Asia/Shanghai") or "Asia/Shanghai"
+for _name, _zone in (
+    ("TENANT_DEFAULT_TIME_ZONE", TENANT_DEFAULT_TIME_ZONE),
+    ("DEMO_TIME_ZONE", DEMO_TIME_ZONE),
+):
+    try:
+        ZoneInfo(_zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ImproperlyConfigured(f"{_name}={_zone!r} is not an IANA time zone.") from exc
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(DATA_DIR / "static")))
