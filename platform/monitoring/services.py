@@ -37,6 +37,7 @@ from monitoring.models import (
 )
 from registry.selectors import serving_version
 from serving.models import PredictionLog
+from serving.services import scheduled_batches_time_zone_sync
 from tenants.models import Need, Tenant
 
 logger = logging.getLogger(__name__)
@@ -643,6 +644,7 @@ def tenant_days_resync(*, tenant: Tenant) -> dict:
         monitoring_run(period=Period.DAY, start=day, need_ids=need_ids)
     for week in sorted({aggregation.week_start(day) for day in days}):
         monitoring_run(period=Period.WEEK, start=week, need_ids=need_ids)
+    scheduled_batches_time_zone_sync(tenant=tenant)
     Tenant.objects.filter(pk=tenant.pk, time_zone=tenant.time_zone).update(
         days_time_zone=tenant.time_zone
     )

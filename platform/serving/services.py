@@ -543,25 +543,48 @@ def batch_chunks_requeue(*, job: BatchJob) -> int:
 
 
 # --- scheduled batches ------------------------------------------------------------------------
+def _crontab_schedule(crontab: str, *, time_zone: str):
+    from django_celery_beat.models import CrontabSchedule
+
+    minute, hour, day, month, weekday = _crontab_parts(crontab)
+    schedule, _created = CrontabSchedule.objects.get_or_create(
+        minute=minute,
+        hour=hour,
+        day_of_month=day,
+        month_of_year=month,
+        day_of_week=weekday,
+        timezone=time_zone or "UTC",
+    )
+    return schedule
+
+
+def scheduled_batches_time_zone_sync(*, tenant) -> int:
+    """Move the tenant's scheduled batches onto its (changed) time zone. Idempotent."""
+    moved = 0
+    scheduled = ScheduledBatch.objects.for_tenant(tenant).filter(periodic_task__isnull=False)
+    for batch in scheduled.select_related("periodic_task__crontab"):
+        task = batch.periodic_task
+        if task.crontab is not None and str(task.crontab.timezone) == tenant.time_zone:
+            continue
+        with transaction.atomic():
+            task.crontab = _crontab_schedule(batch.crontab, time_zone=tenant.time_zone)
+            task.save(update_fields=["crontab"])  # django-celery-beat's signal tells beat
+        moved += 1
+    return moved
+
+
 def scheduled_batch_create(
     *, tenant, need, name: str, crontab: str = "0 2 * * *"
 ) -> ScheduledBatch:
-    """A nightly (by default) "tag everything new since the last run" with a beat schedule."""
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+    """A nightly (by default) "tag everything new since the last run" with a beat schedule.
+    The crontab runs on the tenant's wall clock (its time zone)."""
+    from django_celery_beat.models import PeriodicTask
 
-    minute, hour, day, month, weekday = _crontab_parts(crontab)
     with transaction.atomic():
         scheduled = ScheduledBatch.objects.create(
             tenant=tenant, need=need, name=name, crontab=crontab
         )
-        schedule, _created = CrontabSchedule.objects.get_or_create(
-            minute=minute,
-            hour=hour,
-            day_of_month=day,
-            month_of_year=month,
-            day_of_week=weekday,
-            timezone="UTC",
-        )
+        schedule = _crontab_schedule(crontab, time_zone=tenant.time_zone)
         scheduled.periodic_task = PeriodicTask.objects.create(
             name=f"scheduled-batch-{scheduled.pk}",
             task="workers.tasks.batch.run_scheduled_batch",

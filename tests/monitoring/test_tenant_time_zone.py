@@ -167,3 +167,21 @@ def test_an_unknown_time_zone_is_refused(tenant_a):
 
     with pytest.raises(ValidationError):
         tenant_time_zone_set(tenant=tenant_a, time_zone="Mars/Olympus_Mons")
+
+
+def test_scheduled_batches_run_on_the_tenants_clock_and_follow_a_change(topics):
+    from django_celery_beat.models import PeriodicTask
+
+    from serving.services import scheduled_batch_create
+
+    need, _version = topics
+    tenant = need.tenant
+    _set_zone(tenant, "Asia/Shanghai")
+    scheduled = scheduled_batch_create(tenant=tenant, need=need, name="nightly")
+    task = PeriodicTask.objects.get(pk=scheduled.periodic_task_id)
+    assert str(task.crontab.hour) == "2" and str(task.crontab.timezone) == "Asia/Shanghai"
+
+    tenant_time_zone_set(tenant=tenant, time_zone="Europe/Berlin")
+    services.tenants_days_resync()
+    task.refresh_from_db()
+    assert str(task.crontab.hour) == "2" and str(task.crontab.timezone) == "Europe/Berlin"
