@@ -216,5 +216,13 @@ def test_main_pages_in_chinese_have_no_english_ui_strings(
         assert all(re.search(r"[\u4e00-\u9fff]", text) for text in axes), axes
         # The days are the tenant's: the demo units work on Beijing time.
         assert any("Asia/Shanghai" in text for text in axes), axes
+        # The header's switcher: English, remembered for this user over the browser's Chinese.
+        page.goto(f"{live_server.url}/taxonomy/")
+        screenshot(page, "zh_taxonomy")
+        page.select_option("#language-switcher select", "en")
+        page.wait_for_function("() => document.documentElement.lang === 'en'")
+        page.goto(f"{live_server.url}/monitoring/")
+        assert page.locator("h1").inner_text() == "Monitoring"
+        screenshot(page, "en_monitoring")
     finally:
         context.close()
