@@ -280,7 +280,12 @@ class UserLanguageMiddleware:
         if language and language != getattr(request, "LANGUAGE_CODE", None):
             translation.activate(language)
             request.LANGUAGE_CODE = translation.get_language()
-        membership = resolve_membership(request, portal=True)
+        # The admin works across tenants: its dates stay in UTC.
+        membership = (
+            None
+            if request.path.startswith("/admin/")
+            else (resolve_membership(request, portal=True))
+        )
         if membership is None:
             return self.get_response(request)
         timezone.activate(tenant_zone(membership.tenant))
