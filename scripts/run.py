@@ -139,6 +139,11 @@ def main() -> int:
         os.environ.get("WEB_CONCURRENCY", "2"),
         "--threads",
         "4",
+        # gunicorn's default 2 s closes an idle keep-alive connection while a client (a pooled
+        # requests.Session, a browser) may just be sending on it: the client sees a reset. Clients
+        # reach this server directly (no nginx), so the server waits longer than they idle.
+        "--keep-alive",
+        os.environ.get("GUNICORN_KEEPALIVE", "75"),
         "--access-logfile",
         "-",
         "--graceful-timeout",

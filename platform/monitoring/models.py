@@ -344,6 +344,8 @@ class AlertKind(models.TextChoices):
     CTR_DROP = "ctr_drop", _("CTR falling")
     NEGATIVE_RISE = "negative_rise", _("Negative feedback rising")
     VOLUME_COLLAPSE = "volume_collapse", _("Volume collapsing")
+    #: Raised by the review app (above monitoring) when a review round's interval is below target.
+    REVIEW_ACCURACY = "review_accuracy", _("Reviewed accuracy below target")
 
 
 #: Rules evaluated every day (dominance is legacy: kept for old rows only).

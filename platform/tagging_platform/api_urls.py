@@ -9,4 +9,5 @@ urlpatterns = [
     path("", include("taxonomy.api_urls")),
     path("", include("registry.api_urls")),
     path("", include("monitoring.api_urls")),
+    path("", include("review.api_urls")),
 ]

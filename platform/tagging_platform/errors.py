@@ -48,11 +48,13 @@ def error_body(code: str, message: str, fields=None) -> dict:
 def error_response(
     code: str, message: str, *, status_code: int, fields=None, headers=None
 ) -> JsonResponse:
-    """The JSON error shape outside DRF (middleware, plain views)."""
+    """The JSON error shape outside DRF (middleware, plain views), serialised byte for byte as
+    DRF's JSONRenderer does (compact, UTF-8), so a client sees one format whichever layer
+    answered."""
     response = JsonResponse(
         error_body(code, message, fields),
         status=status_code,
-        json_dumps_params={"ensure_ascii": False},
+        json_dumps_params={"ensure_ascii": False, "separators": (",", ":")},
     )
     for name, value in (headers or {}).items():
         response[name] = value

@@ -10,6 +10,7 @@ callers with the metrics bearer token.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -58,12 +59,35 @@ class QueueWithoutConsumer(RuntimeError):
     pass
 
 
+#: (monotonic expiry, replies): the last broadcast's answers, shared by this process's probes.
+_queues_cache: tuple[float, dict] = (0.0, {})
+_queues_lock = threading.Lock()
+
+
+def _active_queues() -> dict:
+    """The workers' "which queues do you consume?" answers. A broadcast waits the whole
+    READYZ_INSPECT_TIMEOUT for replies, so its answer is kept READYZ_QUEUES_CACHE_SECONDS: a
+    load balancer probing every second costs one broadcast per few seconds, not one per probe,
+    and a dead worker still shows within that time."""
+    global _queues_cache
+    from tagging_platform.celery import app
+
+    with _queues_lock:
+        expires, replies = _queues_cache
+        if time.monotonic() < expires:
+            return replies
+        replies = app.control.inspect(timeout=settings.READYZ_INSPECT_TIMEOUT).active_queues()
+        replies = replies or {}
+        _queues_cache = (time.monotonic() + settings.READYZ_QUEUES_CACHE_SECONDS, replies)
+        return replies
+
+
 def _check_queues() -> dict:
     """Ask every worker which queues it consumes (a control broadcast, answered by the worker's
     main process even while its pool is busy, e.g. training) and report each queue's consumers."""
-    from tagging_platform.celery import QUEUES, app
+    from tagging_platform.celery import QUEUES
 
-    replies = app.control.inspect(timeout=settings.READYZ_INSPECT_TIMEOUT).active_queues() or {}
+    replies = _active_queues()
     consumers = {queue: 0 for queue in QUEUES}
     for queues in replies.values():
         for queue in queues or []:

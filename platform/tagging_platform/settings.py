@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "registry",
     "serving",
     "monitoring",
+    "review",
     "portal",
 ]
 
@@ -224,6 +225,16 @@ CELERY_BEAT_SCHEDULE = {
     ),
 }
 
+# Review rounds started by drift and rare-class alerts, and cases collected from negative feedback
+# and low-confidence predictions (review sits above monitoring, so it polls for new alerts).
+REVIEW_SWEEP_SECONDS = envfloat("REVIEW_SWEEP_SECONDS", 900.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["review: rounds for new alerts, cases from feedback"] = _beat(
+    "workers.tasks.monitoring.review_sweep",
+    REVIEW_SWEEP_SECONDS,
+    expires=REVIEW_SWEEP_SECONDS,
+    queue="monitoring",
+)
+
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -357,11 +368,22 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
 )
 # Training runs and batch jobs share one lifecycle (queued, running, succeeded, failed, cancelled).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["JobStatusEnum"] = "registry.models.RunStatus"
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "ReviewDecisionEnum": "review.models.Decision",
+        "SignOffEnum": "review.models.SignOff",
+        "CaseCauseEnum": "review.models.Cause",
+        "CaseStatusEnum": "review.models.CaseStatus",
+        "RoundStatusEnum": "review.models.RoundStatus",
+    }
+)
 
 # --- Health ---------------------------------------------------------------------------------
 READYZ_TASK_TIMEOUT = envfloat("READYZ_TASK_TIMEOUT", 5.0, minimum=0.1)
 #: How long /readyz collects the workers' answers to "which queues do you consume?".
 READYZ_INSPECT_TIMEOUT = envfloat("READYZ_INSPECT_TIMEOUT", 1.0, minimum=0.1)
+#: ...and how long each web process reuses that answer (0: ask on every probe).
+READYZ_QUEUES_CACHE_SECONDS = envfloat("READYZ_QUEUES_CACHE_SECONDS", 5.0, minimum=0.0)
 
 # --- Serving limits -------------------------------------------------------------------------
 TAG_MAX_ITEMS = envint("TAG_MAX_ITEMS", 64, minimum=1)

@@ -25,5 +25,6 @@ urlpatterns = [
     path("models/", include("registry.portal_urls")),
     path("serving/", include("serving.portal_urls")),
     path("monitoring/", include("monitoring.portal_urls")),
+    path("review/", include("review.portal_urls")),
     path("", include("portal.portal_urls")),
 ]

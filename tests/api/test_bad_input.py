@@ -358,3 +358,18 @@ def test_nul_or_bad_utf8_in_a_portal_or_admin_query_is_a_400(client, seeded, url
     response = client.get(url)
     assert response.status_code == 400
     assert b"NUL" in response.content or b"UTF-8" in response.content
+
+
+def test_edge_and_drf_errors_are_serialised_byte_for_byte_alike(api):
+    """The edge middleware (too deep) and DRF (a 404 and a validation error) answer the same
+    compact UTF-8 JSON, so a client parsing or logging raw bodies sees one format."""
+    answers = [
+        post_raw(api, "/api/v1/needs/news/tag", DEEP),  # edge middleware
+        api.get("/api/v1/needs/no-such-need/"),  # DRF
+        api.post("/api/v1/needs/", {"slug": "x" * 500}, format="json"),  # DRF validation
+    ]
+    for response in answers:
+        assert response.status_code in (400, 404), response.content[:200]
+        raw = response.content.decode()
+        canonical = json.dumps(json.loads(raw), ensure_ascii=False, separators=(",", ":"))
+        assert raw == canonical

@@ -1,7 +1,16 @@
 import pytest
 from celery.contrib.testing.worker import start_worker
 
+from tagging_platform import health
 from tagging_platform.celery import QUEUES, app
+
+
+@pytest.fixture(autouse=True)
+def fresh_queue_answers():
+    """Each test asks the workers it started, not an answer cached by the test before it."""
+    health._queues_cache = (0.0, {})
+    yield
+    health._queues_cache = (0.0, {})
 
 
 def test_healthz_answers_liveness(client):
@@ -167,3 +176,26 @@ def test_readyz_is_ok_degraded_with_healthy_services_and_a_refused_model(
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json()["status"] == "degraded"
+
+
+def test_readyz_reuses_the_workers_queue_answer_for_a_few_seconds(
+    client, settings, monkeypatch, db
+):
+    """A probe every second must not broadcast (and wait READYZ_INSPECT_TIMEOUT) every time."""
+    calls = []
+
+    class Inspect:
+        def active_queues(self):
+            calls.append(1)
+            return {"w@host": [{"name": queue} for queue in QUEUES]}
+
+    monkeypatch.setattr(app.control, "inspect", lambda timeout: Inspect())
+    settings.READYZ_QUEUES_CACHE_SECONDS = 60
+    for _ in range(3):
+        health._check_queues()
+    assert len(calls) == 1
+    settings.READYZ_QUEUES_CACHE_SECONDS = 0
+    health._queues_cache = (0.0, {})
+    health._check_queues()
+    health._check_queues()
+    assert len(calls) == 3

@@ -122,6 +122,19 @@ def test_embedded_run_survives_a_readyz_hammer_and_restarts_a_killed_worker(make
     assert "exited" not in output.text  # no child crashed
     assert get(port, "/readyz")[1]["checks"]["broker"]["ok"]
 
+    # A keep-alive connection left idle longer than gunicorn's 2 s default is still open: the
+    # server must not close it under a client that is about to send (a reset in the soak).
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        for pause in (0, 3.5):
+            time.sleep(pause)
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read()
+            assert response.getheader("Connection", "").lower() != "close"
+    finally:
+        conn.close()
+
     # The worker that answers /readyz's ping, killed outright: it comes back by itself.
     worker = output.pid_of("worker-online")
     os.kill(worker, signal.SIGKILL)

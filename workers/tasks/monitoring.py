@@ -81,3 +81,46 @@ def resync_tenant_days(tenant_id: int) -> dict:
     if tenant is None:
         return {"skipped": "tenant not found"}
     return services.tenant_days_resync(tenant=tenant)
+
+
+# --- Review rounds and cases (the review app) -------------------------------------------------
+@shared_task(base=DurableTask, name="workers.tasks.monitoring.review_round_sample")
+@acts_for_tenant("review.ReviewRound", "round_id")
+def review_round_sample(round_id: int) -> dict:
+    """Draw a round's items. Idempotent: only a pending round is claimed."""
+    from review import services
+    from review.models import ReviewRound
+
+    review_round = ReviewRound.objects.filter(pk=round_id).first()
+    if review_round is None:
+        return {"skipped": "round not found"}
+    return {"items": services.round_sample(review_round=review_round)}
+
+
+@shared_task(base=DurableTask, name="workers.tasks.monitoring.review_round_scheduled")
+@acts_for_tenant("tenants.Need", "need_id")
+def review_round_scheduled(need_id: int) -> dict:
+    """A need's scheduled round (its django-celery-beat entry). A window with nothing reviewable
+    is skipped, not failed."""
+    from core.errors import DomainError
+    from review import services
+    from review.models import Trigger
+    from tenants.models import Need
+
+    need = Need.objects.filter(pk=need_id).select_related("label_set").first()
+    if need is None:
+        return {"skipped": "need not found"}
+    try:
+        review_round = services.round_start(need=need, trigger=Trigger.SCHEDULE)
+    except DomainError as exc:
+        return {"skipped": exc.code}
+    return {"round": review_round.pk}
+
+
+@shared_task(base=DurableTask, name="workers.tasks.monitoring.review_sweep", **time_limits(600))
+def review_sweep() -> dict:
+    """Rounds for new drift and rare-class alerts, and cases from feedback and low confidence."""
+    from review import services
+
+    rounds = services.rounds_for_alerts_all_tenants()
+    return {"rounds": rounds, **services.cases_collect_all_tenants()}
