@@ -130,6 +130,7 @@ PAGES = [
     "/monitoring/",
     "/monitoring/needs/news-topics/",
     "/tenant/keys/",
+    "/review/",
 ]
 #: The visible text, minus what is code or a value by construction (keys, hashes, inputs).
 VISIBLE_TEXT = """() => {
