@@ -587,7 +587,9 @@ def monitoring_run(*, period: str, start: date, need_ids: list[int] | None = Non
     return {**counts, "notifications": notified} if period == Period.DAY else counts
 
 
-def monitoring_run_local(*, period: str, days_ago: int, now: datetime | None = None) -> dict:
+def monitoring_run_local_all_tenants(
+    *, period: str, days_ago: int, now: datetime | None = None
+) -> dict:
     """The pipeline of each tenant's own day (or the week containing it): `days_ago=1` is every
     tenant's yesterday, 0 its today. Tenants sharing that local date run together."""
     now = now or timezone.now()
@@ -618,7 +620,7 @@ def tenant_days_resync(*, tenant: Tenant) -> dict:
     tz = zone(tenant.time_zone)
     touched: set[date] = set()
     for model, moment in ((PredictionLog, "created_at"), (FeedbackEvent, "at")):
-        rows = model.objects.dangerously_unscoped().filter(tenant_id=tenant.pk)
+        rows = model.objects.for_tenant(tenant)
         touched |= set(rows.values_list("day", flat=True).distinct())
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -633,11 +635,9 @@ def tenant_days_resync(*, tenant: Tenant) -> dict:
                 local = at.astimezone(tz).date()
                 if local != day:
                     changed.append(model(pk=pk, day=local))
-            model.objects.dangerously_unscoped().bulk_update(changed, ["day"], batch_size=1000)
+            rows.bulk_update(changed, ["day"], batch_size=1000)
         touched |= set(rows.values_list("day", flat=True).distinct())
-    need_ids = list(
-        Need.objects.dangerously_unscoped().filter(tenant_id=tenant.pk).values_list("pk", flat=True)
-    )
+    need_ids = list(Need.objects.for_tenant(tenant).values_list("pk", flat=True))
     days = sorted(touched)
     # Old days whose rows all moved away are emptied too: recompute them before the weeks.
     for day in days:

@@ -146,7 +146,7 @@ def test_local_runs_use_each_tenants_own_today(topics, tenant_b):
     _set_zone(tenant_b, "UTC")
     _log(need, version, EARLY)
     now = datetime(2025, 3, 12, 17, 0, tzinfo=UTC)  # 01:00 on the 13th in Beijing
-    result = services.monitoring_run_local(period=Period.DAY, days_ago=0, now=now)
+    result = services.monitoring_run_local_all_tenants(period=Period.DAY, days_ago=0, now=now)
     assert set(result) == {"2025-03-12", "2025-03-13"}  # bravo's today, alpha's today
     assert _volumes(need) == {NEXT: 1}
 

@@ -26,7 +26,7 @@ def run_daily_monitoring(day: str | None = None, need_ids: list[int] | None = No
     from monitoring.models import Period
 
     if day is None and need_ids is None:
-        return services.monitoring_run_local(period=Period.DAY, days_ago=1)
+        return services.monitoring_run_local_all_tenants(period=Period.DAY, days_ago=1)
     target = _parse_day(day, timezone.now().date() - timedelta(days=1))
     return services.monitoring_run(period=Period.DAY, start=target, need_ids=need_ids)
 
@@ -41,7 +41,7 @@ def refresh_today() -> dict:
     resynced = services.tenants_days_resync()
     return {
         "resynced": resynced,
-        **services.monitoring_run_local(period=Period.DAY, days_ago=0),
+        **services.monitoring_run_local_all_tenants(period=Period.DAY, days_ago=0),
     }
 
 
@@ -53,7 +53,7 @@ def run_weekly_monitoring(week_start: str | None = None) -> dict:
     from monitoring.models import Period
 
     if week_start is None:
-        return services.monitoring_run_local(period=Period.WEEK, days_ago=1)
+        return services.monitoring_run_local_all_tenants(period=Period.WEEK, days_ago=1)
     target = _parse_day(week_start, timezone.now().date() - timedelta(days=1))
     return services.monitoring_run(period=Period.WEEK, start=target)
 
