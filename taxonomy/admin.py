@@ -15,7 +15,14 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from taxonomy import services
-from taxonomy.models import Label, LabelChange, LabelSet, LabelSetRevision, LabelStatus
+from taxonomy.models import (
+    Label,
+    LabelChange,
+    LabelProposal,
+    LabelSet,
+    LabelSetRevision,
+    LabelStatus,
+)
 
 
 class LabelChangeInline(admin.TabularInline):
@@ -323,3 +330,40 @@ class LabelSetAdmin(admin.ModelAdmin):
         )
         if revision is not None:
             self.message_user(request, _("Saved as revision %(n)s.") % {"n": revision.number})
+
+
+@admin.register(LabelProposal)
+class LabelProposalAdmin(admin.ModelAdmin):
+    """Tenants' requests for new labels: approving creates the label (with its history)."""
+
+    list_display = ["key", "name_en", "tenant", "status", "proposed_by", "created_at", "label"]
+    list_filter = ["status", "tenant"]
+    list_select_related = ["tenant", "proposed_by", "label"]
+    search_fields = ["key", "name_en", "name_zh", "reason"]
+    raw_id_fields = ["parent", "label", "proposed_by", "decided_by"]
+    readonly_fields = ["status", "label", "decided_by", "decided_at", "created_at"]
+    actions = ["approve_proposals", "reject_proposals"]
+
+    @admin.action(description=_("Approve: create the proposed labels"))
+    def approve_proposals(self, request, queryset):
+        for proposal in queryset:
+            try:
+                services.label_proposal_approve(proposal=proposal, actor=request.user)
+            except ValidationError as error:
+                self.message_user(request, f"{proposal.key}: {error.messages[0]}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    _("%(key)s: label created.") % {"key": proposal.key},
+                    messages.SUCCESS,
+                )
+
+    @admin.action(description=_("Reject (the note says: rejected by platform staff)"))
+    def reject_proposals(self, request, queryset):
+        for proposal in queryset:
+            try:
+                services.label_proposal_reject(
+                    proposal=proposal, actor=request.user, note="Rejected by platform staff."
+                )
+            except ValidationError as error:
+                self.message_user(request, f"{proposal.key}: {error.messages[0]}", messages.ERROR)

@@ -15,21 +15,27 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import DomainError
 from taxonomy import selectors, services
-from taxonomy.models import Label, LabelSet, LabelStatus
+from taxonomy.models import Label, LabelProposal, LabelSet, LabelStatus
 from taxonomy.serializers import (
+    DecisionSerializer,
     LabelChangeSerializer,
     LabelCreateSerializer,
     LabelDeprecateSerializer,
     LabelMergeSerializer,
+    LabelProposalCreateSerializer,
+    LabelProposalSerializer,
     LabelSerializer,
+    LabelSetCreateSerializer,
+    LabelSetReviseSerializer,
     LabelSetRevisionSerializer,
     LabelSetSerializer,
     LabelTreeNodeSerializer,
     LabelUpdateSerializer,
 )
 from tenants.authentication import ApiKeyUser
-from tenants.models import ApiKeyScope
+from tenants.models import ApiKeyScope, Role
 from tenants.scoping import TenantScopedViewSet
 
 
@@ -157,8 +163,14 @@ class LabelTreeView(APIView):
     retrieve=extend_schema(summary="One label set with its current revision"),
 )
 class LabelSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Read: shared label sets and your own. Write: a tenant admin (or a key with the `needs`
+    scope) creates and revises the tenant's own sets; shared ones are platform staff's."""
+
     serializer_class = LabelSetSerializer
     lookup_field = "slug"
+    write_role = Role.ADMIN
+    write_scope = ApiKeyScope.NEEDS
+    http_method_names = ["get", "post", "patch", "head", "options"]
 
     def scoped_queryset(self):
         return LabelSet.objects.select_related("tenant").order_by("slug")
@@ -176,6 +188,50 @@ class LabelSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         return label_set
 
     @extend_schema(
+        summary="Create your tenant's own label set from taxonomy labels",
+        request=LabelSetCreateSerializer,
+        responses={201: LabelSetSerializer},
+    )
+    def create(self, request):
+        data = _validated(LabelSetCreateSerializer, request.data)
+        label_set = services.label_set_create(
+            tenant=self.tenant,
+            slug=data["slug"],
+            name=data["name"],
+            label_keys=data["labels"],
+            kind=data["kind"],
+            description=data["description"],
+            actor=self.acting_user,
+        )
+        return Response(LabelSetSerializer(label_set).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Revise your own label set (a new revision; trained models keep theirs)",
+        request=LabelSetReviseSerializer,
+        responses=LabelSetSerializer,
+    )
+    def partial_update(self, request, slug=None):
+        label_set = self.get_object()
+        if label_set.tenant_id != self.tenant.pk:
+            raise DomainError(
+                "shared_label_set",
+                "Shared label sets are changed by platform staff; create your own set instead.",
+                status_code=403,
+            )
+        data = _validated(LabelSetReviseSerializer, request.data)
+        services.label_set_revise(
+            label_set=label_set,
+            label_keys=data.get("labels"),
+            kind=data.get("kind"),
+            name=data.get("name"),
+            description=data.get("description"),
+            note=data["note"],
+            actor=self.acting_user,
+        )
+        label_set.refresh_from_db()
+        return Response(LabelSetSerializer(label_set).data)
+
+    @extend_schema(
         summary="Every revision of a label set", responses=LabelSetRevisionSerializer(many=True)
     )
     @action(detail=True, methods=["get"], pagination_class=None)
@@ -189,3 +245,66 @@ def _validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your tenant's label proposals, with their status"),
+    retrieve=extend_schema(summary="One label proposal"),
+)
+class LabelProposalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """New taxonomy labels a tenant asks for. Requesters (or `needs` keys) propose; platform
+    staff approve or reject (here with `X-Tenant`, or in the admin)."""
+
+    serializer_class = LabelProposalSerializer
+    lookup_value_regex = r"\d+"
+    write_role = Role.REQUESTER
+    write_scope = ApiKeyScope.NEEDS
+
+    def scoped_queryset(self):
+        return LabelProposal.objects.select_related("parent", "proposed_by", "decided_by", "label")
+
+    @extend_schema(
+        summary="Propose a new taxonomy label (platform staff decide)",
+        request=LabelProposalCreateSerializer,
+        responses={201: LabelProposalSerializer},
+    )
+    def create(self, request):
+        data = _validated(LabelProposalCreateSerializer, request.data)
+        proposal = services.label_proposal_create(
+            tenant=self.tenant, proposed_by=self.acting_user, **data
+        )
+        return Response(LabelProposalSerializer(proposal).data, status=status.HTTP_201_CREATED)
+
+    def _staff_only(self) -> None:
+        if not getattr(self.acting_user, "is_staff", False):
+            raise DomainError(
+                "permission_denied", "Only platform staff decide on proposals.", status_code=403
+            )
+
+    @extend_schema(
+        summary="Approve: create the label (platform staff)",
+        request=DecisionSerializer,
+        responses=LabelProposalSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        self._staff_only()
+        data = _validated(DecisionSerializer, request.data)
+        proposal = services.label_proposal_approve(
+            proposal=self.get_object(), actor=self.acting_user, note=data["note"]
+        )
+        return Response(LabelProposalSerializer(proposal).data)
+
+    @extend_schema(
+        summary="Reject, saying why (platform staff)",
+        request=DecisionSerializer,
+        responses=LabelProposalSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        self._staff_only()
+        data = _validated(DecisionSerializer, request.data)
+        proposal = services.label_proposal_reject(
+            proposal=self.get_object(), actor=self.acting_user, note=data["note"]
+        )
+        return Response(LabelProposalSerializer(proposal).data)

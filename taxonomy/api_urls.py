@@ -8,6 +8,7 @@ app_name = "taxonomy-api"
 router = SimpleRouter()
 router.register("taxonomy/labels", api_views.LabelViewSet, basename="label")
 router.register("label-sets", api_views.LabelSetViewSet, basename="label-set")
+router.register("label-proposals", api_views.LabelProposalViewSet, basename="label-proposal")
 
 urlpatterns = [
     path("taxonomy/tree/", api_views.LabelTreeView.as_view(), name="tree"),

@@ -6,7 +6,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from core.querysets import SharedOrTenantQuerySet
+from core.querysets import SharedOrTenantQuerySet, TenantQuerySet
 
 label_key_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$",
@@ -162,3 +162,59 @@ class LabelSetMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.revision_id}#{self.position} {self.label_id}"
+
+
+class ProposalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class LabelProposal(models.Model):
+    """A tenant's request for a new taxonomy label. Platform staff approve it (the label is then
+    created, with its history) or reject it with a note; the tenant sees the status."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.CASCADE, related_name="label_proposals"
+    )
+    key = models.CharField(max_length=200, validators=[label_key_validator])
+    parent = models.ForeignKey(
+        Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    name_en = models.CharField(max_length=200)
+    name_zh = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    aliases = models.JSONField(default=list, blank=True)
+    reason = models.CharField(max_length=500, blank=True, help_text="Why the tenant needs it.")
+    status = models.CharField(
+        max_length=16, choices=ProposalStatus.choices, default=ProposalStatus.PENDING
+    )
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.CharField(max_length=300, blank=True)
+    #: The label created on approval.
+    label = models.ForeignKey(
+        Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="proposals"
+    )
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One open proposal per key and tenant.
+            models.UniqueConstraint(
+                fields=["tenant", "key"],
+                condition=models.Q(status="pending"),
+                name="uniq_pending_label_proposal",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"

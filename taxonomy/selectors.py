@@ -1,15 +1,20 @@
 """Reads of the taxonomy: search, the tree, term resolution and label-set reuse scoring.
 
 Reuse scoring (documented in README): for the requested labels R and a candidate's labels S
-(a label set's current revision, or the revision a live model was trained on),
+(a label set's current revision, or the revision a live model was trained on), each requested
+label r *lands on* one class of S: r itself when r ∈ S, else its nearest ancestor in S (the
+candidate answers more coarsely: `news.sport` for `news.sport.football`), else nothing.
 
-- `jaccard  = |R ∩ S| / |R ∪ S|` (exact label matches: how alike the two tasks are),
-- `coverage = Σ_r credit(r) / |R|`, where credit is 1 when r ∈ S, 0.5 when only an ancestor
-  of r is in S (the candidate answers the question more coarsely: `news.sport` for
-  `news.sport.football`), else 0 (how much of the request the candidate answers),
+- `coverage = Σ_c credit(c) / |R|` over the *distinct* classes c that requested labels land on:
+  several requested labels landing on one class count once (the candidate cannot tell them
+  apart: "8 of your labels would all come back as Business"); credit is 1 when c is itself a
+  requested label, 0.5 when it is only a coarser ancestor;
+- `jaccard  = |R ∩ S| / |R ∪ S|` (exact label matches: how alike the two tasks are);
 - `score    = 0.7·coverage + 0.3·jaccard`, ranked high to low; candidates with no credit at all
   are left out. Coverage weighs more because a tenant mostly cares whether its labels are answered;
   jaccard breaks ties in favour of the candidate with fewer unrelated labels.
+- `fits` is true only when every requested label lands on a class of its own (none missing, none
+  sharing a class): only then does the candidate answer the need; `reasons` says why not.
 """
 
 from __future__ import annotations
@@ -144,6 +149,22 @@ class Overlap:
     partial: list[str]
     missing: list[str]
     extra: list[str]
+    #: How many distinct candidate classes the requested labels land on (what it can tell apart).
+    distinct: int = 0
+    #: How many labels were asked for.
+    requested: int = 0
+    #: Requested label key -> the candidate class it lands on (itself, or a coarser ancestor).
+    lands_on: dict[str, str] = field(default_factory=dict)
+    #: Candidate classes that several requested labels land on: [{"label", "name", "requested"}].
+    collapsed: list[dict] = field(default_factory=list)
+    #: Every requested label lands on a class of its own: the candidate answers the need.
+    fits: bool = False
+    #: Why it does not fit (or where it answers more coarsely), in words.
+    reasons: list[str] = field(default_factory=list)
+
+
+def _display(label: Label) -> str:
+    return label.name_en or label.key
 
 
 def overlap(requested: list[Label], candidate_keys: list[str]) -> Overlap:
@@ -151,11 +172,13 @@ def overlap(requested: list[Label], candidate_keys: list[str]) -> Overlap:
     wanted = [label.key for label in requested]
     have = set(candidate_keys)
     matched, partial, missing = [], [], []
-    credit = 0.0
+    lands_on: dict[str, str] = {}
+    class_labels: dict[str, Label] = {}
     for label in requested:
         if label.key in have:
             matched.append(label.key)
-            credit += 1.0
+            lands_on[label.key] = label.key
+            class_labels[label.key] = label
             continue
         ancestor = label.parent
         seen = set()
@@ -164,11 +187,40 @@ def overlap(requested: list[Label], candidate_keys: list[str]) -> Overlap:
             ancestor = ancestor.parent
         if ancestor is not None and ancestor.key in have:
             partial.append(label.key)
-            credit += ANCESTOR_CREDIT
+            lands_on[label.key] = ancestor.key
+            class_labels.setdefault(ancestor.key, ancestor)
         else:
             missing.append(label.key)
-    union = set(wanted) | have
-    jaccard = len(set(wanted) & have) / len(union) if union else 0.0
+    groups: dict[str, list[str]] = {}
+    for key, target in lands_on.items():
+        groups.setdefault(target, []).append(key)
+    wanted_set = set(wanted)
+    credit = sum(1.0 if target in wanted_set else ANCESTOR_CREDIT for target in groups)
+    names = {label.key: _display(label) for label in requested}
+    collapsed = [
+        {"label": target, "name": _display(class_labels[target]), "requested": keys}
+        for target, keys in groups.items()
+        if len(keys) > 1
+    ]
+    reasons = []
+    for group in collapsed:
+        everyone = "all " if len(group["requested"]) == len(wanted) else ""
+        reasons.append(
+            f"{len(group['requested'])} of your labels would {everyone}come back as "
+            f"{group['name']} ({', '.join(names[k] for k in group['requested'])}): "
+            "it cannot tell them apart."
+        )
+    if missing:
+        reasons.append(f"It has no class for {', '.join(names[k] for k in missing)}.")
+    coarser = [k for k in partial if len(groups[lands_on[k]]) == 1]
+    if coarser:
+        reasons.append(
+            "Answered more coarsely: "
+            + ", ".join(f"{names[k]} as {_display(class_labels[lands_on[k]])}" for k in coarser)
+            + "."
+        )
+    union = wanted_set | have
+    jaccard = len(wanted_set & have) / len(union) if union else 0.0
     coverage = credit / len(wanted) if wanted else 0.0
     return Overlap(
         score=round(COVERAGE_WEIGHT * coverage + JACCARD_WEIGHT * jaccard, 4),
@@ -177,7 +229,13 @@ def overlap(requested: list[Label], candidate_keys: list[str]) -> Overlap:
         matched=matched,
         partial=partial,
         missing=missing,
-        extra=sorted(have - set(wanted)),
+        extra=sorted(have - wanted_set),
+        distinct=len(groups),
+        requested=len(wanted),
+        lands_on=lands_on,
+        collapsed=collapsed,
+        fits=bool(wanted) and not missing and not collapsed,
+        reasons=reasons,
     )
 
 

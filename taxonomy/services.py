@@ -17,11 +17,13 @@ from django.utils.translation import gettext as _
 from taxonomy.models import (
     Label,
     LabelChange,
+    LabelProposal,
     LabelSet,
     LabelSetKind,
     LabelSetMember,
     LabelSetRevision,
     LabelStatus,
+    ProposalStatus,
     label_key_validator,
 )
 
@@ -522,3 +524,94 @@ def label_set_revise(
             actor=actor,
             note=note or f"changed {', '.join(changes)}",
         )
+
+
+# --- Label proposals (tenants ask, platform staff decide) ------------------------------------
+def label_proposal_create(
+    *,
+    tenant,
+    key: str,
+    name_en: str,
+    name_zh: str = "",
+    description: str = "",
+    aliases: Iterable[str] | None = None,
+    parent: Label | None = None,
+    reason: str = "",
+    proposed_by=None,
+) -> LabelProposal:
+    """Ask platform staff for a new label. The key must be free and not already asked for."""
+    key = (key or "").strip()
+    errors: dict[str, list[str]] = {}
+    try:
+        label_key_validator(key)
+    except ValidationError as exc:
+        errors["key"] = list(exc.messages)
+    if "key" not in errors and not key_is_free(key):
+        errors["key"] = [f"The key '{key}' is already taken (keys are never reused)."]
+    elif (
+        "key" not in errors
+        and LabelProposal.objects.owned_by(tenant)
+        .filter(key=key, status=ProposalStatus.PENDING)
+        .exists()
+    ):
+        errors["key"] = [f"You have already proposed '{key}'; it awaits a decision."]
+    if not (name_en or "").strip():
+        errors["name_en"] = ["An English name is required."]
+    if errors:
+        raise ValidationError(errors)
+    check_parent(label=None, parent=parent)
+    return LabelProposal.objects.create(
+        tenant=tenant,
+        key=key,
+        name_en=name_en.strip(),
+        name_zh=(name_zh or "").strip(),
+        description=description or "",
+        aliases=_clean_aliases(aliases),
+        parent=parent,
+        reason=(reason or "")[:500],
+        proposed_by=proposed_by if getattr(proposed_by, "pk", None) else None,
+    )
+
+
+def _decidable(proposal: LabelProposal) -> LabelProposal:
+    locked = (
+        LabelProposal.objects.owned_by(proposal.tenant_id).select_for_update().get(pk=proposal.pk)
+    )
+    if locked.status != ProposalStatus.PENDING:
+        raise ValidationError({"status": [f"This proposal is {locked.status} already."]})
+    return locked
+
+
+def label_proposal_approve(*, proposal: LabelProposal, actor, note: str = "") -> LabelProposal:
+    """Create the proposed label (platform staff) and mark the proposal approved."""
+    with transaction.atomic():
+        proposal = _decidable(proposal)
+        label = label_create(
+            key=proposal.key,
+            name_en=proposal.name_en,
+            name_zh=proposal.name_zh,
+            description=proposal.description,
+            aliases=proposal.aliases,
+            parent=proposal.parent,
+            actor=actor,
+        )
+        proposal.label = label
+        proposal.status = ProposalStatus.APPROVED
+        proposal.decided_by = actor if getattr(actor, "pk", None) else None
+        proposal.decided_at = timezone.now()
+        proposal.decision_note = (note or "")[:300]
+        proposal.save()
+    return proposal
+
+
+def label_proposal_reject(*, proposal: LabelProposal, actor, note: str) -> LabelProposal:
+    if not (note or "").strip():
+        raise ValidationError({"note": ["Say why, for the tenant."]})
+    with transaction.atomic():
+        proposal = _decidable(proposal)
+        proposal.status = ProposalStatus.REJECTED
+        proposal.decided_by = actor if getattr(actor, "pk", None) else None
+        proposal.decided_at = timezone.now()
+        proposal.decision_note = note.strip()[:300]
+        proposal.save()
+    return proposal

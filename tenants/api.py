@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import generics, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -18,7 +19,12 @@ from tenants.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
+    MemberInvitedSerializer,
+    MemberInviteSerializer,
+    MemberRoleSerializer,
+    MemberSerializer,
     MembershipSerializer,
+    NeedModelUpdateSerializer,
     NeedSerializer,
     NeedStatusChangeSerializer,
     NeedUpdateSerializer,
@@ -125,10 +131,48 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
             .first()
         )
         if model is None:
-            from django.core.exceptions import ValidationError
-
             raise ValidationError({"model": [_("Unknown model, or it has no production version.")]})
-        need = services.need_subscribe_model(need=need, model=model, actor=self.actor)
+        need = services.need_subscribe_model(
+            need=need,
+            model=model,
+            actor=self.actor,
+            accept_shortfall=serializer.validated_data["accept_shortfall"],
+        )
+        return Response(NeedSerializer(need).data)
+
+    @extend_schema(
+        summary="Was another model promoted for this need's label set? (follow or keep)",
+        responses=NeedModelUpdateSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path="model-update")
+    def model_update(self, request, slug=None):
+        need = self.get_object()
+        update = None if need.status == "retired" else registry_selectors.newer_model_for(need)
+        model = need.model
+        withdrawn = (
+            model is not None
+            and model.tenant_id not in (None, need.tenant_id)
+            and not model.offered
+            and model.offer_ends_at is not None
+        )
+        return Response(
+            NeedModelUpdateSerializer(
+                {
+                    "current_model": model.name if model else None,
+                    "offer_ends_at": model.offer_ends_at if withdrawn else None,
+                    "model_update": update,
+                }
+            ).data
+        )
+
+    @extend_schema(
+        summary="Keep the need's current model (answers the model-update question)",
+        request=None,
+        responses=NeedSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="keep-model")
+    def keep_model(self, request, slug=None):
+        need = services.need_keep_model(need=self.get_object(), actor=self.actor)
         return Response(NeedSerializer(need).data)
 
     @extend_schema(
@@ -188,6 +232,77 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     def destroy(self, request, prefix=None):
         api_key = services.api_key_revoke(api_key=self.get_object())
         return Response(ApiKeySerializer(api_key).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your tenant's members (admins)"),
+    retrieve=extend_schema(summary="One member"),
+)
+class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Members of the caller's tenant: invite, change roles, remove. A tenant admin, signed in:
+    an API key never adds people."""
+
+    serializer_class = MemberSerializer
+    lookup_field = "username"
+    lookup_value_regex = r"[\w.@+-]+"
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+    allow_api_keys = False
+    pagination_class = None
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def scoped_queryset(self):
+        return Membership.objects.select_related("user").order_by("user__username")
+
+    def get_scoped_object(self, queryset):
+        return generics.get_object_or_404(queryset, user__username=self.kwargs["username"])
+
+    @extend_schema(
+        summary="Invite a person: a new username gets a one-time set-password link",
+        request=MemberInviteSerializer,
+        responses={201: MemberInvitedSerializer},
+    )
+    def create(self, request):
+        body = MemberInviteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        membership, path = services.member_invite(
+            tenant=self.tenant, invited_by=self.acting_user, **body.validated_data
+        )
+        membership.set_password_url = request.build_absolute_uri(path) if path else ""
+        response = Response(
+            MemberInvitedSerializer(membership).data, status=status.HTTP_201_CREATED
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @extend_schema(
+        summary="A new one-time set-password link for a member who has not set a password",
+        request=None,
+        responses=MemberInvitedSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="set-password-link")
+    def set_password_link(self, request, username=None):
+        membership = self.get_object()
+        path = services.member_set_password_link(membership=membership)
+        membership.set_password_url = request.build_absolute_uri(path)
+        response = Response(MemberInvitedSerializer(membership).data)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @extend_schema(summary="Change a member's role", request=MemberRoleSerializer)
+    def partial_update(self, request, username=None):
+        membership = self.get_object()
+        body = MemberRoleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        membership = services.member_role_set(
+            membership=membership, role=body.validated_data["role"]
+        )
+        return Response(MemberSerializer(membership).data)
+
+    @extend_schema(summary="Remove a member from your tenant", responses={204: None})
+    def destroy(self, request, username=None):
+        services.member_remove(membership=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class IsPlatformStaff(permissions.BasePermission):

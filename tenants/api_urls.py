@@ -7,6 +7,7 @@ app_name = "tenants-api"
 router = SimpleRouter()
 router.register("needs", api_views.NeedViewSet, basename="need")
 router.register("keys", api_views.ApiKeyViewSet, basename="key")
+router.register("members", api_views.MemberViewSet, basename="member")
 router.register("tenants", api_views.TenantAdminViewSet, basename="tenant")
 
 urlpatterns = router.urls

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy
 from core.edge import db_int_bounds
 from registry.selectors import offered_models
 from taxonomy.selectors import split_terms, visible_label_sets
-from tenants.models import ApiKeyScope, Delivery, Need
+from tenants.models import ApiKeyScope, Delivery, Need, Role
 
 
 def parse_mapping(text: str) -> dict[str, str]:
@@ -119,6 +119,12 @@ class NeedForm(forms.Form):
         required=False,
         label=gettext_lazy("Model size budget (KB)"),
     )
+    target_requests_per_s = forms.FloatField(
+        min_value=0.001,
+        max_value=1_000_000,
+        required=False,
+        label=gettext_lazy("Target request rate (requests/s, for capacity planning)"),
+    )
 
     def __init__(self, *args, tenant, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -162,3 +168,13 @@ def add_service_errors(form: forms.Form, error: ValidationError) -> None:
     """Put a service's field errors on the matching form fields (others on the form itself)."""
     for field, messages in error.message_dict.items():
         form.add_error(field if field in form.fields else None, messages)
+
+
+class MemberInviteForm(forms.Form):
+    username = forms.CharField(max_length=150, label=gettext_lazy("Username"))
+    email = forms.EmailField(required=False, label=gettext_lazy("Email (optional)"))
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER, label=gettext_lazy("Role"))
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices, label=gettext_lazy("Role"))

@@ -30,3 +30,8 @@ def parse_prefix(plain: str) -> str | None:
 
 def matches(plain: str, hashed: str) -> bool:
     return hmac.compare_digest(hash_key(plain), hashed)
+
+
+def new_webhook_secret() -> str:
+    """A webhook signing secret (HMAC-SHA256 key): 256 random bits."""
+    return "whsec_" + secrets.token_urlsafe(32)

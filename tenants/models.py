@@ -166,6 +166,7 @@ NEED_EDITABLE_FIELDS = (
     "delivery",
     "latency_budget_ms",
     "size_budget_kb",
+    "target_requests_per_s",
     "execution",
 )
 
@@ -207,6 +208,10 @@ class Need(models.Model):
     delivery = models.JSONField(default=list, blank=True)
     latency_budget_ms = models.FloatField(null=True, blank=True, help_text="p99, milliseconds")
     size_budget_kb = models.PositiveIntegerField(null=True, blank=True)
+    #: The request rate the need expects at peak: optimisation runs plan capacity for it.
+    target_requests_per_s = models.FloatField(
+        null=True, blank=True, help_text="Expected peak requests per second (capacity planning)."
+    )
     status = models.CharField(
         max_length=16, choices=NeedStatus.choices, default=NeedStatus.REQUESTED
     )
@@ -219,6 +224,9 @@ class Need(models.Model):
         related_name="needs",
     )
     model_alias = models.CharField(max_length=32, default="production")
+    #: When the tenant last chose (or confirmed) `model`: a model promoted later for the same
+    #: label set is offered to the need ("follow the new model?"), never silently ignored.
+    model_chosen_at = models.DateTimeField(null=True, blank=True)
     execution = models.CharField(max_length=16, choices=Execution.choices, default=Execution.INLINE)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

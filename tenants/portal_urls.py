@@ -16,6 +16,11 @@ urlpatterns = [
         name="need-subscribe",
     ),
     path(
+        "needs/<slug:slug>/keep-model/",
+        views.NeedActionView.as_view(action="keep-model"),
+        name="need-keep-model",
+    ),
+    path(
         "needs/<slug:slug>/retire/",
         views.NeedActionView.as_view(action="retire"),
         name="need-retire",
@@ -27,4 +32,16 @@ urlpatterns = [
     ),
     path("keys/", views.ApiKeyListView.as_view(), name="keys"),
     path("keys/<str:prefix>/revoke/", views.ApiKeyRevokeView.as_view(), name="key-revoke"),
+    path("members/", views.MemberListView.as_view(), name="members"),
+    path(
+        "members/<str:username>/role/",
+        views.MemberChangeView.as_view(action="role"),
+        name="member-role",
+    ),
+    path(
+        "members/<str:username>/remove/",
+        views.MemberChangeView.as_view(action="remove"),
+        name="member-remove",
+    ),
+    path("set-password/<uidb64>/<token>/", views.SetPasswordView.as_view(), name="set-password"),
 ]

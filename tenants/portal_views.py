@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.views import PasswordResetConfirmView
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import TemplateView
 
+from records import selectors as records_selectors
 from registry import selectors as registry_selectors
 from taxonomy import selectors as taxonomy_selectors
 from taxonomy.models import LabelSet
 from tenants import services
-from tenants.forms import ApiKeyForm, NeedForm, add_service_errors
-from tenants.models import ApiKey, Need, Role
+from tenants.forms import (
+    ApiKeyForm,
+    MemberInviteForm,
+    MemberRoleForm,
+    NeedForm,
+    add_service_errors,
+)
+from tenants.models import ApiKey, Membership, Need, Role
 from tenants.scoping import TenantPortalMixin, role_at_least
 
 
@@ -63,7 +71,14 @@ class NeedSuggestionsView(TenantPortalMixin, View):
         return render(
             request,
             "tenants/_suggestions.html",
-            {"suggestions": suggestions, "terms": terms, "selectable": True},
+            {
+                "suggestions": suggestions,
+                "terms": terms,
+                "selectable": True,
+                "related_lessons": records_selectors.related_lessons(
+                    tenant=self.tenant, terms=terms
+                ),
+            },
         )
 
 
@@ -134,7 +149,12 @@ class NeedDetailView(TenantPortalMixin, TemplateView):
             if terms
             else None,
             can_edit=role_at_least(self.membership, Role.REQUESTER) and need.status != "retired",
+            related_lessons=records_selectors.related_lessons(
+                tenant=self.tenant, terms=terms, exclude_need=need
+            ),
         )
+        if need.status != "retired":
+            context["model_update"] = registry_selectors.newer_model_for(need)
         if context["can_edit"]:
             context["subscribe_url"] = reverse("tenants:need-subscribe", args=[need.slug])
             context["current_model_id"] = need.model_id
@@ -160,6 +180,7 @@ class NeedEditView(TenantPortalMixin, View):
             "delivery": need.delivery,
             "latency_budget_ms": need.latency_budget_ms,
             "size_budget_kb": need.size_budget_kb,
+            "target_requests_per_s": need.target_requests_per_s,
         }
 
     def get(self, request, slug):
@@ -182,7 +203,8 @@ class NeedEditView(TenantPortalMixin, View):
 
 
 class NeedActionView(TenantPortalMixin, View):
-    """POST-only lifecycle actions on one need: subscribe, retire, go live."""
+    """POST-only lifecycle actions on one need: subscribe (or follow a newly promoted model),
+    keep its model, retire, go live."""
 
     required_role = Role.REQUESTER
     action: str = ""
@@ -206,6 +228,11 @@ class NeedActionView(TenantPortalMixin, View):
                 services.need_subscribe_model(need=need, model=model, actor=request.user)
                 messages.success(
                     request, _("This need is now served by %(model)s.") % {"model": model.name}
+                )
+            elif self.action == "keep-model":
+                services.need_keep_model(need=need, actor=request.user)
+                messages.success(
+                    request, _("This need stays on %(model)s.") % {"model": need.model.name}
                 )
             elif self.action == "retire":
                 services.need_retire(
@@ -270,3 +297,105 @@ class ApiKeyRevokeView(TenantPortalMixin, View):
         services.api_key_revoke(api_key=api_key)
         messages.success(request, _("Key “%(name)s” revoked.") % {"name": api_key.name})
         return redirect("tenants:keys")
+
+
+class MemberListView(TenantPortalMixin, View):
+    """The tenant's members: invite (a new user gets a one-time set-password link, shown once on
+    the page that answers the invitation), change roles, remove. Admins only."""
+
+    required_role = Role.ADMIN
+    template_name = "tenants/members.html"
+
+    def scoped_queryset(self):
+        return Membership.objects.select_related("user").order_by("user__username")
+
+    def _render(self, request, form, *, invited=None, link="", status=200):
+        return render(
+            request,
+            self.template_name,
+            {
+                "members": self.get_queryset(),
+                "form": form,
+                "roles": Role.choices,
+                "invited": invited,
+                "link": link,
+            },
+            status=status,
+        )
+
+    def get(self, request):
+        return self._render(request, MemberInviteForm())
+
+    def post(self, request):
+        if request.POST.get("action") == "link":  # a new link for an invitation not yet used
+            membership = self.get_scoped_object_or_404(user__username=request.POST.get("username"))
+            try:
+                path = services.member_set_password_link(membership=membership)
+            except ValidationError as error:
+                messages.error(request, error.messages[0])
+                return redirect("tenants:members")
+            response = self._render(
+                request,
+                MemberInviteForm(),
+                invited=membership,
+                link=request.build_absolute_uri(path),
+            )
+            response["Cache-Control"] = "no-store"
+            return response
+        form = MemberInviteForm(request.POST)
+        if form.is_valid():
+            try:
+                membership, path = services.member_invite(
+                    tenant=self.tenant, invited_by=request.user, **form.cleaned_data
+                )
+            except ValidationError as error:
+                add_service_errors(form, error)
+            else:
+                link = request.build_absolute_uri(path) if path else ""
+                response = self._render(request, MemberInviteForm(), invited=membership, link=link)
+                response["Cache-Control"] = "no-store"
+                return response
+        return self._render(request, form, status=400)
+
+
+class MemberChangeView(TenantPortalMixin, View):
+    """POST-only: change a member's role, or remove them."""
+
+    required_role = Role.ADMIN
+    action: str = ""
+
+    def scoped_queryset(self):
+        return Membership.objects.select_related("user")
+
+    def post(self, request, username):
+        membership = self.get_scoped_object_or_404(user__username=username)
+        try:
+            if self.action == "remove":
+                services.member_remove(membership=membership)
+                messages.success(request, _("%(user)s removed.") % {"user": username})
+            else:
+                form = MemberRoleForm(request.POST)
+                if not form.is_valid():
+                    raise ValidationError({"role": [_("Choose a role.")]})
+                services.member_role_set(membership=membership, role=form.cleaned_data["role"])
+                messages.success(
+                    request,
+                    _("%(user)s is now %(role)s.") % {"user": username, "role": membership.role},
+                )
+        except ValidationError as error:
+            for field_messages in error.message_dict.values():
+                for message in field_messages:
+                    messages.error(request, message)
+        return redirect("tenants:members")
+
+
+class SetPasswordView(PasswordResetConfirmView):
+    """The one-time link an invited person opens: Django's password-reset confirmation."""
+
+    template_name = "tenants/set_password.html"
+    success_url = reverse_lazy("portal:login")
+    post_reset_login = False
+
+    def form_valid(self, form):
+        messages.success(self.request, _("Password set. Log in with it now."))
+        return super().form_valid(form)

@@ -84,6 +84,19 @@ def resolve_membership(
     return memberships[0]
 
 
+def staff_membership_for(request, slug: str) -> Membership | None:
+    """Platform staff acting for the tenant they name (`X-Tenant: <slug>`) in the API: an
+    unsaved admin stand-in, and every request made that way is audited (`SupportAccess`). This
+    is how staff do a tenant's onboarding steps for it; the portal's support mode stays
+    read-only."""
+    tenant = Tenant.objects.filter(slug=slug, is_active=True).first()
+    if tenant is None:
+        return None
+    membership = Membership(user=request.user, tenant=tenant, role=Role.ADMIN)
+    support_access_record(request, membership)
+    return membership
+
+
 def _check_not_overridden(cls, guarded=(("get_queryset", "scoped_queryset"),)) -> None:
     for method, hook in guarded:
         if method in cls.__dict__:
@@ -150,6 +163,8 @@ class TenantScopedAPIMixin:
         if membership is None and self.allow_platform_staff and staff and not wanted:
             self.membership, self.tenant = None, None  # platform staff: shared rows only
             return
+        if membership is None and staff and wanted:
+            membership = staff_membership_for(request, wanted)
         if membership is None:
             raise exceptions.PermissionDenied(_("You are not a member of any active tenant."))
         role = self.read_role if safe else self.write_role

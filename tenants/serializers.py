@@ -42,6 +42,26 @@ class NeedSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ModelUpdateSerializer(serializers.Serializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField(source="version.version")
+    promoted_at = serializers.DateTimeField()
+
+
+class NeedModelUpdateSerializer(serializers.Serializer):
+    current_model = serializers.CharField(allow_null=True)
+    offer_ends_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Set when the current model is another unit's and its offer was withdrawn: "
+        "the need keeps it until then.",
+    )
+    model_update = ModelUpdateSerializer(
+        allow_null=True,
+        help_text="A model promoted for this need's label set after the need chose its model: "
+        "follow it with POST subscribe {model}, or keep the current one with POST keep-model.",
+    )
+
+
 class NeedWriteSerializer(serializers.Serializer):
     """Field types only; the domain rules (labels known, mapping inside the set…) are services'."""
 
@@ -75,6 +95,9 @@ class NeedWriteSerializer(serializers.Serializer):
     latency_budget_ms = serializers.FloatField(min_value=0.001, required=False, allow_null=True)
     size_budget_kb = serializers.IntegerField(
         required=False, allow_null=True, **{**db_int_bounds(Need, "size_budget_kb"), "min_value": 1}
+    )
+    target_requests_per_s = serializers.FloatField(
+        min_value=0.001, max_value=1_000_000, required=False, allow_null=True
     )
     execution = serializers.ChoiceField(choices=Execution.choices, required=False)
 
@@ -110,7 +133,13 @@ class NeedStatusChangeSerializer(serializers.ModelSerializer):
 
 class SubscribeSerializer(serializers.Serializer):
     model = serializers.CharField(
-        help_text="The registered model's name, e.g. news-topics/tfidf-logreg."
+        max_length=200, help_text="The registered model's name, e.g. news-topics/tfidf-logreg."
+    )
+    accept_shortfall = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Subscribe even though the model cannot tell some of your labels apart or "
+        "lacks some (the refusal lists which).",
     )
 
 
@@ -186,3 +215,42 @@ class MembershipSerializer(serializers.ModelSerializer):
         model = Membership
         fields = ["username", "tenant", "role", "created_at"]
         read_only_fields = ["tenant", "created_at"]
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    email = serializers.CharField(source="user.email", read_only=True, help_text="May be empty.")
+    role = serializers.ChoiceField(choices=Role.choices, read_only=True)
+    has_password = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Membership
+        fields = ["username", "email", "role", "has_password", "created_at"]
+        read_only_fields = fields
+
+    def get_has_password(self, membership: Membership) -> bool:
+        """False until the invited person has used their set-password link."""
+        return membership.user.has_usable_password()
+
+
+class MemberInviteSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.VIEWER)
+
+
+class MemberInvitedSerializer(MemberSerializer):
+    set_password_url = serializers.CharField(
+        read_only=True,
+        allow_blank=True,
+        help_text="One-time link for a new user to set a password (shown in this response only); "
+        "empty when an existing user was added.",
+    )
+
+    class Meta(MemberSerializer.Meta):
+        fields = [*MemberSerializer.Meta.fields, "set_password_url"]
+        read_only_fields = fields
+
+
+class MemberRoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)

@@ -12,15 +12,20 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from core.localtime import validate_time_zone
 from taxonomy.models import Label, LabelSet, LabelStatus
-from taxonomy.selectors import resolve_terms
+from taxonomy.selectors import Overlap, overlap, resolve_terms, revision_keys
 from tenants import keys
 from tenants.authentication import clear_key_cache
 from tenants.models import (
@@ -80,6 +85,92 @@ def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
     return membership
 
 
+def _set_password_path(user) -> str:
+    """The one-time set-password link of `user`: Django's password-reset token, which stops
+    working once the password is set (the token hashes the password and last login)."""
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    return reverse("tenants:set-password", kwargs={"uidb64": uidb64, "token": token})
+
+
+def member_invite(
+    *, tenant: Tenant, username: str, role: str, email: str = "", invited_by=None
+) -> tuple[Membership, str]:
+    """Invite a person into `tenant` with `role`. A new username creates the user with no usable
+    password and returns its one-time set-password path; an existing user is added as they are
+    (the path is then ""). Someone already a member is refused: change their role instead."""
+    User = get_user_model()
+    username = (username or "").strip()
+    errors: dict[str, list[str]] = {}
+    if role not in Role.values:
+        errors["role"] = [f"Choose one of {', '.join(Role.values)}."]
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        try:
+            User.username_validator(username)
+            if not username:
+                raise ValidationError("A username is required.")
+        except ValidationError as exc:
+            errors["username"] = list(exc.messages)
+        if email:
+            try:
+                validate_email(email)
+            except ValidationError as exc:
+                errors["email"] = list(exc.messages)
+    elif Membership.objects.owned_by(tenant).filter(user=user).exists():
+        errors["username"] = [f"{username} is already a member; change their role instead."]
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        path = ""
+        if user is None:
+            user = User(username=username, email=email)
+            user.set_unusable_password()
+            user.save()
+            path = _set_password_path(user)
+        membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    return membership, path
+
+
+def member_set_password_link(*, membership: Membership) -> str:
+    """A new one-time set-password path for an invited member who has not set a password yet
+    (the invitation's link was lost). Someone with a password resets it themselves."""
+    if membership.user.has_usable_password():
+        raise ValidationError(
+            {"username": [f"{membership.user.username} has set a password already."]}
+        )
+    return _set_password_path(membership.user)
+
+
+def member_role_set(*, membership: Membership, role: str) -> Membership:
+    """Change a member's role; the tenant's last admin keeps theirs."""
+    if role not in Role.values:
+        raise ValidationError({"role": [f"Choose one of {', '.join(Role.values)}."]})
+    with transaction.atomic():
+        _keep_an_admin(membership, leaving=role != Role.ADMIN)
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+def member_remove(*, membership: Membership) -> None:
+    """Take a person out of the tenant (the user stays: they may belong to other tenants)."""
+    with transaction.atomic():
+        _keep_an_admin(membership, leaving=True)
+        membership.delete()
+
+
+def _keep_an_admin(membership: Membership, *, leaving: bool) -> None:
+    admins = (
+        Membership.objects.owned_by(membership.tenant_id)
+        .select_for_update()
+        .filter(role=Role.ADMIN)
+        .values_list("pk", flat=True)
+    )
+    if leaving and membership.role == Role.ADMIN and list(admins) == [membership.pk]:
+        raise ValidationError({"role": ["A tenant keeps at least one admin."]})
+
+
 def support_access_record(*, user, tenant: Tenant, method: str, path: str) -> SupportAccess:
     """Audit a platform staff user's read of a tenant's portal page (support mode)."""
     return SupportAccess.objects.create(user=user, tenant=tenant, method=method, path=path[:500])
@@ -121,6 +212,33 @@ def user_by_username(username: str):
         raise ValidationError(
             {"username": [_("No user '%(username)s'.") % {"username": username}]}
         ) from None
+
+
+# --- Webhook settings -----------------------------------------------------------------------
+def tenant_webhook_set(*, tenant: Tenant, url: str) -> Tenant:
+    """Where stream results go ("" turns delivery off). A first URL gets a signing secret."""
+    url = (url or "").strip()
+    tenant.webhook_url = url
+    try:
+        tenant.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise ValidationError({"url": exc.message_dict.get("webhook_url", exc.messages)}) from None
+    fields = ["webhook_url"]
+    if url and not tenant.webhook_secret:
+        tenant.webhook_secret = keys.new_webhook_secret()
+        fields.append("webhook_secret")
+    with transaction.atomic():
+        tenant.save(update_fields=fields)
+    return tenant
+
+
+def tenant_webhook_secret_rotate(*, tenant: Tenant) -> str:
+    """A new HMAC signing secret, returned once; deliveries from now on are signed with it."""
+    secret = keys.new_webhook_secret()
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(webhook_secret=secret)
+    tenant.webhook_secret = secret
+    return secret
 
 
 # --- API keys -------------------------------------------------------------------------------
@@ -207,6 +325,10 @@ def _validate_need(
     if (
         label_set is not None
         and not LabelSet.objects.for_tenant(tenant).filter(pk=label_set.pk).exists()
+        and not _registered_model_class()
+        .objects.reusable_by(tenant)
+        .filter(label_set=label_set)
+        .exists()
     ):
         errors["label_set"] = [_("Unknown label set.")]  # another tenant's set: as if missing
         label_set = None
@@ -255,7 +377,7 @@ def _validate_need(
         errors["delivery"] = [
             _("Choose one or more of %(choices)s.") % {"choices": ", ".join(Delivery.values)}
         ]
-    for field in ("latency_budget_ms", "size_budget_kb"):
+    for field in ("latency_budget_ms", "size_budget_kb", "target_requests_per_s"):
         value = values.get(field)
         if value is not None and (not isinstance(value, int | float) or value <= 0):
             errors[field] = [_("Give a positive number, or leave it empty.")]
@@ -508,14 +630,42 @@ def _has_serving_alias(need: Need) -> bool:
     return need.model_id is not None and need.model.aliases.filter(name=need.model_alias).exists()
 
 
+def _registered_model_class():
+    # Through the Need.model relation: tenants sit below the registry and never import it.
+    return Need._meta.get_field("model").related_model
+
+
 def _offered_to(*, need: Need, model) -> bool:
     """`registry.selectors.offered_models` for one model, through the Need.model relation."""
-    registered_model = Need._meta.get_field("model").related_model
     return (
-        registered_model.objects.for_tenant(need.tenant)
+        _registered_model_class()
+        .objects.reusable_by(need.tenant)
         .filter(pk=model.pk, aliases__name="production")
         .exists()
     )
+
+
+def _asked_labels(need: Need) -> list[Label]:
+    """The labels the need asks for: its request, else the labels it names in its mapping, else
+    its label set's labels (ancestors loaded, for `taxonomy.selectors.overlap`)."""
+    keys = need.requested_labels or list(need.label_mapping.values())
+    if not keys:
+        keys = _need_label_keys(label_set=need.label_set, requested=[])
+    labels = {
+        label.key: label
+        for label in Label.objects.filter(key__in=keys).select_related("parent__parent__parent")
+    }
+    return [labels[key] for key in dict.fromkeys(keys) if key in labels]
+
+
+def model_fit(*, need: Need, model) -> Overlap | None:
+    """How `model`'s live version answers the labels `need` asks for (None: no production
+    version). `fits` is false when some asked labels have no class or share one."""
+    alias = model.aliases.filter(name="production").select_related("version").first()
+    if alias is None:
+        return None
+    keys = revision_keys([alias.version.revision_id]).get(alias.version.revision_id, [])
+    return overlap(_asked_labels(need), keys)
 
 
 def need_retire(*, need: Need, actor=None, reason: str = "") -> Need:
@@ -553,11 +703,13 @@ def need_reinstate(*, need: Need, actor, reason: str) -> Need:
     return need
 
 
-def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
+def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: bool = False) -> Need:
     """Serve `need` with an existing model instead of requesting a new one.
 
     Only models the need's tenant can see are allowed: shared (platform-owned) ones and its own,
-    with a `production` alias. The need adopts the model's label set; a mapping pointing outside
+    with a `production` alias, and offered by other units. A model that cannot tell the asked
+    labels apart (or lacks some) is refused with the reasons, unless `accept_shortfall` says the
+    tenant knows and accepts. The need adopts the model's label set; a mapping pointing outside
     it is refused.
     """
     if need.status == NeedStatus.RETIRED:
@@ -573,6 +725,16 @@ def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
     ]
     if outside:
         raise ValidationError({"label_mapping": outside})
+    fit = model_fit(need=need, model=model)
+    if fit is not None and not fit.fits and not accept_shortfall:
+        # Subscribing must mean the model answers the need: say why it does not.
+        raise ValidationError(
+            {"model": [f"{model.name} does not answer this need. " + " ".join(fit.reasons)]}
+        )
+    if need.status == NeedStatus.LIVE and model.label_set_id != need.label_set_id:
+        raise ValidationError(
+            {"model": ["A live need can only move to a model of its own label set."]}
+        )
     # The model's label set replaces a request; thresholds for labels it lacks go.
     rows = [
         NeedLabel(
@@ -582,12 +744,33 @@ def need_subscribe_model(*, need: Need, model, actor=None) -> Need:
         )
         for row in need.label_rows()
     ]
+    try:
+        with transaction.atomic():
+            _lock(need)
+            need.model = model
+            need.model_alias = "production"
+            need.model_chosen_at = timezone.now()
+            need.label_set = model.label_set
+            need.top_k = min(need.top_k, max(len(allowed), 1))
+            need.save()
+            _write_labels(need=need, rows=[r for r in rows if r.name or r.threshold is not None])
+    except IntegrityError as exc:  # a concurrent change to the same need: refuse, never a 500
+        need.refresh_from_db()
+        raise ValidationError(
+            {"model": ["The need changed while subscribing; reload it and try again."]}
+        ) from exc
+    return need
+
+
+def need_keep_model(*, need: Need, actor=None) -> Need:
+    """The tenant saw that another model was promoted for the need's label set and keeps the
+    one it has: the question is not asked again until a later promotion."""
+    if need.status == NeedStatus.RETIRED:
+        raise ValidationError({"status": ["A retired need cannot be changed."]})
+    if need.model_id is None:
+        raise ValidationError({"model": ["This need has no model to keep."]})
     with transaction.atomic():
         _lock(need)
-        need.model = model
-        need.model_alias = "production"
-        need.label_set = model.label_set
-        need.top_k = min(need.top_k, max(len(allowed), 1))
-        need.save()
-        _write_labels(need=need, rows=[r for r in rows if r.name or r.threshold is not None])
+        need.model_chosen_at = timezone.now()
+        need.save(update_fields=["model_chosen_at", "updated_at"])
     return need

@@ -43,6 +43,7 @@ def _isolated_storage(settings, tmp_path):
     """Each test gets its own artifact store and an eager Celery (unless it starts a real worker)."""
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     settings.ARTIFACT_ROOT.mkdir()
+    settings.ARTIFACT_CACHE_DIR = tmp_path / "artifact-cache"
     from tagging_platform.celery import app
 
     app.conf.task_always_eager = True
@@ -69,6 +70,75 @@ def requires_redis():
         if os.environ.get("REQUIRE_SERVICES") == "1":
             pytest.fail("Redis is required (REQUIRE_SERVICES=1)")
         pytest.skip("needs Redis")
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """A real S3-protocol server process (moto in server mode, standing in for AWS S3 or MinIO)
+    on a free port; yields its endpoint URL. Nothing is patched in this process."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)  # noqa: S310
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"moto server did not start on {endpoint}")
+            time.sleep(0.2)
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture
+def s3_artifacts(moto_server, settings, monkeypatch):
+    """Switch the artifact store to a fresh bucket on the moto server (ARTIFACT_STORAGE=s3).
+    Returns a boto3 bucket handle for inspecting or tampering with the objects."""
+    import uuid
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    name = f"artifacts-{uuid.uuid4().hex[:12]}"
+    bucket = boto3.resource("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(
+        Bucket=name
+    )
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": name,
+                "endpoint_url": moto_server,
+                "region_name": "us-east-1",
+                "access_key": "testing",
+                "secret_key": "testing",
+                "file_overwrite": True,
+                "default_acl": None,
+                "querystring_auth": False,
+            },
+        },
+    }
+    return bucket
 
 
 # --- The tenancy fixture: alice owns tenant A, bob is a plain member of A, charlie is elsewhere --

@@ -23,7 +23,7 @@ from monitoring.models import (
     Period,
     PredictionAggregate,
 )
-from serving.models import PredictionLog
+from serving.models import PredictionLog, PredictionLogRetiredDay
 from taxonomy.models import LabelSet, LabelSetKind
 from tenants.models import Need
 
@@ -76,7 +76,13 @@ def _label_elements_sql(t: dict[str, str]) -> tuple[str, str]:
 
 
 def aggregate_predictions_day(*, day: date, need_ids: list[int] | None = None) -> dict[str, int]:
-    """(Re)compute the day's PredictionAggregate and LabelAggregate rows for all (or some) needs."""
+    """(Re)compute the day's PredictionAggregate and LabelAggregate rows for all (or some) needs.
+
+    A day that retention dropped is never recomputed: its raw rows are gone and its stored
+    aggregates are all that is left of it. The `WHERE p.day = <literal>` lets PostgreSQL prune
+    the partitioned log to that one day's partition at plan time."""
+    if PredictionLogRetiredDay.objects.filter(day=day).exists():
+        return {"prediction_rows": 0, "label_rows": 0}
     t = _tables()
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     need_sql, need_params = _need_filter(need_ids, "p.need_id")

@@ -11,7 +11,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from core.edge import INT64_MAX, db_int_bounds, query_int
 from core.errors import DomainError
 from registry import model_card, selectors
-from registry.errors import DatasetImportError, RegistryError
+from registry.errors import ROW_ERRORS_SHOWN, DatasetImportError, RegistryError
 from registry.models import (
     Algorithm,
     AliasEvent,
@@ -32,7 +32,8 @@ from registry.models import (
     TrainingRun,
 )
 from registry.services.aliases import alias_rollback, alias_set
-from registry.services.datasets import dataset_file_upload
+from registry.services.datasets import current_revision, dataset_file_upload, snapshot_create
+from registry.services.offers import model_offer, model_offer_withdraw
 from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
@@ -42,13 +43,13 @@ from tenants.models import ApiKeyScope, Need, Role
 from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView, TenantScopedViewSet
 
 
-def _api_error(exc: RegistryError) -> DomainError:
+def _api_error(exc: RegistryError, *, max_errors: int = ROW_ERRORS_SHOWN) -> DomainError:
     if isinstance(exc, DatasetImportError):
         return DomainError(
             exc.code,
             exc.message,
             status_code=exc.status_code,
-            fields={"rows": [e.as_dict() for e in exc.errors]},
+            fields=exc.report(limit=max_errors),
         )
     return DomainError(exc.code, exc.message, status_code=exc.status_code)
 
@@ -78,11 +79,51 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
             "algorithm",
             "description",
             "aliases",
+            "offered",
+            "offer_description",
+            "offer_ends_at",
             "created_at",
         ]
 
     def get_owner(self, obj) -> str:
         return obj.tenant.slug if obj.tenant_id else "platform"
+
+
+class OfferSerializer(serializers.Serializer):
+    description = serializers.CharField(
+        max_length=2000, help_text="What the model answers, for which texts, how well."
+    )
+
+
+class WithdrawOfferSerializer(serializers.Serializer):
+    keep_until = serializers.DateTimeField(
+        help_text="Needs of other units already on the model keep it until then "
+        "(one day to one year ahead)."
+    )
+
+
+class OfferStateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RegisteredModel
+        fields = [
+            "id",
+            "name",
+            "offered",
+            "offer_description",
+            "offered_at",
+            "offer_withdrawn_at",
+            "offer_ends_at",
+        ]
+
+
+class SubscriptionSerializer(serializers.Serializer):
+    tenant = serializers.CharField()
+    tenant_name = serializers.CharField()
+    need = serializers.CharField()
+    need_name = serializers.CharField()
+    status = serializers.CharField()
+    since = serializers.DateTimeField()
+    own = serializers.BooleanField(help_text="One of your own needs.")
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -137,8 +178,8 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "registered_model", "registered_model_id", "snapshot", "algorithm", "params",
-            "status", "progress", "log", "error", "promote_to", "created_at", "started_at",
-            "finished_at", "duration_seconds", "version",
+            "status", "progress", "log", "error", "promote_to", "refit_on_all", "created_at",
+            "started_at", "finished_at", "duration_seconds", "version",
         ]  # fmt: skip
 
     def get_version(self, obj) -> int | None:
@@ -163,6 +204,18 @@ class TrainingRunCreateSerializer(serializers.Serializer):
     shared = serializers.BooleanField(
         required=False, default=False, help_text="Staff only: train a platform-owned model."
     )
+    snapshot = serializers.RegexField(
+        r"^[0-9a-f]{64}$",
+        required=False,
+        help_text="Train on this snapshot (its content hash, from /snapshots/) instead of a new "
+        "one; seed and test_fraction are then the snapshot's.",
+    )
+    refit_on_all = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="After the held-out evaluation, refit the same configuration on all the "
+        "snapshot's data (train + test) and serve that artifact.",
+    )
 
     def validate(self, attrs):
         if bool(attrs.get("need")) == bool(attrs.get("label_set")):
@@ -179,9 +232,27 @@ class AliasMoveSerializer(serializers.Serializer):
 
 
 class UploadSerializer(serializers.Serializer):
-    label_set = serializers.SlugField()
+    label_set = serializers.SlugField(
+        required=False, help_text="Slug of a visible label set (or give `need`)."
+    )
+    need = serializers.SlugField(
+        required=False,
+        help_text="Slug of one of your needs: its label set, and its own label names resolve.",
+    )
     file = serializers.FileField()
     format = serializers.ChoiceField(choices=["", "csv", "jsonl"], required=False, default="")
+    max_errors = serializers.IntegerField(
+        required=False,
+        default=ROW_ERRORS_SHOWN,
+        min_value=1,
+        max_value=1000,
+        help_text="How many row errors a rejected upload lists (counts per kind cover all).",
+    )
+
+    def validate(self, attrs):
+        if not attrs.get("label_set") and not attrs.get("need"):
+            raise serializers.ValidationError({"label_set": "Give a label_set or a need."})
+        return attrs
 
 
 # --- Views -----------------------------------------------------------------------------------
@@ -230,6 +301,85 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
             else selectors.shared_versions()
         ).filter(registered_model=model)
         return Response(VersionSerializer(versions, many=True).data)
+
+    def _check_owner_admin(self, model: RegisteredModel) -> None:
+        """Offers are a person's decision, by an admin of the model's owning unit."""
+        if self.acting_user is None:
+            raise DomainError(
+                "person_required",
+                "A model is offered by a person, not an API key.",
+                status_code=403,
+            )
+        if model.tenant_id is None or self.tenant is None or model.tenant_id != self.tenant.pk:
+            raise DomainError(
+                "not_own_model", "Only a unit's own models can be offered by it.", status_code=403
+            )
+        if not selectors.can_manage_model(
+            user=self.acting_user, membership=self.membership, registered_model=model
+        ):
+            raise DomainError(
+                "permission_denied",
+                f"Only an admin of {model.tenant.slug} may do this.",
+                status_code=403,
+            )
+
+    @extend_schema(
+        summary="Offer your own model to other units (they get its answers, never its data)",
+        request=OfferSerializer,
+        responses=OfferStateSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def offer(self, request, pk=None):
+        model = self.get_object()
+        self._check_owner_admin(model)
+        body = OfferSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            model = model_offer(
+                registered_model=model,
+                tenant=self.tenant,
+                description=body.validated_data["description"],
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(OfferStateSerializer(model).data)
+
+    @extend_schema(
+        summary="Withdraw the offer; other units' needs keep the model until keep_until",
+        request=WithdrawOfferSerializer,
+        responses=OfferStateSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="withdraw-offer")
+    def withdraw_offer(self, request, pk=None):
+        model = self.get_object()
+        self._check_owner_admin(model)
+        body = WithdrawOfferSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            model = model_offer_withdraw(
+                registered_model=model,
+                tenant=self.tenant,
+                keep_until=body.validated_data["keep_until"],
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(OfferStateSerializer(model).data)
+
+    @extend_schema(
+        summary="Every need served by your model: yours and other units' subscriptions",
+        responses=SubscriptionSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def subscriptions(self, request, pk=None):
+        model = self.get_object()
+        if model.tenant_id is None or self.tenant is None or model.tenant_id != self.tenant.pk:
+            raise DomainError(
+                "not_own_model",
+                "Only the owning unit sees a model's subscriptions.",
+                status_code=403,
+            )
+        rows = selectors.model_subscriptions(registered_model=model, tenant=self.tenant)
+        return Response(SubscriptionSerializer(rows, many=True).data)
 
     @extend_schema(responses=AliasEventSerializer(many=True))
     @action(detail=True, methods=["get"], url_path="alias-events", pagination_class=None)
@@ -347,6 +497,9 @@ class TrainingRunViewSet(
     serializer_class = TrainingRunSerializer
     write_role = Role.ADMIN
     write_scope = ApiKeyScope.BATCH
+    # Staff who name no tenant see and train shared models (as they promote them); with
+    # `X-Tenant: <slug>` they act for that tenant (tenants.scoping.staff_membership_for).
+    allow_platform_staff = True
 
     def scoped_queryset(self):
         return TrainingRun.objects.select_related("registered_model", "snapshot", "model_version")
@@ -364,17 +517,29 @@ class TrainingRunViewSet(
             "seed": data["seed"],
             "test_fraction": data["test_fraction"],
             "promote_to": data["promote_to"],
+            "refit_on_all": data["refit_on_all"],
             "actor": self.acting_user,
         }
+        if self.tenant is None and (data.get("need") or not data["shared"]):
+            raise DomainError(
+                "tenant_required",
+                "Name the tenant to act for (header X-Tenant: <slug>), or train a shared model "
+                "(shared: true).",
+                status_code=400,
+            )
+        owner = self.tenant
         if data.get("need"):
             kwargs["need"] = get_object_or_404(
                 Need.objects.for_tenant(self.tenant), slug=data["need"]
             )
         else:
-            label_set = visible_label_set(tenant=self.tenant, slug=data["label_set"])
+            label_set = (
+                visible_label_set(tenant=self.tenant, slug=data["label_set"])
+                if self.tenant is not None
+                else LabelSet.objects.shared_only().filter(slug=data["label_set"]).first()
+            )
             if label_set is None:
                 raise Http404
-            owner = self.tenant
             if data["shared"]:
                 if not getattr(self.acting_user, "is_staff", False):
                     raise DomainError(
@@ -382,11 +547,154 @@ class TrainingRunViewSet(
                     )
                 owner = None
             kwargs.update(label_set=label_set, tenant=owner)
+        if data.get("snapshot"):
+            kwargs["snapshot"] = get_object_or_404(
+                DatasetSnapshot.objects.owned_by(owner), content_hash=data["snapshot"]
+            )
         try:
             run = training_run_create(**kwargs)
         except RegistryError as exc:
             raise _api_error(exc) from exc
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class SnapshotSummarySerializer(serializers.Serializer):
+    label = serializers.CharField()
+    train = serializers.IntegerField()
+    test = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    label_set = serializers.CharField(source="revision.label_set.slug")
+    revision = serializers.IntegerField(source="revision.number")
+    owner = serializers.SerializerMethodField()
+    train = serializers.SerializerMethodField()
+    test = serializers.SerializerMethodField()
+    labels = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetSnapshot
+        fields = [
+            "content_hash", "label_set", "revision", "owner", "seed", "test_fraction",
+            "split_strategy", "train", "test", "labels", "description", "created_at",
+        ]  # fmt: skip
+
+    def _summary(self, obj) -> dict:
+        if not hasattr(obj, "_summary"):
+            obj._summary = selectors.snapshot_summary(obj)
+        return obj._summary
+
+    def get_owner(self, obj) -> str:
+        return obj.tenant.slug if obj.tenant_id else "platform"
+
+    def get_train(self, obj) -> int:
+        return len(obj.train_sample_ids)
+
+    def get_test(self, obj) -> int:
+        return len(obj.test_sample_ids)
+
+    @extend_schema_field(SnapshotSummarySerializer(many=True))
+    def get_labels(self, obj) -> list[dict]:
+        """Samples per label in each split, in the label set's order."""
+        return self._summary(obj)["labels"]
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    need = serializers.SlugField(required=False, help_text="Slug of one of your needs.")
+    label_set = serializers.SlugField(required=False, help_text="Slug of a visible label set.")
+    seed = serializers.IntegerField(
+        required=False, default=42, **db_int_bounds(DatasetSnapshot, "seed")
+    )
+    test_fraction = serializers.FloatField(
+        required=False, default=0.2, min_value=0.05, max_value=0.5
+    )
+    use_origin_split = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="Use the data's own test split where it has one (else a seeded stratified one).",
+    )
+    shared = serializers.BooleanField(
+        required=False, default=False, help_text="Staff only: a snapshot of the shared data."
+    )
+
+    def validate(self, attrs):
+        if bool(attrs.get("need")) == bool(attrs.get("label_set")):
+            raise serializers.ValidationError({"need": "Give exactly one of need or label_set."})
+        return attrs
+
+
+class SnapshotViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantScopedViewSet
+):
+    """Dataset snapshots: freeze the current training data of a label set into a seeded
+    train/test split, and see its split and label distribution before training on it."""
+
+    serializer_class = SnapshotSerializer
+    lookup_field = "content_hash"
+    lookup_value_converter = "str"
+    write_role = Role.ADMIN
+    write_scope = ApiKeyScope.BATCH
+    allow_platform_staff = True
+
+    def scoped_queryset(self):
+        # Training reads shared and own samples; the snapshots listed are the tenant's own.
+        return DatasetSnapshot.objects.select_related("revision__label_set", "tenant")
+
+    def filter_scoped_queryset(self, queryset):
+        return queryset.filter(tenant=self.tenant) if self.tenant else queryset
+
+    @extend_schema(
+        summary="Make a snapshot (the same data and parameters give the same snapshot)",
+        request=SnapshotCreateSerializer,
+        responses={201: SnapshotSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        body = SnapshotCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        if data["shared"] and not getattr(self.acting_user, "is_staff", False):
+            raise DomainError(
+                "permission_denied", "Only staff snapshot shared data.", status_code=403
+            )
+        owner = None if data["shared"] else self.tenant
+        if owner is None and not data["shared"]:
+            raise DomainError(
+                "tenant_required",
+                "Name the tenant to act for (header X-Tenant: <slug>), or set shared: true.",
+                status_code=400,
+            )
+        if data.get("need"):
+            if self.tenant is None:
+                raise Http404
+            need = get_object_or_404(Need.objects.for_tenant(self.tenant), slug=data["need"])
+            if need.label_set_id is None:
+                raise DomainError(
+                    "need_has_no_label_set",
+                    f"Need {need.slug} has no label set yet.",
+                    status_code=409,
+                )
+            label_set = need.label_set
+        else:
+            label_set = (
+                visible_label_set(tenant=self.tenant, slug=data["label_set"])
+                if self.tenant is not None
+                else LabelSet.objects.shared_only().filter(slug=data["label_set"]).first()
+            )
+            if label_set is None:
+                raise Http404
+        try:
+            snapshot = snapshot_create(
+                revision=current_revision(label_set),
+                tenant=owner,
+                seed=data["seed"],
+                test_fraction=data["test_fraction"],
+                use_origin_split=data["use_origin_split"],
+                actor=self.acting_user,
+            )
+        except RegistryError as exc:
+            raise _api_error(exc) from exc
+        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
 
 
 class DatasetUploadView(TenantScopedGenericAPIView):
@@ -403,15 +711,20 @@ class DatasetUploadView(TenantScopedGenericAPIView):
     def post(self, request):
         body = UploadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        data = body.validated_data
+        need = None
+        if data.get("need"):
+            need = get_object_or_404(Need.objects.for_tenant(self.tenant), slug=data["need"])
         try:
             _label_set, report = dataset_file_upload(
                 tenant=self.tenant,
-                label_set_slug=body.validated_data["label_set"],
-                upload=body.validated_data["file"],
-                fmt=body.validated_data["format"] or None,
+                label_set_slug=data.get("label_set") or "",
+                need=need,
+                upload=data["file"],
+                fmt=data["format"] or None,
             )
         except RegistryError as exc:
-            raise _api_error(exc) from exc
+            raise _api_error(exc, max_errors=data["max_errors"]) from exc
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)
 
 

@@ -10,6 +10,7 @@ router = SimpleRouter(use_regex_path=False)
 router.register("models", api.RegisteredModelViewSet, basename="model")
 router.register("versions", api.VersionViewSet, basename="version")
 router.register("training-runs", api.TrainingRunViewSet, basename="training-run")
+router.register("snapshots", api.SnapshotViewSet, basename="snapshot")
 
 urlpatterns = [
     path("datasets/upload/", api.DatasetUploadView.as_view(), name="dataset-upload"),

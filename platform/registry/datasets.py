@@ -54,9 +54,15 @@ class RowError:
     row: int
     field: str
     message: str
+    #: A stable name for the kind of problem (counted in the error report); the field if empty.
+    kind: str = ""
 
     def as_dict(self) -> dict:
-        return {"row": self.row, "field": self.field, "message": self.message}
+        return {"row": self.row, "field": self.field, "kind": self.key, "message": self.message}
+
+    @property
+    def key(self) -> str:
+        return self.kind or self.field
 
 
 @dataclass

@@ -13,6 +13,10 @@ class RegistryError(DomainError):
         super().__init__(code, message, status_code=status_code)
 
 
+#: How many row errors an error report lists by default (the counts cover all of them).
+ROW_ERRORS_SHOWN = 100
+
+
 class DatasetImportError(RegistryError):
     """Some rows are bad; `errors` lists every one (row, field, message). Nothing was written."""
 
@@ -21,3 +25,20 @@ class DatasetImportError(RegistryError):
             "bad_rows", f"{len(errors)} row(s) have errors; nothing was imported.", status_code=400
         )
         self.errors = errors
+
+    def counts(self) -> dict[str, int]:
+        """Errors per kind, over every row (most frequent first)."""
+        counts: dict[str, int] = {}
+        for error in self.errors:
+            counts[error.key] = counts.get(error.key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def report(self, *, limit: int = ROW_ERRORS_SHOWN) -> dict:
+        """The first `limit` row errors, the total and the counts per kind: a bounded answer
+        however many rows are bad."""
+        return {
+            "rows": [error.as_dict() for error in self.errors[:limit]],
+            "total": len(self.errors),
+            "shown": min(limit, len(self.errors)),
+            "counts": self.counts(),
+        }

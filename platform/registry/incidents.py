@@ -11,7 +11,7 @@ from registry.models import ArtifactIntegrityIncident, ModelVersion
 
 
 def incident_record(
-    *, sha256: str, kind: str, message: str, actual: str = "", path: Path | None = None
+    *, sha256: str, kind: str, message: str, actual: str = "", path: Path | str | None = None
 ) -> ArtifactIntegrityIncident:
     """Open an incident for this artifact, or bump the open one (one open row per sha and kind)."""
     now = timezone.now()

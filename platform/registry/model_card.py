@@ -27,6 +27,23 @@ def _in_label_order(per_label: dict, labels: list[str]) -> list[str]:
     return sorted(per_label, key=lambda label: (position.get(label, len(position)), label))
 
 
+def served_data(metrics: dict) -> str:
+    """Which data the served artifact saw, and when the evaluation was made relative to it."""
+    fitted = metrics.get("fitted_on") or {}
+    n_train, n_test = metrics.get("n_train", 0), metrics.get("n_test", 0)
+    if fitted.get("split") == "all":
+        return (
+            f"The served model was refitted on all {fitted.get('n_samples', n_train + n_test)} "
+            f"samples of the snapshot (train + test). The evaluation below was made before that "
+            f"refit, by the same configuration fitted on the {n_train} training samples and "
+            f"scored on the {n_test} held-out test samples."
+        )
+    return (
+        f"The served model was fitted on the {n_train} training samples only; the {n_test} "
+        "held-out test samples it was evaluated on were never used to fit it."
+    )
+
+
 def card_data(version: ModelVersion, *, viewer_tenant) -> dict[str, Any]:
     model = version.registered_model
     metrics = version.metrics or {}
@@ -93,6 +110,7 @@ def card_data(version: ModelVersion, *, viewer_tenant) -> dict[str, Any]:
         "needs": own_needs,
         "other_needs": len(needs) - len(own_needs),
         "metrics": metrics,
+        "served_data": served_data(metrics),
         # Metrics come back from jsonb with their keys re-sorted: rows follow the model's label
         # order (the confusion matrix's) and the counts, never the stored key order.
         "per_label": [
@@ -112,6 +130,9 @@ def card_data(version: ModelVersion, *, viewer_tenant) -> dict[str, Any]:
         "classifier_params": version.params.get("classifier", {}),
         "vectorizer_params": version.params.get("vectorizer", {}),
         "thresholds": version.params.get("thresholds", {}),
+        # Versions registered by an optimisation run: the variant and its budgets/measurements.
+        "variant_params": version.params.get("variant", {}),
+        "optimisation": version.params.get("optimisation"),
         "limits": limits,
         "weak": weak,
         "run": version.training_run,

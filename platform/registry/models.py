@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -91,8 +92,14 @@ class DatasetSnapshot(models.Model):
     content_hash = models.CharField(max_length=64, unique=True)
     seed = models.PositiveIntegerField(default=42)
     test_fraction = models.FloatField(default=0.2)
-    #: "stratified" (seeded split by label) or "origin" (the data set's own test split).
+    #: "stratified" (seeded split by label), "origin" (the data set's own test split) or
+    #: "derived" (a retrain: the parent snapshot's test ids kept, its training data extended).
     split_strategy = models.CharField(max_length=16, default="stratified")
+    #: The snapshot this one was derived from (retraining keeps the parent's test set, so a
+    #: champion and its challenger are compared on the same, uncontaminated data).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived"
+    )
     train_sample_ids = models.JSONField(default=list)
     test_sample_ids = models.JSONField(default=list)
     #: {label_key: count} over the whole snapshot: monitoring's default baseline.
@@ -127,8 +134,29 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
+class RegisteredModelQuerySet(SharedOrTenantQuerySet):
+    def reusable_by(self, tenant):
+        """Models `tenant` may be suggested and subscribe to: shared, its own, and the models
+        other units offer to other units (an offer, not their data)."""
+        return self.filter(Q(tenant__isnull=True) | Q(tenant=tenant) | Q(offered=True))._scoped()
+
+    def servable_for(self, tenant):
+        """Models that may serve `tenant`'s needs: `reusable_by`, plus withdrawn offers until the
+        date the owner promised subscribers (a need keeps its model until then)."""
+        return self.filter(
+            Q(tenant__isnull=True)
+            | Q(tenant=tenant)
+            | Q(offered=True)
+            | Q(offer_ends_at__gt=timezone.now())
+        )._scoped()
+
+
 class RegisteredModel(models.Model):
-    """A named model line, `<label-set>/<algorithm>`, owned by the platform or a tenant."""
+    """A named model line, `<label-set>/<algorithm>`, owned by the platform or a tenant.
+
+    A tenant's own model may be *offered to other units*: they are then suggested it and may
+    subscribe read-only (they get its answers, never its training data). Withdrawing the offer
+    keeps it serving existing subscribers until `offer_ends_at`."""
 
     tenant = models.ForeignKey(
         "tenants.Tenant",
@@ -144,8 +172,15 @@ class RegisteredModel(models.Model):
     algorithm = models.CharField(max_length=32, choices=Algorithm.choices)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    #: Offered by its owner to other units (tenant-owned models only).
+    offered = models.BooleanField(default=False)
+    offer_description = models.TextField(blank=True)
+    offered_at = models.DateTimeField(null=True, blank=True)
+    offer_withdrawn_at = models.DateTimeField(null=True, blank=True)
+    #: After a withdrawal: existing subscribers keep the model until then.
+    offer_ends_at = models.DateTimeField(null=True, blank=True)
 
-    objects = SharedOrTenantQuerySet.as_manager()
+    objects = RegisteredModelQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -170,6 +205,16 @@ class VersionStatus(models.TextChoices):
 class ModelVersionQuerySet(SharedOrTenantQuerySet):
     #: A version belongs to its registered model's owner (shared when that is NULL).
     tenant_field = "registered_model__tenant"
+
+    def servable_for(self, tenant):
+        """Versions that may serve `tenant`'s needs (a Tenant, its pk or an OuterRef): see
+        `RegisteredModelQuerySet.servable_for`."""
+        return self.filter(
+            Q(registered_model__tenant__isnull=True)
+            | Q(registered_model__tenant=tenant)
+            | Q(registered_model__offered=True)
+            | Q(registered_model__offer_ends_at__gt=timezone.now())
+        )._scoped()
 
 
 class ModelVersion(models.Model):
@@ -316,6 +361,9 @@ class TrainingRun(models.Model):
     promote_to = models.CharField(
         max_length=32, blank=True, help_text="Alias to point at the result, if any."
     )
+    #: After the held-out evaluation, refit the same configuration on all the snapshot's data
+    #: (train + test) and serve that artifact. Runs created before the option existed: False.
+    refit_on_all = models.BooleanField(default=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+
 from django import forms
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView, View
 
 from registry import evaluation, model_card, selectors
-from registry.errors import DatasetImportError, RegistryError
+from registry.errors import ROW_ERRORS_SHOWN, DatasetImportError, RegistryError
 from registry.ml import ALGORITHMS
-from registry.models import AliasName, ModelVersion, RegisteredModel, RunStatus, TrainingRun
+from registry.models import (
+    AliasName,
+    DatasetSnapshot,
+    ModelVersion,
+    RegisteredModel,
+    RunStatus,
+    TrainingRun,
+)
 from registry.services.aliases import alias_rollback, alias_set
-from registry.services.datasets import dataset_file_upload
+from registry.services.datasets import current_revision, dataset_file_upload, snapshot_create
+from registry.services.offers import model_offer, model_offer_withdraw
 from registry.services.training import training_run_create
 from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
-from tenants.models import Role
+from tenants.models import Need, Role
 from tenants.scoping import TenantPortalMixin, role_at_least
 
 
@@ -76,7 +89,15 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             alias_names=AliasName.values,
             alias_rows=[(name, aliases.get(name)) for name in AliasName.values],
             needs=list(selectors.needs_using(model, tenant=self.tenant)),
+            is_owner=self.tenant is not None and model.tenant_id == self.tenant.pk,
         )
+        if context["is_owner"]:
+            context["subscriptions"] = selectors.model_subscriptions(
+                registered_model=model, tenant=self.tenant
+            )
+            context["keep_until_default"] = (timezone.now() + timedelta(days=30)).strftime(
+                "%Y-%m-%d"
+            )
         return context
 
     def post(self, request, *args, **kwargs):
@@ -91,6 +112,8 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             return redirect("registry:model", pk=model.pk)
         alias = request.POST.get("alias", AliasName.PRODUCTION)
         reason = request.POST.get("reason", "")[:300]
+        if request.POST.get("action") in {"offer", "withdraw-offer"}:
+            return self._offer(request, model)
         try:
             if request.POST.get("action") == "rollback":
                 moved = alias_rollback(
@@ -115,6 +138,31 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
                 _("%(alias)s now points at v%(version)s.")
                 % {"alias": alias, "version": moved.version.version},
             )
+        return redirect("registry:model", pk=model.pk)
+
+    def _offer(self, request, model: RegisteredModel):
+        try:
+            if request.POST.get("action") == "offer":
+                model_offer(
+                    registered_model=model,
+                    tenant=self.tenant,
+                    description=request.POST.get("description", ""),
+                )
+                messages.success(request, _("The model is now offered to other units."))
+            else:
+                keep = parse_date(request.POST.get("keep_until", "") or "")
+                if keep is None:
+                    raise RegistryError("bad_keep_until", _("Give the date subscribers keep it."))
+                model_offer_withdraw(
+                    registered_model=model,
+                    tenant=self.tenant,
+                    keep_until=timezone.make_aware(datetime.combine(keep, time(23, 59))),
+                )
+                messages.success(
+                    request, _("Offer withdrawn; subscribers keep the model until the date given.")
+                )
+        except RegistryError as exc:
+            messages.error(request, exc.message)
         return redirect("registry:model", pk=model.pk)
 
 
@@ -230,12 +278,27 @@ class TrainView(TenantPortalMixin, View):
         if label_set is None:
             messages.error(request, _("Choose a label set."))
             return redirect("registry:list")
+        snapshot = None
+        if request.POST.get("snapshot"):
+            snapshot = (
+                DatasetSnapshot.objects.owned_by(self.tenant)
+                .filter(content_hash=request.POST["snapshot"])
+                .first()
+            )
+            if snapshot is None:
+                messages.error(request, _("Unknown snapshot."))
+                return redirect("registry:snapshots")
         try:
             run = training_run_create(
                 label_set=label_set,
                 tenant=self.tenant,
                 algorithm=request.POST.get("algorithm", "tfidf-logreg"),
                 promote_to=request.POST.get("promote_to", ""),
+                snapshot=snapshot,
+                # An unticked box sends nothing: the hidden field says the choice was offered.
+                refit_on_all=(
+                    "refit_on_all" in request.POST if "refit_choice" in request.POST else True
+                ),
                 actor=request.user,
             )
         except RegistryError as exc:
@@ -246,17 +309,33 @@ class TrainView(TenantPortalMixin, View):
 
 
 class UploadForm(forms.Form):
-    label_set = forms.ChoiceField(label=gettext_lazy("Label set"))
+    label_set = forms.ChoiceField(label=gettext_lazy("Label set"), required=False)
+    need = forms.ChoiceField(
+        label=gettext_lazy("Need"),
+        required=False,
+        help_text=gettext_lazy(
+            "Or one of your needs: its label set, and your own label names resolve too."
+        ),
+    )
     file = forms.FileField(
         label=gettext_lazy("File"),
         help_text=gettext_lazy("CSV with text,labels columns (labels separated by |) or JSONL."),
     )
 
-    def __init__(self, *args, label_sets=(), **kwargs):
+    def __init__(self, *args, label_sets=(), needs=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["label_set"].choices = [
             (ls.slug, f"{ls.name} ({ls.slug})") for ls in label_sets
         ]
+        self.fields["need"].choices = [("", "—")] + [
+            (need.slug, f"{need.name} ({need.slug})") for need in needs
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("label_set") and not data.get("need"):
+            raise forms.ValidationError(gettext_lazy("Choose a label set or one of your needs."))
+        return data
 
 
 class DatasetUploadView(TenantPortalMixin, TemplateView):
@@ -268,21 +347,39 @@ class DatasetUploadView(TenantPortalMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context.setdefault("form", UploadForm(label_sets=self.get_queryset()))
+        context.setdefault("form", UploadForm(label_sets=self.get_queryset(), needs=self._needs()))
         return context
 
+    def _needs(self):
+        return (
+            Need.objects.for_tenant(self.tenant)
+            .filter(label_set__isnull=False)
+            .select_related("label_set")
+        )
+
     def post(self, request, *args, **kwargs):
-        form = UploadForm(request.POST, request.FILES, label_sets=self.get_queryset())
+        form = UploadForm(
+            request.POST, request.FILES, label_sets=self.get_queryset(), needs=self._needs()
+        )
         context = {"form": form}
         if form.is_valid():
+            need = (
+                self._needs().filter(slug=form.cleaned_data["need"]).first()
+                if form.cleaned_data.get("need")
+                else None
+            )
             try:
                 label_set, report = dataset_file_upload(
                     tenant=self.tenant,
-                    label_set_slug=form.cleaned_data["label_set"],
+                    # A need names its own label set.
+                    label_set_slug="" if need else form.cleaned_data.get("label_set") or "",
+                    need=need,
                     upload=form.cleaned_data["file"],
                 )
             except DatasetImportError as exc:
-                context["row_errors"] = exc.errors
+                context["row_errors"] = exc.errors[:ROW_ERRORS_SHOWN]
+                context["error_counts"] = exc.counts()
+                context["error_total"] = len(exc.errors)
                 context["error"] = exc.message
             except RegistryError as exc:
                 context["error"] = exc.message
@@ -291,3 +388,79 @@ class DatasetUploadView(TenantPortalMixin, TemplateView):
                 context["label_set"] = label_set
         status = 400 if "error" in context else 200
         return self.render_to_response(self.get_context_data(**context), status=status)
+
+
+class SnapshotListView(TenantPortalMixin, TemplateView):
+    """The tenant's snapshots, and a form to make one explicitly before training (admins)."""
+
+    template_name = "registry/snapshots.html"
+
+    def scoped_queryset(self):
+        return LabelSet.objects.select_related("tenant").order_by("slug")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["snapshots"] = (
+            DatasetSnapshot.objects.owned_by(self.tenant)
+            .select_related("revision__label_set", "created_by")
+            .order_by("-created_at")[:100]
+        )
+        context["label_sets"] = self.get_queryset()
+        context["can_snapshot"] = role_at_least(self.membership, Role.ADMIN)
+        return context
+
+    def post(self, request, *args, **kwargs):
+        if not role_at_least(self.membership, Role.ADMIN):
+            raise PermissionDenied(_("Making snapshots needs the admin role."))
+        label_set = visible_label_set(tenant=self.tenant, slug=request.POST.get("label_set", ""))
+        try:
+            seed = int(request.POST.get("seed") or 42)
+            test_fraction = float(request.POST.get("test_fraction") or 0.2)
+        except ValueError:
+            seed, test_fraction = -1, 0.0
+        if label_set is None:
+            messages.error(request, _("Choose a label set."))
+        elif not (0 <= seed <= 2_147_483_647 and 0.05 <= test_fraction <= 0.5):
+            messages.error(request, _("Give a seed ≥ 0 and a test share between 0.05 and 0.5."))
+        else:
+            try:
+                snapshot = snapshot_create(
+                    revision=current_revision(label_set),
+                    tenant=self.tenant,
+                    seed=seed,
+                    test_fraction=test_fraction,
+                    actor=request.user,
+                )
+            except RegistryError as exc:
+                messages.error(request, exc.message)
+            else:
+                return redirect("registry:snapshot", content_hash=snapshot.content_hash)
+        return self.render_to_response(self.get_context_data(), status=400)
+
+
+class SnapshotDetailView(TenantPortalMixin, TemplateView):
+    """A snapshot's split and label distribution, with the button to train on it."""
+
+    template_name = "registry/snapshot_detail.html"
+
+    def scoped_queryset(self):
+        return DatasetSnapshot.objects.select_related("revision__label_set", "created_by")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        snapshot = self.get_scoped_object_or_404(
+            queryset=DatasetSnapshot.objects.owned_by(self.tenant).select_related(
+                "revision__label_set", "created_by"
+            ),
+            content_hash=self.kwargs["content_hash"],
+        )
+        summary = selectors.snapshot_summary(snapshot)
+        context.update(
+            peak=max((row["total"] for row in summary["labels"]), default=0) or 1,
+            snapshot=snapshot,
+            summary=summary,
+            empty_labels=[row["label"] for row in summary["labels"] if row["total"] == 0],
+            algorithms=sorted(ALGORITHMS),
+            can_train=role_at_least(self.membership, Role.ADMIN),
+        )
+        return context

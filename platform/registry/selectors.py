@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
 from registry.models import (
     AliasEvent,
     AliasName,
+    DatasetSnapshot,
     ModelAlias,
     ModelVersion,
     RegisteredModel,
     TrainingRun,
 )
 from taxonomy.selectors import (
+    Overlap,
     Resolution,
     label_set_suggestions,
     overlap,
@@ -79,8 +82,9 @@ def serving_versions(need: Need) -> QuerySet[ModelVersion]:
     `.select_related(...).first()`."""
     if need.model_id is None:
         return ModelVersion.objects.none()
-    # The need's own tenant's versions or shared ones: a need is served by nothing else.
-    return ModelVersion.objects.for_tenant(need.tenant_id).filter(
+    # The need's own tenant's versions, shared ones, or those of a model another unit offers
+    # (kept after a withdrawal until the promised date): a need is served by nothing else.
+    return ModelVersion.objects.servable_for(need.tenant_id).filter(
         aliases__registered_model_id=need.model_id, aliases__name=need.model_alias
     )
 
@@ -89,7 +93,7 @@ def serving_version_subquery() -> Subquery:
     """The same lookup as `serving_versions`, as a subquery for a `Need` queryset
     (`.annotate(alias_version_id=serving_version_subquery())`): one query binds many needs."""
     return Subquery(
-        ModelVersion.objects.for_tenant(OuterRef("tenant_id"))
+        ModelVersion.objects.servable_for(OuterRef("tenant_id"))
         .filter(
             aliases__registered_model_id=OuterRef("model_id"), aliases__name=OuterRef("model_alias")
         )
@@ -126,9 +130,10 @@ def needs_using_all_tenants(registered_model: RegisteredModel) -> QuerySet[Need]
 
 
 def offered_models(*, tenant) -> QuerySet[RegisteredModel]:
-    """Models a tenant may subscribe a need to: visible (shared or own) with a production alias."""
+    """Models a tenant may subscribe a need to: shared, its own or offered by another unit, with
+    a production alias."""
     return (
-        RegisteredModel.objects.for_tenant(tenant)
+        RegisteredModel.objects.reusable_by(tenant)
         .filter(aliases__name=AliasName.PRODUCTION)
         .select_related("label_set")
         .distinct()
@@ -143,36 +148,183 @@ class Suggestions:
     models: list[dict]
 
 
+def quality_on_requested(
+    *, requested_keys: list[str], result: Overlap, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """The model's held-out quality on the labels asked for, never its overall F1.
+
+    A requested label the model answers with a class of its own scores that class's F1 on the
+    version's test split (`coarser` when the class is an ancestor: F1 of the coarser class). A
+    label that shares its class with other requested labels, or has none, cannot be told apart
+    and scores 0. `macro_f1` averages over every requested label."""
+    per_label = (metrics or {}).get("per_label") or {}
+    shared = {key for group in result.collapsed for key in group["requested"]}
+    rows: list[dict[str, Any]] = []
+    for key in requested_keys:
+        target = result.lands_on.get(key)
+        if target is None:
+            rows.append({"label": key, "model_label": None, "f1": 0.0, "how": "missing"})
+        elif key in shared:
+            rows.append({"label": key, "model_label": target, "f1": 0.0, "how": "shared"})
+        else:
+            measured = per_label.get(target)
+            rows.append(
+                {
+                    "label": key,
+                    "model_label": target,
+                    "f1": measured["f1"] if measured and measured.get("support") else None,
+                    "how": "exact" if target == key else "coarser",
+                }
+            )
+    scored: list[float] = [row["f1"] for row in rows if row["f1"] is not None]
+    return {
+        "macro_f1": round(sum(scored) / len(scored), 4) if scored and per_label else None,
+        "labels": rows,
+    }
+
+
+def _live_aliases(tenant) -> list[ModelAlias]:
+    """`production` aliases of the models the tenant may reuse: shared, its own, and other
+    tenants' models currently offered to other units."""
+    return list(
+        ModelAlias.objects.filter(
+            name=AliasName.PRODUCTION,
+            registered_model__in=RegisteredModel.objects.reusable_by(tenant),
+        ).select_related("registered_model__label_set", "registered_model__tenant", "version")
+    )
+
+
 def reuse_suggestions(*, tenant, terms: Iterable[str], limit: int = 10) -> Suggestions:
     """Label sets and live models the tenant may reuse for the labels it asks for.
 
-    Only what the tenant can see is offered: shared (platform-owned) label sets and models, and
-    its own. Another tenant's own label sets and models are never offered; a model meant for
-    everyone is registered as shared (tenant NULL). A model is "live" when its `production`
-    alias points at a version; its labels are those of the revision that version was trained on.
-    Scoring: `taxonomy.selectors.overlap`.
+    Only what the tenant can see is offered: shared (platform-owned) label sets and models, its
+    own, and models another unit offers to other units (never that unit's label sets or data).
+    A model is "live" when its `production` alias points at a version; its labels are those of
+    the revision that version was trained on. Scoring: `taxonomy.selectors.overlap` (how many of
+    the requested labels it can tell apart); a model's quality is shown on those labels only.
     """
     resolution = resolve_terms(terms)
     if not resolution.labels:
         return Suggestions(resolution=resolution, label_sets=[], models=[])
     requested = requested_labels(resolution)
+    requested_keys = [label.key for label in requested]
     set_rows = label_set_suggestions(tenant=tenant, requested=requested)
 
-    aliases = list(
-        ModelAlias.objects.filter(
-            name=AliasName.PRODUCTION,
-            registered_model__in=RegisteredModel.objects.for_tenant(tenant),
-        ).select_related("registered_model__label_set", "registered_model__tenant", "version")
-    )
+    aliases = _live_aliases(tenant)
     model_keys = revision_keys(alias.version.revision_id for alias in aliases)
-    model_rows = []
+    model_rows: list[dict[str, Any]] = []
     for alias in aliases:
         result = overlap(requested, model_keys.get(alias.version.revision_id, []))
         if result.score > 0:
             model_rows.append(
-                {"model": alias.registered_model, "version": alias.version, "overlap": result}
+                {
+                    "model": alias.registered_model,
+                    "version": alias.version,
+                    "overlap": result,
+                    "quality": quality_on_requested(
+                        requested_keys=requested_keys,
+                        result=result,
+                        metrics=alias.version.metrics,
+                    ),
+                }
             )
-    model_rows.sort(key=lambda row: (-row["overlap"].score, row["model"].name))
+    model_rows.sort(
+        key=lambda row: (
+            -row["overlap"].score,
+            -(row["quality"]["macro_f1"] or 0.0),
+            row["model"].name,
+        )
+    )
     return Suggestions(
         resolution=resolution, label_sets=set_rows[:limit], models=model_rows[:limit]
     )
+
+
+def snapshot_summary(snapshot: DatasetSnapshot) -> dict:
+    """A snapshot's split and label distribution, per label and split, to check before training:
+    `{"train": n, "test": n, "labels": [{"label", "train", "test", "total"}, ...]}` in the label
+    set's order (a label with no sample shows 0: training would never learn it)."""
+    from registry.services.datasets import sample_labels
+
+    counts: dict[str, dict[str, int]] = {
+        key: {"train": 0, "test": 0} for key in snapshot.revision.label_keys()
+    }
+    for part, ids in (("train", snapshot.train_sample_ids), ("test", snapshot.test_sample_ids)):
+        for labels in sample_labels(ids).values():
+            for key in labels:
+                counts.setdefault(key, {"train": 0, "test": 0})[part] += 1
+    return {
+        "train": len(snapshot.train_sample_ids),
+        "test": len(snapshot.test_sample_ids),
+        "labels": [
+            {"label": key, "train": c["train"], "test": c["test"], "total": c["train"] + c["test"]}
+            for key, c in counts.items()
+        ],
+    }
+
+
+@dataclass
+class ModelUpdate:
+    """Another model was promoted for a need's label set after the need chose its model."""
+
+    model: RegisteredModel
+    version: ModelVersion
+    promoted_at: Any
+
+
+def newer_model_for(need: Need) -> ModelUpdate | None:
+    """The model most recently promoted to `production` for the need's label set (by its own
+    tenant, or shared), when that happened after the need chose its current model: the need
+    should be asked whether to follow it. None when there is nothing newer."""
+    if need.model_id is None or need.label_set_id is None:
+        return None
+    since = need.model_chosen_at
+    if since is None:
+        last = (
+            AliasEvent.objects.filter(registered_model_id=need.model_id, alias=AliasName.PRODUCTION)
+            .order_by("-at")
+            .values_list("at", flat=True)
+            .first()
+        )
+        since = max(filter(None, [last, need.created_at]))
+    candidates = RegisteredModel.objects.for_tenant(need.tenant_id).filter(
+        label_set_id=need.label_set_id
+    )
+    event = (
+        AliasEvent.objects.filter(
+            alias=AliasName.PRODUCTION,
+            at__gt=since,
+            registered_model__in=candidates.exclude(pk=need.model_id),
+        )
+        .select_related("registered_model")
+        .order_by("-at", "-id")
+        .first()
+    )
+    if event is None:
+        return None
+    current = production_alias(event.registered_model)
+    if current is None:
+        return None
+    return ModelUpdate(model=event.registered_model, version=current.version, promoted_at=event.at)
+
+
+def model_subscriptions(*, registered_model: RegisteredModel, tenant) -> list[dict[str, Any]]:
+    """Every need served by `registered_model`, for its owner `tenant`: the owner sees which
+    units subscribe (unit, need, status, since when), never their texts or results."""
+    if registered_model.tenant_id is None or registered_model.tenant_id != getattr(
+        tenant, "pk", tenant
+    ):
+        return []
+    return [
+        {
+            "tenant": need.tenant.slug,
+            "tenant_name": need.tenant.name,
+            "contact_email": need.tenant.contact_email,
+            "need": need.slug,
+            "need_name": need.name,
+            "status": need.status,
+            "since": need.model_chosen_at or need.created_at,
+            "own": need.tenant_id == registered_model.tenant_id,
+        }
+        for need in needs_using_all_tenants(registered_model).order_by("tenant__slug", "slug")
+    ]

@@ -71,6 +71,12 @@ class _Base(TenantScopedGenericAPIView):
             pk=pk,
         )
 
+    def check_paging(self, request) -> None:
+        """Bad `limit`/`offset` are a 400 before the parent is even looked up (as on every list)."""
+        if self.paginator is not None:
+            self.paginator.get_limit(request)
+            self.paginator.get_offset(request)
+
     @property
     def key_prefix(self) -> str:
         return self.api_key.prefix if self.api_key is not None else ""
@@ -93,6 +99,7 @@ class NeedRoundsView(_Base):
 
     @extend_schema(tags=TAGS, responses=RoundSerializer(many=True))
     def get(self, request, slug: str):
+        self.check_paging(request)
         need = self.need(slug)
         rounds = selectors.rounds_for_need(tenant=self.tenant, need=need).select_related(
             "need", "model_version__registered_model"
@@ -138,6 +145,7 @@ class RoundItemsView(_Base):
 
     @extend_schema(tags=TAGS, responses=ItemSerializer(many=True))
     def get(self, request, pk: int):
+        self.check_paging(request)
         review_round = self.review_round(pk)
         items = (
             ReviewItem.objects.for_tenant(self.tenant)
@@ -283,6 +291,7 @@ class NeedCasesView(_Base):
 
     @extend_schema(tags=TAGS, parameters=[CaseQuerySerializer], responses=CaseSerializer(many=True))
     def get(self, request, slug: str):
+        self.check_paging(request)
         need = self.need(slug)
         query = CaseQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)

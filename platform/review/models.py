@@ -153,8 +153,15 @@ class ReviewItem(models.Model):
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
     round = models.ForeignKey(ReviewRound, on_delete=models.CASCADE, related_name="items")
     position = models.PositiveIntegerField()
+    #: No database constraint: the log is partitioned by day on PostgreSQL (its unique keys
+    #: include `day`) and retention drops whole days; the item keeps its own text and labels.
     prediction = models.ForeignKey(
-        "serving.PredictionLog", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "serving.PredictionLog",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     item_ref = models.CharField(max_length=200, blank=True)
     text = models.TextField()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -44,6 +45,8 @@ from review.models import (
 from serving.models import BatchItem, Item, PredictionLog
 from taxonomy.models import Label
 from tenants.models import Need, NeedStatus, Role
+
+logger = logging.getLogger(__name__)
 
 #: The longest text a case or review item keeps (serving's limit for one text).
 MAX_TEXT_CHARS = 100_000
@@ -665,16 +668,26 @@ def round_sign_off(
 
 
 def _retrain_requested(*, review_round: ReviewRound, actor) -> None:
-    """THE call site for a "retrain" sign-off. The retraining app (issue 16 section 3, another
-    branch) provides `retraining.services.retrain_start(*, need, actor, reason)`; at merge this
-    becomes:
+    """THE call site for a "retrain" sign-off: the retraining app starts a retrain (or finds the
+    one in flight), honouring the need's retrain policy (`retrain_on_signoff`). It runs once the
+    sign-off commits; a need that cannot be retrained (no champion of its own) keeps the sign-off
+    as the record."""
+    from retraining.services import retrain_start
 
-        from retraining.services import retrain_start
-        retrain_start(need=review_round.need, actor=actor,
-                      reason=f"review round {review_round.pk} signed off: retrain")
+    need, pk = review_round.need, review_round.pk
 
-    Until then the sign-off itself is the record (round.signoff == "retrain")."""
-    return None
+    def start() -> None:
+        try:
+            retrain_start(
+                need=need,
+                actor=actor,
+                reason=f"review round {pk} signed off: retrain",
+                trigger="signoff",
+            )
+        except DomainError as exc:
+            logger.info("sign-off of round %s: no retrain (%s)", pk, exc.code)
+
+    transaction.on_commit(start)
 
 
 def rounds_for_alerts_all_tenants(*, now: datetime | None = None) -> list[int]:

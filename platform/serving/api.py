@@ -27,6 +27,7 @@ from serving import batch_io, quota, selectors, serializers, services, sync, val
 from serving.models import BatchJob, BatchSource, Item, PredictionLog, WebhookDelivery
 from tenants.models import ApiKeyScope, Role
 from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView
+from tenants.services import tenant_webhook_secret_rotate, tenant_webhook_set
 
 _ERRORS = {
     400: OpenApiResponse(serializers.ErrorSerializer, description="Invalid input (see code)."),
@@ -472,3 +473,71 @@ def results_download(
         )
     response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}-results.{fmt}"'
     return response
+
+
+# --- Webhook settings (tenant admins, signed in: a key never changes where results go) --------
+class _WebhookSettingsBase(TenantScopedAPIView):
+    read_role = Role.ADMIN
+    write_role = Role.ADMIN
+    allow_api_keys = False
+
+    def scoped_queryset(self):
+        return WebhookDelivery.objects.all()
+
+    def settings_payload(self) -> dict:
+        return {"url": self.tenant.webhook_url, "has_secret": bool(self.tenant.webhook_secret)}
+
+
+class WebhookSettingsView(_WebhookSettingsBase):
+    """`GET/PATCH /api/v1/webhook/`: the tenant's webhook URL."""
+
+    @extend_schema(
+        operation_id="webhook_retrieve",
+        summary="Your webhook settings",
+        responses=serializers.WebhookSettingsSerializer,
+        tags=["webhook"],
+    )
+    def get(self, request):
+        return Response(self.settings_payload())
+
+    @extend_schema(
+        operation_id="webhook_update",
+        summary="Set the webhook URL (a first URL gets a signing secret: rotate it to read it)",
+        request=serializers.WebhookSettingsSerializer,
+        responses=serializers.WebhookSettingsSerializer,
+        tags=["webhook"],
+    )
+    def patch(self, request):
+        body = serializers.WebhookSettingsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        tenant_webhook_set(tenant=self.tenant, url=body.validated_data["url"])
+        return Response(self.settings_payload())
+
+
+class WebhookRotateSecretView(_WebhookSettingsBase):
+    @extend_schema(
+        operation_id="webhook_rotate_secret",
+        summary="Rotate the signing secret; the new one is in this response only",
+        request=None,
+        responses=serializers.WebhookSecretSerializer,
+        tags=["webhook"],
+    )
+    def post(self, request):
+        secret = tenant_webhook_secret_rotate(tenant=self.tenant)
+        response = Response({"secret": secret})
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class WebhookTestView(_WebhookSettingsBase):
+    @extend_schema(
+        operation_id="webhook_test",
+        summary="Send one signed test delivery now and see what the receiver answered",
+        request=None,
+        responses=serializers.WebhookTestSerializer,
+        tags=["webhook"],
+    )
+    def post(self, request):
+        if not self.tenant.webhook_url:
+            raise DomainError("no_webhook", "Set a webhook URL first.", status_code=409)
+        return Response(webhooks.webhook_test_send(tenant=self.tenant))

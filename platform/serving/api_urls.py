@@ -27,4 +27,9 @@ urlpatterns = [
         api.BatchJobResultsView.as_view(),
         name="batch-job-results",
     ),
+    path("webhook/", api.WebhookSettingsView.as_view(), name="webhook"),
+    re_path(
+        r"^webhook/rotate-secret/?$", api.WebhookRotateSecretView.as_view(), name="webhook-rotate"
+    ),
+    re_path(r"^webhook/test/?$", api.WebhookTestView.as_view(), name="webhook-test"),
 ]

@@ -56,6 +56,20 @@ class PredictionLog(models.Model):
         return f"{self.channel} {self.item_ref} -> {self.top_label}"
 
 
+class PredictionLogRetiredDay(models.Model):
+    """A day of the prediction log that retention dropped (its daily aggregates were stored
+    first). Platform-wide, not tenant-owned. The aggregation never recomputes a retired day, so
+    its aggregates can never be replaced by the empty result of a dropped partition."""
+
+    day = models.DateField(unique=True)
+    #: Rows the day held when it was dropped; equal to its aggregated volume.
+    rows = models.BigIntegerField()
+    dropped_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.day} ({self.rows} rows)"
+
+
 class ItemStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     TAGGED = "tagged", _("Tagged")
@@ -176,6 +190,10 @@ class BatchJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     #: Measured seconds per chunk (moving average over the committed ones); sizes the lease.
     chunk_seconds = models.FloatField(null=True, blank=True)
+    #: The schedule that made this job (source "schedule"), while it exists.
+    scheduled = models.ForeignKey(
+        "ScheduledBatch", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
 
     objects = TenantQuerySet.as_manager()
 

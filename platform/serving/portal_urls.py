@@ -15,6 +15,9 @@ urlpatterns = [
         name="batch-download",
     ),
     path("dead-letters/", views.DeadLetterListView.as_view(), name="dead-letters"),
+    path("schedules/", views.ScheduleListView.as_view(), name="schedules"),
+    path("schedules/<int:pk>/", views.ScheduleDetailView.as_view(), name="schedule"),
+    path("webhook/", views.WebhookSettingsView.as_view(), name="webhook"),
     path(
         "dead-letters/<int:pk>/replay/",
         views.DeadLetterReplayView.as_view(),

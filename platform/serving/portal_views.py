@@ -6,6 +6,7 @@ import re
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -15,10 +16,12 @@ from django.views.generic import TemplateView
 from core.errors import DomainError
 from serving import batch_io, selectors, services, sync, validation, webhooks
 from serving.api import results_download
-from serving.models import BatchJob, BatchSource, BatchStatus, WebhookDelivery
+from serving.forms import ScheduleForm, WebhookForm
+from serving.models import BatchJob, BatchSource, BatchStatus, ScheduledBatch, WebhookDelivery
 from serving.ranked import ranked_scores
 from tenants.models import Need, Role
 from tenants.scoping import TenantPortalMixin
+from tenants.services import tenant_webhook_secret_rotate, tenant_webhook_set
 
 
 def _servable_needs(tenant):
@@ -218,3 +221,164 @@ class DeadLetterReplayView(TenantPortalMixin, View):
                 _("Delivery #%(delivery)s is not a dead letter.") % {"delivery": delivery.pk},
             )
         return redirect("serving:dead-letters")
+
+
+def _domain_error_to_form(form, exc: DomainError) -> None:
+    fields = exc.fields if isinstance(exc.fields, dict) else {}
+    for field, field_messages in fields.items():
+        form.add_error(field if field in form.fields else None, field_messages)
+    if not fields:
+        form.add_error(None, exc.message)
+
+
+class ScheduleListView(TenantPortalMixin, View):
+    """Scheduled batches: "tag everything new since the last run" on a crontab. Requesters
+    create and change them; everyone sees them and their runs."""
+
+    template_name = "serving/schedules.html"
+
+    def scoped_queryset(self):
+        return ScheduledBatch.objects.select_related("need", "last_job").order_by("name")
+
+    def _render(self, request, form, status=200):
+        return render(
+            request,
+            self.template_name,
+            {
+                "schedules": self.get_queryset(),
+                "form": form,
+                "can_edit": self.membership.has_role(Role.REQUESTER)
+                and not self.membership.support,
+            },
+            status=status,
+        )
+
+    def get(self, request):
+        return self._render(request, ScheduleForm(tenant=self.tenant))
+
+    def post(self, request):
+        if not self.membership.has_role(Role.REQUESTER):
+            raise PermissionDenied(_("Scheduling batches needs the requester role."))
+        form = ScheduleForm(request.POST, tenant=self.tenant)
+        if form.is_valid():
+            try:
+                scheduled = services.scheduled_batch_create(tenant=self.tenant, **form.cleaned_data)
+            except DomainError as exc:
+                _domain_error_to_form(form, exc)
+            else:
+                messages.success(
+                    request, _("Schedule “%(name)s” created.") % {"name": scheduled.name}
+                )
+                return redirect("serving:schedule", pk=scheduled.pk)
+        return self._render(request, form, status=400)
+
+
+class ScheduleDetailView(TenantPortalMixin, View):
+    """One schedule: edit it, pause or resume it, delete it, and see the batches it ran."""
+
+    template_name = "serving/schedule_detail.html"
+
+    def scoped_queryset(self):
+        return ScheduledBatch.objects.select_related("need", "tenant")
+
+    def _render(self, request, scheduled, form, status=200):
+        return render(
+            request,
+            self.template_name,
+            {
+                "scheduled": scheduled,
+                "form": form,
+                "jobs": _with_chunk_status(
+                    BatchJob.objects.for_tenant(self.tenant)
+                    .filter(scheduled=scheduled)
+                    .select_related("need")[:50]
+                ),
+                "can_edit": self.membership.has_role(Role.REQUESTER)
+                and not self.membership.support,
+            },
+            status=status,
+        )
+
+    def get(self, request, pk: int):
+        scheduled = self.get_scoped_object_or_404(pk=pk)
+        form = ScheduleForm(
+            tenant=self.tenant,
+            initial={
+                "name": scheduled.name,
+                "need": scheduled.need.slug,
+                "crontab": scheduled.crontab,
+                "enabled": scheduled.enabled,
+            },
+        )
+        return self._render(request, scheduled, form)
+
+    def post(self, request, pk: int):
+        if not self.membership.has_role(Role.REQUESTER):
+            raise PermissionDenied(_("Changing schedules needs the requester role."))
+        scheduled = self.get_scoped_object_or_404(pk=pk)
+        action = request.POST.get("action", "save")
+        if action == "delete":
+            services.scheduled_batch_delete(scheduled=scheduled)
+            messages.success(request, _("Schedule “%(name)s” deleted.") % {"name": scheduled.name})
+            return redirect("serving:schedules")
+        if action in ("pause", "resume"):
+            services.scheduled_batch_update(scheduled=scheduled, enabled=action == "resume")
+            messages.success(
+                request,
+                _("Schedule paused.") if action == "pause" else _("Schedule resumed."),
+            )
+            return redirect("serving:schedule", pk=scheduled.pk)
+        form = ScheduleForm(request.POST, tenant=self.tenant)
+        if form.is_valid():
+            try:
+                services.scheduled_batch_update(scheduled=scheduled, **form.cleaned_data)
+            except DomainError as exc:
+                _domain_error_to_form(form, exc)
+            else:
+                messages.success(request, _("Schedule saved."))
+                return redirect("serving:schedule", pk=scheduled.pk)
+        return self._render(request, scheduled, form, status=400)
+
+
+class WebhookSettingsView(TenantPortalMixin, View):
+    """The tenant's webhook: URL, rotate the signing secret (shown once), send a test."""
+
+    required_role = Role.ADMIN
+    template_name = "serving/webhook.html"
+
+    def scoped_queryset(self):
+        return WebhookDelivery.objects.all()
+
+    def _render(self, request, form, *, secret="", test=None, status=200):
+        response = render(
+            request,
+            self.template_name,
+            {"form": form, "secret": secret, "test": test, "tenant": self.tenant},
+            status=status,
+        )
+        if secret:
+            response["Cache-Control"] = "no-store"
+        return response
+
+    def get(self, request):
+        return self._render(request, WebhookForm(initial={"url": self.tenant.webhook_url}))
+
+    def post(self, request):
+        action = request.POST.get("action", "save")
+        form = WebhookForm(initial={"url": self.tenant.webhook_url})
+        if action == "rotate":
+            secret = tenant_webhook_secret_rotate(tenant=self.tenant)
+            return self._render(request, form, secret=secret)
+        if action == "test":
+            result = webhooks.webhook_test_send(tenant=self.tenant)
+            return self._render(request, form, test=result)
+        form = WebhookForm(request.POST)
+        if form.is_valid():
+            try:
+                tenant_webhook_set(tenant=self.tenant, url=form.cleaned_data["url"])
+            except ValidationError as error:
+                form.add_error("url", error.message_dict.get("url", error.messages))
+            else:
+                messages.success(request, _("Webhook saved."))
+                return redirect("serving:webhook")
+        return self._render(request, form, status=400)

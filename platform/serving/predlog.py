@@ -12,6 +12,7 @@ lines must commit (or roll back) with its results (batch chunks).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import random
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db import connection
 
 from core.localtime import zone
 from serving.models import Channel, PredictionLog
@@ -152,8 +154,57 @@ def write(*, tenant_id: int, need_id: int, channel: str, item_refs: Sequence[str
     )
 
 
+_COPY_COLUMNS = (
+    "created_at, day, tenant_id, need_id, model_version_id, channel, item_ref, text_hash, "
+    "labels, scores, top_label, top_score, above_threshold"
+)
+
+
+def _copy_field(value: str) -> str:
+    """A value in COPY's text format (tab-separated, backslash escapes)."""
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def _copy(lines: list[bytes]) -> int:
+    """PostgreSQL: stream the lines into the log with one COPY (no ORM objects: several times
+    the rows/s of bulk_create; rows route to their day's partition)."""
+    buffer = io.StringIO()
+    for raw in lines:
+        entry = json.loads(raw)
+        created = datetime.fromtimestamp(entry["t"], tz=UTC)
+        fields = (
+            created.isoformat(),
+            created.date().isoformat(),
+            str(int(entry["tn"])),
+            str(int(entry["nd"])),
+            str(int(entry["mv"])),
+            entry["ch"],
+            entry["ref"],
+            entry["h"],
+            json.dumps(entry["l"], separators=(",", ":")),
+            json.dumps(entry["s"], separators=(",", ":")),
+            entry["tl"],
+            repr(float(entry["ts"])),
+            "t" if entry["a"] else "f",
+        )
+        buffer.write("\t".join(_copy_field(str(field)) for field in fields))
+        buffer.write("\n")
+    buffer.seek(0)
+    with connection.cursor() as cursor:
+        cursor.cursor.copy_expert(
+            f"COPY {PredictionLog._meta.db_table} ({_COPY_COLUMNS}) FROM STDIN", buffer
+        )
+    return len(lines)
+
+
 def write_now(lines: list[bytes]) -> int:
     """Insert log lines directly (batch workers, which are already off the hot path)."""
+    if not lines:
+        return 0
+    if connection.vendor == "postgresql":
+        return _copy(lines)
     rows = _rows(lines)
     PredictionLog.objects.bulk_create(rows, batch_size=1000)
     return len(rows)

@@ -43,6 +43,12 @@ _CHECK_TEXTS = [
 ]
 
 
+def serving_scorer(classifier) -> tuple[Any, str]:
+    """The scorer production serves `classifier` with, and its path ("tfidf-linear", "linear" or
+    the generic "predict_scores"): the one definition, shared with latency measurement."""
+    return ml.compile_scorer(classifier, check_texts=_CHECK_TEXTS)
+
+
 class NeedNotFound(LookupError):
     """No such need for this tenant (another tenant's need is reported the same way)."""
 
@@ -348,7 +354,7 @@ class Runtime:
                 "the platform team has been alerted."
             ) from exc
         # Compiling also warms the model: first-call costs land here, not on a request.
-        scorer, scorer_path = ml.compile_scorer(classifier, check_texts=_CHECK_TEXTS)
+        scorer, scorer_path = serving_scorer(classifier)
         metrics.record_model_load(name, number, "loaded")
         logger.info("loaded and warmed %s (%s)", meta.label, meta.sha256[:12])
         return LoadedModel(

@@ -217,3 +217,26 @@ class BatchCreateItemsSerializer(serializers.Serializer):
     since = serializers.DateTimeField(
         required=False, help_text="Or: every stored item of the need received since then."
     )
+
+
+class WebhookSettingsSerializer(serializers.Serializer):
+    url = serializers.URLField(
+        max_length=200, allow_blank=True, help_text='Where stream results are POSTed; "" = none.'
+    )
+    has_secret = serializers.BooleanField(
+        read_only=True, help_text="Whether deliveries are signed (the secret is never shown)."
+    )
+
+
+class WebhookSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(
+        read_only=True,
+        help_text="The new HMAC-SHA256 signing secret. Shown in this response only; store it now.",
+    )
+
+
+class WebhookTestSerializer(serializers.Serializer):
+    delivered = serializers.BooleanField()
+    status_code = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    url = serializers.CharField(allow_blank=True)

@@ -543,6 +543,59 @@ def batch_chunks_requeue(*, job: BatchJob) -> int:
 
 
 # --- scheduled batches ------------------------------------------------------------------------
+_SCHEDULE_NAME_MAX: int = ScheduledBatch._meta.get_field("name").max_length or 100
+
+
+def _crontab_parts(crontab: str) -> list[str]:
+    """The five fields of a crontab, each checked by Celery's own parser."""
+    from celery.schedules import crontab as celery_crontab
+
+    parts = (crontab or "").split()
+    if len(parts) != 5:
+        raise DomainError(
+            "invalid",
+            _("A crontab has five fields: minute hour day month weekday."),
+            fields={"crontab": [_("Five space-separated fields, e.g. 0 2 * * *.")]},
+        )
+    minute, hour, day, month, weekday = parts
+    try:
+        celery_crontab(
+            minute=minute, hour=hour, day_of_month=day, month_of_year=month, day_of_week=weekday
+        )
+    except (ValueError, TypeError) as exc:
+        raise DomainError(
+            "invalid",
+            _("Invalid crontab: %(error)s") % {"error": exc},
+            fields={"crontab": [_("Invalid: %(error)s") % {"error": exc}]},
+        ) from None
+    return parts
+
+
+def _check_schedule(*, tenant, need, name: str, exclude_pk: int | None = None) -> str:
+    name = (name or "").strip()
+    fields: dict[str, list[str]] = {}
+    if not name or len(name) > _SCHEDULE_NAME_MAX:
+        fields["name"] = [
+            _("Give a name of 1 to %(max)s characters.") % {"max": _SCHEDULE_NAME_MAX}
+        ]
+    elif (
+        ScheduledBatch.objects.owned_by(tenant)
+        .filter(name=name)
+        .exclude(pk=exclude_pk or 0)
+        .exists()
+    ):
+        fields["name"] = [_("You already have a schedule named %(name)r.") % {"name": name}]
+    if need.tenant_id != tenant.pk:
+        fields["need"] = [_("Unknown need.")]
+    elif need.status == "retired":
+        fields["need"] = [_("%(need)s is retired.") % {"need": need.slug}]
+    if fields:
+        raise DomainError(
+            "invalid", "; ".join(m for ms in fields.values() for m in ms), fields=fields
+        )
+    return name
+
+
 def _crontab_schedule(crontab: str, *, time_zone: str):
     from django_celery_beat.models import CrontabSchedule
 
@@ -574,23 +627,25 @@ def scheduled_batches_time_zone_sync(*, tenant) -> int:
 
 
 def scheduled_batch_create(
-    *, tenant, need, name: str, crontab: str = "0 2 * * *"
+    *, tenant, need, name: str, crontab: str = "0 2 * * *", enabled: bool = True
 ) -> ScheduledBatch:
     """A nightly (by default) "tag everything new since the last run" with a beat schedule.
     The crontab runs on the tenant's wall clock (its time zone)."""
     from django_celery_beat.models import PeriodicTask
 
+    name = _check_schedule(tenant=tenant, need=need, name=name)
+    crontab = " ".join(_crontab_parts(crontab))
     with transaction.atomic():
         scheduled = ScheduledBatch.objects.create(
-            tenant=tenant, need=need, name=name, crontab=crontab
+            tenant=tenant, need=need, name=name, crontab=crontab, enabled=enabled
         )
-        schedule = _crontab_schedule(crontab, time_zone=tenant.time_zone)
         scheduled.periodic_task = PeriodicTask.objects.create(
             name=f"scheduled-batch-{scheduled.pk}",
             task="workers.tasks.batch.run_scheduled_batch",
-            crontab=schedule,
+            crontab=_crontab_schedule(crontab, time_zone=tenant.time_zone),
             args=json.dumps([scheduled.pk]),
             queue="batch",
+            enabled=enabled,
             # A run that waited half a day (beat or workers down) is dropped, not piled up: the
             # next one covers everything since the last, by its cursor.
             expire_seconds=SCHEDULED_BATCH_EXPIRE_SECONDS,
@@ -599,15 +654,60 @@ def scheduled_batch_create(
     return scheduled
 
 
-def _crontab_parts(crontab: str) -> list[str]:
-    parts = crontab.split()
-    if len(parts) != 5:
-        raise DomainError(
-            "invalid",
-            _("A crontab has five fields: minute hour day month weekday."),
-            fields={"crontab": [_("Five space-separated fields.")]},
+def scheduled_batch_update(
+    *,
+    scheduled: ScheduledBatch,
+    name: str | None = None,
+    need=None,
+    crontab: str | None = None,
+    enabled: bool | None = None,
+) -> ScheduledBatch:
+    """Rename, re-point, re-time, pause (enabled=False) or resume a schedule; its beat entry
+    follows (on the tenant's wall clock). A new need starts from the items received from now on
+    (the cursor is kept)."""
+    from django_celery_beat.models import PeriodicTask
+
+    name = _check_schedule(
+        tenant=scheduled.tenant,
+        need=need or scheduled.need,
+        name=scheduled.name if name is None else name,
+        exclude_pk=scheduled.pk,
+    )
+    crontab = scheduled.crontab if crontab is None else " ".join(_crontab_parts(crontab))
+    with transaction.atomic():
+        scheduled = (
+            ScheduledBatch.objects.owned_by(scheduled.tenant_id)
+            .select_for_update()
+            .select_related("tenant")
+            .get(pk=scheduled.pk)
         )
-    return parts
+        scheduled.name, scheduled.crontab = name, crontab
+        if need is not None:
+            scheduled.need = need
+        if enabled is not None:
+            scheduled.enabled = enabled
+        scheduled.save(update_fields=["name", "crontab", "need", "enabled"])
+        if scheduled.periodic_task_id:
+            PeriodicTask.objects.filter(pk=scheduled.periodic_task_id).update(
+                crontab=_crontab_schedule(crontab, time_zone=scheduled.tenant.time_zone),
+                enabled=scheduled.enabled,
+            )
+            # The beat scheduler re-reads its entries when this changes.
+            from django_celery_beat.models import PeriodicTasks
+
+            PeriodicTasks.update_changed()
+    return scheduled
+
+
+def scheduled_batch_delete(*, scheduled: ScheduledBatch) -> None:
+    """Delete a schedule and its beat entry; the batch jobs it made stay (no longer linked)."""
+    from django_celery_beat.models import PeriodicTask
+
+    with transaction.atomic():
+        task_id = scheduled.periodic_task_id
+        ScheduledBatch.objects.owned_by(scheduled.tenant_id).filter(pk=scheduled.pk).delete()
+        if task_id:
+            PeriodicTask.objects.filter(pk=task_id).delete()
 
 
 @acts_for_tenant(ScheduledBatch, "scheduled_id")
@@ -633,6 +733,9 @@ def scheduled_batch_run(*, scheduled_id: int) -> BatchJob | None:
                 rows=rows,
                 source=BatchSource.SCHEDULE,
                 filename=scheduled.name,
+            )
+            BatchJob.objects.owned_by(scheduled.tenant_id).filter(pk=job.pk).update(
+                scheduled=scheduled
             )
             scheduled.cursor_item_id = last_pk
             scheduled.last_job = job

@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from core.errors import DomainError
-from serving import metrics, predlog, quota, result_cache
+from serving import metrics, predlog, quota, result_cache, shadow
 from serving.models import Channel
 from serving.redis_pool import REDIS_ERRORS, get_redis
 from serving.runtime import (
@@ -103,6 +103,8 @@ def tag_inline(
             item_refs=ids,
             results=results,
         )
+    if channel == Channel.SYNC:  # shadow mode: a sampled share goes to a challenger, off-path
+        shadow.offer(tenant_id=served.tenant_id, need_id=served.id, texts=texts, results=results)
     return [result.public(item_id) for item_id, result in zip(ids, results, strict=True)]
 
 

@@ -165,3 +165,36 @@ def delivery_replay(*, delivery: WebhookDelivery) -> bool:
     if updated:
         transaction.on_commit(lambda: _enqueue(delivery.pk))
     return bool(updated)
+
+
+def webhook_test_send(*, tenant) -> dict:
+    """POST a signed test payload to the tenant's webhook now, once, and say what came back:
+    `{"delivered", "status_code", "error", "url"}`. Nothing is stored or retried."""
+    if not tenant.webhook_url:
+        return {
+            "delivered": False,
+            "status_code": None,
+            "error": "No webhook URL is set.",
+            "url": "",
+        }
+    payload = {"test": True, "tenant": tenant.slug, "need": None, "items": []}
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    timestamp = str(int(time.time()))
+    code, error = _post(
+        tenant.webhook_url,
+        body,
+        {
+            "Content-Type": "application/json",
+            "User-Agent": "tagging-platform-webhooks/1",
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(secret=tenant.webhook_secret, timestamp=timestamp, body=body),
+            DELIVERY_HEADER: "test",
+        },
+    )
+    delivered = code is not None and 200 <= code < 300
+    return {
+        "delivered": delivered,
+        "status_code": code,
+        "error": "" if delivered else (error or f"HTTP {code}"),
+        "url": tenant.webhook_url,
+    }

@@ -9,5 +9,8 @@ urlpatterns = [
     path("", include("taxonomy.api_urls")),
     path("", include("registry.api_urls")),
     path("", include("monitoring.api_urls")),
+    path("", include("retraining.api_urls")),
     path("", include("review.api_urls")),
+    path("", include("optimisation.api_urls")),
+    path("", include("records.api_urls")),
 ]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from records.demo import load_records
 from registry.demo import train_demo_models
 from taxonomy import demo as taxonomy_demo
 from tenants import demo as tenants_demo
@@ -33,4 +34,5 @@ STEPS: list[tuple[str, Callable]] = [
     ("taxonomy and shared label sets", taxonomy_demo.load_taxonomy),
     ("tenants A-D, users and needs", tenants_demo.load_tenants),
     ("registry: data sets and demo models (after taxonomy)", train_demo_models),
+    ("records: project records written from what the demo did (after registry)", load_records),
 ]

@@ -101,6 +101,17 @@ def _check_queues() -> dict:
 
 
 def _check_artifacts() -> dict:
+    if "artifacts" in settings.STORAGES:  # object storage: the bucket answers, the cache writes
+        from django.core.files.storage import storages
+
+        storage = storages["artifacts"]
+        storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
+        cache = settings.ARTIFACT_CACHE_DIR
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = cache / f".readyz-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+        return {"backend": "s3", "bucket": storage.bucket_name, "cache": str(cache)}
     root = settings.ARTIFACT_ROOT
     root.mkdir(parents=True, exist_ok=True)
     probe = root / f".readyz-{uuid.uuid4().hex}"

@@ -37,6 +37,18 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 ARTIFACT_ROOT = Path(envstr("ARTIFACT_ROOT", str(DATA_DIR / "artifacts"))).resolve()
+#: "local" (ARTIFACT_ROOT, the embedded default) or "s3" (an S3-compatible bucket through
+#: django-storages; credentials from the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+ARTIFACT_STORAGE = envstr("ARTIFACT_STORAGE", "local")
+if ARTIFACT_STORAGE not in ("local", "s3"):
+    raise ImproperlyConfigured(f"ARTIFACT_STORAGE must be local or s3, not {ARTIFACT_STORAGE!r}.")
+ARTIFACT_S3_BUCKET = envstr("ARTIFACT_S3_BUCKET", "")
+ARTIFACT_S3_PREFIX = envstr("ARTIFACT_S3_PREFIX", "artifacts")
+if ARTIFACT_STORAGE == "s3" and not ARTIFACT_S3_BUCKET:
+    raise ImproperlyConfigured("ARTIFACT_S3_BUCKET must be set when ARTIFACT_STORAGE=s3.")
+#: This host's read-through cache of verified artifacts downloaded from object storage.
+ARTIFACT_CACHE_DIR = Path(envstr("ARTIFACT_CACHE_DIR", str(DATA_DIR / "artifact-cache"))).resolve()
+ARTIFACT_CACHE_MAX_BYTES = envint("ARTIFACT_CACHE_MAX_BYTES", 2 * 1024**3, minimum=1)
 
 INSTALLED_APPS = [
     "tenants.admin_site.PlatformAdminConfig",  # django.contrib.admin, unscoped for staff
@@ -60,7 +72,10 @@ INSTALLED_APPS = [
     "registry",
     "serving",
     "monitoring",
+    "retraining",
     "review",
+    "optimisation",
+    "records",
     "portal",
 ]
 
@@ -172,6 +187,10 @@ CELERY_TASK_TIME_LIMIT = CELERY_LONGEST_TASK_SECONDS + max(30, CELERY_LONGEST_TA
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 PREDICTION_LOG_FLUSH_SECONDS = envfloat("PREDICTION_LOG_FLUSH_SECONDS", 5.0, minimum=0.1)
 STREAM_SWEEP_SECONDS = envfloat("STREAM_SWEEP_SECONDS", 60.0, minimum=1.0)
+#: PostgreSQL: daily partitions of the prediction log created this many days ahead by beat.
+PREDICTION_LOG_PARTITIONS_AHEAD = envint("PREDICTION_LOG_PARTITIONS_AHEAD", 7, minimum=1)
+#: Days of raw prediction log kept; older days are dropped whole once aggregated. 0 keeps all.
+PREDICTION_LOG_RETENTION_DAYS = envint("PREDICTION_LOG_RETENTION_DAYS", 90, minimum=0)
 
 
 def _beat(task: str, schedule, *, expires: float, queue: str) -> dict:
@@ -223,6 +242,24 @@ CELERY_BEAT_SCHEDULE = {
         expires=12 * 3600,
         queue="monitoring",
     ),
+    "optimisation: fail runs whose worker stopped reporting": _beat(
+        "workers.tasks.training.sweep_stale_optimisation_runs",
+        300,
+        expires=300,
+        queue="training",
+    ),
+    "serving: create the prediction log's daily partitions ahead": _beat(
+        "workers.tasks.monitoring.prediction_log_partitions_ahead",
+        _crontab(minute="50"),
+        expires=55 * 60,
+        queue="monitoring",
+    ),
+    "monitoring: prediction log retention (aggregated days only)": _beat(
+        "workers.tasks.monitoring.prediction_log_retention",
+        _crontab(minute="30", hour="2"),
+        expires=12 * 3600,
+        queue="monitoring",
+    ),
 }
 
 # Review rounds started by drift and rare-class alerts, and cases collected from negative feedback
@@ -234,6 +271,12 @@ CELERY_BEAT_SCHEDULE["review: rounds for new alerts, cases from feedback"] = _be
     expires=REVIEW_SWEEP_SECONDS,
     queue="monitoring",
 )
+# Optimisation runs (issue 17): the longest time limit a user may ask for, how long a running
+# run may go without a heartbeat before it counts as dead, and the latency measurement protocol.
+OPTIMISATION_MAX_SECONDS = envint("OPTIMISATION_MAX_SECONDS", 1800, minimum=10)
+OPTIMISATION_STALE_SECONDS = envint("OPTIMISATION_STALE_SECONDS", 600, minimum=30)
+OPTIMISATION_WARMUP = envint("OPTIMISATION_WARMUP", 20, minimum=1)
+OPTIMISATION_REPETITIONS = envint("OPTIMISATION_REPETITIONS", 200, minimum=10)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -295,6 +338,18 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+if ARTIFACT_STORAGE == "s3":
+    STORAGES["artifacts"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ARTIFACT_S3_BUCKET,
+            "endpoint_url": envstr("ARTIFACT_S3_ENDPOINT_URL") or None,  # unset: AWS itself
+            "region_name": envstr("ARTIFACT_S3_REGION") or None,
+            "file_overwrite": True,  # keys are content addresses: same key, same bytes
+            "default_acl": None,
+            "querystring_auth": False,
+        },
+    }
 
 # --- Security (production passes `manage.py check --deploy`) ---------------------------------
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
@@ -363,6 +418,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
             ("serving.models", "ItemStatus"),
             ("serving.models", "DeliveryStatus"),
             ("serving.models", "ChunkStatus"),
+            ("records.models", "ProblemStatus"),
         ]
     }
 )
@@ -436,6 +492,12 @@ CELERY_BEAT_SCHEDULE["serving: re-queue stale batch chunks"] = _beat(
 #: Send result-cache entries and log lines with the next Redis pipeline (write-behind) instead of
 #: inline; a quiet process sends them after WRITE_BEHIND_SECONDS (serving/redis_pool.py).
 SERVING_ASYNC_WRITES = envbool("SERVING_ASYNC_WRITES", True)
+# Shadow mode (retraining): per-process cap on items a challenger scores beside the champion,
+# the bound on the Redis list they wait in, and how often the per-need shares are re-read.
+SHADOW_MAX_ITEMS_PER_SECOND = envfloat("SHADOW_MAX_ITEMS_PER_SECOND", 20.0, minimum=0.0)
+SHADOW_BUFFER_MAX = envint("SHADOW_BUFFER_MAX", 10000, minimum=1)
+SHADOW_REFRESH_SECONDS = envfloat("SHADOW_REFRESH_SECONDS", 30.0, minimum=0.0)
+SHADOW_DRAIN_SECONDS = envfloat("SHADOW_DRAIN_SECONDS", 30.0, minimum=1.0)
 WRITE_BEHIND_SECONDS = envfloat("WRITE_BEHIND_SECONDS", 0.05, minimum=0.001)
 
 # --- Demo -----------------------------------------------------------------------------------
@@ -469,3 +531,17 @@ MONITORING_WEBHOOK_TIMEOUT = envfloat("MONITORING_WEBHOOK_TIMEOUT", 5.0, minimum
 METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS", [])
 METRICS_BEARER_TOKEN = envstr("METRICS_BEARER_TOKEN", "")
 METRICS_REQUIRE_TOKEN = envbool("METRICS_REQUIRE_TOKEN", not DEBUG)
+# Retraining: per-need policies (K accepted samples, a schedule) checked hourly; shadow-mode items
+# scored beside the champion off the hot path.
+CELERY_BEAT_SCHEDULE["retraining: check retrain policies"] = _beat(
+    "workers.tasks.training.check_retrain_policies",
+    _crontab(minute="25"),
+    expires=3000,
+    queue="training",
+)
+CELERY_BEAT_SCHEDULE["retraining: score shadow traffic"] = _beat(
+    "workers.tasks.monitoring.drain_shadow",
+    SHADOW_DRAIN_SECONDS,
+    expires=SHADOW_DRAIN_SECONDS,
+    queue="monitoring",
+)

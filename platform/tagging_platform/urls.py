@@ -25,6 +25,9 @@ urlpatterns = [
     path("models/", include("registry.portal_urls")),
     path("serving/", include("serving.portal_urls")),
     path("monitoring/", include("monitoring.portal_urls")),
+    path("retraining/", include("retraining.portal_urls")),
     path("review/", include("review.portal_urls")),
+    path("optimisation/", include("optimisation.portal_urls")),
+    path("records/", include("records.portal_urls")),
     path("", include("portal.portal_urls")),
 ]

@@ -58,6 +58,27 @@ def run_weekly_monitoring(week_start: str | None = None) -> dict:
     return services.monitoring_run(period=Period.WEEK, start=target)
 
 
+@shared_task(base=DurableTask, name="workers.tasks.monitoring.prediction_log_partitions_ahead")
+def prediction_log_partitions_ahead() -> list[str]:
+    """PostgreSQL: create today's and the coming days' prediction-log partitions (idempotent)."""
+    from django.conf import settings
+
+    from serving.partitions import log_partitions_ensure_ahead
+
+    days = log_partitions_ensure_ahead(days_ahead=settings.PREDICTION_LOG_PARTITIONS_AHEAD)
+    return [day.isoformat() for day in days]
+
+
+@shared_task(base=DurableTask, name="workers.tasks.monitoring.prediction_log_retention")
+def prediction_log_retention() -> dict:
+    """Drop the prediction log's days older than the retention, once they are aggregated."""
+    from django.conf import settings
+
+    from monitoring.retention import prediction_log_retention_apply
+
+    return prediction_log_retention_apply(keep_days=settings.PREDICTION_LOG_RETENTION_DAYS)
+
+
 @shared_task(name="workers.tasks.monitoring.deliver_alert", max_retries=0, **time_limits(60))
 @acts_for_tenant("monitoring.Alert", "alert_id")
 def deliver_alert(alert_id: int) -> dict:
@@ -81,6 +102,14 @@ def resync_tenant_days(tenant_id: int) -> dict:
     if tenant is None:
         return {"skipped": "tenant not found"}
     return services.tenant_days_resync(tenant=tenant)
+
+
+@shared_task(base=DurableTask, name="workers.tasks.monitoring.drain_shadow", ignore_result=True)
+def drain_shadow() -> None:
+    """Beat: score the shadow-mode items buffered by sync tagging with their challengers."""
+    from retraining.shadow import shadow_drain_all_tenants
+
+    shadow_drain_all_tenants()
 
 
 # --- Review rounds and cases (the review app) -------------------------------------------------

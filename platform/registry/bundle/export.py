@@ -166,6 +166,7 @@ def collect() -> dict[str, Any]:
                 "seed": s.seed,
                 "test_fraction": s.test_fraction,
                 "split_strategy": s.split_strategy,
+                "parent": snapshot_hashes.get(s.parent_id) if s.parent_id else None,
                 "train": [sample_ref(pk) for pk in s.train_sample_ids],
                 "test": [sample_ref(pk) for pk in s.test_sample_ids],
                 "label_distribution": s.label_distribution,

@@ -288,6 +288,8 @@ class _Importer:
                 seed=row["seed"],
                 test_fraction=row["test_fraction"],
                 split=row["split_strategy"],
+                test_hashes=[h for _, h in row["test"]],
+                parent_hash=row.get("parent"),
             )
             if recomputed != row["content_hash"]:
                 raise BundleError(
@@ -301,6 +303,7 @@ class _Importer:
                 seed=row["seed"],
                 test_fraction=row["test_fraction"],
                 split_strategy=row["split_strategy"],
+                parent=self.snapshots.get(row.get("parent") or ""),
                 train_sample_ids=train_ids,
                 test_sample_ids=test_ids,
                 label_distribution=row["label_distribution"],

@@ -29,6 +29,10 @@ from taxonomy.selectors import visible_label_set
 
 SPLIT_STRATIFIED = "stratified"
 SPLIT_ORIGIN = "origin"
+SPLIT_DERIVED = "derived"
+
+#: Sources of samples that a retrain adds to its parent's training data (accepted cases).
+ACCEPTED_SOURCES = (SampleSource.CASE, SampleSource.REVIEW)
 
 
 @dataclass
@@ -82,14 +86,21 @@ def _validate_rows(
                 RowError(
                     row.row,
                     "labels",
-                    f"Unknown label(s) {', '.join(unknown)} for {revision}; allowed: {allowed}.",
+                    f"Unknown label(s) {', '.join(unknown)} for {revision}; allowed: {allowed} "
+                    "(or their names and aliases).",
+                    kind="unknown_label",
                 )
             )
             continue
         labels = tuple(sorted(set(row.labels)))
         if multiclass and len(labels) != 1:
             errors.append(
-                RowError(row.row, "labels", f"{revision.label_set.slug} takes exactly one label.")
+                RowError(
+                    row.row,
+                    "labels",
+                    f"{revision.label_set.slug} takes exactly one label.",
+                    kind="one_label_only",
+                )
             )
             continue
         digest = text_hash(row.text)
@@ -99,7 +110,12 @@ def _validate_rows(
                 report.conflicts_skipped += 1
             elif first_labels != labels:
                 errors.append(
-                    RowError(row.row, "text", f"Same text as row {first_row} but different labels.")
+                    RowError(
+                        row.row,
+                        "text",
+                        f"Same text as row {first_row} but different labels.",
+                        kind="conflicting_duplicate",
+                    )
                 )
             else:
                 report.duplicates_in_file += 1
@@ -169,6 +185,36 @@ def samples_import(
     return report
 
 
+def label_resolver(revision: LabelSetRevision, mapping: dict[str, str] | None = None):
+    """What an upload may call a label of `revision`, folded -> the label key: the key, the
+    tenant's own name for it (a need's `label_mapping`), its English and Chinese names, its
+    aliases and its key's last segment. Earlier kinds win when two labels share a spelling."""
+    members = list(revision.members.select_related("label"))
+    keys = {member.label.key for member in members}
+    index: dict[str, str] = {}
+    for key in keys:
+        index.setdefault(key.casefold(), key)
+    for name, key in (mapping or {}).items():
+        if key in keys:
+            index.setdefault(name.strip().casefold(), key)
+    for member in members:
+        label = member.label
+        for name in (label.name_en, label.name_zh):
+            if name:
+                index.setdefault(name.strip().casefold(), label.key)
+    for member in members:
+        for alias in member.label.aliases or []:
+            index.setdefault(alias.strip().casefold(), member.label.key)
+    for member in members:
+        index.setdefault(member.label.key.rsplit(".", 1)[-1].casefold(), member.label.key)
+    return index
+
+
+def _resolve_row_labels(rows: list[SampleRow], resolver: dict[str, str]) -> None:
+    for row in rows:
+        row.labels = [resolver.get(label.strip().casefold(), label) for label in row.labels]
+
+
 def dataset_upload(
     *,
     label_set: LabelSet,
@@ -176,14 +222,18 @@ def dataset_upload(
     filename: str,
     content: bytes,
     fmt: str | None = None,
+    label_mapping: dict[str, str] | None = None,
 ) -> ImportReport:
     """Import an uploaded CSV/JSONL file into the label set's current revision, atomically.
 
-    Every problem (shape and labels) is reported in one DatasetImportError, row by row.
+    Labels may be given as keys, the tenant's own names (`label_mapping`, a need's), or the
+    taxonomy's names and aliases (`label_resolver`). Every problem (shape and labels) is
+    reported in one DatasetImportError, row by row.
     """
     _refuse_too_large(len(content))
     revision = current_revision(label_set)
     parsed = parse_upload(filename=filename, content=content, fmt=fmt)
+    _resolve_row_labels(parsed.rows, label_resolver(revision, label_mapping))
     _, label_errors = _validate_rows(revision, parsed.rows, ImportReport())
     errors = sorted(parsed.errors + label_errors, key=lambda e: e.row)
     if errors:
@@ -210,13 +260,39 @@ def _refuse_too_large(size: int) -> None:
 
 
 def dataset_file_upload(
-    *, tenant, label_set_slug: str, upload: UploadedFile, fmt: str | None = None
+    *,
+    tenant,
+    label_set_slug: str = "",
+    upload: UploadedFile,
+    fmt: str | None = None,
+    need=None,
 ) -> tuple[LabelSet, ImportReport]:
     """The upload flow of the API and the portal: the label set as `tenant` sees it (a 404 when
-    it sees none), the size limit before the file is read, then `dataset_upload`."""
-    label_set = visible_label_set(tenant=tenant, slug=label_set_slug)
-    if label_set is None:
-        raise RegistryError("not_found", _("Not found."), status_code=404)
+    it sees none) or the label set of `need` (one of the tenant's needs, whose own label names
+    then resolve), the size limit before the file is read, then `dataset_upload`."""
+    mapping: dict[str, str] = {}
+    if need is not None:
+        if need.tenant_id != tenant.pk:
+            raise RegistryError("not_found", _("Not found."), status_code=404)
+        if need.label_set_id is None:
+            raise RegistryError(
+                "need_has_no_label_set",
+                _("Need %(need)r has no label set yet: upload to a label set instead.")
+                % {"need": need.slug},
+            )
+        if label_set_slug and label_set_slug != need.label_set.slug:
+            raise RegistryError(
+                "label_set_mismatch",
+                _("Need %(need)r uses label set %(used)r, not %(given)r.")
+                % {"need": need.slug, "used": need.label_set.slug, "given": label_set_slug},
+            )
+        label_set = need.label_set
+        mapping = need.label_mapping
+    else:
+        found = visible_label_set(tenant=tenant, slug=label_set_slug)
+        if found is None:
+            raise RegistryError("not_found", _("Not found."), status_code=404)
+        label_set = found
     _refuse_too_large(upload.size or 0)
     report = dataset_upload(
         label_set=label_set,
@@ -224,6 +300,7 @@ def dataset_file_upload(
         filename=upload.name or "",
         content=upload.read(),
         fmt=fmt,
+        label_mapping=mapping,
     )
     return label_set, report
 
@@ -254,9 +331,12 @@ def snapshot_content_hash(
     seed: int,
     test_fraction: float,
     split: str,
+    test_hashes: Iterable[str] = (),
+    parent_hash: str | None = None,
 ) -> str:
     """sha256 over stable identifiers only (slugs, numbers, text hashes), so a restored database
-    recomputes the same hash."""
+    recomputes the same hash. A derived snapshot's test set is not a function of the seed, so its
+    test hashes and its parent's hash are part of what it is."""
     label_set_owner = revision.label_set.tenant
     payload = {
         "label_set": revision.label_set.slug,
@@ -269,6 +349,9 @@ def snapshot_content_hash(
         "test_fraction": test_fraction if split == SPLIT_STRATIFIED else None,
         "split": split,
     }
+    if split == SPLIT_DERIVED:
+        payload["test"] = sorted(test_hashes)
+        payload["parent"] = parent_hash
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -364,6 +447,87 @@ def snapshot_create(
         or f"{len(train_ids)} train / {len(test_ids)} test, {split} split (seed {seed})",
         created_by=actor,
     )
+
+
+def snapshot_derive(
+    *,
+    parent: DatasetSnapshot,
+    tenant=None,
+    actor=None,
+    description: str = "",
+) -> tuple[DatasetSnapshot, int]:
+    """A retrain's snapshot: `parent`'s training data plus the accepted samples (sources case and
+    review, never held out) that `tenant` sees in the parent's revision, with the parent's test
+    set kept exactly, so the champion (trained on `parent`) and the challenger are compared on
+    the same test data. An accepted sample whose text is in that test set is left out (it would
+    contaminate the comparison). Returns (snapshot, number of samples added); the same content
+    gives the same snapshot."""
+    revision = parent.revision
+    test_ids = list(parent.test_sample_ids)
+    base_ids = list(parent.train_sample_ids)
+    known = set(test_ids) | set(base_ids)
+    hashes = dict(
+        TrainingSample.objects.for_owner(tenant)
+        .filter(id__in=test_ids + base_ids)
+        .values_list("id", "text_hash")
+    )
+    if len(hashes) != len(known):
+        raise RegistryError(
+            "snapshot_not_visible",
+            f"{parent} holds samples that this owner cannot see; it cannot be extended here.",
+            status_code=409,
+        )
+    test_hashes = {hashes[pk] for pk in test_ids}
+    base_hashes = {hashes[pk] for pk in base_ids}
+    candidates = (
+        _samples_for(revision, tenant)
+        .filter(source__in=ACCEPTED_SOURCES)
+        .exclude(id__in=known)
+        .values_list("id", "text_hash")
+    )
+    added: list[int] = []
+    for pk, digest in candidates.order_by("id"):
+        if digest in test_hashes or digest in base_hashes:
+            continue
+        base_hashes.add(digest)
+        hashes[pk] = digest
+        added.append(pk)
+    labels = sample_labels(added)
+    added = [pk for pk in added if labels.get(pk)]
+    train_ids = sorted(base_ids + added)
+    all_labels = sample_labels(train_ids + test_ids)
+    entries = [(hashes[pk], all_labels.get(pk, [])) for pk in train_ids + test_ids]
+    content_hash = snapshot_content_hash(
+        revision=revision,
+        tenant=tenant,
+        entries=entries,
+        seed=parent.seed,
+        test_fraction=parent.test_fraction,
+        split=SPLIT_DERIVED,
+        test_hashes=test_hashes,
+        parent_hash=parent.content_hash,
+    )
+    existing = DatasetSnapshot.objects.owned_by(tenant).filter(content_hash=content_hash).first()
+    if existing is not None:
+        return existing, len(added)
+    distribution = Counter(label for _, lbls in entries for label in lbls)
+    snapshot = DatasetSnapshot.objects.create(
+        tenant=tenant,
+        revision=revision,
+        content_hash=content_hash,
+        seed=parent.seed,
+        test_fraction=parent.test_fraction,
+        split_strategy=SPLIT_DERIVED,
+        parent=parent,
+        train_sample_ids=train_ids,
+        test_sample_ids=sorted(test_ids),
+        label_distribution={key: distribution.get(key, 0) for key in revision.label_keys()},
+        description=description
+        or f"{len(train_ids)} train ({len(added)} accepted added) / {len(test_ids)} test, "
+        f"derived from {parent.content_hash[:12]}",
+        created_by=actor,
+    )
+    return snapshot, len(added)
 
 
 def snapshot_split(snapshot: DatasetSnapshot, part: str) -> tuple[list[str], list[list[str]]]:

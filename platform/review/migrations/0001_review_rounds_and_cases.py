@@ -292,6 +292,7 @@ class Migration(migrations.Migration):
                     "prediction",
                     models.ForeignKey(
                         blank=True,
+                        db_constraint=False,
                         null=True,
                         on_delete=django.db.models.deletion.SET_NULL,
                         related_name="+",

@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tenants", "0005_remove_need_json_labels"),
+        ("tenants", "0007_need_model_chosen_at"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,281 @@
+"""Model variants: the search space, building a variant into a TextClassifier, and its size.
+
+A variant is a plain dict (JSON, stored on the trial and on the registered version):
+
+- `representation`: "tfidf" (a fitted vocabulary) or "hashing" (2^16..2^20 hashed features);
+- `analyzer`, `ngram_max` (n-grams from 1), `min_df`, `max_features` (TF-IDF), `hash_bits`;
+- `selection`: "none", "chi2" (SelectKBest(chi2, k)) or "weights" (keep the features with the
+  largest weights of a first fit: pruning of near-zero weights). Both refit a TF-IDF vectoriser on
+  the kept vocabulary, so the served model is an ordinary (smaller) TF-IDF pipeline that the
+  compiled scorer still handles;
+- `classifier`: "logreg" (`C`, `penalty` l2 or l1 for sparsity), "svm" (linear SVM, calibrated),
+  "sgd" (`alpha`, `loss`) or "cnb" (ComplementNB, `alpha`);
+- `precision`: "float64" or "float32" (coefficients and idf stored in single precision).
+
+Everything here is pure (no database): the optimisation service and tests share it.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
+from sklearn.feature_selection import SelectKBest, chi2
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.naive_bayes import ComplementNB
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from registry import artifacts
+from registry.ml import TextClassifier, default_params
+
+CLASSIFIERS = ("logreg", "svm", "sgd", "cnb")
+#: The registry's algorithm names (ModelVersion.algorithm) closest to each variant.
+_ALGORITHM = {"logreg": "tfidf-logreg", "svm": "tfidf-svm", "sgd": "hashing-sgd"}
+
+
+def default_variant(script: str) -> dict[str, Any]:
+    """The platform's default model (registry.ml.default_params("tfidf-logreg")) as a variant,
+    so every run measures it beside the searched ones."""
+    params = default_params("tfidf-logreg", script)
+    vec, clf = params["vectorizer"], params["classifier"]
+    return {
+        "representation": "tfidf",
+        "analyzer": vec["analyzer"],
+        "ngram_max": int(vec["ngram_range"][1]),
+        "min_df": int(vec["min_df"]),
+        "max_features": int(vec["max_features"]),
+        "selection": "none",
+        "classifier": "logreg",
+        "C": float(clf["C"]),
+        "penalty": "l2",
+        "precision": "float64",
+    }
+
+
+def suggest(trial, script: str) -> dict[str, Any]:
+    """Sample one variant from an Optuna trial (define-by-run, so conditional parameters only
+    exist where they mean something)."""
+    variant: dict[str, Any] = {}
+    representation = trial.suggest_categorical("representation", ["tfidf", "hashing"])
+    variant["representation"] = representation
+    # Chinese has no spaces: character n-grams only. Latin text may use either.
+    analyzer = (
+        "char" if script == "cjk" else trial.suggest_categorical("analyzer", ["word", "char"])
+    )
+    variant["analyzer"] = analyzer
+    if analyzer == "word":
+        variant["ngram_max"] = trial.suggest_int("ngram_max_word", 1, 2)
+    else:
+        variant["ngram_max"] = trial.suggest_int("ngram_max_char", 1 if script == "cjk" else 2, 3)
+    if representation == "tfidf":
+        variant["min_df"] = trial.suggest_int("min_df", 1, 5)
+        variant["max_features"] = trial.suggest_int("max_features", 2_000, 200_000, log=True)
+        variant["selection"] = trial.suggest_categorical("selection", ["none", "chi2", "weights"])
+        if variant["selection"] == "chi2":
+            variant["k"] = trial.suggest_int("k", 500, 50_000, log=True)
+        elif variant["selection"] == "weights":
+            variant["keep_fraction"] = trial.suggest_float("keep_fraction", 0.05, 0.9)
+    else:
+        variant["hash_bits"] = trial.suggest_int("hash_bits", 16, 20)
+        variant["selection"] = "none"
+    classifier = trial.suggest_categorical("classifier", list(CLASSIFIERS))
+    variant["classifier"] = classifier
+    if classifier == "logreg":
+        variant["C"] = trial.suggest_float("C", 0.1, 100.0, log=True)
+        variant["penalty"] = trial.suggest_categorical("penalty", ["l2", "l1"])
+    elif classifier == "svm":
+        variant["C"] = trial.suggest_float("svm_C", 0.05, 10.0, log=True)
+    elif classifier == "sgd":
+        variant["alpha"] = trial.suggest_float("sgd_alpha", 1e-6, 1e-3, log=True)
+        variant["loss"] = trial.suggest_categorical("loss", ["modified_huber", "log_loss"])
+    else:
+        variant["alpha"] = trial.suggest_float("nb_alpha", 0.01, 1.0, log=True)
+    variant["precision"] = trial.suggest_categorical("precision", ["float64", "float32"])
+    return variant
+
+
+def as_optuna_params(variant: dict[str, Any], script: str) -> dict[str, Any]:
+    """The Optuna parameter names of a variant (to enqueue the default model as a trial)."""
+    out: dict[str, Any] = {"representation": variant["representation"]}
+    if script != "cjk":
+        out["analyzer"] = variant["analyzer"]
+    key = "ngram_max_word" if variant["analyzer"] == "word" else "ngram_max_char"
+    out[key] = variant["ngram_max"]
+    if variant["representation"] == "tfidf":
+        out.update(
+            min_df=variant["min_df"],
+            max_features=variant["max_features"],
+            selection=variant["selection"],
+        )
+    else:
+        out["hash_bits"] = variant["hash_bits"]
+    out["classifier"] = variant["classifier"]
+    if variant["classifier"] == "logreg":
+        out.update(C=variant["C"], penalty=variant["penalty"])
+    out["precision"] = variant["precision"]
+    return out
+
+
+def algorithm_of(variant: dict[str, Any]) -> str:
+    """The registry algorithm name recorded on a version (its `params` hold the full variant)."""
+    if variant["classifier"] == "cnb":
+        return "complement-nb"
+    if variant["representation"] == "hashing" and variant["classifier"] == "sgd":
+        return "hashing-sgd"
+    return _ALGORITHM[variant["classifier"]]
+
+
+def _tfidf(variant: dict[str, Any], *, vocabulary: dict[str, int] | None = None):
+    dtype = np.float32 if variant["precision"] == "float32" else np.float64
+    kwargs: dict[str, Any] = {
+        "analyzer": variant["analyzer"],
+        "ngram_range": (1, int(variant["ngram_max"])),
+        "sublinear_tf": True,
+        "lowercase": True,
+        "dtype": dtype,
+    }
+    if vocabulary is None:
+        kwargs.update(min_df=int(variant["min_df"]), max_features=int(variant["max_features"]))
+    else:
+        kwargs["vocabulary"] = vocabulary
+    return TfidfVectorizer(**kwargs)
+
+
+def _hashing(variant: dict[str, Any]):
+    return Pipeline(
+        [
+            (
+                "hash",
+                HashingVectorizer(
+                    analyzer=variant["analyzer"],
+                    ngram_range=(1, int(variant["ngram_max"])),
+                    n_features=2 ** int(variant["hash_bits"]),
+                    alternate_sign=False,
+                    lowercase=True,
+                    # Raw counts: sublinear tf of L2-normalised values would go negative.
+                    norm=None,
+                ),
+            ),
+            ("tfidf", TfidfTransformer(sublinear_tf=True)),
+        ]
+    )
+
+
+def _estimator(variant: dict[str, Any], seed: int):
+    kind = variant["classifier"]
+    if kind == "logreg":
+        if variant.get("penalty") == "l1":
+            # L1 (sparse weights), multinomial: saga is the solver that does both.
+            return LogisticRegression(
+                C=variant["C"],
+                l1_ratio=1.0,
+                solver="saga",
+                class_weight="balanced",
+                max_iter=300,
+                tol=1e-3,
+                random_state=seed,
+            )
+        return LogisticRegression(C=variant["C"], class_weight="balanced", max_iter=1000)
+    if kind == "svm":
+        return CalibratedClassifierCV(
+            LinearSVC(C=variant["C"], class_weight="balanced", random_state=seed), cv=3
+        )
+    if kind == "sgd":
+        return SGDClassifier(
+            loss=variant["loss"],
+            alpha=variant["alpha"],
+            max_iter=50,
+            tol=1e-4,
+            class_weight="balanced",
+            random_state=seed,
+        )
+    if kind == "cnb":
+        return ComplementNB(alpha=variant["alpha"])
+    raise ValueError(f"Unknown classifier {kind!r}")
+
+
+def _feature_weights(estimator) -> np.ndarray:
+    """Per-feature importance of a fitted estimator: the largest |weight| over labels."""
+    if isinstance(estimator, CalibratedClassifierCV):
+        coef = np.mean([np.abs(c.estimator.coef_) for c in estimator.calibrated_classifiers_], 0)
+    elif isinstance(estimator, ComplementNB):
+        coef = np.abs(estimator.feature_log_prob_ - estimator.feature_log_prob_.mean(axis=0))
+    else:
+        coef = np.abs(estimator.coef_)
+    return np.asarray(coef).max(axis=0)
+
+
+def _kept_vocabulary(vectorizer: TfidfVectorizer, keep: np.ndarray) -> dict[str, int]:
+    terms = vectorizer.get_feature_names_out()
+    return {str(term): i for i, term in enumerate(terms[np.sort(keep)])}
+
+
+def _to_float32(estimator) -> None:
+    """Store the fitted weights in single precision (half the bytes)."""
+    targets = (
+        [c.estimator for c in estimator.calibrated_classifiers_]
+        if isinstance(estimator, CalibratedClassifierCV)
+        else [estimator]
+    )
+    for target in targets:
+        for name in ("coef_", "intercept_", "feature_log_prob_", "feature_count_"):
+            value = getattr(target, name, None)
+            if isinstance(value, np.ndarray) and value.dtype == np.float64:
+                setattr(target, name, value.astype(np.float32))
+
+
+def build(
+    variant: dict[str, Any],
+    *,
+    texts: list[str],
+    label_lists: list[list[str]],
+    labels: list[str],
+    script: str,
+    seed: int,
+) -> TextClassifier:
+    """Fit a multi-class variant on the training texts."""
+    index = {label: i for i, label in enumerate(labels)}
+    y = np.array([index[row[0]] for row in label_lists])
+    if variant["representation"] == "hashing":
+        features = _hashing(variant)
+    else:
+        features = _tfidf(variant)
+        selection = variant.get("selection", "none")
+        if selection != "none":
+            matrix = features.fit_transform(texts)
+            n_features = matrix.shape[1]
+            if selection == "chi2":
+                k = max(1, min(int(variant["k"]), n_features))
+                keep = SelectKBest(chi2, k=k).fit(matrix, y).get_support(indices=True)
+            else:
+                weights = _feature_weights(_estimator(variant, seed).fit(matrix, y))
+                k = max(1, int(round(n_features * float(variant["keep_fraction"]))))
+                keep = np.argsort(-weights, kind="stable")[:k]
+            features = _tfidf(variant, vocabulary=_kept_vocabulary(features, keep))
+    estimator = _estimator(variant, seed)
+    pipeline = Pipeline([("features", features), ("classifier", estimator)])
+    pipeline.fit(texts, y)
+    # The terms min_df/max_features dropped are kept only for introspection: not served.
+    if variant["representation"] == "tfidf" and hasattr(features, "stop_words_"):
+        features.stop_words_ = None
+    if variant["precision"] == "float32":
+        _to_float32(estimator)
+    params = {"script": script, "variant": dict(variant), "multilabel": False, "labels": labels}
+    return TextClassifier(
+        algorithm=algorithm_of(variant),
+        params=params,
+        labels=list(labels),
+        multilabel=False,
+        pipeline=pipeline,
+    )
+
+
+def artifact_bytes(model: TextClassifier) -> bytes:
+    """The exact bytes the artifact store would write for `model`."""
+    buffer = io.BytesIO()
+    artifacts.serialise(model, buffer)
+    return buffer.getvalue()

@@ -1,0 +1,170 @@
+"""Retraining: per-need policies, retrains (champion -> challenger) with their comparison, and
+shadow-mode agreement counts. The samples, snapshots, versions and aliases themselves live in the
+registry; this app only decides when to retrain and whether a challenger may replace a champion."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from core.querysets import TenantQuerySet
+
+
+class RetrainPolicy(models.Model):
+    """When a need retrains by itself, and what a challenger must show to be promoted."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    need = models.OneToOneField(
+        "tenants.Need", on_delete=models.CASCADE, related_name="retrain_policy"
+    )
+    #: The challenger's fresh-set macro-F1 must be at least the champion's plus this margin.
+    promotion_margin = models.FloatField(
+        default=0.0, validators=[MinValueValidator(-1.0), MaxValueValidator(1.0)]
+    )
+    #: No label's recall may drop by more than this, on the test set or on the fresh set.
+    max_recall_drop = models.FloatField(
+        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    #: The fresh set must hold at least this many samples for the guard to judge it.
+    min_fresh_samples = models.PositiveIntegerField(default=20)
+    #: Retrain after this many accepted samples since the champion's snapshot (empty: never).
+    retrain_after_accepted = models.PositiveIntegerField(null=True, blank=True)
+    #: Retrain when a review round's sign-off says "retrain".
+    retrain_on_signoff = models.BooleanField(default=True)
+    #: Retrain every this many days (checked by the hourly beat task; empty: never).
+    retrain_every_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(365)]
+    )
+    #: Shadow mode: the share of live sync traffic the challenger also scores (0 = off).
+    shadow_share = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)]
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "retrain policies"
+
+    def __str__(self) -> str:
+        return f"retrain policy of need {self.need_id}"
+
+
+class Trigger(models.TextChoices):
+    MANUAL = "manual", _("By hand")
+    ACCEPTED = "accepted", _("Accepted cases reached the policy's count")
+    SIGNOFF = "signoff", _("A review sign-off asked to retrain")
+    SCHEDULE = "schedule", _("On the policy's schedule")
+
+
+class RetrainStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Training and comparing")
+    READY = "ready", _("Compared; awaiting a decision")
+    PROMOTED = "promoted", _("Promoted to production")
+    FAILED = "failed", _("Failed")
+
+
+ACTIVE_STATUSES = (RetrainStatus.QUEUED, RetrainStatus.RUNNING)
+
+
+class Retrain(models.Model):
+    """One retrain of a need's champion: snapshot, training run, challenger, comparison, guard."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    need = models.ForeignKey("tenants.Need", on_delete=models.PROTECT, related_name="retrains")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    reason = models.CharField(max_length=300, blank=True)
+    status = models.CharField(
+        max_length=16, choices=RetrainStatus.choices, default=RetrainStatus.QUEUED, db_index=True
+    )
+    champion = models.ForeignKey(
+        "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
+    )
+    params = models.JSONField(default=dict, blank=True)
+    snapshot = models.ForeignKey(
+        "registry.DatasetSnapshot",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    training_run = models.OneToOneField(
+        "registry.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="retrain",
+    )
+    challenger = models.ForeignKey(
+        "registry.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    accepted_added = models.PositiveIntegerField(default=0)
+    #: The comparison (retraining.comparison.compare_versions) and the guard's verdict.
+    comparison = models.JSONField(null=True, blank=True)
+    guard = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    override_reason = models.CharField(max_length=280, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One retrain in flight per need: a second start (a double click, a redelivered
+            # policy check) finds the first instead of training a second challenger.
+            models.UniqueConstraint(
+                fields=["need"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="uniq_active_retrain_per_need",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"retrain {self.pk} of need {self.need_id} [{self.status}]"
+
+
+class ShadowAgreement(models.Model):
+    """Per need, challenger and day: how many shadow-scored items, and on how many the
+    challenger's top label agreed with the champion's answer (which was the one returned)."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    need = models.ForeignKey("tenants.Need", on_delete=models.CASCADE, related_name="+")
+    champion = models.ForeignKey(
+        "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
+    )
+    challenger = models.ForeignKey(
+        "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
+    )
+    day = models.DateField()
+    scored = models.PositiveIntegerField(default=0)
+    agreed = models.PositiveIntegerField(default=0)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["need", "champion", "challenger", "day"], name="uniq_shadow_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"shadow {self.need_id} {self.day}: {self.agreed}/{self.scored}"
