@@ -171,12 +171,18 @@ def _copy(lines: list[bytes]) -> int:
     """PostgreSQL: stream the lines into the log with one COPY (no ORM objects: several times
     the rows/s of bulk_create; rows route to their day's partition)."""
     buffer = io.StringIO()
-    for raw in lines:
-        entry = json.loads(raw)
+    entries = [json.loads(raw) for raw in lines]
+    # `day` is the tenant's calendar day (its time zone), as in `_rows`.
+    zones = dict(
+        Tenant.objects.filter(pk__in={entry["tn"] for entry in entries}).values_list(
+            "pk", "time_zone"
+        )
+    )
+    for entry in entries:
         created = datetime.fromtimestamp(entry["t"], tz=UTC)
         fields = (
             created.isoformat(),
-            created.date().isoformat(),
+            created.astimezone(zone(zones.get(entry["tn"], "UTC"))).date().isoformat(),
             str(int(entry["tn"])),
             str(int(entry["nd"])),
             str(int(entry["mv"])),

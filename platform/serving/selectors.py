@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
@@ -55,8 +55,11 @@ def predictions_for(
     if channel:
         rows = rows.filter(channel=channel)
     if since is not None:
-        # `day` is created_at's UTC date: the extra bound lets PostgreSQL prune older partitions.
-        rows = rows.filter(created_at__gte=since, day__gte=since.astimezone(UTC).date())
+        # `day` is the tenant's calendar day of created_at, never more than a day before its UTC
+        # date: the extra bound lets PostgreSQL prune older partitions.
+        rows = rows.filter(
+            created_at__gte=since, day__gte=since.astimezone(UTC).date() - timedelta(days=1)
+        )
     return rows
 
 
