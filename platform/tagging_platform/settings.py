@@ -431,6 +431,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
         "CaseCauseEnum": "review.models.Cause",
         "CaseStatusEnum": "review.models.CaseStatus",
         "RoundStatusEnum": "review.models.RoundStatus",
+        "LabelSetKindEnum": "taxonomy.models.LabelSetKind",
     }
 )
 
