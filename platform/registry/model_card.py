@@ -32,16 +32,15 @@ def served_data(metrics: dict) -> str:
     fitted = metrics.get("fitted_on") or {}
     n_train, n_test = metrics.get("n_train", 0), metrics.get("n_test", 0)
     if fitted.get("split") == "all":
-        return (
-            f"The served model was refitted on all {fitted.get('n_samples', n_train + n_test)} "
-            f"samples of the snapshot (train + test). The evaluation below was made before that "
-            f"refit, by the same configuration fitted on the {n_train} training samples and "
-            f"scored on the {n_test} held-out test samples."
-        )
-    return (
-        f"The served model was fitted on the {n_train} training samples only; the {n_test} "
+        return _(
+            "The served model was refitted on all %(n)s samples of the snapshot (train + test). "
+            "The evaluation below was made before that refit, by the same configuration fitted "
+            "on the %(train)s training samples and scored on the %(test)s held-out test samples."
+        ) % {"n": fitted.get("n_samples", n_train + n_test), "train": n_train, "test": n_test}
+    return _(
+        "The served model was fitted on the %(train)s training samples only; the %(test)s "
         "held-out test samples it was evaluated on were never used to fit it."
-    )
+    ) % {"train": n_train, "test": n_test}
 
 
 def card_data(version: ModelVersion, *, viewer_tenant) -> dict[str, Any]:

@@ -114,6 +114,12 @@ TECHNICAL = {
     "hashing",
     "nb",
     "sgd",
+    # The webhook signature header (X-TP-Signature, an HMAC) and an example label key.
+    "hmac",
+    "tp",
+    "signature",
+    "finance",
+    "earnings",
 }
 #: Versions and revisions (v3, r2), numbers with units (10ms) and hex digests.
 IDENTIFIER = re.compile(r"^([vr]\d+|\d+[a-z]+|[0-9a-f]{6,})$", re.IGNORECASE)
@@ -131,6 +137,16 @@ PAGES = [
     "/monitoring/needs/news-topics/",
     "/tenant/keys/",
     "/review/",
+    # The pages main's branches added (onboarding, reuse, optimisation, retraining, records).
+    "/tenant/members/",
+    "/serving/schedules/",
+    "/serving/webhook/",
+    "/models/snapshots/",
+    "/taxonomy/proposals/",
+    "/taxonomy/label-sets/new/",
+    "/optimisation/needs/news-topics/",
+    "/retraining/",
+    "/records/",
 ]
 #: The visible text, minus what is code or a value by construction (keys, hashes, inputs).
 VISIBLE_TEXT = """() => {
@@ -161,6 +177,7 @@ def _user_content_words() -> set[str]:
     texts += [f"{m.name} {m.description}" for m in RegisteredModel.objects.dangerously_unscoped()]
     texts += [f"{v} {v.notes}" for v in ModelVersion.objects.dangerously_unscoped().all()]
     texts += list(get_user_model().objects.values_list("username", flat=True))
+    texts += list(get_user_model().objects.values_list("email", flat=True))
     return {w.lower() for text in texts for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", text or "")}
 
 
