@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db.models import F, Q, QuerySet
+from django.utils.translation import gettext as _
 
 from taxonomy.models import Label, LabelSet, LabelSetMember, LabelStatus
 
@@ -204,20 +205,37 @@ def overlap(requested: list[Label], candidate_keys: list[str]) -> Overlap:
     ]
     reasons = []
     for group in collapsed:
-        everyone = "all " if len(group["requested"]) == len(wanted) else ""
-        reasons.append(
-            f"{len(group['requested'])} of your labels would {everyone}come back as "
-            f"{group['name']} ({', '.join(names[k] for k in group['requested'])}): "
-            "it cannot tell them apart."
-        )
+        values = {
+            "n": len(group["requested"]),
+            "name": group["name"],
+            "labels": ", ".join(names[k] for k in group["requested"]),
+        }
+        if len(group["requested"]) == len(wanted):
+            reason = _(
+                "%(n)s of your labels would all come back as %(name)s (%(labels)s): "
+                "it cannot tell them apart."
+            )
+        else:
+            reason = _(
+                "%(n)s of your labels would come back as %(name)s (%(labels)s): "
+                "it cannot tell them apart."
+            )
+        reasons.append(reason % values)
     if missing:
-        reasons.append(f"It has no class for {', '.join(names[k] for k in missing)}.")
+        reasons.append(
+            _("It has no class for %(labels)s.") % {"labels": ", ".join(names[k] for k in missing)}
+        )
     coarser = [k for k in partial if len(groups[lands_on[k]]) == 1]
     if coarser:
         reasons.append(
-            "Answered more coarsely: "
-            + ", ".join(f"{names[k]} as {_display(class_labels[lands_on[k]])}" for k in coarser)
-            + "."
+            _("Answered more coarsely: %(labels)s.")
+            % {
+                "labels": ", ".join(
+                    _("%(label)s as %(class)s")
+                    % {"label": names[k], "class": _display(class_labels[lands_on[k]])}
+                    for k in coarser
+                )
+            }
         )
     union = wanted_set | have
     jaccard = len(wanted_set & have) / len(union) if union else 0.0
