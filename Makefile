@@ -4,12 +4,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint cluster-up cluster-down bench clean-data
+.PHONY: run test lint cluster-up cluster-down bench clean-data messages
+
+# The portal's translations (locale/<lang>/LC_MESSAGES/django.po -> .mo; needs GNU gettext).
+# Also run after editing a .po file; `makemessages` (see README "Translations") refreshes them.
+messages:
+	@if command -v msgfmt >/dev/null; then $(PY) manage.py compilemessages --ignore=.venv --ignore=var; \
+	else echo "gettext (msgfmt) not installed: using the committed .mo files"; fi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(MAKE) --no-print-directory messages
 	touch $(STAMP)
 
 run: $(STAMP)

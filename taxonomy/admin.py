@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 from taxonomy import services
 from taxonomy.models import (
@@ -119,7 +120,8 @@ class LabelAdmin(admin.ModelAdmin):
                 listed = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in usage.items())
                 self.message_user(
                     request,
-                    f"{label.key} is in use ({listed}); deprecate or merge it instead.",
+                    _("%(key)s is in use (%(uses)s); deprecate or merge it instead.")
+                    % {"key": label.key, "uses": listed},
                     messages.ERROR,
                 )
                 return HttpResponseRedirect(reverse("admin:taxonomy_label_change", args=[label.pk]))
@@ -139,7 +141,11 @@ class LabelAdmin(admin.ModelAdmin):
                 except ValidationError as error:
                     failed.append(f"{label.key}: {' '.join(sum(error.message_dict.values(), []))}")
             if done:
-                self.message_user(request, f"{title}: {done} label(s) done.", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    _("%(title)s: %(count)s label(s) done.") % {"title": title, "count": done},
+                    messages.SUCCESS,
+                )
             for problem in failed:
                 self.message_user(request, problem, messages.ERROR)
             return None
@@ -157,41 +163,45 @@ class LabelAdmin(admin.ModelAdmin):
             },
         )
 
-    @admin.action(description="Move selected labels under another label (or to the root)")
+    @admin.action(description=_("Move selected labels under another label (or to the root)"))
     def move_labels(self, request, queryset):
         return self._target_step(
             request,
             queryset,
-            title="Move labels",
+            title=_("Move labels"),
             required=False,
-            help_text="Choose the new parent; leave it empty to make the labels roots. Keys do not change.",
+            help_text=_(
+                "Choose the new parent; leave it empty to make the labels roots. Keys do not change."
+            ),
             apply=lambda label, target, note: services.label_move(
                 label=label, new_parent=target, actor=request.user, note=note
             ),
         )
 
-    @admin.action(description="Merge selected labels into another label")
+    @admin.action(description=_("Merge selected labels into another label"))
     def merge_labels(self, request, queryset):
         return self._target_step(
             request,
             queryset,
-            title="Merge labels",
+            title=_("Merge labels"),
             required=True,
-            help_text="Every label set, training sample and need that uses a selected label is "
-            "rewritten to the target, in one transaction; the selected labels are deprecated.",
+            help_text=_(
+                "Every label set, training sample and need that uses a selected label is "
+                "rewritten to the target, in one transaction; the selected labels are deprecated."
+            ),
             apply=lambda label, target, note: services.label_merge(
                 source=label, target=target, actor=request.user, note=note
             ),
         )
 
-    @admin.action(description="Deprecate selected labels")
+    @admin.action(description=_("Deprecate selected labels"))
     def deprecate_labels(self, request, queryset):
         return self._target_step(
             request,
             queryset,
-            title="Deprecate labels",
+            title=_("Deprecate labels"),
             required=False,
-            help_text="Optionally name the label that replaces them.",
+            help_text=_("Optionally name the label that replaces them."),
             apply=lambda label, target, note: services.label_deprecate(
                 label=label, replaced_by=target, actor=request.user, note=note
             ),
@@ -227,7 +237,7 @@ class LabelSetRevisionInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ["-number"]
 
-    @admin.display(description="labels")
+    @admin.display(description=_("labels"))
     def keys(self, revision: LabelSetRevision) -> str:
         return ", ".join(revision.label_keys())
 
@@ -241,7 +251,7 @@ class LabelSetRevisionInline(admin.TabularInline):
 class LabelSetAdminForm(forms.ModelForm):
     labels = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 6}),
-        help_text="Label keys, one per line. Any change makes a new revision.",
+        help_text=_("Label keys, one per line. Any change makes a new revision."),
     )
 
     class Meta:
@@ -287,7 +297,7 @@ class LabelSetAdmin(admin.ModelAdmin):
     raw_id_fields = ["tenant"]
     inlines = [LabelSetRevisionInline]
 
-    @admin.display(description="revision")
+    @admin.display(description=_("revision"))
     def revision_number(self, label_set: LabelSet) -> int | None:
         revision = label_set.current_revision
         return revision.number if revision else None
@@ -319,7 +329,7 @@ class LabelSetAdmin(admin.ModelAdmin):
             actor=request.user,
         )
         if revision is not None:
-            self.message_user(request, f"Saved as revision {revision.number}.")
+            self.message_user(request, _("Saved as revision %(n)s.") % {"n": revision.number})
 
 
 @admin.register(LabelProposal)
@@ -334,7 +344,7 @@ class LabelProposalAdmin(admin.ModelAdmin):
     readonly_fields = ["status", "label", "decided_by", "decided_at", "created_at"]
     actions = ["approve_proposals", "reject_proposals"]
 
-    @admin.action(description="Approve: create the proposed labels")
+    @admin.action(description=_("Approve: create the proposed labels"))
     def approve_proposals(self, request, queryset):
         for proposal in queryset:
             try:
@@ -342,9 +352,13 @@ class LabelProposalAdmin(admin.ModelAdmin):
             except ValidationError as error:
                 self.message_user(request, f"{proposal.key}: {error.messages[0]}", messages.ERROR)
             else:
-                self.message_user(request, f"{proposal.key}: label created.", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    _("%(key)s: label created.") % {"key": proposal.key},
+                    messages.SUCCESS,
+                )
 
-    @admin.action(description="Reject (the note says: rejected by platform staff)")
+    @admin.action(description=_("Reject (the note says: rejected by platform staff)"))
     def reject_proposals(self, request, queryset):
         for proposal in queryset:
             try:

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core.querysets import SharedOrTenantQuerySet, TenantQuerySet
 
@@ -14,8 +15,8 @@ label_key_validator = RegexValidator(
 
 
 class LabelStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    DEPRECATED = "deprecated", "Deprecated"
+    ACTIVE = "active", _("Active")
+    DEPRECATED = "deprecated", _("Deprecated")
 
 
 class Label(models.Model):
@@ -51,12 +52,12 @@ class LabelChange(models.Model):
     """Append-only history of every change to a label: who, when, before and after."""
 
     class Action(models.TextChoices):
-        CREATE = "create", "Created"
-        UPDATE = "update", "Updated"
-        MOVE = "move", "Moved"
-        DEPRECATE = "deprecate", "Deprecated"
-        MERGE = "merge", "Merged"
-        DELETE = "delete", "Deleted"
+        CREATE = "create", _("Created")
+        UPDATE = "update", _("Updated")
+        MOVE = "move", _("Moved")
+        DEPRECATE = "deprecate", _("Deprecated")
+        MERGE = "merge", _("Merged")
+        DELETE = "delete", _("Deleted")
 
     #: NULL once the label itself is deleted (only ever an unused label); `label_key` keeps the
     #: history readable and stops the key from being reused.
@@ -81,8 +82,8 @@ class LabelChange(models.Model):
 
 
 class LabelSetKind(models.TextChoices):
-    MULTICLASS = "multiclass", "Multi-class (exactly one label)"
-    MULTILABEL = "multilabel", "Multi-label (any number of labels)"
+    MULTICLASS = "multiclass", _("Multi-class (exactly one label)")
+    MULTILABEL = "multilabel", _("Multi-label (any number of labels)")
 
 
 class LabelSet(models.Model):

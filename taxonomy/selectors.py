@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db.models import F, Q, QuerySet
+from django.utils.translation import gettext as _
 
 from taxonomy.models import Label, LabelSet, LabelSetMember, LabelStatus
 
@@ -204,20 +205,37 @@ def overlap(requested: list[Label], candidate_keys: list[str]) -> Overlap:
     ]
     reasons = []
     for group in collapsed:
-        everyone = "all " if len(group["requested"]) == len(wanted) else ""
-        reasons.append(
-            f"{len(group['requested'])} of your labels would {everyone}come back as "
-            f"{group['name']} ({', '.join(names[k] for k in group['requested'])}): "
-            "it cannot tell them apart."
-        )
+        values = {
+            "n": len(group["requested"]),
+            "name": group["name"],
+            "labels": ", ".join(names[k] for k in group["requested"]),
+        }
+        if len(group["requested"]) == len(wanted):
+            reason = _(
+                "%(n)s of your labels would all come back as %(name)s (%(labels)s): "
+                "it cannot tell them apart."
+            )
+        else:
+            reason = _(
+                "%(n)s of your labels would come back as %(name)s (%(labels)s): "
+                "it cannot tell them apart."
+            )
+        reasons.append(reason % values)
     if missing:
-        reasons.append(f"It has no class for {', '.join(names[k] for k in missing)}.")
+        reasons.append(
+            _("It has no class for %(labels)s.") % {"labels": ", ".join(names[k] for k in missing)}
+        )
     coarser = [k for k in partial if len(groups[lands_on[k]]) == 1]
     if coarser:
         reasons.append(
-            "Answered more coarsely: "
-            + ", ".join(f"{names[k]} as {_display(class_labels[lands_on[k]])}" for k in coarser)
-            + "."
+            _("Answered more coarsely: %(labels)s.")
+            % {
+                "labels": ", ".join(
+                    _("%(label)s as %(class)s")
+                    % {"label": names[k], "class": _display(class_labels[lands_on[k]])}
+                    for k in coarser
+                )
+            }
         )
     union = wanted_set | have
     jaccard = len(wanted_set & have) / len(union) if union else 0.0
@@ -296,3 +314,21 @@ def visible_label_set(*, tenant, slug: str) -> LabelSet | None:
         .order_by(F("tenant").asc(nulls_last=True))
         .first()
     )
+
+
+def label_names(keys: Iterable[str] | None = None) -> dict[str, tuple[str, str]]:
+    """{key: (name_en, name_zh)} of the given labels (all labels when `keys` is None)."""
+    qs = Label.objects.all()
+    if keys is not None:
+        qs = qs.filter(key__in=list(keys))
+    return {key: (en, zh) for key, en, zh in qs.values_list("key", "name_en", "name_zh")}
+
+
+def localized_label_name(names: tuple[str, str] | None, key: str, language: str | None) -> str:
+    """A label's name in `language` (zh*: name_zh, falling back to name_en), or its key."""
+    if names is None:
+        return key
+    en, zh = names
+    if (language or "").lower().startswith("zh") and zh:
+        return zh
+    return en or key

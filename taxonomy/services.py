@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from taxonomy.models import (
     Label,
@@ -61,7 +62,7 @@ def _clean_aliases(aliases: Iterable[str] | None) -> list[str]:
     if aliases is None:
         return []
     if isinstance(aliases, str) or not all(isinstance(a, str) for a in aliases):
-        raise ValidationError({"aliases": ["Give a list of strings."]})
+        raise ValidationError({"aliases": [_("Give a list of strings.")]})
     seen: dict[str, str] = {}
     for alias in aliases:
         alias = alias.strip()
@@ -85,10 +86,17 @@ def check_parent(*, label: Label | None, parent: Label | None) -> None:
     if parent is None:
         return
     if parent.status == LabelStatus.DEPRECATED:
-        raise ValidationError({"parent": [f"'{parent.key}' is deprecated; use its replacement."]})
+        raise ValidationError(
+            {"parent": [_("'%(key)s' is deprecated; use its replacement.") % {"key": parent.key}]}
+        )
     if label is not None and any(a.pk == label.pk for a in _ancestors(parent)):
         raise ValidationError(
-            {"parent": [f"Moving '{label.key}' under '{parent.key}' would make a cycle."]}
+            {
+                "parent": [
+                    _("Moving '%(key)s' under '%(key2)s' would make a cycle.")
+                    % {"key": label.key, "key2": parent.key}
+                ]
+            }
         )
 
 
@@ -149,7 +157,7 @@ def label_update(*, label: Label, actor=None, note: str = "", **changes) -> Labe
     if "aliases" in changes:
         changes["aliases"] = _clean_aliases(changes["aliases"])
     if "name_en" in changes and not (changes["name_en"] or "").strip():
-        raise ValidationError({"name_en": ["An English name is required."]})
+        raise ValidationError({"name_en": [_("An English name is required.")]})
     with transaction.atomic():
         label = Label.objects.select_for_update().get(pk=label.pk)
         before = label_snapshot(label)
@@ -201,10 +209,14 @@ def label_deprecate(
         if replaced_by is not None:
             replaced_by = Label.objects.get(pk=replaced_by.pk)
             if replaced_by.pk == label.pk:
-                raise ValidationError({"replaced_by": ["A label cannot replace itself."]})
+                raise ValidationError({"replaced_by": [_("A label cannot replace itself.")]})
             if replaced_by.status == LabelStatus.DEPRECATED:
                 raise ValidationError(
-                    {"replaced_by": [f"'{replaced_by.key}' is deprecated itself."]}
+                    {
+                        "replaced_by": [
+                            _("'%(key)s' is deprecated itself.") % {"key": replaced_by.key}
+                        ]
+                    }
                 )
         if label.status == LabelStatus.DEPRECATED and label.replaced_by_id == (
             replaced_by.pk if replaced_by else None
@@ -250,7 +262,8 @@ def label_delete(*, label: Label, actor=None) -> None:
             raise ValidationError(
                 {
                     "label": [
-                        f"'{label.key}' is in use ({listed}); deprecate it or merge it instead."
+                        _("'%(key)s' is in use (%(listed)s); deprecate it or merge it instead.")
+                        % {"key": label.key, "listed": listed}
                     ]
                 }
             )
@@ -301,17 +314,27 @@ def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> 
     from registry.models import TrainingSampleLabel
 
     if source.pk == target.pk:
-        raise ValidationError({"target": ["A label cannot be merged into itself."]})
+        raise ValidationError({"target": [_("A label cannot be merged into itself.")]})
     with transaction.atomic():
         source = Label.objects.select_for_update().get(pk=source.pk)
         target = Label.objects.select_for_update().get(pk=target.pk)
         if target.status == LabelStatus.DEPRECATED:
             raise ValidationError(
-                {"target": [f"'{target.key}' is deprecated; merge into its replacement."]}
+                {
+                    "target": [
+                        _("'%(key)s' is deprecated; merge into its replacement.")
+                        % {"key": target.key}
+                    ]
+                }
             )
         if any(a.pk == source.pk for a in _ancestors(target)):
             raise ValidationError(
-                {"target": [f"'{target.key}' lies under '{source.key}'; move it out first."]}
+                {
+                    "target": [
+                        _("'%(key)s' lies under '%(key2)s'; move it out first.")
+                        % {"key": target.key, "key2": source.key}
+                    ]
+                }
             )
         source_before, target_before = label_snapshot(source), label_snapshot(target)
 
@@ -381,15 +404,15 @@ def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> 
 def labels_for_keys(keys: Iterable[str], *, field: str = "labels") -> list[Label]:
     """The active labels for `keys`, in order; unknown or deprecated keys are field errors."""
     if isinstance(keys, str):
-        raise ValidationError({field: ["Give a list of label keys."]})
+        raise ValidationError({field: [_("Give a list of label keys.")]})
     ordered: list[str] = []
     for key in keys:
         if not isinstance(key, str):
-            raise ValidationError({field: ["Give a list of label keys."]})
+            raise ValidationError({field: [_("Give a list of label keys.")]})
         if key not in ordered:
             ordered.append(key)
     if not ordered:
-        raise ValidationError({field: ["A label set needs at least one label."]})
+        raise ValidationError({field: [_("A label set needs at least one label.")]})
     found = {label.key: label for label in Label.objects.filter(key__in=ordered)}
     problems = [f"Unknown label '{key}'." for key in ordered if key not in found]
     problems += [
@@ -445,7 +468,7 @@ def label_set_create(
         raise ValidationError(errors)
     labels = labels_for_keys(label_keys)
     if kind == LabelSetKind.MULTICLASS and len(labels) < 2:
-        raise ValidationError({"labels": ["A multi-class label set needs at least two labels."]})
+        raise ValidationError({"labels": [_("A multi-class label set needs at least two labels.")]})
     with transaction.atomic():
         label_set = LabelSet.objects.create(
             tenant=tenant, slug=slug, name=name or slug, kind=kind, description=description
@@ -472,9 +495,11 @@ def label_set_revise(
     )
     new_kind = kind or label_set.kind
     if new_kind not in LabelSetKind.values:
-        raise ValidationError({"kind": [f"Choose one of {', '.join(LabelSetKind.values)}."]})
+        raise ValidationError(
+            {"kind": [_("Choose one of %(value)s.") % {"value": ", ".join(LabelSetKind.values)}]}
+        )
     if new_kind == LabelSetKind.MULTICLASS and len(labels) < 2:
-        raise ValidationError({"labels": ["A multi-class label set needs at least two labels."]})
+        raise ValidationError({"labels": [_("A multi-class label set needs at least two labels.")]})
     changes = []
     if [label.key for label in labels] != current_keys:
         changes.append("labels")

@@ -11,6 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 
 from tenants import services
 from tenants.models import (
@@ -43,10 +44,13 @@ class TenantAdmin(admin.ModelAdmin):
         "quota_requests_per_minute",
         "quota_max_batch_items",
         "contact_email",
+        "time_zone",
         "created_at",
     ]
     list_filter = ["is_active"]
     search_fields = ["slug", "name", "contact_email"]
+    #: Monitoring re-cuts the stored days into a changed time zone (hourly) and records it here.
+    readonly_fields = ["days_time_zone"]
     inlines = [MembershipInline]
 
 
@@ -105,7 +109,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     ]
     actions = ["revoke_keys"]
 
-    @admin.display(description="scopes")
+    @admin.display(description=_("scopes"))
     def scope_list(self, api_key: ApiKey) -> str:
         return ", ".join(api_key.scopes)
 
@@ -160,11 +164,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description=_("Revoke selected keys"))
     def revoke_keys(self, request, queryset):
         for api_key in queryset:
             services.api_key_revoke(api_key=api_key)
-        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+        self.message_user(
+            request, _("Revoked %(count)s key(s).") % {"count": queryset.count()}, messages.SUCCESS
+        )
 
 
 class NeedStatusChangeInline(admin.TabularInline):
@@ -241,50 +247,54 @@ class NeedAdmin(admin.ModelAdmin):
                 )
                 self.message_user(request, f"{need}: {text}", messages.ERROR)
         if done:
-            self.message_user(request, f"{verb} {done} need(s).", messages.SUCCESS)
+            self.message_user(
+                request,
+                _("%(verb)s %(count)s need(s).") % {"verb": verb, "count": done},
+                messages.SUCCESS,
+            )
 
-    @admin.action(description="Approve selected requested needs")
+    @admin.action(description=_("Approve selected requested needs"))
     def approve_needs(self, request, queryset):
         self._apply(
             request,
             queryset,
-            "Approved",
+            _("Approved"),
             lambda n: services.need_approve(need=n, actor=request.user),
         )
 
-    @admin.action(description="Put selected approved needs live")
+    @admin.action(description=_("Put selected approved needs live"))
     def go_live_needs(self, request, queryset):
         self._apply(
             request,
             queryset,
-            "Put live",
+            _("Put live"),
             lambda n: services.need_go_live(need=n, actor=request.user),
         )
 
-    @admin.action(description="Retire selected needs")
+    @admin.action(description=_("Retire selected needs"))
     def retire_needs(self, request, queryset):
         self._apply(
             request,
             queryset,
-            "Retired",
+            _("Retired"),
             lambda n: services.need_retire(
                 need=n, actor=request.user, reason="Retired by staff in the admin."
             ),
         )
 
-    @admin.action(description="Reinstate selected retired needs (asks for a reason)")
+    @admin.action(description=_("Reinstate selected retired needs (asks for a reason)"))
     def reinstate_needs(self, request, queryset):
         reason = request.POST.get("reason", "").strip()
         if "apply" in request.POST and reason:
             self._apply(
                 request,
                 queryset,
-                "Reinstated",
+                _("Reinstated"),
                 lambda n: services.need_reinstate(need=n, actor=request.user, reason=reason),
             )
             return None
         if "apply" in request.POST:
-            self.message_user(request, "Give a reason to reinstate.", messages.ERROR)
+            self.message_user(request, _("Give a reason to reinstate."), messages.ERROR)
         return TemplateResponse(
             request,
             "admin/tenants/need/reinstate.html",

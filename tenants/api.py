@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -130,7 +131,7 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
             .first()
         )
         if model is None:
-            raise ValidationError({"model": ["Unknown model, or it has no production version."]})
+            raise ValidationError({"model": [_("Unknown model, or it has no production version.")]})
         need = services.need_subscribe_model(
             need=need,
             model=model,

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from rest_framework import authentication, exceptions
 
 from tenants import keys
@@ -69,13 +70,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return result
 
     def _authenticate_uncached(self, header: str):
-        scheme, _, plain = header.partition(" ")
+        scheme, _sep, plain = header.partition(" ")
         if scheme.lower() != self.keyword.lower():
             return None
         plain = plain.strip()
         prefix = keys.parse_prefix(plain)
         if not prefix:
-            raise exceptions.AuthenticationFailed("Malformed API key.")
+            raise exceptions.AuthenticationFailed(_("Malformed API key."))
         api_key = (
             ApiKey.objects.dangerously_unscoped()  # no tenant is known before the key is
             .select_related("tenant")
@@ -83,14 +84,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             .first()
         )
         if api_key is None or not keys.matches(plain, api_key.hashed_key):
-            raise exceptions.AuthenticationFailed("Invalid API key.")
+            raise exceptions.AuthenticationFailed(_("Invalid API key."))
         if api_key.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+            raise exceptions.AuthenticationFailed(_("This API key has been revoked."))
         now = timezone.now()
         if api_key.expires_at is not None and api_key.expires_at <= now:
-            raise exceptions.AuthenticationFailed("This API key has expired.")
+            raise exceptions.AuthenticationFailed(_("This API key has expired."))
         if not api_key.tenant.is_active:
-            raise exceptions.AuthenticationFailed("This tenant is not active.")
+            raise exceptions.AuthenticationFailed(_("This tenant is not active."))
         if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
             ApiKey.objects.owned_by(api_key.tenant_id).filter(pk=api_key.pk).update(
                 last_used_at=now

@@ -90,7 +90,10 @@ def load_tenants(stdout) -> None:
     admin_user = get_user_model().objects.filter(username=settings.DEMO_ADMIN_USERNAME).first()
     for slug, name, username in TENANTS:
         tenant = Tenant.objects.filter(slug=slug).first() or services.tenant_create(
-            slug=slug, name=name, contact_email=f"team@{slug}.example.com"
+            slug=slug,
+            name=name,
+            contact_email=f"team@{slug}.example.com",
+            time_zone=settings.DEMO_TIME_ZONE,
         )
         user = _user(username)
         if not Membership.objects.dangerously_unscoped().filter(tenant=tenant, user=user).exists():

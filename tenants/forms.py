@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from core.edge import db_int_bounds
 from registry.selectors import offered_models
@@ -22,13 +23,15 @@ def parse_mapping(text: str) -> dict[str, str]:
             continue
         for sep in ("=", "→", ":"):
             if sep in line:
-                name, _, key = line.partition(sep)
+                name, _sep, key = line.partition(sep)
                 break
         else:
-            problems.append(f"Line {number}: write “your name = label.key”.")
+            problems.append(
+                _("Line %(number)d: write “your name = label.key”.") % {"number": number}
+            )
             continue
         if not name.strip() or not key.strip():
-            problems.append(f"Line {number}: both sides are needed.")
+            problems.append(_("Line %(number)d: both sides are needed.") % {"number": number})
             continue
         mapping[name.strip()] = key.strip()
     if problems:
@@ -36,66 +39,91 @@ def parse_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
+class LabelSetChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        owner = obj.tenant.slug if obj.tenant_id else _("shared")
+        return f"{obj.slug} ({owner})"
+
+
 class NeedForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, label=gettext_lazy("Name"))
     slug = forms.SlugField(
         max_length=80,
         required=False,
-        help_text="Used in URLs and the API; made from the name if empty.",
+        label=gettext_lazy("Slug"),
+        help_text=gettext_lazy("Used in URLs and the API; made from the name if empty."),
     )
     goal = forms.CharField(
-        max_length=300, required=False, help_text="The business goal, in a few words."
+        max_length=300,
+        required=False,
+        label=gettext_lazy("Goal"),
+        help_text=gettext_lazy("The business goal, in a few words."),
     )
     requested_labels = forms.CharField(
         required=False,
-        label="Labels you need",
-        help_text="Keys, names in English or Chinese, or synonyms, separated by commas.",
+        label=gettext_lazy("Labels you need"),
+        help_text=gettext_lazy(
+            "Keys, names in English or Chinese, or synonyms, separated by commas."
+        ),
         widget=forms.TextInput(
-            attrs={"placeholder": "e.g. Business, 体育, Tech, Politics", "autocomplete": "off"}
+            attrs={
+                "placeholder": gettext_lazy("e.g. Business, 体育, Tech, Politics"),
+                "autocomplete": "off",
+            }
         ),
     )
-    label_set = forms.ModelChoiceField(
+    label_set = LabelSetChoiceField(
         queryset=None,
         required=False,
         to_field_name="slug",
-        empty_label="— none: request a new label set with the labels above —",
-        help_text="Reuse an existing label set (see the suggestions).",
+        empty_label=gettext_lazy("— none: request a new label set with the labels above —"),
+        label=gettext_lazy("Label set"),
+        help_text=gettext_lazy("Reuse an existing label set (see the suggestions)."),
     )
     subscribe_model = forms.ModelChoiceField(
         queryset=None,
         required=False,
         to_field_name="name",
-        empty_label="— none: a model will be trained for this need —",
-        label="Serve with an existing model",
+        empty_label=gettext_lazy("— none: a model will be trained for this need —"),
+        label=gettext_lazy("Serve with an existing model"),
     )
     label_mapping = forms.CharField(
         required=False,
+        label=gettext_lazy("Your label names"),
         widget=forms.Textarea(
             attrs={"rows": 3, "placeholder": "Sport = news.sport\nIT = news.tech"}
         ),
-        help_text="Optional: your own label names → global label keys, one per line.",
+        help_text=gettext_lazy("Optional: your own label names → global label keys, one per line."),
     )
-    threshold = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.0)
+    threshold = forms.FloatField(
+        min_value=0.0, max_value=1.0, initial=0.0, label=gettext_lazy("Threshold")
+    )
     top_k = forms.IntegerField(
-        min_value=1, max_value=db_int_bounds(Need, "top_k")["max_value"], initial=1, label="Top k"
+        min_value=1,
+        max_value=db_int_bounds(Need, "top_k")["max_value"],
+        initial=1,
+        label=gettext_lazy("Top k"),
     )
     delivery = forms.MultipleChoiceField(
-        choices=Delivery.choices, widget=forms.CheckboxSelectMultiple, initial=[Delivery.SYNC]
+        choices=Delivery.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[Delivery.SYNC],
+        label=gettext_lazy("Delivery"),
     )
     latency_budget_ms = forms.FloatField(
-        min_value=0.001, required=False, label="Latency budget (p99 ms)"
+        min_value=0.001, required=False, label=gettext_lazy("Latency budget (p99 ms)")
     )
     size_budget_kb = forms.IntegerField(
         min_value=1,
         max_value=db_int_bounds(Need, "size_budget_kb")["max_value"],
         required=False,
-        label="Model size budget (KB)",
+        label=gettext_lazy("Model size budget (KB)"),
     )
     target_requests_per_s = forms.FloatField(
         min_value=0.001,
         max_value=1_000_000,
         required=False,
-        label=_("Target request rate (requests/s, for capacity planning)"),
+        label=gettext_lazy("Target request rate (requests/s, for capacity planning)"),
     )
 
     def __init__(self, *args, tenant, editing: bool = False, **kwargs):
@@ -122,15 +150,16 @@ class NeedForm(forms.Form):
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(max_length=100)
+    name = forms.CharField(max_length=100, label=gettext_lazy("Name"))
     scopes = forms.MultipleChoiceField(
+        label=gettext_lazy("Scopes"),
         choices=ApiKeyScope.choices,
         widget=forms.CheckboxSelectMultiple,
         initial=[ApiKeyScope.TAG, ApiKeyScope.READ],
     )
     expires_at = forms.DateTimeField(
         required=False,
-        label="Expires at (optional)",
+        label=gettext_lazy("Expires at (optional)"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
 
@@ -142,10 +171,10 @@ def add_service_errors(form: forms.Form, error: ValidationError) -> None:
 
 
 class MemberInviteForm(forms.Form):
-    username = forms.CharField(max_length=150, label=_("Username"))
-    email = forms.EmailField(required=False, label=_("Email (optional)"))
-    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER, label=_("Role"))
+    username = forms.CharField(max_length=150, label=gettext_lazy("Username"))
+    email = forms.EmailField(required=False, label=gettext_lazy("Email (optional)"))
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER, label=gettext_lazy("Role"))
 
 
 class MemberRoleForm(forms.Form):
-    role = forms.ChoiceField(choices=Role.choices, label=_("Role"))
+    role = forms.ChoiceField(choices=Role.choices, label=gettext_lazy("Role"))

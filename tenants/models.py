@@ -5,7 +5,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
+from core.localtime import default_time_zone, validate_time_zone
 from core.querysets import TenantQuerySet
 
 
@@ -22,6 +25,18 @@ class Tenant(models.Model):
     webhook_secret = models.CharField(max_length=128, blank=True, help_text="HMAC-SHA256 key.")
     alert_email = models.EmailField(blank=True)
     alert_webhook_url = models.URLField(blank=True)
+    #: IANA zone of the unit's days and weeks (monitoring windows, alert days, scheduled batches)
+    #: and of every date it is shown. Changing it re-cuts the stored days (monitoring resync).
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default=default_time_zone,
+        validators=[validate_time_zone],
+        help_text=_("IANA name, e.g. Asia/Shanghai or UTC."),
+    )
+    #: The zone the stored prediction/feedback days and aggregates were cut in. Differs from
+    #: `time_zone` only until monitoring has re-cut them (monitoring.services.tenant_days_resync).
+    days_time_zone = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -31,11 +46,24 @@ class Tenant(models.Model):
         return f"{self.name} ({self.slug})"
 
 
+class UserProfile(models.Model):
+    """A person's portal preferences (not a tenant's: one per user, whatever their tenants)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    #: A code of settings.LANGUAGES, or "" to follow the browser's Accept-Language.
+    language = models.CharField(_("language"), max_length=16, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.language or 'browser language'})"
+
+
 class Role(models.TextChoices):
-    VIEWER = "viewer", "Viewer"
-    REQUESTER = "requester", "Requester"
-    REVIEWER = "reviewer", "Reviewer"
-    ADMIN = "admin", "Admin"
+    VIEWER = "viewer", _("Viewer")
+    REQUESTER = "requester", _("Requester")
+    REVIEWER = "reviewer", _("Reviewer")
+    ADMIN = "admin", pgettext_lazy("role", "Admin")
 
 
 ROLE_RANK = {Role.VIEWER: 0, Role.REQUESTER: 1, Role.REVIEWER: 2, Role.ADMIN: 3}
@@ -66,13 +94,13 @@ class Membership(models.Model):
 
 
 class ApiKeyScope(models.TextChoices):
-    TAG = "tag", "Tag (sync and stream)"
-    BATCH = "batch", "Batch jobs"
-    FEEDBACK = "feedback", "Feedback events"
-    READ = "read", "Read"
+    TAG = "tag", _("Tag (sync and stream)")
+    BATCH = "batch", _("Batch jobs")
+    FEEDBACK = "feedback", _("Feedback events")
+    READ = "read", _("Read")
     #: Create, change, subscribe, go live and retire needs. Deliberately separate from `tag`: a
     #: serving key must not be able to change (or retire) what it serves.
-    NEEDS = "needs", "Manage needs"
+    NEEDS = "needs", _("Manage needs")
 
 
 class ApiKey(models.Model):
@@ -107,21 +135,21 @@ class ApiKey(models.Model):
 
 
 class Delivery(models.TextChoices):
-    SYNC = "sync", "Online (synchronous)"
-    STREAM = "stream", "Online (stream)"
-    BATCH = "batch", "Batch"
+    SYNC = "sync", _("Online (synchronous)")
+    STREAM = "stream", _("Online (stream)")
+    BATCH = "batch", _("Batch")
 
 
 class NeedStatus(models.TextChoices):
-    REQUESTED = "requested", "Requested"
-    APPROVED = "approved", "Approved"
-    LIVE = "live", "Live"
-    RETIRED = "retired", "Retired"
+    REQUESTED = "requested", _("Requested")
+    APPROVED = "approved", _("Approved")
+    LIVE = "live", _("Live")
+    RETIRED = "retired", _("Retired")
 
 
 class Execution(models.TextChoices):
-    INLINE = "inline", "In the web process (light models)"
-    QUEUE = "queue", "On the online Celery queue (heavy models)"
+    INLINE = "inline", _("In the web process (light models)")
+    QUEUE = "queue", _("On the online Celery queue (heavy models)")
 
 
 #: What need_create / need_update accept and the API shows of a need (besides slug, status and

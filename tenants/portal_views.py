@@ -118,7 +118,9 @@ class NeedCreateView(TenantPortalMixin, View):
                 add_service_errors(form, ValidationError(error.message_dict))
             else:
                 messages.success(
-                    request, f"Need “{need.name}” registered; platform staff will review it."
+                    request,
+                    _("Need “%(name)s” registered; platform staff will review it.")
+                    % {"name": need.name},
                 )
                 return redirect("tenants:need-detail", slug=need.slug)
         return render(request, self.template_name, {"form": form}, status=400)
@@ -195,7 +197,7 @@ class NeedEditView(TenantPortalMixin, View):
             except ValidationError as error:
                 add_service_errors(form, error)
             else:
-                messages.success(request, "Need updated.")
+                messages.success(request, _("Need updated."))
                 return redirect("tenants:need-detail", slug=need.slug)
         return render(request, self.template_name, {"form": form, "need": need}, status=400)
 
@@ -221,21 +223,25 @@ class NeedActionView(TenantPortalMixin, View):
                 )
                 if model is None:
                     raise ValidationError(
-                        {"model": ["Unknown model, or it has no production version."]}
+                        {"model": [_("Unknown model, or it has no production version.")]}
                     )
                 services.need_subscribe_model(need=need, model=model, actor=request.user)
-                messages.success(request, f"This need is now served by {model.name}.")
+                messages.success(
+                    request, _("This need is now served by %(model)s.") % {"model": model.name}
+                )
             elif self.action == "keep-model":
                 services.need_keep_model(need=need, actor=request.user)
-                messages.success(request, f"This need stays on {need.model.name}.")
+                messages.success(
+                    request, _("This need stays on %(model)s.") % {"model": need.model.name}
+                )
             elif self.action == "retire":
                 services.need_retire(
                     need=need, actor=request.user, reason=request.POST.get("reason", "")
                 )
-                messages.success(request, "Need retired.")
+                messages.success(request, _("Need retired."))
             elif self.action == "go-live":
                 services.need_go_live(need=need, actor=request.user)
-                messages.success(request, "Need is live.")
+                messages.success(request, _("Need is live."))
         except ValidationError as error:
             for field_messages in error.message_dict.values():
                 for message in field_messages:
@@ -289,7 +295,7 @@ class ApiKeyRevokeView(TenantPortalMixin, View):
     def post(self, request, prefix):
         api_key = self.get_scoped_object_or_404(prefix=prefix)
         services.api_key_revoke(api_key=api_key)
-        messages.success(request, f"Key “{api_key.name}” revoked.")
+        messages.success(request, _("Key “%(name)s” revoked.") % {"name": api_key.name})
         return redirect("tenants:keys")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, generics, viewsets
 from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.views import APIView
@@ -146,13 +147,15 @@ class TenantScopedAPIMixin:
         if isinstance(request.user, ApiKeyUser):
             if not self.allow_api_keys:
                 raise exceptions.PermissionDenied(
-                    "This endpoint needs a signed-in tenant member, not an API key."
+                    _("This endpoint needs a signed-in tenant member, not an API key.")
                 )
             self.api_key = request.auth
             self.tenant = self.api_key.tenant
             scope = self.read_scope if safe else self.write_scope
             if scope and scope not in self.api_key.scopes:
-                raise exceptions.PermissionDenied(f"This API key lacks the '{scope}' scope.")
+                raise exceptions.PermissionDenied(
+                    _("This API key lacks the '%(scope)s' scope.") % {"scope": scope}
+                )
             return
         wanted = request.headers.get(TENANT_HEADER)
         membership = resolve_membership(request, wanted_slug=wanted)
@@ -163,11 +166,12 @@ class TenantScopedAPIMixin:
         if membership is None and staff and wanted:
             membership = staff_membership_for(request, wanted)
         if membership is None:
-            raise exceptions.PermissionDenied("You are not a member of any active tenant.")
+            raise exceptions.PermissionDenied(_("You are not a member of any active tenant."))
         role = self.read_role if safe else self.write_role
         if not membership.has_role(role):
             raise exceptions.PermissionDenied(
-                f"This needs the '{role}' role in {membership.tenant.slug}."
+                _("This needs the '%(role)s' role in %(tenant)s.")
+                % {"role": role, "tenant": membership.tenant.slug}
             )
         self.membership = membership
         self.tenant = membership.tenant
@@ -247,7 +251,7 @@ class TenantPortalMixin(LoginRequiredMixin):
         wanted = request.GET.get(AS_TENANT_PARAM) or None
         membership = resolve_membership(request, wanted_slug=wanted, portal=True)
         if membership is None:
-            raise PermissionDenied("You are not a member of any active tenant.")
+            raise PermissionDenied(_("You are not a member of any active tenant."))
         if wanted:
             request.session[SESSION_TENANT_KEY] = membership.tenant_id
         if membership.support:

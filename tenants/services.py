@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -20,7 +21,9 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 
+from core.localtime import validate_time_zone
 from taxonomy.models import Label, LabelSet, LabelStatus
 from taxonomy.selectors import Overlap, overlap, resolve_terms, revision_keys
 from tenants import keys
@@ -39,6 +42,7 @@ from tenants.models import (
     Role,
     SupportAccess,
     Tenant,
+    UserProfile,
 )
 
 # --- Tenants and memberships ----------------------------------------------------------------
@@ -52,14 +56,16 @@ _TENANT_FIELDS = (
     "webhook_secret",
     "alert_email",
     "alert_webhook_url",
+    "time_zone",
 )
 
 
 def tenant_create(*, slug: str, name: str, **fields: Any) -> Tenant:
     unknown = set(fields) - set(_TENANT_FIELDS)
     if unknown:
-        raise ValidationError({f: ["Unknown field."] for f in unknown})
+        raise ValidationError({f: [_("Unknown field.")] for f in unknown})
     tenant = Tenant(slug=slug, name=name, **fields)
+    tenant.days_time_zone = tenant.time_zone  # a new tenant has no stored days to re-cut
     tenant.full_clean()
     with transaction.atomic():
         tenant.save()
@@ -69,9 +75,11 @@ def tenant_create(*, slug: str, name: str, **fields: Any) -> Tenant:
 def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
     """Add `user` to `tenant` with `role`, or change the role of an existing membership."""
     if role not in Role.values:
-        raise ValidationError({"role": [f"Choose one of {', '.join(Role.values)}."]})
+        raise ValidationError(
+            {"role": [_("Choose one of %(choices)s.") % {"choices": ", ".join(Role.values)}]}
+        )
     with transaction.atomic():
-        membership, _ = Membership.objects.owned_by(tenant).update_or_create(
+        membership, _created = Membership.objects.owned_by(tenant).update_or_create(
             tenant=tenant, user=user, defaults={"role": role}
         )
     return membership
@@ -168,12 +176,42 @@ def support_access_record(*, user, tenant: Tenant, method: str, path: str) -> Su
     return SupportAccess.objects.create(user=user, tenant=tenant, method=method, path=path[:500])
 
 
+def user_language_set(*, user, language: str) -> UserProfile:
+    """Remember the user's portal language ("" = follow the browser's Accept-Language)."""
+    codes = {code for code, _name in settings.LANGUAGES}
+    if language and language not in codes:
+        raise ValidationError({"language": [_("Choose one of the portal's languages.")]})
+    with transaction.atomic():
+        profile, _created = UserProfile.objects.update_or_create(
+            user=user, defaults={"language": language}
+        )
+    return profile
+
+
+def user_language(user) -> str:
+    """The user's chosen portal language, or "" when they follow their browser."""
+    profile = UserProfile.objects.filter(user=user).only("language").first()
+    return profile.language if profile else ""
+
+
+def tenant_time_zone_set(*, tenant: Tenant, time_zone: str) -> Tenant:
+    """Change the tenant's time zone. Its stored days are re-cut by monitoring afterwards
+    (monitoring.services.tenant_days_resync, run at once by the portal, hourly by beat)."""
+    validate_time_zone(time_zone)
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(time_zone=time_zone)
+    tenant.time_zone = time_zone
+    return tenant
+
+
 def user_by_username(username: str):
     User = get_user_model()
     try:
         return User.objects.get(username=username)
     except User.DoesNotExist:
-        raise ValidationError({"username": [f"No user '{username}'."]}) from None
+        raise ValidationError(
+            {"username": [_("No user '%(username)s'.") % {"username": username}]}
+        ) from None
 
 
 # --- Webhook settings -----------------------------------------------------------------------
@@ -218,9 +256,9 @@ def api_key_create(
     errors: dict[str, list[str]] = {}
     name = (name or "").strip()
     if not name:
-        errors["name"] = ["A name is required."]
+        errors["name"] = [_("A name is required.")]
     elif ApiKey.objects.owned_by(tenant).filter(name=name).exists():
-        errors["name"] = [f"This tenant already has a key named '{name}'."]
+        errors["name"] = [_("This tenant already has a key named '%(name)s'.") % {"name": name}]
     bad = [s for s in scopes if s not in ApiKeyScope.values]
     if bad or not scopes:
         errors["scopes"] = [
@@ -228,7 +266,7 @@ def api_key_create(
             + (f" (unknown: {', '.join(map(str, bad))})." if bad else ".")
         ]
     if expires_at is not None and expires_at <= timezone.now():
-        errors["expires_at"] = ["The expiry must be in the future."]
+        errors["expires_at"] = [_("The expiry must be in the future.")]
     if errors:
         raise ValidationError(errors)
     plain, prefix, hashed = keys.generate_key()
@@ -292,17 +330,19 @@ def _validate_need(
         .filter(label_set=label_set)
         .exists()
     ):
-        errors["label_set"] = ["Unknown label set."]  # another tenant's set: as if missing
+        errors["label_set"] = [_("Unknown label set.")]  # another tenant's set: as if missing
         label_set = None
 
     requested_in = values.get("requested_labels") or []
     requested: list[Label] = []
     if isinstance(requested_in, str) or not all(isinstance(t, str) for t in requested_in):
-        errors["requested_labels"] = ["Give a list of label keys, names or aliases."]
+        errors["requested_labels"] = [_("Give a list of label keys, names or aliases.")]
     else:
         resolution = resolve_terms(requested_in)
         if resolution.unknown:
-            errors["requested_labels"] = [f"Unknown label '{term}'." for term in resolution.unknown]
+            errors["requested_labels"] = [
+                _("Unknown label '%(term)s'.") % {"term": term} for term in resolution.unknown
+            ]
         if label_set is None:  # a label set replaces a request
             requested = resolution.labels
     if (
@@ -311,7 +351,7 @@ def _validate_need(
         and "label_set" not in errors
         and "requested_labels" not in errors
     ):
-        errors["label_set"] = ["Choose an existing label set, or request labels for a new one."]
+        errors["label_set"] = [_("Choose an existing label set, or request labels for a new one.")]
 
     allowed = _need_label_keys(label_set=label_set, requested=[label.key for label in requested])
     rows = _need_label_rows(
@@ -324,26 +364,30 @@ def _validate_need(
 
     threshold = values.get("threshold", 0.0)
     if not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
-        errors["threshold"] = ["Give a number between 0 and 1."]
+        errors["threshold"] = [_("Give a number between 0 and 1.")]
     top_k = values.get("top_k", 1)
     if not isinstance(top_k, int) or top_k < 1:
-        errors["top_k"] = ["Give a whole number of at least 1."]
+        errors["top_k"] = [_("Give a whole number of at least 1.")]
     elif allowed and top_k > len(allowed):
-        errors["top_k"] = [f"This need has only {len(allowed)} labels."]
+        errors["top_k"] = [_("This need has only %(count)d labels.") % {"count": len(allowed)}]
     delivery = values.get("delivery") or []
     if isinstance(delivery, str):
         delivery = [delivery]
     if not delivery or any(d not in Delivery.values for d in delivery):
-        errors["delivery"] = [f"Choose one or more of {', '.join(Delivery.values)}."]
+        errors["delivery"] = [
+            _("Choose one or more of %(choices)s.") % {"choices": ", ".join(Delivery.values)}
+        ]
     for field in ("latency_budget_ms", "size_budget_kb", "target_requests_per_s"):
         value = values.get(field)
         if value is not None and (not isinstance(value, int | float) or value <= 0):
-            errors[field] = ["Give a positive number, or leave it empty."]
+            errors[field] = [_("Give a positive number, or leave it empty.")]
     execution = values.get("execution", Execution.INLINE)
     if execution not in Execution.values:
-        errors["execution"] = [f"Choose one of {', '.join(Execution.values)}."]
+        errors["execution"] = [
+            _("Choose one of %(choices)s.") % {"choices": ", ".join(Execution.values)}
+        ]
     if not (values.get("name") or "").strip():
-        errors["name"] = ["A name is required."]
+        errors["name"] = [_("A name is required.")]
     if errors:
         raise ValidationError(errors)
     fields = {
@@ -382,10 +426,10 @@ def _need_label_rows(
     for label in requested:
         row(label).requested = True
     if not isinstance(mapping, dict):
-        errors["label_mapping"] = ["Give an object of your label name -> global label key."]
+        errors["label_mapping"] = [_("Give an object of your label name -> global label key.")]
         mapping = {}
     if not isinstance(per_label, dict):
-        errors["per_label_thresholds"] = ["Give an object of label key -> threshold."]
+        errors["per_label_thresholds"] = [_("Give an object of label key -> threshold.")]
         per_label = {}
     wanted = {v for v in mapping.values() if isinstance(v, str)} | set(per_label)
     known = {label.key: label for label in Label.objects.filter(key__in=wanted - set(rows))}
@@ -398,16 +442,16 @@ def _need_label_rows(
         if not isinstance(key, str) or not name:
             problem = "Map a non-empty name to a label key."
         elif len(name) > _NAME_MAX:
-            problem = f"Keep names to {_NAME_MAX} characters."
+            problem = _("Keep names to %(max)d characters.") % {"max": _NAME_MAX}
         elif key not in known:
-            problem = f"Unknown label '{key}'."
+            problem = _("Unknown label '%(term)s'.") % {"term": key}
         elif known[key].status == LabelStatus.DEPRECATED:
             replacement = known[key].replaced_by
             problem = f"'{key}' is deprecated" + (
                 f"; use '{replacement.key}'." if replacement else "."
             )
         elif allowed and key not in allowed:
-            problem = f"'{key}' is not one of this need's labels."
+            problem = _("'%(key)s' is not one of this need's labels.") % {"key": key}
         elif key in named:
             problem = f"'{key}' is named {named[key]!r} already; give a label one name."
         elif name in named.values():
@@ -446,20 +490,22 @@ def need_create(
 ) -> Need:
     unknown = set(fields) - set(NEED_EDITABLE_FIELDS)
     if unknown:
-        raise ValidationError({f: ["Unknown field."] for f in unknown})
+        raise ValidationError({f: [_("Unknown field.")] for f in unknown})
     slug = (slug or slugify(name or ""))[:80]
     if not slug:
-        raise ValidationError({"slug": ["Give a slug (letters, digits, hyphens)."]})
+        raise ValidationError({"slug": [_("Give a slug (letters, digits, hyphens).")]})
     if slug != slugify(slug):
-        raise ValidationError({"slug": ["Use lowercase letters, digits and hyphens."]})
+        raise ValidationError({"slug": [_("Use lowercase letters, digits and hyphens.")]})
     if slug in RESERVED_NEED_SLUGS:
-        raise ValidationError({"slug": [f"'{slug}' is reserved; choose another slug."]})
+        raise ValidationError(
+            {"slug": [_("'%(slug)s' is reserved; choose another slug.") % {"slug": slug}]}
+        )
     values, rows = _validate_need(
         tenant=tenant,
         values={"name": name, "delivery": [Delivery.SYNC], **fields},
     )
     if Need.objects.owned_by(tenant).filter(slug=slug).exists():
-        raise ValidationError({"slug": [f"You already have a need '{slug}'."]})
+        raise ValidationError({"slug": [_("You already have a need '%(slug)s'.") % {"slug": slug}]})
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -470,7 +516,9 @@ def need_create(
                     **values,
                 )
         except IntegrityError:  # a concurrent create with the same slug
-            raise ValidationError({"slug": [f"You already have a need '{slug}'."]}) from None
+            raise ValidationError(
+                {"slug": [_("You already have a need '%(slug)s'.") % {"slug": slug}]}
+            ) from None
         _write_labels(need=need, rows=rows)
     return need
 
@@ -478,15 +526,15 @@ def need_create(
 def need_update(*, need: Need, **changes: Any) -> Need:
     unknown = set(changes) - set(NEED_EDITABLE_FIELDS)
     if unknown:
-        raise ValidationError({f: ["This field cannot be changed here."] for f in unknown})
+        raise ValidationError({f: [_("This field cannot be changed here.")] for f in unknown})
     if need.status == NeedStatus.RETIRED:
-        raise ValidationError({"status": ["A retired need cannot be changed."]})
+        raise ValidationError({"status": [_("A retired need cannot be changed.")]})
     if (
         need.status == NeedStatus.LIVE
         and "label_set" in changes
         and changes["label_set"] != need.label_set
     ):
-        raise ValidationError({"label_set": ["Retire a live need to change its label set."]})
+        raise ValidationError({"label_set": [_("Retire a live need to change its label set.")]})
     current = {field: getattr(need, field) for field in NEED_EDITABLE_FIELDS}
     if (
         "label_set" in changes
@@ -502,7 +550,7 @@ def need_update(*, need: Need, **changes: Any) -> Need:
         and values["label_set"] is not None
         and values["label_set"].pk != need.model.label_set_id
     ):
-        raise ValidationError({"label_set": ["The subscribed model serves another label set."]})
+        raise ValidationError({"label_set": [_("The subscribed model serves another label set.")]})
     with transaction.atomic():
         _lock(need)
         for field, value in values.items():
@@ -632,7 +680,7 @@ def need_reinstate(*, need: Need, actor, reason: str) -> Need:
         raise PermissionDenied("Only platform staff reinstate retired needs.")
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": ["Say why the need is reinstated."]})
+        raise ValidationError({"reason": [_("Say why the need is reinstated.")]})
     with transaction.atomic():
         need = Need.objects.owned_by(need.tenant_id).select_for_update().get(pk=need.pk)
         if need.status != NeedStatus.RETIRED:
@@ -665,9 +713,9 @@ def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: boo
     it is refused.
     """
     if need.status == NeedStatus.RETIRED:
-        raise ValidationError({"status": ["A retired need cannot be changed."]})
+        raise ValidationError({"status": [_("A retired need cannot be changed.")]})
     if not _offered_to(need=need, model=model):
-        raise ValidationError({"model": ["Unknown model, or it has no production version."]})
+        raise ValidationError({"model": [_("Unknown model, or it has no production version.")]})
     allowed = set(_need_label_keys(label_set=model.label_set, requested=[]))
     # Django's ValidationError holds flat lists: name the offending entry in each message.
     outside = [

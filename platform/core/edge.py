@@ -23,6 +23,7 @@ from urllib.parse import unquote_to_bytes
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 
@@ -47,17 +48,17 @@ def _reject_constant(name: str):
 def _parse_int(text: str) -> int:
     # Reject by length first: int() of a huge digit string costs quadratic time.
     if len(text.lstrip("-")) > 19:
-        raise _Reject("An integer is out of range (64 bits).")
+        raise _Reject(_("An integer is out of range (64 bits)."))
     value = int(text)
     if not INT64_MIN <= value <= INT64_MAX:
-        raise _Reject("An integer is out of range (64 bits).")
+        raise _Reject(_("An integer is out of range (64 bits)."))
     return value
 
 
 def _parse_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise _Reject("A number is out of range.")
+        raise _Reject(_("A number is out of range."))
     return value
 
 
@@ -80,7 +81,7 @@ def string_problem(value: str) -> str | None:
 def _max_depth_exceeded(data: Any) -> bool:
     # Level by level, keeping only containers: a wide body of strings costs one cheap pass.
     level = [data] if isinstance(data, dict | list) else []
-    for _ in range(MAX_JSON_DEPTH):
+    for _level in range(MAX_JSON_DEPTH):
         level = [
             value
             for node in level
@@ -116,26 +117,33 @@ def decode_json(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DomainError(
-            "invalid_utf8", f"The request body is not valid UTF-8 (byte {exc.start})."
+            "invalid_utf8",
+            _("The request body is not valid UTF-8 (byte %(byte)s).") % {"byte": exc.start},
         ) from None
     try:
         data = _DECODER.decode(text)
     except RecursionError:
-        raise DomainError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from None
+        raise DomainError(
+            "too_deep", _("JSON nested deeper than %(max)s levels.") % {"max": MAX_JSON_DEPTH}
+        ) from None
     except _Reject as exc:
         raise DomainError("invalid", str(exc)) from None
     except ValueError as exc:
-        raise DomainError("malformed_json", f"The request body is not valid JSON: {exc}.") from None
+        raise DomainError(
+            "malformed_json", _("The request body is not valid JSON: %(error)s.") % {"error": exc}
+        ) from None
     # Cheap pre-checks keep the walk off the hot path: without enough brackets the body cannot be
     # too deep, and without a \u escape (raw control characters are not strict JSON) no string
     # can hold a NUL or a lone surrogate.
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _max_depth_exceeded(data):
-        raise DomainError("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+        raise DomainError(
+            "too_deep", _("JSON nested deeper than %(max)s levels.") % {"max": MAX_JSON_DEPTH}
+        )
     if b"\\u" in raw and (problems := _string_problems(data)):
         surrogate = any("surrogate" in m for messages in problems.values() for m in messages)
         raise DomainError(
             "invalid_utf8" if surrogate else "invalid",
-            "Some strings cannot be stored (NUL or lone surrogate).",
+            _("Some strings cannot be stored (NUL or lone surrogate)."),
             fields={string_safe(k): v for k, v in sorted(problems.items())[:50]},
         )
     return data
@@ -147,24 +155,25 @@ def check_query_string(raw: str) -> None:
         return
     if len(raw) > MAX_QUERY_STRING_BYTES:
         raise DomainError(
-            "invalid", f"The query string is longer than {MAX_QUERY_STRING_BYTES} bytes."
+            "invalid",
+            _("The query string is longer than %(max)s bytes.") % {"max": MAX_QUERY_STRING_BYTES},
         )
     for pair in raw.split("&"):
-        name, _, value = pair.partition("=")
+        name, _sep, value = pair.partition("=")
         for part in (name, value):
             decoded = unquote_to_bytes(part.replace("+", " "))
             try:
                 text = decoded.decode("utf-8")
             except UnicodeDecodeError:
                 raise DomainError(
-                    "invalid_utf8", "A query parameter is not valid UTF-8 (percent-encoded)."
+                    "invalid_utf8", _("A query parameter is not valid UTF-8 (percent-encoded).")
                 ) from None
             if "\x00" in text:
                 label = unquote_to_bytes(name).decode("utf-8", "replace").replace("\x00", "")
                 raise DomainError(
                     "invalid",
-                    "A query parameter contains a NUL character.",
-                    fields={label or "query": ["NUL characters are not allowed."]},
+                    _("A query parameter contains a NUL character."),
+                    fields={label or "query": [_("NUL characters are not allowed.")]},
                 )
 
 
@@ -211,7 +220,7 @@ def query_datetime(value: str, *, name: str) -> datetime | None:
         raise DomainError(
             "invalid",
             f"`{name}` must be an ISO 8601 date-time.",
-            fields={name: ["Invalid date-time."]},
+            fields={name: [_("Invalid date-time.")]},
         )
     if timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=UTC)
@@ -220,14 +229,16 @@ def query_datetime(value: str, *, name: str) -> datetime | None:
         raise DomainError(
             "invalid",
             f"`{name}` has a UTC offset no time zone uses (at most ±14:00).",
-            fields={name: ["Impossible UTC offset."]},
+            fields={name: [_("Impossible UTC offset.")]},
         )
     try:
         # Offsets PostgreSQL cannot take (+17:13) leave here as plain UTC.
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
         raise DomainError(
-            "invalid", f"`{name}` is out of range.", fields={name: ["Out of range."]}
+            "invalid",
+            _("`%(name)s` is out of range.") % {"name": name},
+            fields={name: [_("Out of range.")]},
         ) from None
 
 
@@ -236,13 +247,16 @@ def query_int(value: str | None, *, name: str, minimum: int, maximum: int) -> in
         return None
     if not value.isascii() or not value.lstrip("-").isdigit() or len(value) > 20:
         raise DomainError(
-            "invalid", f"`{name}` must be an integer.", fields={name: ["Expected an integer."]}
+            "invalid",
+            _("`%(name)s` must be an integer.") % {"name": name},
+            fields={name: [_("Expected an integer.")]},
         )
     number = int(value)
     if not minimum <= number <= maximum:
         raise DomainError(
             "invalid",
-            f"`{name}` must be between {minimum} and {maximum}.",
-            fields={name: [f"Between {minimum} and {maximum}."]},
+            _("`%(name)s` must be between %(min)s and %(max)s.")
+            % {"name": name, "min": minimum, "max": maximum},
+            fields={name: [_("Between %(min)s and %(max)s.") % {"min": minimum, "max": maximum}]},
         )
     return number

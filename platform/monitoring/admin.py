@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 
 from monitoring import selectors, services
 from monitoring.models import (
@@ -75,15 +76,17 @@ class AlertAdmin(admin.ModelAdmin):
     )
     actions = ("acknowledge", "redeliver")
 
-    @admin.action(description="Acknowledge the selected alerts")
+    @admin.action(description=_("Acknowledge the selected alerts"))
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         count = 0
         for alert in queryset.filter(acknowledged_at__isnull=True).select_related("need"):
             services.alert_acknowledge(alert=alert, user=request.user)
             count += 1
-        self.message_user(request, f"Acknowledged {count} alert(s).", messages.SUCCESS)
+        self.message_user(
+            request, _("Acknowledged %(count)s alert(s).") % {"count": count}, messages.SUCCESS
+        )
 
-    @admin.action(description="Deliver again (webhook / email)")
+    @admin.action(description=_("Deliver again (webhook / email)"))
     def redeliver(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         from workers.tasks.monitoring import deliver_alert
 
@@ -93,7 +96,11 @@ class AlertAdmin(admin.ModelAdmin):
                 notification_pending="reminder"
             )
             deliver_alert.delay(alert.pk)
-        self.message_user(request, f"Queued {queryset.count()} deliveries.", messages.SUCCESS)
+        self.message_user(
+            request,
+            _("Queued %(count)s deliveries.") % {"count": queryset.count()},
+            messages.SUCCESS,
+        )
 
 
 @admin.register(DriftReport)
@@ -168,7 +175,7 @@ class MonitoringDashboardAdmin(admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context=None) -> TemplateResponse:
         context = {
             **self.admin_site.each_context(request),
-            "title": "Monitoring dashboard: all needs",
+            "title": _("Monitoring dashboard: all needs"),
             "opts": self.model._meta,
             "needs": [row for row in selectors.needs_overview_all_tenants() if row["last_day"]],
             "alerts": selectors.open_alerts_all_tenants(limit=100),

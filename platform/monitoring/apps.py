@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class MonitoringConfig(AppConfig):
     name = "monitoring"
-    verbose_name = "Monitoring of model outputs"
+    verbose_name = _("Monitoring of model outputs")
 
     def ready(self) -> None:
         from celery.signals import task_failure

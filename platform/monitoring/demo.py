@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.localtime import tenant_day_bounds
 from monitoring import services
 from monitoring.aggregation import week_start
 from monitoring.models import (
@@ -127,7 +129,11 @@ def _ensure_need(
     label_set_name: str,
     baseline: dict[str, int],
 ) -> tuple[Need, ModelVersion]:
-    tenant, created = Tenant.objects.get_or_create(slug=tenant_slug, defaults={"name": tenant_name})
+    zone = settings.DEMO_TIME_ZONE
+    tenant, created = Tenant.objects.get_or_create(
+        slug=tenant_slug,
+        defaults={"name": tenant_name, "time_zone": zone, "days_time_zone": zone},
+    )
     if created:
         _say(stdout, f"  created tenant {tenant_slug} (load_demo had not run)")
     label_set, revision = _label_set(label_set_slug, label_set_name, list(baseline))
@@ -221,8 +227,9 @@ def _log_rows(demo: DemoNeed, day: date, shares: dict[str, float], rng, *, shift
     # Shifted traffic is also less familiar to the model: lower confidence.
     confidences = rng.beta(5, 3, size=volume) if shifted else rng.beta(9, 2, size=volume)
     threshold = demo.need.threshold
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    seconds = np.sort(rng.integers(0, 86400, size=volume))
+    # The tenant's own calendar day (its time zone), as the live prediction log cuts it.
+    start, end = tenant_day_bounds(demo.need.tenant, day)
+    seconds = np.sort(rng.integers(0, int((end - start).total_seconds()), size=volume))
     rows = []
     for i, (pick, score, second) in enumerate(zip(picks, confidences, seconds, strict=True)):
         label = labels[pick]

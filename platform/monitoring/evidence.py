@@ -1,6 +1,7 @@
 """Alert evidence for people: one sentence, a few days of numbers and a sparkline.
 
-Labels are shown by the tenant's own name (its `label_mapping`, else the taxonomy's English name),
+Labels are shown by the tenant's own name (its `label_mapping`, else the taxonomy's name in the
+reader's language),
 with the global key kept for a tooltip. Nothing here returns a dict for a person to read.
 """
 
@@ -9,15 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.utils.formats import number_format
 from django.utils.html import format_html
+from django.utils.translation import get_language, ngettext
+from django.utils.translation import gettext as _
 
 from monitoring.models import Alert, AlertKind
-from taxonomy.models import Label
+from taxonomy.selectors import label_names as taxonomy_label_names
+from taxonomy.selectors import localized_label_name
 from tenants.models import Need
 
 
 def label_names(need: Need) -> dict[str, str]:
-    """Global key -> the tenant's name for it."""
+    """Global key -> what the reader calls it: the tenant's name for it, else the taxonomy's
+    name in the active language (name_zh for Chinese, name_en otherwise)."""
     names: dict[str, str] = {}
     keys: set[str] = set()
     if need.label_set_id and (revision := need.label_set.current_revision):
@@ -26,8 +32,9 @@ def label_names(need: Need) -> dict[str, str]:
         names.setdefault(str(key), str(name))
     missing = keys - set(names)
     if missing:
-        for key, name in Label.objects.filter(key__in=missing).values_list("key", "name_en"):
-            names[key] = name or key
+        language = get_language()
+        for key, pair in taxonomy_label_names(missing).items():
+            names[key] = localized_label_name(pair, key, language)
     return names
 
 
@@ -36,68 +43,109 @@ def name_of(key: str, names: dict[str, str]) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f} %"
+    return "—" if value is None else f"{number_format(value * 100, 1)} %"
 
 
 def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.0f}"
+    return "—" if value is None else number_format(value, 0, force_grouping=True)
+
+
+def _fixed(value: float | None, digits: int) -> str:
+    return number_format(value or 0, digits)
 
 
 def _days(n: int) -> str:
-    return f"{n} consecutive day{'s' if n != 1 else ''}"
+    return ngettext("%(n)d consecutive day", "%(n)d consecutive days", n) % {"n": n}
 
 
 def sentence(alert: Alert, fmt_label: Callable[[str], str]) -> str:
-    """What happened, in words. `fmt_label` renders a label key (plain text or HTML)."""
+    """What happened, in words (the active language). `fmt_label` renders a label key (plain
+    text or HTML)."""
     e = alert.evidence or {}
     window = e.get("evidence_days", 1)
-    over = "on the last day" if window == 1 else f"over the last {window} days"
-    persisted = f" — seen on {_days(alert.consecutive_days)}" if alert.consecutive_days > 1 else ""
+    over = (
+        _("on the last day") if window == 1 else _("over the last %(days)s days") % {"days": window}
+    )
+    persisted = (
+        _(" — seen on %(days)s") % {"days": _days(alert.consecutive_days)}
+        if alert.consecutive_days > 1
+        else ""
+    )
     label = fmt_label(alert.label) if alert.label else ""
+    common = {
+        "label": label,
+        "over": over,
+        "persisted": persisted,
+        "reference": _pct(e.get("reference")),
+        "value": _pct(e.get("value")),
+        "expected": _num(e.get("expected")),
+        "observed": _num(e.get("observed")),
+    }
     if alert.kind == AlertKind.LABEL_SHARE:
-        verb = "fell" if (e.get("value") or 0) < (e.get("reference") or 0) else "rose"
-        return (
-            f"{label} {verb} from {_pct(e.get('reference'))} of predictions (usual, previous "
-            f"{e.get('reference_days', '?')} days) to {_pct(e.get('value'))} {over} "
-            f"(expected ≈{_num(e.get('expected'))}, observed {_num(e.get('observed'))})"
-            f"{persisted}."
+        fell = (e.get("value") or 0) < (e.get("reference") or 0)
+        text = (
+            _(
+                "%(label)s fell from %(reference)s of predictions (usual, previous "
+                "%(reference_days)s days) to %(value)s %(over)s (expected ≈%(expected)s, "
+                "observed %(observed)s)%(persisted)s."
+            )
+            if fell
+            else _(
+                "%(label)s rose from %(reference)s of predictions (usual, previous "
+                "%(reference_days)s days) to %(value)s %(over)s (expected ≈%(expected)s, "
+                "observed %(observed)s)%(persisted)s."
+            )
         )
+        return text % {**common, "reference_days": e.get("reference_days", "?")}
     if alert.kind == AlertKind.RARE_CLASS:
         return (
-            f"{label}, a rare class ({_pct(e.get('reference'))} of predictions in training), "
-            f"appeared {_num(e.get('observed'))} times {over} where ≈{_num(e.get('expected'))} "
-            f"were expected{persisted}."
+            _(
+                "%(label)s, a rare class (%(reference)s of predictions in training), appeared "
+                "%(observed)s times %(over)s where ≈%(expected)s were expected%(persisted)s."
+            )
+            % common
         )
     if alert.kind == AlertKind.DRIFT:
         movers = ", ".join(
             f"{fmt_label(m['label'])} {_pct(m['baseline_share'])}→{_pct(m['observed_share'])}"
             for m in e.get("top_movers", [])[:3]
         )
-        js = e.get("js_distance")
-        return (
-            f"The label mix moved away from the baseline: PSI {e.get('value', 0):.2f} "
-            f"(threshold {e.get('psi_threshold', 0):.2f}), JS distance "
-            f"{(js or 0):.2f} (threshold {e.get('js_threshold', 0):.2f}); biggest moves: "
-            f"{movers}{persisted}."
-        )
+        return _(
+            "The label mix moved away from the baseline: PSI %(psi)s (threshold "
+            "%(psi_threshold)s), JS distance %(js)s (threshold %(js_threshold)s); biggest "
+            "moves: %(movers)s%(persisted)s."
+        ) % {
+            **common,
+            "psi": _fixed(e.get("value"), 2),
+            "psi_threshold": _fixed(e.get("psi_threshold"), 2),
+            "js": _fixed(e.get("js_distance"), 2),
+            "js_threshold": _fixed(e.get("js_threshold"), 2),
+            "movers": movers,
+        }
     if alert.kind == AlertKind.CTR_DROP:
-        return (
-            f"CTR of {label} fell from {_pct(e.get('reference'))} to {_pct(e.get('value'))} "
-            f"{over} ({_num(e.get('sample'))} impressions, {_num(e.get('observed'))} clicks where "
-            f"≈{_num(e.get('expected'))} were usual){persisted}."
-        )
+        return _(
+            "CTR of %(label)s fell from %(reference)s to %(value)s %(over)s (%(sample)s "
+            "impressions, %(observed)s clicks where ≈%(expected)s were usual)%(persisted)s."
+        ) % {**common, "sample": _num(e.get("sample"))}
     if alert.kind == AlertKind.NEGATIVE_RISE:
         return (
-            f"Negative feedback on {label} rose from {_pct(e.get('reference'))} to "
-            f"{_pct(e.get('value'))} of impressions {over} ({_num(e.get('observed'))} "
-            f"complaints where ≈{_num(e.get('expected'))} were usual){persisted}."
+            _(
+                "Negative feedback on %(label)s rose from %(reference)s to %(value)s of "
+                "impressions %(over)s (%(observed)s complaints where ≈%(expected)s were "
+                "usual)%(persisted)s."
+            )
+            % common
         )
     if alert.kind == AlertKind.VOLUME_COLLAPSE:
-        return (
-            f"Prediction volume fell to {_num(e.get('value'))} a day, "
-            f"{e.get('drop_pct', 0):.0f} % below the usual {_num(e.get('reference'))}"
-            f"{persisted}."
-        )
+        return _(
+            "Prediction volume fell to %(volume)s a day, %(drop)s %% below the usual "
+            "%(usual)s%(persisted)s."
+        ) % {
+            **common,
+            "volume": _num(e.get("value")),
+            "drop": _fixed(e.get("drop_pct"), 0),
+            "usual": _num(e.get("reference")),
+        }
     return alert.message
 
 
@@ -115,7 +163,7 @@ def html_sentence(alert: Alert, names: dict[str, str]) -> str:
     def fmt(key: str) -> str:
         return str(
             format_html(
-                '<span class="label-name" title="global key: {}">{}</span>',
+                '<span class="label-name" title="{}">{}</span>',
                 key,
                 name_of(key, names),
             )
@@ -125,8 +173,8 @@ def html_sentence(alert: Alert, names: dict[str, str]) -> str:
     parts = sentence(alert, lambda key: "\x00" + key + "\x01")
     out, rest = [], parts
     while "\x00" in rest:
-        before, _, tail = rest.partition("\x00")
-        key, _, rest = tail.partition("\x01")
+        before, _sep, tail = rest.partition("\x00")
+        key, _sep, rest = tail.partition("\x01")
         out.append(str(format_html("{}", before)))
         out.append(fmt(key))
     out.append(str(format_html("{}", rest)))
@@ -154,10 +202,10 @@ def _fmt_value(kind: str, value: float | None) -> str:
 def value_title(kind: str) -> str:
     return {
         AlertKind.DRIFT: "PSI",
-        AlertKind.VOLUME_COLLAPSE: "Volume",
+        AlertKind.VOLUME_COLLAPSE: _("Volume"),
         AlertKind.CTR_DROP: "CTR",
-        AlertKind.NEGATIVE_RISE: "Negative rate",
-    }.get(kind, "Share")
+        AlertKind.NEGATIVE_RISE: _("Negative rate"),
+    }.get(kind, _("Share"))
 
 
 def table_rows(alert: Alert) -> list[EvidenceRow]:
@@ -166,9 +214,11 @@ def table_rows(alert: Alert) -> list[EvidenceRow]:
         rows.append(
             EvidenceRow(
                 day=d["day"],
-                status={"ok": "clean", "flagged": "flagged", "insufficient": "too little data"}.get(
-                    d["status"], d["status"]
-                ),
+                status={
+                    "ok": _("clean"),
+                    "flagged": _("flagged"),
+                    "insufficient": _("too little data"),
+                }.get(d["status"], d["status"]),
                 value=_fmt_value(alert.kind, d.get("value")),
                 reference=_fmt_value(alert.kind, d.get("reference")),
                 observed=_num(d.get("observed")),

@@ -11,18 +11,19 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core.querysets import TenantQuerySet
 
 
 class Period(models.TextChoices):
-    DAY = "day", "Day"
-    WEEK = "week", "Week (ISO, Monday start)"
+    DAY = "day", _("Day")
+    WEEK = "week", _("Week (ISO, Monday start)")
 
 
 class BaselineSource(models.TextChoices):
-    SNAPSHOT = "snapshot", "Training snapshot of the production model"
-    WINDOW = "window", "A reference window of served predictions"
+    SNAPSHOT = "snapshot", _("Training snapshot of the production model")
+    WINDOW = "window", _("A reference window of served predictions")
 
 
 class NeedMonitoringConfig(models.Model):
@@ -124,8 +125,8 @@ class NeedMonitoringConfig(models.Model):
     correction = models.CharField(
         max_length=8,
         choices=[
-            ("holm", "Holm (family-wise error)"),
-            ("fdr_bh", "Benjamini-Hochberg (false-discovery rate)"),
+            ("holm", _("Holm (family-wise error)")),
+            ("fdr_bh", _("Benjamini-Hochberg (false-discovery rate)")),
         ],
         default="holm",
         help_text="Multiple-comparison correction over labels and days (statsmodels).",
@@ -269,10 +270,10 @@ class DriftReport(models.Model):
 
 
 class FeedbackType(models.TextChoices):
-    IMPRESSION = "impression", "Impression"
-    CLICK = "click", "Click"
-    NOT_INTERESTED = "not_interested", "Not interested in this tag"
-    WRONG_TAG = "wrong_tag", "Wrong tag"
+    IMPRESSION = "impression", _("Impression")
+    CLICK = "click", _("Click")
+    NOT_INTERESTED = "not_interested", _("Not interested in this tag")
+    WRONG_TAG = "wrong_tag", _("Wrong tag")
 
 
 class FeedbackEvent(models.Model):
@@ -336,15 +337,15 @@ class FeedbackAggregate(models.Model):
 
 
 class AlertKind(models.TextChoices):
-    DRIFT = "drift", "Label distribution drift"
-    RARE_CLASS = "rare_class", "Rare class missing or under-predicted"
-    LABEL_SHARE = "label_share", "A label's share changed"
-    DOMINANCE = "dominance", "A label suddenly dominates (legacy)"
-    CTR_DROP = "ctr_drop", "CTR falling"
-    NEGATIVE_RISE = "negative_rise", "Negative feedback rising"
-    VOLUME_COLLAPSE = "volume_collapse", "Volume collapsing"
+    DRIFT = "drift", _("Label distribution drift")
+    RARE_CLASS = "rare_class", _("Rare class missing or under-predicted")
+    LABEL_SHARE = "label_share", _("A label's share changed")
+    DOMINANCE = "dominance", _("A label suddenly dominates (legacy)")
+    CTR_DROP = "ctr_drop", _("CTR falling")
+    NEGATIVE_RISE = "negative_rise", _("Negative feedback rising")
+    VOLUME_COLLAPSE = "volume_collapse", _("Volume collapsing")
     #: Raised by the review app (above monitoring) when a review round's interval is below target.
-    REVIEW_ACCURACY = "review_accuracy", "Reviewed accuracy below target"
+    REVIEW_ACCURACY = "review_accuracy", _("Reviewed accuracy below target")
 
 
 #: Rules evaluated every day (dominance is legacy: kept for old rows only).
@@ -359,9 +360,9 @@ ACTIVE_RULES = (
 
 
 class CheckStatus(models.TextChoices):
-    OK = "ok", "Clean"
-    FLAGGED = "flagged", "Flagged"
-    INSUFFICIENT = "insufficient", "Insufficient data"
+    OK = "ok", _("Clean")
+    FLAGGED = "flagged", _("Flagged")
+    INSUFFICIENT = "insufficient", _("Insufficient data")
 
 
 class RuleCheck(models.Model):
@@ -402,13 +403,13 @@ class RuleCheck(models.Model):
 
 
 class Severity(models.TextChoices):
-    WARNING = "warning", "Warning"
-    CRITICAL = "critical", "Critical"
+    WARNING = "warning", _("Warning")
+    CRITICAL = "critical", _("Critical")
 
 
 class AlertStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    RESOLVED = "resolved", "Resolved"
+    OPEN = "open", _("Open")
+    RESOLVED = "resolved", _("Resolved")
 
 
 class Alert(models.Model):

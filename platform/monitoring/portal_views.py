@@ -7,10 +7,11 @@ from datetime import date, timedelta
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import TemplateView
 
+from core.localtime import tenant_today
 from monitoring import selectors, services
 from monitoring.evidence import alert_cards, label_names, name_of
 from monitoring.models import Alert
@@ -49,11 +50,34 @@ class NeedDashboardView(TenantPortalMixin, TemplateView):
             need=need,
             config=services.config_for(need),
             chart_data=selectors.need_dashboard(need=need, names=names),
+            chart_text=chart_text(zone=need.tenant.time_zone),
             wow=wow,
             cards=alert_cards(selectors.recent_alerts(need=need)),
             can_ack=role_at_least(self.membership, Role.REVIEWER),
         )
         return context
+
+
+def chart_text(*, zone: str) -> dict[str, str]:
+    """The charts' titles, axes and series names in the reader's language (dashboard.js is
+    static: it reads them from the page, as it reads the data)."""
+    return {
+        "x_axis": _("day (%(zone)s)") % {"zone": zone},
+        "baseline_suffix": _("(baseline)"),
+        "share_axis": _("share of predictions (in %)"),
+        "psi_threshold": _("PSI threshold"),
+        "js": _("JS distance"),
+        "js_threshold": _("JS threshold"),
+        "drift_axis": _("PSI / JS distance"),
+        "mean_confidence": _("mean confidence"),
+        "low_confidence_rate": _("low-confidence rate"),
+        "no_label_rate": _("no label above threshold"),
+        "predictions": _("predictions"),
+        "volume_axis": _("predictions per day"),
+        "rate_axis": _("confidence / rate (0–1)"),
+        "ctr_axis": _("CTR: clicks per 100 impressions"),
+        "negative_axis": _("negative feedback per 100 impressions"),
+    }
 
 
 class _AlertActionView(TenantPortalMixin, View):
@@ -84,7 +108,7 @@ class _AlertActionView(TenantPortalMixin, View):
                     "can_ack": True,
                     "show_need": request.POST.get("show_need"),
                     "error": error,
-                    "today": timezone.now().date(),
+                    "today": tenant_today(self.tenant),
                 },
             )
         target = request.POST.get("next") or "/monitoring/"
@@ -105,10 +129,10 @@ class AlertSnoozeView(_AlertActionView):
         try:
             days = int(request.POST.get("days", "7"))
         except ValueError:
-            raise ValidationError("Snooze for a number of days.") from None
+            raise ValidationError(_("Snooze for a number of days.")) from None
         if not 1 <= days <= 90:
-            raise ValidationError("Snooze for 1 to 90 days.")
-        until: date = timezone.now().date() + timedelta(days=days)
+            raise ValidationError(_("Snooze for 1 to 90 days."))
+        until: date = tenant_today(self.tenant) + timedelta(days=days)
         return services.alert_snooze(
             alert=alert, until=until, note=request.POST.get("note", ""), user=request.user
         )

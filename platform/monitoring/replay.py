@@ -27,12 +27,13 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
+from core.localtime import tenant_day_bounds
 from monitoring import services
 from monitoring.demo import PREFIX, _ensure_need
 from monitoring.models import (
@@ -203,8 +204,9 @@ def _log_day(rn: ReplayNeed, day: date, mix: dict[str, float], rng, *, scenario,
     labels = sorted(mix)
     volume = int(round(rn.spec.daily_volume * rng.uniform(0.7, 1.3)))
     true_labels = rng.choice(len(labels), size=volume, p=np.array([mix[k] for k in labels]))
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    seconds = np.sort(rng.integers(0, 86400, size=volume))
+    # The tenant's own calendar day (its time zone), as the live prediction log cuts it.
+    start, end = tenant_day_bounds(rn.need.tenant, day)
+    seconds = np.sort(rng.integers(0, int((end - start).total_seconds()), size=volume))
     need = rn.need
     logs, events = [], []
     for i, (t, second) in enumerate(zip(true_labels, seconds, strict=True)):

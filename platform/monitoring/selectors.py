@@ -6,11 +6,13 @@ from collections import defaultdict
 from datetime import date, timedelta
 
 from django.db.models import Count, Max, Min, Q, Sum
-from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from core.localtime import tenant_today
 from monitoring.models import (
     Alert,
     AlertStatus,
+    BaselineSource,
     DriftReport,
     FeedbackAggregate,
     LabelAggregate,
@@ -269,7 +271,9 @@ def need_dashboard(*, need: Need, days: int = 28, names: dict[str, str] | None =
         "labels": labels,
         "shares": shares,
         "baseline": baseline_shares,
-        "baseline_ref": f"{baseline.source}: {baseline.ref}" if baseline else "none",
+        "baseline_ref": (
+            f"{BaselineSource(baseline.source).label}: {baseline.ref}" if baseline else _("none")
+        ),
         "psi": psi,
         "js": js,
         "psi_threshold": config.psi_threshold,
@@ -367,7 +371,7 @@ def week_over_week(*, need: Need) -> dict:
     return {
         "current": current,
         "previous": previous,
-        "in_progress": current + timedelta(days=7) > timezone.now().date(),
+        "in_progress": current + timedelta(days=7) > tenant_today(need.tenant),
         "volume": cur_volume,
         "volume_prev": prev_volume,
         "volume_change": _change(cur_volume, prev_volume),
@@ -532,5 +536,5 @@ def alerts_list(
     if status == "open":
         qs = qs.filter(status=AlertStatus.OPEN)
     else:
-        qs = qs.filter(last_seen__gte=timezone.now().date() - timedelta(days=recent_days))
+        qs = qs.filter(last_seen__gte=tenant_today(tenant) - timedelta(days=recent_days))
     return qs.order_by("-last_seen", "-id")

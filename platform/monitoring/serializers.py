@@ -6,6 +6,7 @@ from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from monitoring.models import FeedbackType
@@ -29,18 +30,23 @@ class FeedbackEventSerializer(serializers.Serializer):
         if timezone.is_naive(value):
             value = value.replace(tzinfo=UTC)
         if value > timezone.now() + _FUTURE_TOLERANCE:
-            raise serializers.ValidationError("This time is in the future.")
+            raise serializers.ValidationError(_("This time is in the future."))
         return value
 
     def validate(self, attrs):
         resolver: LabelResolver = self.context["resolver"]
         need = resolver.need(attrs["need"])
         if need is None:
-            raise serializers.ValidationError({"need": ["No such need for this tenant."]})
+            raise serializers.ValidationError({"need": [_("No such need for this tenant.")]})
         key = resolver.label_key(need, attrs["label"])
         if key is None:
             raise serializers.ValidationError(
-                {"label": [f"'{attrs['label']}' is not a label of need '{need.slug}'."]}
+                {
+                    "label": [
+                        _("'%(value)s' is not a label of need '%(slug)s'.")
+                        % {"value": attrs["label"], "slug": need.slug}
+                    ]
+                }
             )
         attrs["need"] = need
         attrs["label"] = key
@@ -54,7 +60,9 @@ class FeedbackBatchSerializer(serializers.Serializer):
     def validate_events(self, value):
         limit = settings.FEEDBACK_MAX_EVENTS
         if len(value) > limit:
-            raise serializers.ValidationError(f"At most {limit} events per request.")
+            raise serializers.ValidationError(
+                _("At most %(limit)s events per request.") % {"limit": limit}
+            )
         return value
 
 

@@ -6,15 +6,17 @@ import json
 import logging
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from core.localtime import tenant_local_date, tenant_today, zone
 from monitoring import aggregation, drift, rules
 from monitoring.evidence import label_names, name_of, plain_sentence
 from monitoring.models import (
@@ -35,6 +37,7 @@ from monitoring.models import (
 )
 from registry.selectors import serving_version
 from serving.models import PredictionLog
+from serving.services import scheduled_batches_time_zone_sync
 from tenants.models import Need, Tenant
 
 logger = logging.getLogger(__name__)
@@ -125,7 +128,7 @@ def drift_report_compute(*, need: Need, period: str, start: date) -> DriftReport
         .aggregate(total=Sum("volume"))["total"]
         or 0
     )
-    report, _ = DriftReport.objects.owned_by(need.tenant_id).update_or_create(
+    report, _created = DriftReport.objects.owned_by(need.tenant_id).update_or_create(
         need=need,
         period=period,
         period_start=start,
@@ -283,7 +286,7 @@ def incidents_update(*, need: Need, day: date, checks: list[rules.Check]) -> lis
     }
     distribution_flagged = any(
         c.status == CheckStatus.FLAGGED and c.rule in _DISTRIBUTION_RULES for c in checks
-    ) or any(kind in _DISTRIBUTION_RULES for kind, _ in open_alerts)
+    ) or any(kind in _DISTRIBUTION_RULES for kind, _label in open_alerts)
     due: list[Alert] = []
     for check in checks:
         alert = open_alerts.get((check.rule, check.label))
@@ -383,7 +386,7 @@ def alert_acknowledge(*, alert: Alert, user, note: str = "") -> Alert:
 def alert_snooze(*, alert: Alert, until: date, note: str = "", user=None) -> Alert:
     """No notifications until `until` (inclusive); the alert keeps collecting evidence."""
     if until < timezone.now().date():
-        raise ValidationError({"until": ["Snooze until today or a later day."]})
+        raise ValidationError({"until": [_("Snooze until today or a later day.")]})
     alert.snoozed_until = until
     alert.snooze_note = note[:500]
     alert.save(update_fields=["snoozed_until", "snooze_note"])
@@ -450,18 +453,27 @@ def alert_deliver(*, alert: Alert) -> dict:
                 logger.warning("alert %s webhook delivery failed: %s", alert.pk, exc)
         if email:
             try:
-                verb = {"escalated": "escalated to critical", "opened": "opened"}.get(
-                    event, "reminder"
+                verb = {"escalated": _("escalated to critical"), "opened": _("opened")}.get(
+                    event, _("reminder")
                 )
                 send_mail(
-                    subject=(
-                        f"[{alert.get_severity_display()}] {alert.need.name}: "
-                        f"{alert.get_kind_display()} ({verb})"
-                    ),
-                    message=(
-                        f"{payload['summary']}\n\nFirst seen {payload['first_seen']}, last seen "
-                        f"{payload['last_seen']}, {alert.days_active} day(s) active.\n"
-                    ),
+                    subject=_("[%(severity)s] %(need)s: %(kind)s (%(event)s)")
+                    % {
+                        "severity": alert.get_severity_display(),
+                        "need": alert.need.name,
+                        "kind": alert.get_kind_display(),
+                        "event": verb,
+                    },
+                    message=_(
+                        "%(summary)s\n\nFirst seen %(first)s, last seen %(last)s, %(days)s "
+                        "day(s) active.\n"
+                    )
+                    % {
+                        "summary": payload["summary"],
+                        "first": payload["first_seen"],
+                        "last": payload["last_seen"],
+                        "days": alert.days_active,
+                    },
                     from_email=None,
                     recipient_list=[email],
                 )
@@ -508,7 +520,7 @@ def feedback_record(*, tenant: Tenant, events: list[dict]) -> dict[str, int]:
                 label=event["label"],
                 type=event["type"],
                 at=event["at"],
-                day=event["at"].astimezone(UTC).date(),
+                day=tenant_local_date(tenant, event["at"]),
             )
         )
     ids = [row.event_id for row in rows]
@@ -555,8 +567,9 @@ def monitoring_run(*, period: str, start: date, need_ids: list[int] | None = Non
     if period == Period.DAY:
         counts = aggregation.aggregate_predictions_day(day=start, need_ids=need_ids)
         counts["feedback_rows"] = aggregation.aggregate_feedback_day(day=start, need_ids=need_ids)
-        # Rules only judge complete days: a day in progress always looks like a collapse.
-        judge = start < timezone.now().date()
+        # Rules only judge complete days (in the need's tenant's time zone, below): a day in
+        # progress always looks like a collapse.
+        judge = True
     else:
         start = aggregation.week_start(start)
         counts = aggregation.aggregate_week(start=start, need_ids=need_ids)
@@ -569,6 +582,81 @@ def monitoring_run(*, period: str, start: date, need_ids: list[int] | None = Non
             continue
         with transaction.atomic():
             drift_report_compute(need=need, period=period, start=start)
-            if judge:
+            if judge and start < tenant_today(need.tenant):
                 notified += len(alerts_evaluate(need=need, day=start))
     return {**counts, "notifications": notified} if period == Period.DAY else counts
+
+
+def monitoring_run_local_all_tenants(
+    *, period: str, days_ago: int, now: datetime | None = None
+) -> dict:
+    """The pipeline of each tenant's own day (or the week containing it): `days_ago=1` is every
+    tenant's yesterday, 0 its today. Tenants sharing that local date run together."""
+    now = now or timezone.now()
+    groups: dict[date, list[int]] = {}
+    for tenant in Tenant.objects.filter(is_active=True).only("pk", "time_zone"):
+        local = tenant_local_date(tenant, now) - timedelta(days=days_ago)
+        if period == Period.WEEK:
+            local = aggregation.week_start(local)
+        groups.setdefault(local, []).append(tenant.pk)
+    results = {}
+    for local, tenant_ids in sorted(groups.items()):
+        need_ids = list(
+            Need.objects.dangerously_unscoped()
+            .filter(tenant_id__in=tenant_ids)
+            .values_list("pk", flat=True)
+        )
+        results[local.isoformat()] = monitoring_run(period=period, start=local, need_ids=need_ids)
+    return results
+
+
+def tenant_days_resync(*, tenant: Tenant) -> dict:
+    """Re-cut a tenant's stored days after its time zone changed, and recompute every affected
+    day and week. Idempotent: a tenant whose days are already cut in its zone is left alone,
+    and each period's aggregates are replaced, never added to."""
+    cut_in = tenant.days_time_zone or "UTC"
+    if cut_in == tenant.time_zone:
+        return {"resynced": False}
+    tz = zone(tenant.time_zone)
+    touched: set[date] = set()
+    for model, moment in ((PredictionLog, "created_at"), (FeedbackEvent, "at")):
+        rows = model.objects.for_tenant(tenant)
+        touched |= set(rows.values_list("day", flat=True).distinct())
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {model._meta.db_table} SET day = ({moment} AT TIME ZONE %s)::date "
+                    f"WHERE tenant_id = %s AND day <> ({moment} AT TIME ZONE %s)::date",
+                    [tenant.time_zone, tenant.pk, tenant.time_zone],
+                )
+        else:
+            changed = []
+            for pk, at, day in rows.values_list("pk", moment, "day").iterator(chunk_size=5000):
+                local = at.astimezone(tz).date()
+                if local != day:
+                    changed.append(model(pk=pk, day=local))
+            rows.bulk_update(changed, ["day"], batch_size=1000)
+        touched |= set(rows.values_list("day", flat=True).distinct())
+    need_ids = list(Need.objects.for_tenant(tenant).values_list("pk", flat=True))
+    days = sorted(touched)
+    # Old days whose rows all moved away are emptied too: recompute them before the weeks.
+    for day in days:
+        monitoring_run(period=Period.DAY, start=day, need_ids=need_ids)
+    for week in sorted({aggregation.week_start(day) for day in days}):
+        monitoring_run(period=Period.WEEK, start=week, need_ids=need_ids)
+    scheduled_batches_time_zone_sync(tenant=tenant)
+    Tenant.objects.filter(pk=tenant.pk, time_zone=tenant.time_zone).update(
+        days_time_zone=tenant.time_zone
+    )
+    return {"resynced": True, "days": len(days)}
+
+
+def tenants_days_resync() -> dict:
+    """Resync every tenant whose time zone changed since its days were cut (hourly, by beat)."""
+    done = {}
+    for tenant in Tenant.objects.exclude(days_time_zone=F("time_zone")):
+        if (tenant.days_time_zone or "UTC") != tenant.time_zone:
+            done[tenant.slug] = tenant_days_resync(tenant=tenant)
+        else:
+            Tenant.objects.filter(pk=tenant.pk).update(days_time_zone=tenant.time_zone)
+    return done

@@ -10,4 +10,5 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="portal/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("switch-tenant/", views.switch_tenant, name="switch-tenant"),
+    path("language/", views.set_language, name="set-language"),
 ]

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect
+from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
@@ -14,6 +17,7 @@ from tenants.scoping import (
     resolve_membership,
     support_access_record,
 )
+from tenants.services import user_language_set
 
 
 class HomeView(TemplateView):
@@ -42,16 +46,50 @@ def switch_tenant(request):
         (m for m in portal_memberships_for(request.user) if m.tenant.slug == slug), None
     )
     if membership is None:
-        messages.error(request, "You are not a member of that tenant.")
+        messages.error(request, _("You are not a member of that tenant."))
     else:
         request.session[SESSION_TENANT_KEY] = membership.tenant_id
         if membership.support:
             messages.info(
-                request, f"Viewing {membership.tenant.name} read-only (support, audited)."
+                request,
+                _("Viewing %(tenant)s read-only (support, audited).")
+                % {"tenant": membership.tenant.name},
             )
         else:
-            messages.success(request, f"Now working as {membership.tenant.name}.")
+            messages.success(
+                request, _("Now working as %(tenant)s.") % {"tenant": membership.tenant.name}
+            )
+    return redirect(_safe_next(request))
+
+
+def _safe_next(request) -> str:
     target = request.POST.get("next") or "/"
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         target = "/"
-    return redirect(target)
+    return target
+
+
+@require_POST
+def set_language(request):
+    """The language switcher: kept on the user's profile (and in a cookie, for the login page);
+    an empty choice goes back to following the browser's Accept-Language."""
+    language = request.POST.get("language", "")
+    if language and language not in {code for code, _name in settings.LANGUAGES}:
+        language = ""
+    if request.user.is_authenticated:
+        user_language_set(user=request.user, language=language)
+    response = redirect(_safe_next(request))
+    if language:
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME,
+            language,
+            max_age=settings.LANGUAGE_COOKIE_AGE,
+            samesite="Lax",
+            secure=request.is_secure(),
+        )
+        translation.activate(language)
+    else:
+        response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
+    return response

@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from registry.errors import RegistryError
 from registry.models import (
@@ -59,7 +60,7 @@ class TrainingSampleAdmin(admin.ModelAdmin):
     readonly_fields = ["text_hash"]
     inlines = [TrainingSampleLabelInline]
 
-    @admin.display(description="text")
+    @admin.display(description=_("text"))
     def short_text(self, obj: TrainingSample) -> str:
         return obj.text[:80]
 
@@ -103,7 +104,7 @@ class RegisteredModelAdmin(NoDeleteMixin, admin.ModelAdmin):
     inlines = [ModelAliasInline]
     actions = ["rollback_production", "rollback_candidate"]
 
-    @admin.display(description="production")
+    @admin.display(description=_("production"))
     def production(self, obj: RegisteredModel) -> str:
         alias = production_alias(obj)
         return f"v{alias.version.version}" if alias else "—"
@@ -118,14 +119,16 @@ class RegisteredModelAdmin(NoDeleteMixin, admin.ModelAdmin):
                 self.message_user(request, f"{model}: {exc.message}", messages.ERROR)
             else:
                 self.message_user(
-                    request, f"{model}: {alias} rolled back to v{moved.version.version}."
+                    request,
+                    _("%(model)s: %(alias)s rolled back to v%(version)s.")
+                    % {"model": model, "alias": alias, "version": moved.version.version},
                 )
 
-    @admin.action(description="Roll back production to its previous version")
+    @admin.action(description=_("Roll back production to its previous version"))
     def rollback_production(self, request, queryset: QuerySet[RegisteredModel]) -> None:
         self._rollback(request, queryset, "production")
 
-    @admin.action(description="Roll back candidate to its previous version")
+    @admin.action(description=_("Roll back candidate to its previous version"))
     def rollback_candidate(self, request, queryset: QuerySet[RegisteredModel]) -> None:
         self._rollback(request, queryset, "candidate")
 
@@ -157,11 +160,11 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
         # Versions are immutable records made by training (or import_registry), never by hand.
         return False
 
-    @admin.display(description="macro F1")
+    @admin.display(description=_("macro F1"))
     def macro_f1(self, obj: ModelVersion):
         return (obj.metrics or {}).get("macro_f1")
 
-    @admin.display(description="model card")
+    @admin.display(description=_("model card"))
     def card(self, obj: ModelVersion) -> str:
         url = reverse(
             "registry:card", kwargs={"pk": obj.registered_model_id, "number": obj.version}
@@ -187,17 +190,20 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
             except RegistryError as exc:
                 self.message_user(request, f"{version}: {exc.message}", messages.ERROR)
             else:
-                self.message_user(request, f"{version} is now {alias}.")
+                self.message_user(
+                    request,
+                    _("%(version)s is now %(alias)s.") % {"version": version, "alias": alias},
+                )
 
-    @admin.action(description="Promote to production")
+    @admin.action(description=_("Promote to production"))
     def promote_production(self, request, queryset: QuerySet[ModelVersion]) -> None:
         self._promote(request, queryset, "production")
 
-    @admin.action(description="Promote to candidate")
+    @admin.action(description=_("Promote to candidate"))
     def promote_candidate(self, request, queryset: QuerySet[ModelVersion]) -> None:
         self._promote(request, queryset, "candidate")
 
-    @admin.action(description="Archive (keeps the artifact bytes)")
+    @admin.action(description=_("Archive (keeps the artifact bytes)"))
     def archive(self, request, queryset: QuerySet[ModelVersion]) -> None:
         for version in queryset:
             try:
@@ -268,18 +274,20 @@ class TrainingRunAdmin(NoDeleteMixin, admin.ModelAdmin):
     readonly_fields = ["log", "error", "started_at", "finished_at", "progress"]
     actions = ["requeue"]
 
-    @admin.display(description="seconds")
+    @admin.display(description=_("seconds"))
     def duration(self, obj: TrainingRun):
         return obj.duration_seconds
 
-    @admin.action(description="Send queued runs to the training queue again")
+    @admin.action(description=_("Send queued runs to the training queue again"))
     def requeue(self, request, queryset: QuerySet[TrainingRun]) -> None:
         count = 0
         for run in queryset.filter(status=RunStatus.QUEUED):
             training_run_enqueue(run=run)
             count += 1
         self.message_user(
-            request, f"{count} queued run(s) re-sent (a duplicate message is harmless)."
+            request,
+            _("%(count)s queued run(s) re-sent (a duplicate message is harmless).")
+            % {"count": count},
         )
 
 
@@ -302,7 +310,7 @@ class ArtifactIntegrityIncidentAdmin(NoDeleteMixin, admin.ModelAdmin):
     ]
     actions = ["mark_resolved"]
 
-    @admin.action(description="Mark resolved (after restoring the file)")
+    @admin.action(description=_("Mark resolved (after restoring the file)"))
     def mark_resolved(self, request, queryset: QuerySet[ArtifactIntegrityIncident]) -> None:
         updated = queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
-        self.message_user(request, f"{updated} incident(s) marked resolved.")
+        self.message_user(request, _("%(count)s incident(s) marked resolved.") % {"count": updated})

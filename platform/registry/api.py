@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
@@ -218,7 +219,7 @@ class TrainingRunCreateSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         if bool(attrs.get("need")) == bool(attrs.get("label_set")):
-            raise serializers.ValidationError({"need": "Give exactly one of need or label_set."})
+            raise serializers.ValidationError({"need": _("Give exactly one of need or label_set.")})
         return attrs
 
 
@@ -274,7 +275,9 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
     def _check_manage(self, model: RegisteredModel) -> None:
         if self.acting_user is None:
             raise DomainError(
-                "person_required", "Aliases are moved by a person, not an API key.", status_code=403
+                "person_required",
+                _("Aliases are moved by a person, not an API key."),
+                status_code=403,
             )
         if not selectors.can_manage_model(
             user=self.acting_user, membership=self.membership, registered_model=model
@@ -283,7 +286,9 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
                 "platform staff" if model.tenant_id is None else f"an admin of {model.tenant.slug}"
             )
             raise DomainError(
-                "permission_denied", f"Only {who} may move this model's aliases.", status_code=403
+                "permission_denied",
+                _("Only %(who)s may move this model's aliases.") % {"who": who},
+                status_code=403,
             )
 
     @extend_schema(responses=VersionSerializer(many=True))
@@ -390,7 +395,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
         body = AliasMoveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         if not body.validated_data.get("version"):
-            raise serializers.ValidationError({"version": "This field is required."})
+            raise serializers.ValidationError({"version": _("This field is required.")})
         version = get_object_or_404(model.versions, version=body.validated_data["version"])
         try:
             alias = alias_set(
@@ -472,7 +477,7 @@ class VersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         for key in ("a", "b"):
             value = query_int(request.query_params.get(key), name=key, minimum=1, maximum=INT64_MAX)
             if value is None:
-                raise serializers.ValidationError({key: "Give a version id."})
+                raise serializers.ValidationError({key: _("Give a version id.")})
             ids[key] = value
         a = get_object_or_404(self.get_queryset(), pk=ids["a"])
         b = get_object_or_404(self.get_queryset(), pk=ids["b"])
@@ -538,7 +543,7 @@ class TrainingRunViewSet(
             if data["shared"]:
                 if not getattr(self.acting_user, "is_staff", False):
                     raise DomainError(
-                        "permission_denied", "Only staff train shared models.", status_code=403
+                        "permission_denied", _("Only staff train shared models."), status_code=403
                     )
                 owner = None
             kwargs.update(label_set=label_set, tenant=owner)
@@ -711,7 +716,7 @@ class DatasetUploadView(TenantScopedGenericAPIView):
         if data.get("need"):
             need = get_object_or_404(Need.objects.for_tenant(self.tenant), slug=data["need"])
         try:
-            _, report = dataset_file_upload(
+            _label_set, report = dataset_file_upload(
                 tenant=self.tenant,
                 label_set_slug=data.get("label_set") or "",
                 need=need,

@@ -123,7 +123,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _publish(
-    write: Callable[[BinaryIO], None], *, expected_sha256: str = "", repair: bool = False
+    write: Callable[[BinaryIO], object], *, expected_sha256: str = "", repair: bool = False
 ) -> tuple[str, int]:
     """The one way bytes enter the store: `write` fills a temp file, which is fsynced, hashed and
     atomically renamed to its content address, read-only. Returns (sha256, size).
@@ -169,7 +169,7 @@ def _publish(
     return sha256, size
 
 
-def _staged(write: Callable[[BinaryIO], None], staging: Path) -> tuple[Path, str, int]:
+def _staged(write: Callable[[BinaryIO], object], staging: Path) -> tuple[Path, str, int]:
     staging.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=staging, suffix=".joblib.part")
     tmp = Path(tmp_name)
@@ -203,7 +203,7 @@ def _remote_sha256(key: str) -> str | None:
 
 
 def _publish_remote(
-    write: Callable[[BinaryIO], None], *, expected_sha256: str, repair: bool
+    write: Callable[[BinaryIO], object], *, expected_sha256: str, repair: bool
 ) -> tuple[str, int]:
     """`_publish` on object storage: stage and hash locally, upload under the content address
     unless identical bytes are already there, then keep the verified copy in this host's cache."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.template.loader import render_to_string
+from django.utils.translation import gettext as _
 
 from registry import selectors
 from registry.models import ModelVersion
@@ -17,8 +18,8 @@ RARE_SHARE = 0.05
 
 def _language(params: dict) -> str:
     if params.get("script") == "cjk":
-        return "Chinese (and other CJK) text: character 1–2-grams, no word segmentation."
-    return "English-like text: word 1–2-grams, lower-cased; other languages are not supported."
+        return _("Chinese (and other CJK) text: character 1–2-grams, no word segmentation.")
+    return _("English-like text: word 1–2-grams, lower-cased; other languages are not supported.")
 
 
 def _in_label_order(per_label: dict, labels: list[str]) -> list[str]:
@@ -31,16 +32,15 @@ def served_data(metrics: dict) -> str:
     fitted = metrics.get("fitted_on") or {}
     n_train, n_test = metrics.get("n_train", 0), metrics.get("n_test", 0)
     if fitted.get("split") == "all":
-        return (
-            f"The served model was refitted on all {fitted.get('n_samples', n_train + n_test)} "
-            f"samples of the snapshot (train + test). The evaluation below was made before that "
-            f"refit, by the same configuration fitted on the {n_train} training samples and "
-            f"scored on the {n_test} held-out test samples."
-        )
-    return (
-        f"The served model was fitted on the {n_train} training samples only; the {n_test} "
+        return _(
+            "The served model was refitted on all %(n)s samples of the snapshot (train + test). "
+            "The evaluation below was made before that refit, by the same configuration fitted "
+            "on the %(train)s training samples and scored on the %(test)s held-out test samples."
+        ) % {"n": fitted.get("n_samples", n_train + n_test), "train": n_train, "test": n_test}
+    return _(
+        "The served model was fitted on the %(train)s training samples only; the %(test)s "
         "held-out test samples it was evaluated on were never used to fit it."
-    )
+    ) % {"train": n_train, "test": n_test}
 
 
 def card_data(version: ModelVersion, *, viewer_tenant) -> dict[str, Any]:
@@ -64,29 +64,42 @@ def card_data(version: ModelVersion, *, viewer_tenant) -> dict[str, Any]:
         label for label in metrics.get("weakest_labels", [])[:3] if per_label[label]["f1"] < best
     ]
     if per_label and not weakest:
-        limits.append("No label stands out as weaker than the others on the test split.")
+        limits.append(_("No label stands out as weaker than the others on the test split."))
     for label in weakest:
         row = per_label.get(label, {})
         limits.append(
-            f"Weakest label {label}: F1 {row.get('f1', 0):.3f} "
-            f"(precision {row.get('precision', 0):.3f}, recall {row.get('recall', 0):.3f})."
+            _(
+                "Weakest label %(label)s: F1 %(f1).3f (precision %(precision).3f, recall %(recall).3f)."
+            )
+            % {
+                "label": label,
+                "f1": row.get("f1", 0),
+                "precision": row.get("precision", 0),
+                "recall": row.get("recall", 0),
+            }
         )
     rare = sorted(label for label, n in distribution.items() if n / total < RARE_SHARE)
     if rare:
         limits.append(
-            f"Rare in training data (<{RARE_SHARE:.0%}): {', '.join(rare)}; expect lower recall."
+            _("Rare in training data (<%(share)s): %(labels)s; expect lower recall.")
+            % {"share": f"{RARE_SHARE:.0%}", "labels": ", ".join(rare)}
         )
-    limits.append("Language: " + _language(version.params))
+    limits.append(_("Language: %(language)s") % {"language": _language(version.params)})
     if version.params.get("multilabel"):
-        limits.append("Multi-label: per-label thresholds were tuned on a validation slice.")
+        limits.append(_("Multi-label: per-label thresholds were tuned on a validation slice."))
     else:
         limits.append(
-            "Multi-class: always picks exactly one label, even for text that fits none; "
-            "use the need's threshold to abstain on low confidence."
+            _(
+                "Multi-class: always picks exactly one label, even for text that fits none; "
+                "use the need's threshold to abstain on low confidence."
+            )
         )
     limits.append(
-        f"Evaluated on {metrics.get('n_test', 0)} held-out samples from the same sources as the "
-        "training data; expect lower scores on text from other sources or later periods."
+        _(
+            "Evaluated on %(n)s held-out samples from the same sources as the training data; "
+            "expect lower scores on text from other sources or later periods."
+        )
+        % {"n": metrics.get("n_test", 0)}
     )
     return {
         "version": version,

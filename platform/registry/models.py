@@ -10,15 +10,16 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core.querysets import SharedOrTenantQuerySet
 
 
 class SampleSource(models.TextChoices):
-    IMPORT = "import", "Import"
-    REVIEW = "review", "Review"
-    CASE = "case", "Bad case"
-    FEEDBACK = "feedback", "Feedback"
+    IMPORT = "import", _("Import")
+    REVIEW = "review", _("Review")
+    CASE = "case", _("Bad case")
+    FEEDBACK = "feedback", _("Feedback")
 
 
 class TrainingSample(models.Model):
@@ -126,11 +127,11 @@ class Algorithm(models.TextChoices):
 
 
 class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 class RegisteredModelQuerySet(SharedOrTenantQuerySet):
@@ -197,8 +198,8 @@ class RegisteredModel(models.Model):
 
 
 class VersionStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    ARCHIVED = "archived", "Archived (bytes kept)"
+    ACTIVE = "active", _("Active")
+    ARCHIVED = "archived", _("Archived (bytes kept)")
 
 
 class ModelVersionQuerySet(SharedOrTenantQuerySet):
@@ -296,9 +297,9 @@ class ModelAlias(models.Model):
 
 
 class AliasAction(models.TextChoices):
-    SET = "set", "Set (promote)"
-    ROLLBACK = "rollback", "Rollback"
-    RESTORE = "restore", "Restored from a bundle"
+    SET = "set", _("Set (promote)")
+    ROLLBACK = "rollback", _("Rollback")
+    RESTORE = "restore", _("Restored from a bundle")
 
 
 class AliasEvent(models.Model):
@@ -386,8 +387,8 @@ class TrainingRun(models.Model):
 
 
 class IncidentKind(models.TextChoices):
-    MISMATCH = "mismatch", "Bytes do not match the sha256"
-    MISSING = "missing", "File missing"
+    MISMATCH = "mismatch", _("Bytes do not match the sha256")
+    MISSING = "missing", _("File missing")
 
 
 class ArtifactIntegrityIncident(models.Model):

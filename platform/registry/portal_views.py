@@ -12,7 +12,7 @@ from django.shortcuts import redirect
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView, View
 
 from registry import evaluation, model_card, selectors
@@ -107,7 +107,7 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             user=request.user, membership=self.membership, registered_model=model
         ):
             messages.error(
-                request, "Only the model's owner admins (or platform staff) may do that."
+                request, _("Only the model's owner admins (or platform staff) may do that.")
             )
             return redirect("registry:model", pk=model.pk)
         alias = request.POST.get("alias", AliasName.PRODUCTION)
@@ -122,7 +122,7 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
             else:
                 version = model.versions.filter(version=request.POST.get("version") or 0).first()
                 if version is None:
-                    raise RegistryError("no_version", "Choose a version.")
+                    raise RegistryError("no_version", _("Choose a version."))
                 moved = alias_set(
                     registered_model=model,
                     alias=alias,
@@ -133,7 +133,11 @@ class ModelDetailView(TenantPortalMixin, TemplateView):
         except RegistryError as exc:
             messages.error(request, exc.message)
         else:
-            messages.success(request, f"{alias} now points at v{moved.version.version}.")
+            messages.success(
+                request,
+                _("%(alias)s now points at v%(version)s.")
+                % {"alias": alias, "version": moved.version.version},
+            )
         return redirect("registry:model", pk=model.pk)
 
     def _offer(self, request, model: RegisteredModel):
@@ -272,7 +276,7 @@ class TrainView(TenantPortalMixin, View):
     def post(self, request, *args, **kwargs):
         label_set = visible_label_set(tenant=self.tenant, slug=request.POST.get("label_set", ""))
         if label_set is None:
-            messages.error(request, "Choose a label set.")
+            messages.error(request, _("Choose a label set."))
             return redirect("registry:list")
         snapshot = None
         if request.POST.get("snapshot"):
@@ -300,20 +304,22 @@ class TrainView(TenantPortalMixin, View):
         except RegistryError as exc:
             messages.error(request, exc.message)
             return redirect("registry:list")
-        messages.success(request, f"Training run #{run.pk} queued.")
+        messages.success(request, _("Training run #%(run)s queued.") % {"run": run.pk})
         return redirect("registry:run", run_id=run.pk)
 
 
 class UploadForm(forms.Form):
-    label_set = forms.ChoiceField(required=False)
+    label_set = forms.ChoiceField(label=gettext_lazy("Label set"), required=False)
     need = forms.ChoiceField(
+        label=gettext_lazy("Need"),
         required=False,
-        help_text=_lazy(
+        help_text=gettext_lazy(
             "Or one of your needs: its label set, and your own label names resolve too."
         ),
     )
     file = forms.FileField(
-        help_text="CSV with text,labels columns (labels separated by |) or JSONL."
+        label=gettext_lazy("File"),
+        help_text=gettext_lazy("CSV with text,labels columns (labels separated by |) or JSONL."),
     )
 
     def __init__(self, *args, label_sets=(), needs=(), **kwargs):
@@ -328,7 +334,7 @@ class UploadForm(forms.Form):
     def clean(self):
         data = super().clean()
         if not data.get("label_set") and not data.get("need"):
-            raise forms.ValidationError(_lazy("Choose a label set or one of your needs."))
+            raise forms.ValidationError(gettext_lazy("Choose a label set or one of your needs."))
         return data
 
 

@@ -22,6 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.errors import DomainError
+from core.localtime import tenant_local_date
 from core.texts import text_problem
 from monitoring.models import Alert, AlertKind, AlertStatus, Severity
 from registry.models import SampleSource, TrainingSample, TrainingSampleLabel
@@ -126,7 +127,7 @@ def _schedule_sync(config: NeedReviewConfig) -> None:
         day_of_month=day,
         month_of_year=month,
         day_of_week=weekday,
-        timezone="UTC",
+        timezone=config.need.tenant.time_zone,  # the tenant's wall clock
     )
     task, _ = PeriodicTask.objects.update_or_create(
         name=f"review-round-need-{config.need_id}",
@@ -561,7 +562,7 @@ def round_close(*, review_round: ReviewRound) -> ReviewRound:
 
 def _alert_below_target(review_round: ReviewRound, result: dict) -> Alert:
     accuracy = result["accuracy"]
-    today = timezone.now().date()
+    today = tenant_local_date(review_round.tenant)
     message = (
         f"Review round {review_round.pk}: reviewed accuracy {accuracy['estimate']:.1%} "
         f"(95 % interval {accuracy['low']:.1%}–{accuracy['high']:.1%}) lies below the target "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from serving import services, webhooks
 from serving.models import (
@@ -66,13 +67,17 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     raw_id_fields = ["tenant", "need"]
     actions = ["replay"]
 
-    @admin.action(description="Replay selected dead letters")
+    @admin.action(description=_("Replay selected dead letters"))
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         replayed = sum(
             webhooks.delivery_replay(delivery=d)
             for d in queryset.filter(status=DeliveryStatus.DEAD)
         )
-        self.message_user(request, f"{replayed} dead letter(s) queued again.", messages.SUCCESS)
+        self.message_user(
+            request,
+            _("%(count)s dead letter(s) queued again.") % {"count": replayed},
+            messages.SUCCESS,
+        )
 
 
 class BatchChunkInline(admin.TabularInline):
@@ -114,18 +119,23 @@ class BatchJobAdmin(admin.ModelAdmin):
     actions = ["cancel", "requeue_stuck_chunks"]
     readonly_fields = ["chunk_seconds"]
 
-    @admin.action(description="Cancel selected jobs")
+    @admin.action(description=_("Cancel selected jobs"))
     def cancel(self, request: HttpRequest, queryset: QuerySet[BatchJob]) -> None:
         cancelled = sum(services.batch_job_cancel(job=job) for job in queryset)
-        self.message_user(request, f"{cancelled} job(s) cancelled.", messages.SUCCESS)
+        self.message_user(
+            request, _("%(count)s job(s) cancelled.") % {"count": cancelled}, messages.SUCCESS
+        )
 
-    @admin.action(description="Re-queue stuck chunks of selected jobs")
+    @admin.action(description=_("Re-queue stuck chunks of selected jobs"))
     def requeue_stuck_chunks(self, request: HttpRequest, queryset: QuerySet[BatchJob]) -> None:
         sent = sum(services.batch_chunks_requeue(job=job) for job in queryset)
         self.message_user(
             request,
-            f"{sent} unfinished chunk(s) sent again (a chunk still running may run twice; "
-            "only one run commits).",
+            _(
+                "%(count)s unfinished chunk(s) sent again (a chunk still running may run twice; "
+                "only one run commits)."
+            )
+            % {"count": sent},
             messages.SUCCESS,
         )
 

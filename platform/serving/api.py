@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
@@ -108,7 +109,9 @@ def _parse_since(value: str):
 def _need_or_404(tenant, slug: str):
     need = selectors.need_for(tenant=tenant, slug=slug)
     if need is None:
-        raise DomainError("need_not_found", f"No need '{slug}'.", status_code=404)
+        raise DomainError(
+            "need_not_found", _("No need '%(slug)s'.") % {"slug": slug}, status_code=404
+        )
     return need
 
 
@@ -228,7 +231,7 @@ class DeadLetterReplayView(ServingMixin, TenantScopedGenericAPIView):
     def post(self, request, pk: int):
         delivery = get_object_or_404(self.get_queryset(), pk=pk)
         if not webhooks.delivery_replay(delivery=delivery):
-            raise DomainError("not_dead", "Only dead letters can be replayed.", status_code=409)
+            raise DomainError("not_dead", _("Only dead letters can be replayed."), status_code=409)
         delivery.refresh_from_db()
         return Response(self.get_serializer(delivery).data, status=202)
 
@@ -268,14 +271,14 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
             data = request.data
         except RequestDataTooBig:
             raise DomainError(
-                "upload_too_large", "The upload is too large.", status_code=413
+                "upload_too_large", _("The upload is too large."), status_code=413
             ) from None
         except UnicodeDecodeError:
-            raise DomainError("invalid_utf8", "The request body is not valid UTF-8.") from None
+            raise DomainError("invalid_utf8", _("The request body is not valid UTF-8.")) from None
         need_slug = data.get("need") if hasattr(data, "get") else None
         if not isinstance(need_slug, str) or not need_slug:
             raise DomainError(
-                "invalid", "Name the need.", fields={"need": ["This field is required."]}
+                "invalid", _("Name the need."), fields={"need": [_("This field is required.")]}
             )
         need = _need_or_404(self.tenant, need_slug)
         sync.check_servable(need=need)
@@ -290,8 +293,8 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
             ):
                 raise DomainError(
                     "invalid",
-                    "`item_ids` must be a list of strings.",
-                    fields={"item_ids": ["Expected a list of strings."]},
+                    _("`item_ids` must be a list of strings."),
+                    fields={"item_ids": [_("Expected a list of strings.")]},
                 )
             since = (
                 _parse_since(data.get("since") or "")
@@ -301,17 +304,17 @@ class BatchJobListCreateView(ServingMixin, mixins.ListModelMixin, TenantScopedGe
             if item_ids is None and since is None:
                 raise DomainError(
                     "invalid",
-                    "Upload a `file`, or select stored items with `item_ids` or `since`.",
-                    fields={"file": ["Required unless item_ids/since is given."]},
+                    _("Upload a `file`, or select stored items with `item_ids` or `since`."),
+                    fields={"file": [_("Required unless item_ids/since is given.")]},
                 )
-            rows, _ = services.batch_rows_from_items(
+            rows, _skipped = services.batch_rows_from_items(
                 tenant=self.tenant, need=need, item_ids=item_ids, since=since
             )
             if not rows:
                 raise DomainError(
                     "invalid",
-                    "No stored items match the selection.",
-                    fields={"item_ids": ["No match."]},
+                    _("No stored items match the selection."),
+                    fields={"item_ids": [_("No match.")]},
                 )
             source, filename = BatchSource.ITEMS, ""
         job = services.batch_job_create(
@@ -353,7 +356,11 @@ class BatchJobCancelView(ServingMixin, TenantScopedGenericAPIView):
     def post(self, request, pk: int):
         job = get_object_or_404(self.get_queryset(), pk=pk)
         if not services.batch_job_cancel(job=job):
-            raise DomainError("not_active", f"The job is already {job.status}.", status_code=409)
+            raise DomainError(
+                "not_active",
+                _("The job is already %(status)s.") % {"status": job.status},
+                status_code=409,
+            )
         return Response(self.get_serializer(job).data)
 
 
@@ -387,6 +394,15 @@ class BatchJobResultsView(ServingMixin, TenantScopedGenericAPIView):
                 default="1",
                 description="Include each item's text (the last CSV column; `text` in JSONL).",
             ),
+            OpenApiParameter(
+                "label_names",
+                str,
+                enum=[code for code, _name in settings.LANGUAGES],
+                description=(
+                    "Also give each assigned label's taxonomy name in this language (CSV column "
+                    "`label_names`, JSONL `label_names`); keys and your names are unchanged."
+                ),
+            ),
         ],
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
@@ -397,7 +413,12 @@ class BatchJobResultsView(ServingMixin, TenantScopedGenericAPIView):
     def get(self, request, pk: int):
         job = get_object_or_404(self.get_queryset(), pk=pk)
         params = request.query_params
-        return results_download(job, params.get("format", "csv"), params.get("include_text"))
+        return results_download(
+            job,
+            params.get("format", "csv"),
+            params.get("include_text"),
+            label_names=params.get("label_names"),
+        )
 
 
 def _include_text(value: str | None) -> bool:
@@ -408,25 +429,46 @@ def _include_text(value: str | None) -> bool:
     if value.lower() in ("0", "false", "no"):
         return False
     raise DomainError(
-        "invalid", "include_text must be 1 or 0.", fields={"include_text": ["1 or 0"]}
+        "invalid", _("include_text must be 1 or 0."), fields={"include_text": [_("1 or 0")]}
     )
 
 
-def results_download(job, fmt: str, include_text: str | None = None) -> StreamingHttpResponse:
-    """A job's results as CSV or JSONL; the item texts are included unless include_text=0."""
+def _names_language(value: str | None) -> str | None:
+    if not value:
+        return None
+    codes = [code for code, _name in settings.LANGUAGES]
+    if value.lower() not in codes:
+        raise DomainError(
+            "invalid",
+            _("label_names must be one of: %(codes)s.") % {"codes": ", ".join(codes)},
+            fields={"label_names": codes},
+        )
+    return value.lower()
+
+
+def results_download(
+    job, fmt: str, include_text: str | None = None, *, label_names: str | None = None
+) -> StreamingHttpResponse:
+    """A job's results as CSV or JSONL; the item texts are included unless include_text=0, the
+    labels' taxonomy names in a language when `label_names` names one."""
     if fmt not in ("csv", "jsonl"):
         raise DomainError(
-            "invalid", "format must be csv or jsonl.", fields={"format": ["csv or jsonl"]}
+            "invalid", _("format must be csv or jsonl."), fields={"format": [_("csv or jsonl")]}
         )
     with_text = _include_text(include_text)
+    language = _names_language(label_names)
     rows = selectors.batch_result_rows(job=job, include_text=with_text)
+    if language is not None:
+        rows = selectors.with_localized_label_names(rows, need=job.need, language=language)
+    with_names = language is not None
     if fmt == "jsonl":
         response = StreamingHttpResponse(
-            batch_io.render_jsonl(rows, include_text=with_text), content_type="application/x-ndjson"
+            batch_io.render_jsonl(rows, include_text=with_text, with_names=with_names),
+            content_type="application/x-ndjson",
         )
     else:
         response = StreamingHttpResponse(
-            batch_io.render_csv(rows, include_text=with_text),
+            batch_io.render_csv(rows, include_text=with_text, with_names=with_names),
             content_type="text/csv; charset=utf-8",
         )
     response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}-results.{fmt}"'

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Iterator
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from core import csv_io
 from core.errors import DomainError
@@ -31,7 +32,8 @@ def parse_upload(upload) -> list[tuple[str, str]]:
     if upload.size > limit:
         raise DomainError(
             "upload_too_large",
-            f"The file is {upload.size} bytes; at most {limit} bytes are accepted.",
+            _("The file is %(size)s bytes; at most %(limit)s bytes are accepted.")
+            % {"size": upload.size, "limit": limit},
             status_code=413,
         )
     raw = upload.read()
@@ -41,8 +43,9 @@ def parse_upload(upload) -> list[tuple[str, str]]:
         line = raw[: exc.start].count(b"\n") + 1
         raise DomainError(
             "invalid_utf8",
-            f"The file is not valid UTF-8 (line {line}, byte {exc.start}).",
-            fields={f"line {line}": ["Not valid UTF-8."]},
+            _("The file is not valid UTF-8 (line %(line)s, byte %(start)s).")
+            % {"line": line, "start": exc.start},
+            fields={f"line {line}": [_("Not valid UTF-8.")]},
         ) from None
     fmt = _format_of(upload.name or "", text)
     rows = _parse_jsonl(text) if fmt == "jsonl" else _parse_csv(text)
@@ -61,14 +64,14 @@ def _parse_jsonl(text: str) -> list[tuple[int, object, object]]:
         except ValueError as exc:
             raise DomainError(
                 "malformed_json",
-                f"Line {number} is not valid JSON: {exc}.",
-                fields={f"line {number}": ["Not valid JSON."]},
+                _("Line %(number)s is not valid JSON: %(exc)s.") % {"number": number, "exc": exc},
+                fields={f"line {number}": [_("Not valid JSON.")]},
             ) from None
         if not isinstance(obj, dict):
             raise DomainError(
                 "invalid",
-                f'Line {number} must be an object {{"id", "text"}}.',
-                fields={f"line {number}": ["Expected an object."]},
+                _('Line %(number)s must be an object {"id", "text"}.') % {"number": number},
+                fields={f"line {number}": [_("Expected an object.")]},
             )
         rows.append((number, obj.get("id", number), obj.get("text")))
     return rows
@@ -83,14 +86,14 @@ def _parse_csv(text: str) -> list[tuple[int, object, object]]:
             "malformed_csv", exc.message, fields={f"line {exc.line}": [exc.message]}
         ) from None
     if not found:
-        raise DomainError("invalid", "The file has no rows.", fields={"file": ["Empty."]})
+        raise DomainError("invalid", _("The file has no rows."), fields={"file": [_("Empty.")]})
     header_line, header = found[0]
     columns = [name.strip().lower() for name in header]
     if "text" not in columns:
         raise DomainError(
             "invalid",
-            "The CSV needs a header row with a 'text' column (and optionally 'id').",
-            fields={f"line {header_line}": ["Missing 'text' column."]},
+            _("The CSV needs a header row with a 'text' column (and optionally 'id')."),
+            fields={f"line {header_line}": [_("Missing 'text' column.")]},
         )
     text_at = columns.index("text")
     id_at = columns.index("id") if "id" in columns else None
@@ -104,7 +107,7 @@ def _parse_csv(text: str) -> list[tuple[int, object, object]]:
 
 def _validate(rows: list[tuple[int, object, object]]) -> list[tuple[str, str]]:
     if not rows:
-        raise DomainError("invalid", "The file has no rows.", fields={"file": ["Empty."]})
+        raise DomainError("invalid", _("The file has no rows."), fields={"file": [_("Empty.")]})
     max_chars = settings.TAG_MAX_TEXT_CHARS
     errors: dict[str, list[str]] = {}
     codes: list[str] = []
@@ -151,13 +154,17 @@ def _validate(rows: list[tuple[int, object, object]]) -> list[tuple[str, str]]:
 CSV_COLUMNS = ["id", "labels", "top_label", "top_score", "scores", "model", "model_version"]
 
 
-def render_csv(rows: Iterable[dict], *, include_text: bool = True) -> Iterator[str]:
+def render_csv(
+    rows: Iterable[dict], *, include_text: bool = True, with_names: bool = False
+) -> Iterator[str]:
     """One line per result, in file order. `top_label`/`top_score` are the best-ranked score
     (also when no label passed the thresholds); `text` is the last column when included, so
     the other columns keep their places. Cells are neutralised against formula injection."""
     buffer = io.StringIO()
     writer = csv_io.SafeWriter(buffer)
-    writer.writerow(CSV_COLUMNS + (["text"] if include_text else []))
+    writer.writerow(
+        CSV_COLUMNS + (["label_names"] if with_names else []) + (["text"] if include_text else [])
+    )
     for row in rows:
         scores = ranked_scores(row["scores"])
         top_label, top_score = top(scores)
@@ -170,6 +177,8 @@ def render_csv(rows: Iterable[dict], *, include_text: bool = True) -> Iterator[s
             row["model"],
             row["model_version"],
         ]
+        if with_names:
+            cells.append("|".join(row["label_names"]))
         if include_text:
             cells.append(row["text"])
         writer.writerow(cells)
@@ -180,7 +189,9 @@ def render_csv(rows: Iterable[dict], *, include_text: bool = True) -> Iterator[s
     yield buffer.getvalue()
 
 
-def render_jsonl(rows: Iterable[dict], *, include_text: bool = True) -> Iterator[str]:
+def render_jsonl(
+    rows: Iterable[dict], *, include_text: bool = True, with_names: bool = False
+) -> Iterator[str]:
     """One JSON object per result: the sync API's item shape, plus `text` when included."""
     lines = []
     for row in rows:
@@ -190,6 +201,8 @@ def render_jsonl(rows: Iterable[dict], *, include_text: bool = True) -> Iterator
             "scores": scores_mapping(ranked_scores(row["scores"])),
             "model": {"name": row["model"], "version": row["model_version"]},
         }
+        if with_names:
+            item["label_names"] = row["label_names"]
         if include_text:
             item["text"] = row["text"]
         lines.append(json.dumps(item, ensure_ascii=False))

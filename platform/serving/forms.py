@@ -18,8 +18,10 @@ class ScheduleForm(forms.Form):
     crontab = forms.CharField(
         max_length=100,
         initial="0 2 * * *",
-        label=_("When (crontab, UTC)"),
-        help_text=_("minute hour day month weekday, e.g. 0 2 * * * = every night at 02:00 UTC."),
+        label=_("When (crontab, your time zone)"),
+        help_text=_(
+            "minute hour day month weekday, e.g. 0 2 * * * = every night at 02:00 your time."
+        ),
     )
     enabled = forms.BooleanField(required=False, initial=True, label=_("Enabled"))
 

@@ -3,14 +3,15 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core.querysets import TenantQuerySet
 
 
 class Channel(models.TextChoices):
-    SYNC = "sync", "Synchronous"
-    STREAM = "stream", "Stream"
-    BATCH = "batch", "Batch"
+    SYNC = "sync", _("Synchronous")
+    STREAM = "stream", _("Stream")
+    BATCH = "batch", _("Batch")
 
 
 class PredictionLog(models.Model):
@@ -70,9 +71,9 @@ class PredictionLogRetiredDay(models.Model):
 
 
 class ItemStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    TAGGED = "tagged", "Tagged"
-    FAILED = "failed", "Failed"
+    PENDING = "pending", _("Pending")
+    TAGGED = "tagged", _("Tagged")
+    FAILED = "failed", _("Failed")
 
 
 class Item(models.Model):
@@ -113,9 +114,9 @@ class Item(models.Model):
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DELIVERED = "delivered", "Delivered"
-    DEAD = "dead", "Dead letter"
+    PENDING = "pending", _("Pending")
+    DELIVERED = "delivered", _("Delivered")
+    DEAD = "dead", _("Dead letter")
 
 
 class WebhookDelivery(models.Model):
@@ -153,17 +154,17 @@ class WebhookDelivery(models.Model):
 
 
 class BatchSource(models.TextChoices):
-    UPLOAD = "upload", "Uploaded file"
-    ITEMS = "items", "Stored items"
-    SCHEDULE = "schedule", "Scheduled run"
+    UPLOAD = "upload", _("Uploaded file")
+    ITEMS = "items", _("Stored items")
+    SCHEDULE = "schedule", _("Scheduled run")
 
 
 class BatchStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 BATCH_ACTIVE = (BatchStatus.QUEUED, BatchStatus.RUNNING)
@@ -243,12 +244,12 @@ class BatchItem(models.Model):
 
 
 class ChunkStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    CANCELLED = "cancelled", "Cancelled"
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    CANCELLED = "cancelled", _("Cancelled")
     #: Given up after BATCH_CHUNK_MAX_ATTEMPTS claims (a poison chunk that kills its worker).
-    FAILED = "failed", "Failed"
+    FAILED = "failed", _("Failed")
 
 
 class BatchChunk(models.Model):

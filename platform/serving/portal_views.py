@@ -53,8 +53,16 @@ class TryView(TenantPortalMixin, TemplateView):
             served = sync.resolve_need(tenant_id=self.tenant.pk, need_slug=slug)
             # A preview, not production traffic: kept out of the prediction log and monitoring.
             result = sync.tag_inline(served, ids, texts, log=False)[0]
+            # The tenant's names come back; the page shows each with its global key (tooltip).
+            need = Need.objects.for_tenant(self.tenant).filter(slug=served.slug).first()
+            keys = need.label_mapping if need is not None else {}
             context["result"] = result
-            context["ranked"] = ranked_scores(result["scores"])
+            context["tags"] = [(keys.get(name, name), name) for name in result["labels"]]
+            context["ranked"] = [
+                (keys.get(name, name), name, score)
+                for name, score in ranked_scores(result["scores"])
+            ]
+            context["label_names"] = {key: name for name, key in keys.items()}
             context["model"] = served.model.ref
             context["need"] = served.slug
         except DomainError as exc:
@@ -105,15 +113,15 @@ class BatchListView(TenantPortalMixin, TemplateView):
 
     def post(self, request):
         if not self.membership.has_role(Role.REQUESTER):
-            messages.error(request, "Uploading a batch needs the requester role.")
+            messages.error(request, _("Uploading a batch needs the requester role."))
             return redirect("serving:batches")
         need = selectors.need_for(tenant=self.tenant, slug=request.POST.get("need", ""))
         upload = request.FILES.get("file")
         try:
             if need is None:
-                raise DomainError("need_not_found", "Pick one of your needs.")
+                raise DomainError("need_not_found", _("Pick one of your needs."))
             if upload is None:
-                raise DomainError("invalid", "Choose a CSV or JSONL file.")
+                raise DomainError("invalid", _("Choose a CSV or JSONL file."))
             sync.check_servable(need=need)
             rows = batch_io.parse_upload(upload)
             job = services.batch_job_create(
@@ -125,9 +133,13 @@ class BatchListView(TenantPortalMixin, TemplateView):
                 user=request.user,
             )
         except DomainError as exc:
-            messages.error(request, f"Upload refused: {_error_text(exc)}")
+            messages.error(request, _("Upload refused: %(error)s") % {"error": _error_text(exc)})
         else:
-            messages.success(request, f"Batch #{job.pk} queued: {job.total_items} items.")
+            messages.success(
+                request,
+                _("Batch #%(job)s queued: %(count)s items.")
+                % {"job": job.pk, "count": job.total_items},
+            )
         return redirect("serving:batches")
 
 
@@ -163,9 +175,14 @@ class BatchDownloadView(TenantPortalMixin, View):
     def get(self, request, pk: int, fmt: str):
         job = self.get_scoped_object_or_404(pk=pk)
         if fmt not in ("csv", "jsonl"):
-            raise Http404("Results come as .csv or .jsonl.")
+            raise Http404(_("Results come as .csv or .jsonl."))
         try:
-            return results_download(job, fmt, request.GET.get("include_text"))
+            return results_download(
+                job,
+                fmt,
+                request.GET.get("include_text"),
+                label_names=request.GET.get("label_names"),
+            )
         except DomainError as exc:
             return HttpResponse(
                 _error_text(exc), status=exc.status_code, content_type="text/plain; charset=utf-8"
@@ -195,9 +212,14 @@ class DeadLetterReplayView(TenantPortalMixin, View):
     def post(self, request, pk: int):
         delivery = self.get_scoped_object_or_404(pk=pk)
         if webhooks.delivery_replay(delivery=delivery):
-            messages.success(request, f"Delivery #{delivery.pk} queued again.")
+            messages.success(
+                request, _("Delivery #%(delivery)s queued again.") % {"delivery": delivery.pk}
+            )
         else:
-            messages.error(request, f"Delivery #{delivery.pk} is not a dead letter.")
+            messages.error(
+                request,
+                _("Delivery #%(delivery)s is not a dead letter.") % {"delivery": delivery.pk},
+            )
         return redirect("serving:dead-letters")
 
 

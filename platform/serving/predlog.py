@@ -24,8 +24,10 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import connection
 
+from core.localtime import zone
 from serving.models import Channel, PredictionLog
 from serving.redis_pool import get_redis, writer
+from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +105,20 @@ def record(
 
 
 def _rows(lines: list[bytes]) -> list[PredictionLog]:
+    entries = [json.loads(raw) for raw in lines]
+    # `day` is the tenant's calendar day (its time zone): one query per flush for the zones.
+    zones = dict(
+        Tenant.objects.filter(pk__in={entry["tn"] for entry in entries}).values_list(
+            "pk", "time_zone"
+        )
+    )
     rows = []
-    for raw in lines:
-        entry = json.loads(raw)
+    for entry in entries:
         created = datetime.fromtimestamp(entry["t"], tz=UTC)
         rows.append(
             PredictionLog(
                 created_at=created,
-                day=created.date(),
+                day=created.astimezone(zone(zones.get(entry["tn"], "UTC"))).date(),
                 tenant_id=entry["tn"],
                 need_id=entry["nd"],
                 model_version_id=entry["mv"],
@@ -163,12 +171,18 @@ def _copy(lines: list[bytes]) -> int:
     """PostgreSQL: stream the lines into the log with one COPY (no ORM objects: several times
     the rows/s of bulk_create; rows route to their day's partition)."""
     buffer = io.StringIO()
-    for raw in lines:
-        entry = json.loads(raw)
+    entries = [json.loads(raw) for raw in lines]
+    # `day` is the tenant's calendar day (its time zone), as in `_rows`.
+    zones = dict(
+        Tenant.objects.filter(pk__in={entry["tn"] for entry in entries}).values_list(
+            "pk", "time_zone"
+        )
+    )
+    for entry in entries:
         created = datetime.fromtimestamp(entry["t"], tz=UTC)
         fields = (
             created.isoformat(),
-            created.date().isoformat(),
+            created.astimezone(zone(zones.get(entry["tn"], "UTC"))).date().isoformat(),
             str(int(entry["tn"])),
             str(int(entry["nd"])),
             str(int(entry["mv"])),

@@ -20,6 +20,7 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from serving import redis_pool, result_cache
@@ -73,7 +74,10 @@ def check_rate(tenant, *, lookup_keys: list[str] | None = None) -> list[bytes | 
         retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
         raise DomainError(
             "rate_limited",
-            f"Over this tenant's quota of {limit} requests per minute; retry in {retry_after} s.",
+            _(
+                "Over this tenant's quota of %(limit)s requests per minute; retry in %(retry_after)s s."
+            )
+            % {"limit": limit, "retry_after": retry_after},
             status_code=429,
             headers={"Retry-After": str(retry_after)},
         )
@@ -88,7 +92,8 @@ def _uncounted(tenant, limit: int) -> None:
         retry_after = settings.REDIS_OUTAGE_RETRY_AFTER_SECONDS
         raise DomainError(
             "quota_unavailable",
-            f"Request quotas cannot be checked right now; retry in {retry_after} s.",
+            _("Request quotas cannot be checked right now; retry in %(retry_after)s s.")
+            % {"retry_after": retry_after},
             status_code=503,
             headers={"Retry-After": str(retry_after)},
         )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC
+from collections.abc import Iterable, Iterator
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
@@ -21,6 +21,7 @@ from serving.models import (
     WebhookDelivery,
 )
 from serving.ranked import ranked_scores
+from taxonomy.selectors import label_names, localized_label_name
 from tenants.models import Need
 
 
@@ -54,8 +55,11 @@ def predictions_for(
     if channel:
         rows = rows.filter(channel=channel)
     if since is not None:
-        # `day` is created_at's UTC date: the extra bound lets PostgreSQL prune older partitions.
-        rows = rows.filter(created_at__gte=since, day__gte=since.astimezone(UTC).date())
+        # `day` is the tenant's calendar day of created_at, never more than a day before its UTC
+        # date: the extra bound lets PostgreSQL prune older partitions.
+        rows = rows.filter(
+            created_at__gte=since, day__gte=since.astimezone(UTC).date() - timedelta(days=1)
+        )
     return rows
 
 
@@ -135,3 +139,18 @@ def batch_chunk_status(*, job: BatchJob) -> dict:
             for chunk in waiting
         ],
     }
+
+
+def with_localized_label_names(
+    rows: Iterable[dict], *, need: Need, language: str
+) -> Iterator[dict]:
+    """`rows` with `label_names`: each assigned label's taxonomy name in `language` (the labels
+    themselves stay the tenant's names, or global keys where it has none)."""
+    to_key = need.label_mapping
+    names = label_names()
+    for row in rows:
+        keys = [to_key.get(label, label) for label in row["labels"]]
+        yield {
+            **row,
+            "label_names": [localized_label_name(names.get(k), k, language) for k in keys],
+        }

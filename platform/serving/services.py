@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Q, Sum, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.querysets import acts_for_tenant
@@ -202,8 +203,10 @@ def _check_batch_quota(tenant, count: int) -> None:
         # Larger than the quota itself: waiting would never help, so not a 429.
         raise DomainError(
             "too_many_items",
-            f"This job has {count} items; the tenant may have at most {limit} batch items in "
-            "flight. Split the file into smaller jobs.",
+            _(
+                "This job has %(count)s items; the tenant may have at most %(limit)s batch items in flight. Split the file into smaller jobs."
+            )
+            % {"count": count, "limit": limit},
             status_code=413,
         )
     in_flight = (
@@ -215,8 +218,10 @@ def _check_batch_quota(tenant, count: int) -> None:
     if in_flight + count > limit:
         raise DomainError(
             "batch_quota_exceeded",
-            f"This job has {count} items and {in_flight} are still in flight; the tenant may have "
-            f"at most {limit} batch items in flight. Retry when running jobs finish.",
+            _(
+                "This job has %(count)s items and %(in_flight)s are still in flight; the tenant may have at most %(limit)s batch items in flight. Retry when running jobs finish."
+            )
+            % {"count": count, "in_flight": in_flight, "limit": limit},
             status_code=429,
             headers={"Retry-After": "60"},
         )
@@ -235,7 +240,7 @@ def batch_job_create(
 ) -> BatchJob:
     """Create a job with its items and chunks; chunks are queued once the transaction commits."""
     if not rows:
-        raise DomainError("invalid", "The batch has no items.", fields={"items": ["Empty."]})
+        raise DomainError("invalid", _("The batch has no items."), fields={"items": [_("Empty.")]})
     _check_batch_quota(tenant, len(rows))
     chunk_size = settings.BATCH_CHUNK_SIZE
     with transaction.atomic():
@@ -549,8 +554,8 @@ def _crontab_parts(crontab: str) -> list[str]:
     if len(parts) != 5:
         raise DomainError(
             "invalid",
-            "A crontab has five fields: minute hour day month weekday.",
-            fields={"crontab": ["Five space-separated fields, e.g. 0 2 * * *."]},
+            _("A crontab has five fields: minute hour day month weekday."),
+            fields={"crontab": [_("Five space-separated fields, e.g. 0 2 * * *.")]},
         )
     minute, hour, day, month, weekday = parts
     try:
@@ -559,7 +564,9 @@ def _crontab_parts(crontab: str) -> list[str]:
         )
     except (ValueError, TypeError) as exc:
         raise DomainError(
-            "invalid", f"Invalid crontab: {exc}", fields={"crontab": [f"Invalid: {exc}"]}
+            "invalid",
+            _("Invalid crontab: %(error)s") % {"error": exc},
+            fields={"crontab": [_("Invalid: %(error)s") % {"error": exc}]},
         ) from None
     return parts
 
@@ -568,18 +575,20 @@ def _check_schedule(*, tenant, need, name: str, exclude_pk: int | None = None) -
     name = (name or "").strip()
     fields: dict[str, list[str]] = {}
     if not name or len(name) > _SCHEDULE_NAME_MAX:
-        fields["name"] = [f"Give a name of 1 to {_SCHEDULE_NAME_MAX} characters."]
+        fields["name"] = [
+            _("Give a name of 1 to %(max)s characters.") % {"max": _SCHEDULE_NAME_MAX}
+        ]
     elif (
         ScheduledBatch.objects.owned_by(tenant)
         .filter(name=name)
         .exclude(pk=exclude_pk or 0)
         .exists()
     ):
-        fields["name"] = [f"You already have a schedule named {name!r}."]
+        fields["name"] = [_("You already have a schedule named %(name)r.") % {"name": name}]
     if need.tenant_id != tenant.pk:
-        fields["need"] = ["Unknown need."]
+        fields["need"] = [_("Unknown need.")]
     elif need.status == "retired":
-        fields["need"] = [f"{need.slug} is retired."]
+        fields["need"] = [_("%(need)s is retired.") % {"need": need.slug}]
     if fields:
         raise DomainError(
             "invalid", "; ".join(m for ms in fields.values() for m in ms), fields=fields
@@ -587,25 +596,41 @@ def _check_schedule(*, tenant, need, name: str, exclude_pk: int | None = None) -
     return name
 
 
-def _crontab_schedule(crontab: str):
+def _crontab_schedule(crontab: str, *, time_zone: str):
     from django_celery_beat.models import CrontabSchedule
 
     minute, hour, day, month, weekday = _crontab_parts(crontab)
-    schedule, _ = CrontabSchedule.objects.get_or_create(
+    schedule, _created = CrontabSchedule.objects.get_or_create(
         minute=minute,
         hour=hour,
         day_of_month=day,
         month_of_year=month,
         day_of_week=weekday,
-        timezone="UTC",
+        timezone=time_zone or "UTC",
     )
     return schedule
+
+
+def scheduled_batches_time_zone_sync(*, tenant) -> int:
+    """Move the tenant's scheduled batches onto its (changed) time zone. Idempotent."""
+    moved = 0
+    scheduled = ScheduledBatch.objects.for_tenant(tenant).filter(periodic_task__isnull=False)
+    for batch in scheduled.select_related("periodic_task__crontab"):
+        task = batch.periodic_task
+        if task.crontab is not None and str(task.crontab.timezone) == tenant.time_zone:
+            continue
+        with transaction.atomic():
+            task.crontab = _crontab_schedule(batch.crontab, time_zone=tenant.time_zone)
+            task.save(update_fields=["crontab"])  # django-celery-beat's signal tells beat
+        moved += 1
+    return moved
 
 
 def scheduled_batch_create(
     *, tenant, need, name: str, crontab: str = "0 2 * * *", enabled: bool = True
 ) -> ScheduledBatch:
-    """A nightly (by default) "tag everything new since the last run" with a beat schedule."""
+    """A nightly (by default) "tag everything new since the last run" with a beat schedule.
+    The crontab runs on the tenant's wall clock (its time zone)."""
     from django_celery_beat.models import PeriodicTask
 
     name = _check_schedule(tenant=tenant, need=need, name=name)
@@ -617,7 +642,7 @@ def scheduled_batch_create(
         scheduled.periodic_task = PeriodicTask.objects.create(
             name=f"scheduled-batch-{scheduled.pk}",
             task="workers.tasks.batch.run_scheduled_batch",
-            crontab=_crontab_schedule(crontab),
+            crontab=_crontab_schedule(crontab, time_zone=tenant.time_zone),
             args=json.dumps([scheduled.pk]),
             queue="batch",
             enabled=enabled,
@@ -638,7 +663,8 @@ def scheduled_batch_update(
     enabled: bool | None = None,
 ) -> ScheduledBatch:
     """Rename, re-point, re-time, pause (enabled=False) or resume a schedule; its beat entry
-    follows. A new need starts from the items received from now on (the cursor is kept)."""
+    follows (on the tenant's wall clock). A new need starts from the items received from now on
+    (the cursor is kept)."""
     from django_celery_beat.models import PeriodicTask
 
     name = _check_schedule(
@@ -652,6 +678,7 @@ def scheduled_batch_update(
         scheduled = (
             ScheduledBatch.objects.owned_by(scheduled.tenant_id)
             .select_for_update()
+            .select_related("tenant")
             .get(pk=scheduled.pk)
         )
         scheduled.name, scheduled.crontab = name, crontab
@@ -662,7 +689,8 @@ def scheduled_batch_update(
         scheduled.save(update_fields=["name", "crontab", "need", "enabled"])
         if scheduled.periodic_task_id:
             PeriodicTask.objects.filter(pk=scheduled.periodic_task_id).update(
-                crontab=_crontab_schedule(crontab), enabled=scheduled.enabled
+                crontab=_crontab_schedule(crontab, time_zone=scheduled.tenant.time_zone),
+                enabled=scheduled.enabled,
             )
             # The beat scheduler re-reads its entries when this changes.
             from django_celery_beat.models import PeriodicTasks

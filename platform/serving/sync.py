@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from core.errors import DomainError
@@ -33,7 +34,11 @@ def resolve_need(*, tenant_id: int, need_slug: str) -> ServedNeed:
     try:
         return get_runtime().need(tenant_id=tenant_id, slug=need_slug)
     except NeedNotFound:
-        raise DomainError("need_not_found", f"No need '{need_slug}'.", status_code=404) from None
+        raise DomainError(
+            "need_not_found",
+            _("No need '%(need_slug)s'.") % {"need_slug": need_slug},
+            status_code=404,
+        ) from None
     except NeedNotServed as exc:  # incl. NeedInactive: need_not_approved / need_retired
         code = getattr(exc, "code", "need_not_served")
         raise DomainError(code, str(exc), status_code=409) from None
@@ -67,8 +72,10 @@ def check_servable(*, need) -> None:
         version = refused.model_version
         raise DomainError(
             "model_unavailable",
-            f"The model serving this need ({version.registered_model.name} v{version.version}) "
-            "is unavailable; the platform team has been alerted.",
+            _(
+                "The model serving this need (%(name)s v%(version)s) is unavailable; the platform team has been alerted."
+            )
+            % {"name": version.registered_model.name, "version": version.version},
             status_code=503,
             headers={"Retry-After": "30"},
         )
@@ -142,14 +149,14 @@ def _tag_on_queue(served: ServedNeed, ids: list[str], texts: list[str]) -> list[
     if _overloaded():
         raise DomainError(
             "overloaded",
-            "The online queue is overloaded; retry shortly.",
+            _("The online queue is overloaded; retry shortly."),
             status_code=503,
             headers=retry_after,
         )
     # A broker or result backend outage is a 503 the client may retry, never an HTML 500.
     unavailable = DomainError(
         "queue_unavailable",
-        "The online queue cannot be reached right now; retry shortly.",
+        _("The online queue cannot be reached right now; retry shortly."),
         status_code=503,
         headers={"Retry-After": str(settings.REDIS_OUTAGE_RETRY_AFTER_SECONDS)},
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.texts import item_id_problem, text_problem
@@ -29,8 +30,8 @@ def read_json_body(request) -> Any:
         # Checked before the body is read: text/plain or a form is not JSON, whatever it holds.
         raise DomainError(
             "unsupported_media_type",
-            f"Send the body as JSON with Content-Type: application/json "
-            f"(got {media_type or 'no Content-Type'!r}).",
+            _("Send the body as JSON with Content-Type: application/json (got %(value)s).")
+            % {"value": repr(media_type or "no Content-Type")},
             status_code=415,
         )
     decoded = getattr(django_request, "_edge_json", _MISSING)
@@ -41,19 +42,23 @@ def read_json_body(request) -> Any:
     except RequestDataTooBig:
         raise DomainError(
             "request_too_large",
-            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            _("The request body is larger than %(DATA_UPLOAD_MAX_MEMORY_SIZE)s bytes.")
+            % {"DATA_UPLOAD_MAX_MEMORY_SIZE": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
             status_code=413,
         ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DomainError(
-            "invalid_utf8", f"The request body is not valid UTF-8 (byte {exc.start})."
+            "invalid_utf8",
+            _("The request body is not valid UTF-8 (byte %(start)s).") % {"start": exc.start},
         ) from None
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise DomainError("malformed_json", f"The request body is not valid JSON: {exc}.") from None
+        raise DomainError(
+            "malformed_json", _("The request body is not valid JSON: %(exc)s.") % {"exc": exc}
+        ) from None
 
 
 def validate_items(
@@ -66,20 +71,23 @@ def validate_items(
     if not isinstance(data, dict) or "items" not in data:
         raise DomainError(
             "invalid",
-            'Send a JSON object {"items": [{"id": "...", "text": "..."}]}.',
-            fields={"items": ["This field is required."]},
+            _('Send a JSON object {"items": [{"id": "...", "text": "..."}]}.'),
+            fields={"items": [_("This field is required.")]},
         )
     items = data["items"]
     if not isinstance(items, list):
         raise DomainError(
-            "invalid", "`items` must be a list.", fields={"items": ["Expected a list."]}
+            "invalid", _("`items` must be a list."), fields={"items": [_("Expected a list.")]}
         )
     if not items:
-        raise DomainError("invalid", "Send at least one item.", fields={"items": ["Empty list."]})
+        raise DomainError(
+            "invalid", _("Send at least one item."), fields={"items": [_("Empty list.")]}
+        )
     if len(items) > max_items:
         raise DomainError(
             "too_many_items",
-            f"{len(items)} items sent; at most {max_items} per request.",
+            _("%(value)s items sent; at most %(max_items)s per request.")
+            % {"value": len(items), "max_items": max_items},
             status_code=413,
         )
     limit = settings.TAG_MAX_TEXT_CHARS
@@ -112,7 +120,7 @@ def validate_items(
             (c for c in ("text_too_long", "empty_text", "invalid_utf8") if c in codes), "invalid"
         )
         status = 413 if code == "text_too_long" else 400
-        raise DomainError(code, "Some items are invalid.", status_code=status, fields=errors)
+        raise DomainError(code, _("Some items are invalid."), status_code=status, fields=errors)
     if unique_ids and len(set(ids)) != len(ids):
         _refuse_duplicates(ids)
     return ids, texts
@@ -132,6 +140,6 @@ def _refuse_duplicates(ids: list[str]) -> None:
     names = ", ".join(f"'{item_id}'" for item_id in repeated)
     raise DomainError(
         "duplicate_ids",
-        f"Item ids must be unique within a request. Repeated: {names}.",
+        _("Item ids must be unique within a request. Repeated: %(names)s.") % {"names": names},
         fields=fields,
     )

@@ -12,6 +12,7 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
@@ -80,7 +81,7 @@ def server_error_response(exc: BaseException, *, where: str) -> JsonResponse:
     """Anything no one handled: logged with its traceback, answered as a JSON 500."""
     logger.error("Unhandled %s at %s", type(exc).__name__, where, exc_info=exc)
     return error_response(
-        "server_error", "Internal server error; it has been logged.", status_code=500
+        "server_error", _("Internal server error; it has been logged."), status_code=500
     )
 
 
@@ -124,7 +125,7 @@ def api_exception_handler(exc, context):
         detail = exc.detail
         fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
         code = "invalid"
-        response.data = {"error": {"code": code, "message": "Invalid input.", "fields": fields}}
+        response.data = {"error": {"code": code, "message": _("Invalid input."), "fields": fields}}
     else:
         code = default_code(response.status_code)
         if isinstance(exc, exceptions.ParseError):

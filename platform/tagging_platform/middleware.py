@@ -9,6 +9,7 @@ import os
 import re
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -111,7 +112,7 @@ class EdgeValidationMiddleware:
                 edge.check_query_string(request.META["QUERY_STRING"])
             except DomainError as exc:
                 return HttpResponseBadRequest(
-                    f"Bad request: {exc.message}", content_type="text/plain"
+                    _("Bad request: %(error)s") % {"error": exc.message}, content_type="text/plain"
                 )
         response = self.get_response(request)
         if is_api and response.status_code >= 400 and not self._is_json(response):
@@ -157,7 +158,7 @@ class EdgeValidationMiddleware:
                     form, files = request.POST, request.FILES
                 except RequestDataTooBig:
                     raise DomainError(
-                        "upload_too_large", "The upload is too large.", status_code=413
+                        "upload_too_large", _("The upload is too large."), status_code=413
                     ) from None
                 edge.check_form_values(form, files)
         elif has_body:
@@ -197,9 +198,9 @@ class EdgeValidationMiddleware:
 
         status_code = response.status_code
         message = {
-            404: "Not found.",
-            405: "Method not allowed.",
-            500: "Internal server error; it has been logged.",
+            404: _("Not found."),
+            405: _("Method not allowed."),
+            500: _("Internal server error; it has been logged."),
         }.get(status_code, getattr(response, "reason_phrase", "") or "Error.")
         new = error_response(default_code(status_code), message, status_code=status_code)
         for header in ("Allow", "Retry-After", "X-Request-ID"):
@@ -240,16 +241,55 @@ class EdgeValidationMiddleware:
             )
         if isinstance(exc, RequestDataTooBig):
             return error_response(
-                "request_too_large", "The request body is too large.", status_code=413
+                "request_too_large", _("The request body is too large."), status_code=413
             )
         if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
-            return error_response("invalid", "Too many form fields or files.", status_code=400)
+            return error_response("invalid", _("Too many form fields or files."), status_code=400)
         if isinstance(exc, SuspiciousOperation):
-            return error_response("invalid", "Bad request.", status_code=400)
+            return error_response("invalid", _("Bad request."), status_code=400)
         if isinstance(exc, Http404):
-            return error_response("not_found", "Not found.", status_code=404)
+            return error_response("not_found", _("Not found."), status_code=404)
         if isinstance(exc, PermissionDenied):
             return error_response(
-                "permission_denied", str(exc) or "Permission denied.", status_code=403
+                "permission_denied", str(exc) or _("Permission denied."), status_code=403
             )
         return server_error_response(exc, where=f"{request.method} {request.path}")
+
+
+class UserLanguageMiddleware:
+    """For a signed-in portal user: their chosen language (profile) beats the browser's
+    Accept-Language, which LocaleMiddleware applied, and their current tenant's time zone is the
+    one every date on the page is shown in. The API keeps Accept-Language and UTC: a service's
+    answers follow its own request, never whoever created its key."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        portal = not request.path.startswith(("/api/", "/static/"))
+        if not (portal and user is not None and user.is_authenticated):
+            return self.get_response(request)
+        from django.utils import timezone, translation
+
+        from core.localtime import tenant_zone
+        from tenants.scoping import resolve_membership
+        from tenants.services import user_language
+
+        language = user_language(user)
+        if language and language != getattr(request, "LANGUAGE_CODE", None):
+            translation.activate(language)
+            request.LANGUAGE_CODE = translation.get_language()
+        # The admin works across tenants: its dates stay in UTC.
+        membership = (
+            None
+            if request.path.startswith("/admin/")
+            else (resolve_membership(request, portal=True))
+        )
+        if membership is None:
+            return self.get_response(request)
+        timezone.activate(tenant_zone(membership.tenant))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

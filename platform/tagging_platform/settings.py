@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -83,11 +84,15 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tagging_platform.middleware.RequestIdMiddleware",
     "tagging_platform.middleware.ContentSecurityPolicyMiddleware",
+    # Before the edge check, so even its errors speak the request's Accept-Language.
+    "django.middleware.locale.LocaleMiddleware",
     "tagging_platform.middleware.EdgeValidationMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A signed-in portal user's language from their profile (overrides the browser's).
+    "tagging_platform.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its 429 answer.
@@ -110,6 +115,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.tenancy",
             ],
+            # {% translate %}, {% blocktranslate %} and {% localize %} in every template.
+            "builtins": ["django.templatetags.i18n", "django.templatetags.l10n"],
         },
     },
 ]
@@ -301,9 +308,25 @@ LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:login"
 
 LANGUAGE_CODE = "en"
+#: The portal's languages: a user's choice is kept on their profile (tenants.UserProfile), else
+#: the browser's Accept-Language decides (LocaleMiddleware). Translations: locale/ (make messages).
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+#: A new tenant's time zone (its monitoring days and weeks, and the dates it is shown).
+TENANT_DEFAULT_TIME_ZONE = envstr("TENANT_DEFAULT_TIME_ZONE", "UTC") or "UTC"
+#: The demo business units (and the monitoring demo and replay) work on Beijing time.
+DEMO_TIME_ZONE = envstr("DEMO_TIME_ZONE", "Asia/Shanghai") or "Asia/Shanghai"
+for _name, _zone in (
+    ("TENANT_DEFAULT_TIME_ZONE", TENANT_DEFAULT_TIME_ZONE),
+    ("DEMO_TIME_ZONE", DEMO_TIME_ZONE),
+):
+    try:
+        ZoneInfo(_zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ImproperlyConfigured(f"{_name}={_zone!r} is not an IANA time zone.") from exc
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(DATA_DIR / "static")))
@@ -409,6 +432,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
         "CaseCauseEnum": "review.models.Cause",
         "CaseStatusEnum": "review.models.CaseStatus",
         "RoundStatusEnum": "review.models.RoundStatus",
+        "LabelSetKindEnum": "taxonomy.models.LabelSetKind",
     }
 )
 

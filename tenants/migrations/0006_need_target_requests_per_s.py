@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0005_remove_need_json_labels'),
+        ("tenants", "0005_remove_need_json_labels"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='need',
-            name='target_requests_per_s',
-            field=models.FloatField(blank=True, help_text='Expected peak requests per second (capacity planning).', null=True),
+            model_name="need",
+            name="target_requests_per_s",
+            field=models.FloatField(
+                blank=True,
+                help_text="Expected peak requests per second (capacity planning).",
+                null=True,
+            ),
         ),
     ]

@@ -62,7 +62,7 @@ def test_batch_upload_progress_bar_moves_live(
     page.wait_for_function(
         "() => document.querySelector('.batch-progress').innerText.includes('9/9')"
     )
-    assert page.locator("#batch-jobs .badge").first.inner_text() == "succeeded"
+    assert page.locator("#batch-jobs .badge").first.inner_text().lower() == "succeeded"
     link = page.locator("#batch-jobs a", has_text="CSV").first.get_attribute("href")
     content = page.request.get(f"{live_server.url}{link}").text()  # with the session cookie
     assert content.splitlines()[0].startswith("id,labels") and "b8,Sport" in content

@@ -53,9 +53,7 @@ def test_sentences_use_the_tenants_names_and_escape_them(topics):
         "on the last day (expected ≈40, observed 0) — seen on 2 consecutive days."
     )
     html = html_sentence(alert, names)
-    assert (
-        '<span class="label-name" title="global key: t.c">&lt;b&gt;Gamma&lt;/b&gt;</span>' in html
-    )
+    assert '<span class="label-name" title="t.c">&lt;b&gt;Gamma&lt;/b&gt;</span>' in html
     assert "<b>" not in html
 
 

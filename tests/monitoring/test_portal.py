@@ -45,7 +45,7 @@ def test_overview_lists_needs_and_open_alerts(client, alice, drifted):
     assert "Topics" in html and "A label&#x27;s share changed" in html
     # Evidence for people: a sentence with the tenant's label name (global key in the tooltip),
     # a sparkline and a small table; never a dict.
-    assert 'title="global key: t.c">Gamma</span> fell from 10.0 %' in html
+    assert 'title="t.c">Gamma</span> fell from 10.0 %' in html
     assert '<svg class="sparkline"' in html and "evidence-table" in html
     assert "{&#x27;" not in html and "{'" not in html
 

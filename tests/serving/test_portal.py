@@ -28,7 +28,7 @@ def test_try_it_shows_tags_and_scores_without_logging(alice_client, need_a):
     )
     html = response.content.decode()
     assert response.status_code == 200
-    assert 'class="badge badge-live tag-label">Sport<' in html
+    assert 'class="badge badge-live tag-label" title="news.sport">Sport<' in html
     assert "news-topics/tfidf-logreg v1" in html
     from serving import predlog
 

@@ -17,32 +17,43 @@ def _parse_day(value: str | None, default: date) -> date:
 
 @shared_task(base=DurableTask, name="workers.tasks.monitoring.run_daily_monitoring")
 def run_daily_monitoring(day: str | None = None, need_ids: list[int] | None = None) -> dict:
-    """Aggregate a day (default: yesterday, now complete), compute drift and raise alerts.
+    """Aggregate a day (default: each tenant's yesterday in its time zone, now complete),
+    compute drift and raise alerts.
 
     Idempotent: the day's aggregates are replaced, drift reports upserted, alerts deduplicated.
     """
     from monitoring import services
     from monitoring.models import Period
 
+    if day is None and need_ids is None:
+        return services.monitoring_run_local_all_tenants(period=Period.DAY, days_ago=1)
     target = _parse_day(day, timezone.now().date() - timedelta(days=1))
     return services.monitoring_run(period=Period.DAY, start=target, need_ids=need_ids)
 
 
 @shared_task(base=DurableTask, name="workers.tasks.monitoring.refresh_today")
 def refresh_today() -> dict:
-    """Hourly refresh of today's partial aggregates, so dashboards and drift stay current."""
+    """Hourly refresh of today's partial aggregates (each tenant's today), so dashboards and
+    drift stay current; first re-cuts the days of any tenant whose time zone changed."""
     from monitoring import services
     from monitoring.models import Period
 
-    return services.monitoring_run(period=Period.DAY, start=timezone.now().date())
+    resynced = services.tenants_days_resync()
+    return {
+        "resynced": resynced,
+        **services.monitoring_run_local_all_tenants(period=Period.DAY, days_ago=0),
+    }
 
 
 @shared_task(base=DurableTask, name="workers.tasks.monitoring.run_weekly_monitoring")
 def run_weekly_monitoring(week_start: str | None = None) -> dict:
-    """Weekly aggregates, drift and alerts (default: the week containing yesterday)."""
+    """Weekly aggregates, drift and alerts (default: the week containing each tenant's
+    yesterday)."""
     from monitoring import services
     from monitoring.models import Period
 
+    if week_start is None:
+        return services.monitoring_run_local_all_tenants(period=Period.WEEK, days_ago=1)
     target = _parse_day(week_start, timezone.now().date() - timedelta(days=1))
     return services.monitoring_run(period=Period.WEEK, start=target)
 
@@ -79,6 +90,18 @@ def deliver_alert(alert_id: int) -> dict:
     if alert is None:
         return {"skipped": "alert not found"}
     return services.alert_deliver(alert=alert)
+
+
+@shared_task(base=DurableTask, name="workers.tasks.monitoring.resync_tenant_days")
+def resync_tenant_days(tenant_id: int) -> dict:
+    """Re-cut one tenant's days after its time zone changed (idempotent)."""
+    from monitoring import services
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return {"skipped": "tenant not found"}
+    return services.tenant_days_resync(tenant=tenant)
 
 
 @shared_task(base=DurableTask, name="workers.tasks.monitoring.drain_shadow", ignore_result=True)

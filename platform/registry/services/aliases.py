@@ -6,6 +6,7 @@ import logging
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from registry.errors import RegistryError
 from registry.models import (
@@ -36,11 +37,21 @@ def alias_set(
     """Point `alias` at `version`, updating the ModelAlias row in place (serving polls it by
     (registered_model, name) and `updated_at`), and append an AliasEvent to the audit trail."""
     if alias not in AliasName.values:
-        raise RegistryError("unknown_alias", f"Alias must be one of {', '.join(AliasName.values)}.")
+        raise RegistryError(
+            "unknown_alias",
+            _("Alias must be one of %(value)s.") % {"value": ", ".join(AliasName.values)},
+        )
     if version.registered_model_id != registered_model.pk:
-        raise RegistryError("wrong_model", f"{version} is not a version of {registered_model}.")
+        raise RegistryError(
+            "wrong_model",
+            _("%(version)s is not a version of %(registered_model)s.")
+            % {"version": version, "registered_model": registered_model},
+        )
     if version.status == VersionStatus.ARCHIVED:
-        raise RegistryError("version_archived", f"{version} is archived; it cannot take an alias.")
+        raise RegistryError(
+            "version_archived",
+            _("%(version)s is archived; it cannot take an alias.") % {"version": version},
+        )
     with transaction.atomic():
         current = (
             ModelAlias.objects.select_for_update()
@@ -90,7 +101,11 @@ def alias_rollback(
     """
     current = ModelAlias.objects.filter(registered_model=registered_model, name=alias).first()
     if current is None:
-        raise RegistryError("no_alias", f"{registered_model} has no {alias} alias to roll back.")
+        raise RegistryError(
+            "no_alias",
+            _("%(registered_model)s has no %(alias)s alias to roll back.")
+            % {"registered_model": registered_model, "alias": alias},
+        )
     promotion = (
         AliasEvent.objects.filter(
             registered_model=registered_model,
@@ -105,7 +120,8 @@ def alias_rollback(
     if target is None or target.pk == current.version_id:
         raise RegistryError(
             "nothing_to_roll_back",
-            f"{registered_model}:{alias} has no earlier version to return to.",
+            _("%(registered_model)s:%(alias)s has no earlier version to return to.")
+            % {"registered_model": registered_model, "alias": alias},
         )
     return alias_set(
         registered_model=registered_model,

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from registry.datasets import RowError, SampleRow, parse_upload, text_hash
 from registry.errors import DatasetImportError, RegistryError
@@ -57,7 +58,10 @@ class ImportReport:
 def current_revision(label_set: LabelSet) -> LabelSetRevision:
     revision = label_set.current_revision
     if revision is None:
-        raise RegistryError("no_revision", f"Label set {label_set.slug!r} has no revision yet.")
+        raise RegistryError(
+            "no_revision",
+            _("Label set %(slug)s has no revision yet.") % {"slug": repr(label_set.slug)},
+        )
     return revision
 
 
@@ -249,7 +253,8 @@ def _refuse_too_large(size: int) -> None:
     if size > settings.UPLOAD_MAX_BYTES:
         raise RegistryError(
             "file_too_large",
-            f"The file has {size} bytes; the limit is {settings.UPLOAD_MAX_BYTES}.",
+            _("The file has %(size)s bytes; the limit is %(UPLOAD_MAX_BYTES)s.")
+            % {"size": size, "UPLOAD_MAX_BYTES": settings.UPLOAD_MAX_BYTES},
             status_code=413,
         )
 
@@ -268,24 +273,25 @@ def dataset_file_upload(
     mapping: dict[str, str] = {}
     if need is not None:
         if need.tenant_id != tenant.pk:
-            raise RegistryError("not_found", "Not found.", status_code=404)
+            raise RegistryError("not_found", _("Not found."), status_code=404)
         if need.label_set_id is None:
             raise RegistryError(
                 "need_has_no_label_set",
-                f"Need {need.slug!r} has no label set yet: upload to a label set instead.",
+                _("Need %(need)r has no label set yet: upload to a label set instead.")
+                % {"need": need.slug},
             )
         if label_set_slug and label_set_slug != need.label_set.slug:
             raise RegistryError(
                 "label_set_mismatch",
-                f"Need {need.slug!r} uses label set {need.label_set.slug!r}, not "
-                f"{label_set_slug!r}.",
+                _("Need %(need)r uses label set %(used)r, not %(given)r.")
+                % {"need": need.slug, "used": need.label_set.slug, "given": label_set_slug},
             )
         label_set = need.label_set
         mapping = need.label_mapping
     else:
         found = visible_label_set(tenant=tenant, slug=label_set_slug)
         if found is None:
-            raise RegistryError("not_found", "Not found.", status_code=404)
+            raise RegistryError("not_found", _("Not found."), status_code=404)
         label_set = found
     _refuse_too_large(upload.size or 0)
     report = dataset_upload(
@@ -386,7 +392,7 @@ def snapshot_create(
     split. The same content and parameters give the same snapshot (returned, not duplicated).
     """
     if not 0 < test_fraction < 1:
-        raise RegistryError("bad_test_fraction", "test_fraction must be between 0 and 1.")
+        raise RegistryError("bad_test_fraction", _("test_fraction must be between 0 and 1."))
     rows = list(_samples_for(revision, tenant).values_list("id", "text_hash", "origin_split"))
     labels = sample_labels(row[0] for row in rows)
     entries = [(digest, labels.get(pk, [])) for pk, digest, _ in rows]
@@ -394,7 +400,10 @@ def snapshot_create(
     if len({tuple(lbl) for _, lbl in entries_with_labels}) < 2:
         raise RegistryError(
             "not_enough_data",
-            f"{revision} needs labelled samples of at least two labels before it can be trained.",
+            _(
+                "%(revision)s needs labelled samples of at least two labels before it can be trained."
+            )
+            % {"revision": revision},
         )
     origin_test = {digest for (_, digest, split) in rows if split == "test"}
     split = SPLIT_ORIGIN if use_origin_split and origin_test else SPLIT_STRATIFIED
@@ -419,7 +428,7 @@ def snapshot_create(
     train_ids = sorted(by_hash[d] for d in labelled - test_hashes)
     test_ids = sorted(by_hash[d] for d in labelled & test_hashes)
     if not test_ids or not train_ids:
-        raise RegistryError("empty_split", "The split left the train or the test set empty.")
+        raise RegistryError("empty_split", _("The split left the train or the test set empty."))
     distribution = Counter(label for _, lbls in entries_with_labels for label in lbls)
     ordered = {key: distribution.get(key, 0) for key in revision.label_keys()}
     return DatasetSnapshot.objects.create(

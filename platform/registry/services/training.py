@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.querysets import acts_for_tenant
 from registry import artifacts, evaluation
@@ -44,10 +45,11 @@ def registered_model_get_or_create(
     if algorithm not in ALGORITHMS:
         raise RegistryError(
             "unknown_algorithm",
-            f"Unknown algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}.",
+            _("Unknown algorithm %(algorithm)s; use one of %(value)s.")
+            % {"algorithm": repr(algorithm), "value": ", ".join(ALGORITHMS)},
         )
     name = f"{label_set.slug}/{algorithm}"
-    model, _ = RegisteredModel.objects.owned_by(tenant).get_or_create(
+    model, _created = RegisteredModel.objects.owned_by(tenant).get_or_create(
         tenant=tenant,
         name=name,
         defaults={
@@ -80,14 +82,19 @@ def training_run_create(
     snapshot's data (train + test) with the same configuration."""
     if need is not None:
         if need.label_set_id is None:
-            raise RegistryError("need_has_no_label_set", f"Need {need} has no label set yet.")
+            raise RegistryError(
+                "need_has_no_label_set", _("Need %(need)s has no label set yet.") % {"need": need}
+            )
         label_set, tenant = need.label_set, need.tenant
     if label_set is None:
-        raise RegistryError("label_set_required", "Give a label set or a need.")
+        raise RegistryError("label_set_required", _("Give a label set or a need."))
     if promote_to and promote_to not in AliasName.values:
-        raise RegistryError("unknown_alias", f"Alias must be one of {', '.join(AliasName.values)}.")
+        raise RegistryError(
+            "unknown_alias",
+            _("Alias must be one of %(value)s.") % {"value": ", ".join(AliasName.values)},
+        )
     if params and not isinstance(params, dict):
-        raise RegistryError("bad_params", "params must be an object.")
+        raise RegistryError("bad_params", _("params must be an object."))
     with transaction.atomic():
         if snapshot is None:
             snapshot = snapshot_create(
@@ -98,7 +105,9 @@ def training_run_create(
                 actor=actor,
             )
         elif snapshot.revision.label_set_id != label_set.pk:
-            raise RegistryError("snapshot_mismatch", "The snapshot belongs to another label set.")
+            raise RegistryError(
+                "snapshot_mismatch", _("The snapshot belongs to another label set.")
+            )
         model = registered_model_get_or_create(
             label_set=label_set, algorithm=algorithm, tenant=tenant
         )

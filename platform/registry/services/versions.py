@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Max
+from django.utils.translation import gettext as _
 
 from registry import artifacts, evaluation
 from registry.errors import RegistryError
@@ -81,7 +82,9 @@ def model_version_archive(*, version: ModelVersion, actor=None) -> ModelVersion:
     if version.aliases.exists():
         names = ", ".join(version.aliases.values_list("name", flat=True))
         raise RegistryError(
-            "version_in_use", f"{version} is the {names} version; move the alias first."
+            "version_in_use",
+            _("%(version)s is the %(names)s version; move the alias first.")
+            % {"version": version, "names": names},
         )
     ModelVersion.objects.owned_by(version.registered_model.tenant_id).filter(pk=version.pk).update(
         status=VersionStatus.ARCHIVED
@@ -109,7 +112,7 @@ def versions_compare(
     and return both metrics and the per-label deltas (b minus a)."""
     if a.registered_model.label_set_id != b.registered_model.label_set_id:
         raise RegistryError(
-            "not_comparable", "Only versions trained for the same label set can be compared."
+            "not_comparable", _("Only versions trained for the same label set can be compared.")
         )
     snapshot = snapshot or b.snapshot
     texts, label_lists = snapshot_split(snapshot, "test")

@@ -16,6 +16,6 @@
       const select = document.getElementById("id_label_set");
       if (button.dataset.modelSet) select.value = button.dataset.modelSet;
     }
-    button.textContent = "✓ chosen";
+    button.textContent = button.dataset.chosenText || "✓";
   });
 })();

@@ -7,12 +7,16 @@
   if (!el || typeof Chart === "undefined") return;
   const data = JSON.parse(el.textContent);
   if (!data.has_data) return;
+  // Titles and series names in the reader's language, from the page (#monitoring-text).
+  const textEl = document.getElementById("monitoring-text");
+  const text = textEl ? JSON.parse(textEl.textContent) : {};
+  const t = (key, fallback) => text[key] || fallback;
 
   const fallback = ["#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00897b"];
   const colorOf = (key, i) => (data.colors && data.colors[key]) || fallback[i % fallback.length];
   const nameOf = (key) => (data.names && data.names[key]) || key;
   const pct = (v) => (v === null || v === undefined ? v : Math.round(v * 1000) / 10);
-  const xAxis = { title: { display: true, text: "day (UTC)" } };
+  const xAxis = { title: { display: true, text: t("x_axis", "day") } };
   // Tooltip: "Name (global.key): value".
   const tooltip = {
     callbacks: {
@@ -42,16 +46,17 @@
     const color = colorOf(key, i);
     shareSets.push(line(nameOf(key), data.shares[key].map(pct), color, { labelKey: key, unit: " %" }));
     if (data.baseline[key] !== undefined) {
-      shareSets.push(line(nameOf(key) + " (baseline)", flat(pct(data.baseline[key]), n), color,
-        Object.assign({ labelKey: key, unit: " %" }, dashed)));
+      shareSets.push(line(nameOf(key) + " " + t("baseline_suffix", "(baseline)"),
+        flat(pct(data.baseline[key]), n), color,
+        Object.assign({ labelKey: key, unit: " %", isBaseline: true }, dashed)));
     }
   });
   new Chart(document.getElementById("chart-shares"), {
     type: "line", data: { labels: data.days, datasets: shareSets },
     options: Object.assign({}, base, {
-      scales: { x: xAxis, y: { min: 0, title: { display: true, text: "% of predictions" } } },
+      scales: { x: xAxis, y: { min: 0, title: { display: true, text: t("share_axis", "% of predictions") } } },
       plugins: Object.assign({}, base.plugins, { legend: { position: "bottom", labels: { boxWidth: 12,
-        filter: (item) => !item.text.endsWith("(baseline)") } } }),
+        filter: (item, chart) => !chart.datasets[item.datasetIndex].isBaseline } } }),
     }),
   });
 
@@ -60,12 +65,12 @@
     type: "line",
     data: { labels: data.days, datasets: [
       line("PSI", data.psi, "#1e88e5"),
-      line("PSI threshold", flat(data.psi_threshold, n), "#1e88e5", dashed),
-      line("JS distance", data.js, "#e53935"),
-      line("JS threshold", flat(data.js_threshold, n), "#e53935", dashed),
+      line(t("psi_threshold", "PSI threshold"), flat(data.psi_threshold, n), "#1e88e5", dashed),
+      line(t("js", "JS distance"), data.js, "#e53935"),
+      line(t("js_threshold", "JS threshold"), flat(data.js_threshold, n), "#e53935", dashed),
     ] },
     options: Object.assign({}, base, {
-      scales: { x: xAxis, y: { min: 0, title: { display: true, text: "PSI / JS distance" } } },
+      scales: { x: xAxis, y: { min: 0, title: { display: true, text: t("drift_axis", "PSI / JS distance") } } },
     }),
   });
 
@@ -73,17 +78,17 @@
   // Chart.js draws higher `order` first: bars get 2, lines 1, so the lines stay on top.
   new Chart(document.getElementById("chart-volume"), {
     data: { labels: data.days, datasets: [
-      line("mean confidence", data.mean_confidence, "#2e7d32", { yAxisID: "y1" }),
-      line("low-confidence rate", data.low_confidence_rate, "#ef6c00", { yAxisID: "y1" }),
-      line("no label above threshold", data.no_label_rate, "#6a1b9a", { yAxisID: "y1", hidden: true }),
-      { type: "bar", label: "predictions", data: data.volume, backgroundColor: "rgba(144, 202, 249, 0.7)",
+      line(t("mean_confidence", "mean confidence"), data.mean_confidence, "#2e7d32", { yAxisID: "y1" }),
+      line(t("low_confidence_rate", "low-confidence rate"), data.low_confidence_rate, "#ef6c00", { yAxisID: "y1" }),
+      line(t("no_label_rate", "no label above threshold"), data.no_label_rate, "#6a1b9a", { yAxisID: "y1", hidden: true }),
+      { type: "bar", label: t("predictions", "predictions"), data: data.volume, backgroundColor: "rgba(144, 202, 249, 0.7)",
         yAxisID: "y", order: 2 },
     ] },
     options: Object.assign({}, base, { scales: {
       x: xAxis,
-      y: { beginAtZero: true, title: { display: true, text: "predictions per day" } },
+      y: { beginAtZero: true, title: { display: true, text: t("volume_axis", "predictions per day") } },
       y1: { position: "right", min: 0, max: 1, grid: { drawOnChartArea: false },
-        title: { display: true, text: "confidence / rate (0–1)" } },
+        title: { display: true, text: t("rate_axis", "confidence / rate (0–1)") } },
     } }),
   });
 
@@ -96,6 +101,6 @@
       scales: { x: xAxis, y: { min: 0, title: { display: true, text: axisTitle } } },
     }),
   });
-  perLabel("chart-ctr", data.ctr, "CTR, % of impressions");
-  perLabel("chart-negative", data.negative_rate, "negative, % of impressions");
+  perLabel("chart-ctr", data.ctr, t("ctr_axis", "CTR, % of impressions"));
+  perLabel("chart-negative", data.negative_rate, t("negative_axis", "negative, % of impressions"));
 })();
