@@ -71,8 +71,8 @@ def side_env(tree: Path, spec: dict) -> dict:
     }
 
 
-def checkout_before(commit: str) -> tuple[Path, str]:
-    tree = WORK / "before"
+def checkout(commit: str, name: str) -> tuple[Path, str]:
+    tree = WORK / name
     sha = subprocess.run(
         ["git", "rev-parse", commit], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -185,14 +185,24 @@ def save(section: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", default=DEFAULT_BEFORE, help="commit of the 'before' side")
+    parser.add_argument(
+        "--after", default="", help="commit of the 'after' side (default: this checkout)"
+    )
     parser.add_argument("--duration", type=float, default=12.0, help="seconds per side and cell")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    before_tree, before_sha = checkout_before(args.before)
-    after_sha = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    trees = {"before": before_tree, "after": ROOT}
+    before_tree, before_sha = checkout(args.before, "before")
+    if args.after:
+        after_tree, after_sha = checkout(args.after, "after")
+    else:
+        after_tree = ROOT
+        after_sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    trees = {"before": before_tree, "after": after_tree}
+    # Each commit gets a database of its own: a schema migrated by newer code breaks older code.
+    SIDES["before"]["db"] = f"tagging_bench_{before_sha[:10]}"
+    SIDES["after"]["db"] = f"tagging_bench_{after_sha[:10]}"
     infos = {name: prepare_side(name, trees[name], SIDES[name]) for name in SIDES}
     load = sb.run_load_wrk if shutil.which("wrk") else sb.run_load
     sb.DATA_DIR.mkdir(parents=True, exist_ok=True)
