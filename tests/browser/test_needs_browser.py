@@ -31,7 +31,9 @@ def test_register_a_need_and_see_the_reuse_suggestion(
     expect(suggestion.locator(".score")).to_have_text("0.94")
     assert "coverage 1.00, Jaccard 0.80" in suggestion.inner_text()
     assert page.locator('.suggestion-model[data-model="news-topics/tfidf-logreg"]').is_visible()
-    assert "news.sport" in page.locator(".resolved").inner_text()
+    # Each typed term shows the label's name, with the term and the global key in its tooltip.
+    sport = page.locator('.resolved code[title="体育 → news.sport"]')
+    assert sport.count() == 1 and sport.inner_text() == "Sport"
     screenshot(page, "need-new-suggestions")
 
     page.click('[data-use-model="news-topics/tfidf-logreg"]')
