@@ -80,6 +80,16 @@ def build(
     return entries
 
 
+def _need_rows(model, context: TimelineContext, *related: str):
+    """The need's own rows of a tenant-owned model, oldest first, with `related` joined."""
+    return (
+        model.objects.for_tenant(context.tenant)
+        .filter(need=context.need)
+        .select_related(*related)
+        .order_by("created_at", "pk")
+    )
+
+
 def _name(user) -> str:
     return user.get_username() if user is not None else ""
 
@@ -432,12 +442,7 @@ def record_items(context: TimelineContext) -> list[Entry]:
 
 @timeline_source("review_round")
 def review_rounds(context: TimelineContext) -> list[Entry]:
-    rows = (
-        ReviewRound.objects.for_tenant(context.tenant)
-        .filter(need=context.need)
-        .select_related("created_by", "signoff_by", "model_version")
-        .order_by("created_at", "pk")
-    )
+    rows = _need_rows(ReviewRound, context, "created_by", "signoff_by", "model_version")
     entries = []
     for review in rows:
         url = reverse("review:round", args=[review.pk])
@@ -559,12 +564,7 @@ def _f1_pair(comparison: dict | None, part: str) -> str:
 def retrains(context: TimelineContext) -> list[Entry]:
     """A retrain (its trigger, the accepted samples it added, the comparison on the champion's
     test set and the fresh set, the guard's verdict) and, when it happened, its promotion."""
-    rows = (
-        Retrain.objects.for_tenant(context.tenant)
-        .filter(need=context.need)
-        .select_related("created_by", "promoted_by", "champion", "challenger")
-        .order_by("created_at", "pk")
-    )
+    rows = _need_rows(Retrain, context, "created_by", "promoted_by", "champion", "challenger")
     entries = []
     for retrain in rows:
         url = reverse("retraining:detail", args=[retrain.pk])
@@ -601,9 +601,9 @@ def retrains(context: TimelineContext) -> list[Entry]:
                     at=retrain.promoted_at,
                     kind="retrain_promoted",
                     title=_("Retrain #%(pk)s promoted: the challenger serves") % {"pk": retrain.pk},
-                    detail=retrain.override_reason
-                    and _("staff override: %(reason)s") % {"reason": retrain.override_reason}
-                    or "",
+                    detail=_("staff override: %(reason)s") % {"reason": retrain.override_reason}
+                    if retrain.override_reason
+                    else "",
                     url=url,
                     object_type="retraining.retrain",
                     object_id=retrain.pk,
@@ -616,12 +616,7 @@ def retrains(context: TimelineContext) -> list[Entry]:
 @timeline_source("optimisation")
 def optimisation_runs(context: TimelineContext) -> list[Entry]:
     """An optimisation run with its budgets and what it chose (or why nothing fitted)."""
-    rows = (
-        OptimisationRun.objects.for_tenant(context.tenant)
-        .filter(need=context.need)
-        .select_related("created_by", "chosen_trial")
-        .order_by("created_at", "pk")
-    )
+    rows = _need_rows(OptimisationRun, context, "created_by", "chosen_trial")
     entries = []
     for run in rows:
         chosen = run.chosen_trial
