@@ -79,7 +79,8 @@ class StagedRows:
     def copy_blocks(self, start: int, end: int, *, prefix: bytes) -> Iterator[bytes]:
         """COPY data for rows [start, end) (chunk boundaries), each line led by `prefix`."""
         begin = self.offsets[start // self.chunk_size]
-        stop = self.offsets[-1] if end >= self.count else self.offsets[end // self.chunk_size]
+        stop_at = -(-end // self.chunk_size)  # the chunk boundary at or after `end`
+        stop = self.offsets[min(stop_at, len(self.offsets) - 1)]
         self._file.seek(begin)
         remaining, carry = stop - begin, b""
         while remaining > 0:
@@ -96,10 +97,12 @@ class StagedRows:
     def rows(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, str, str]]:
         """(position, id, text) of rows [start, end), read back from the file."""
         end = self.count if end is None else end
-        for block in self.copy_blocks(start, end, prefix=b""):
+        first = start - start % self.chunk_size
+        for block in self.copy_blocks(first, end, prefix=b""):
             for line in block.decode("utf-8").split("\n")[:-1]:
                 position, item_id, text = line.split("\t")
-                yield int(position), _copy_unescape(item_id), _copy_unescape(text)
+                if start <= int(position) < end:
+                    yield int(position), _copy_unescape(item_id), _copy_unescape(text)
 
     def close(self) -> None:
         self._file.close()
@@ -156,11 +159,35 @@ def _format_of(filename: str, raw: IO[bytes]) -> str:
     return "csv"
 
 
+class _Borrowed(io.RawIOBase):
+    """The upload's own file object, read through a buffer that does not close it."""
+
+    def __init__(self, file) -> None:
+        self._file = file
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._file.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+
 def _binary(upload) -> IO[bytes]:
     if hasattr(upload, "temporary_file_path"):
         return open(upload.temporary_file_path(), "rb")  # noqa: SIM115
     upload.seek(0)
-    return io.BytesIO(upload.read())  # an in-memory upload: at most FILE_UPLOAD_MAX_MEMORY_SIZE
+    return io.BufferedReader(_Borrowed(upload.file), READ_BYTES)
 
 
 def parse_upload(upload) -> StagedRows:
