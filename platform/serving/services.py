@@ -307,8 +307,24 @@ def _batch_items_store(job: BatchJob, staged: StagedRows) -> None:
                 .order_by("index")
                 .values_list("pk", flat=True)
             )
-            transaction.on_commit(partial(_enqueue_chunks, chunk_ids))
+            transaction.on_commit(partial(_enqueue_slice, job.pk, chunk_ids))
         first, per_slice = last, min(per_slice * 2, settings.BATCH_INGEST_SLICE_CHUNKS)
+
+
+def _enqueue_slice(job_id: int, chunk_ids: list[int]) -> None:
+    """Queue a committed slice's chunks. A broker outage must not stop the upload half-way: the
+    chunks stay pending (never sent) and the stale-chunk sweeper sends them once the job shows no
+    activity and the broker is back."""
+    try:
+        _enqueue_chunks(chunk_ids)
+    except Exception:
+        logger.warning(
+            "could not queue %d stored chunks of batch job %s (broker unavailable?); the "
+            "stale-chunk sweeper sends them later",
+            len(chunk_ids),
+            job_id,
+            exc_info=True,
+        )
 
 
 def _batch_items_insert(job: BatchJob, staged: StagedRows, start: int, end: int) -> None:

@@ -208,6 +208,31 @@ def test_a_job_cancelled_while_its_items_are_stored_stores_no_further_slice(
     assert job.items.count() == 2 and job.chunks.count() == 1
 
 
+def test_a_broker_outage_during_the_upload_leaves_the_chunks_to_the_sweeper(
+    settings, monkeypatch, django_capture_on_commit_callbacks, api_a, need_a
+):
+    settings.BATCH_CHUNK_SIZE = 2
+
+    def broker_down(chunk_ids):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(services, "_enqueue_chunks", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(
+            api_a, SimpleUploadedFile("x.csv", csv_bytes([(f"o{n}", SPORT) for n in range(7)]))
+        )
+    assert response.status_code == 201, response.content
+    job = BatchJob.objects.dangerously_unscoped().get(pk=response.json()["id"])
+    assert job.status == BatchStatus.QUEUED and job.items.count() == 7
+    assert list(job.chunks.values_list("status", "queued_at")) == [("pending", None)] * 4
+    monkeypatch.undo()
+    settings.BATCH_SWEEP_SECONDS = 0.1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.batch_chunks_sweep() == 4  # the sweeper sends them (eager: runs them)
+    job.refresh_from_db()
+    assert job.status == BatchStatus.SUCCEEDED and job.done_items == 7
+
+
 # --- refused files leave nothing --------------------------------------------------------------
 @pytest.mark.parametrize(
     "last, code, status",
