@@ -237,6 +237,7 @@ def big_upload(key: str, mb: int, texts: list[str]) -> dict:
         # Warm the worker (imports, the first request's lazy set-up) before reading its baseline.
         status, payload = post_file(BIG_PORT, key, [b"id,text\nw1,warm up\n"], 19, "warm.csv")
         assert status == 201, payload
+        BatchJob.objects.dangerously_unscoped().filter(pk=payload["id"]).delete()  # never run
         base_rss, base_hwm = status_kb(pid, "VmRSS"), status_kb(pid, "VmHWM")
         stop = threading.Event()
 
