@@ -174,6 +174,8 @@ def end_to_end(port: int, key: str, body: bytes) -> dict:
         "docs_per_s": job.total_items / total,
         "answered_s": answered,
         "first_claim_s": job.started_at.timestamp() - started_wall,
+        "processing_docs_per_s": job.total_items
+        / (job.finished_at - job.started_at).total_seconds(),
     }
 
 
@@ -232,7 +234,7 @@ def big_upload(key: str, mb: int, texts: list[str]) -> dict:
     )
     samples: list[int] = []
     try:
-        sb.wait_port(BIG_PORT)
+        sb.wait_port(BIG_PORT, timeout=300)
         pid = worker_pid(server.pid)
         # Warm the worker (imports, the first request's lazy set-up) before reading its baseline.
         status, payload = post_file(BIG_PORT, key, [b"id,text\nw1,warm up\n"], 19, "warm.csv")
@@ -296,20 +298,23 @@ def write_report(meta: dict, raw: float, ours: dict, base: dict | None, same: st
         "(about 2.2 kB each) with a unique token appended; the clock runs from the first byte of the "
         "upload to the commit of the last chunk's results.",
         "",
-        "| path | docs | seconds | docs/s | × raw | POST answered at | first chunk claimed at |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        f"| raw `predict_scores`, one process | {ours['docs']} | {ours['docs'] / raw:.1f} | {raw:.0f} | 1.00 | | |",
+        "| path | docs | seconds | docs/s | × raw | POST answered at | first chunk claimed at | "
+        "tagging alone (first claim → last commit) docs/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| raw `predict_scores`, one process | {ours['docs']} | {ours['docs'] / raw:.1f} | {raw:.0f} | 1.00 | | | |",
     ]
     if base is not None:
         lines.append(
             f"| end to end, before (main: read whole, ORM inserts, then queue) | {base['docs']} | "
             f"{base['seconds']:.1f} | {base['docs_per_s']:.0f} | {base['docs_per_s'] / raw:.2f} | "
-            f"{base['answered_s']:.1f} s | {base['first_claim_s']:.1f} s |"
+            f"{base['answered_s']:.1f} s | {base['first_claim_s']:.1f} s | "
+            f"{base['processing_docs_per_s']:.0f} |"
         )
     lines.append(
         f"| end to end, streamed (parse → COPY slices → queue each slice) | {ours['docs']} | "
         f"{ours['seconds']:.1f} | {ours['docs_per_s']:.0f} | {ours['docs_per_s'] / raw:.2f} | "
-        f"{ours['answered_s']:.1f} s | {ours['first_claim_s']:.1f} s |"
+        f"{ours['answered_s']:.1f} s | {ours['first_claim_s']:.1f} s | "
+        f"{ours['processing_docs_per_s']:.0f} |"
     )
     met = "met" if ours["docs_per_s"] >= target else "not met"
     lines += [
@@ -317,7 +322,11 @@ def write_report(meta: dict, raw: float, ours: dict, base: dict | None, same: st
         f"Goal end to end ≥ 0.8 × {cores} cores × raw = {target:.0f} docs/s: **{met}** "
         f"({ours['docs_per_s'] / raw:.2f}× raw). The raw figure is one process on the same loaded "
         "machine measured in the same run, so it moves with the load; the web process, PostgreSQL "
-        "and the two worker processes share the same 2 cores, and other engineers' jobs run too.",
+        "and the two worker processes share the same 2 cores, and other engineers' jobs run too. "
+        f"What the streamed ingest itself costs shows in the last column: end to end reaches "
+        f"{ours['docs_per_s'] / ours['processing_docs_per_s']:.2f} of the tagging-alone rate "
+        "(the first chunk is claimed while the file is still being stored); the rest of the gap "
+        "to the goal is the workers' own speed on this loaded machine.",
         "",
         f"Downloads: {same}",
     ]
@@ -384,9 +393,9 @@ def main() -> None:
     base = None
     same = "not compared (no --baseline-root)."
     try:
-        sb.wait_port(PORT)
+        sb.wait_port(PORT, timeout=300)
         if args.baseline_root:
-            sb.wait_port(BASE_PORT)
+            sb.wait_port(BASE_PORT, timeout=300)
         time.sleep(8)  # worker boot
         run = int(time.time())
         for port in [PORT] + ([BASE_PORT] if args.baseline_root else []):
