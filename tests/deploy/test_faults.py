@@ -14,6 +14,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -259,3 +260,147 @@ def test_redis_killed_and_restarted_mid_job_loses_nothing_and_no_worker(
         with cluster.log_path(f"worker-{queue}").open() as log:
             log.seek(offset)
             assert "Unrecoverable error" not in log.read()
+
+
+# --- Training-queue work killed mid-run ------------------------------------------------------
+# A training run, a retrain and an optimisation run each hold a claim (a compare-and-set on their
+# row) while a worker executes them. When the worker's pool process dies, Celery hands the message
+# back (acks_late + reject_on_worker_lost) and it is delivered again at once: that delivery must
+# take the work over, not find the dead worker's claim and drop the message, which left the run
+# "running" for good.
+
+
+def _slow_fits(cluster, seconds: float | None) -> None:
+    """While set, every fit on the training worker takes `seconds` longer (slow_training.py)."""
+    path = Path(cluster.extra_env["TEST_TRAINING_DELAY_FILE"])
+    if seconds is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(f"{seconds}\n")
+
+
+def _kill_training_pool(cluster) -> None:
+    victims = cluster.worker_children("training")
+    assert victims, "the training worker has no pool process"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _wait_sql(batch: Batch, query: str, args, *, timeout: float, what: str):
+    return wait_until(lambda: batch.sql(query, args), timeout=timeout, interval=0.1, what=what)
+
+
+def test_training_pool_process_sigkilled_mid_fit_trains_again_by_itself(cluster, batch):
+    _slow_fits(cluster, 6)
+    try:
+        run = batch.service.post(
+            "/api/v1/training-runs/", json={"need": NEED, "algorithm": "tfidf-logreg"}, expect=201
+        ).json()
+        # The fit has started (the log says so) and is in its slow part.
+        _wait_sql(
+            batch,
+            "SELECT 1 FROM registry_trainingrun WHERE id = %s AND status = 'running' "
+            "AND log LIKE %s",
+            [run["id"], "% train / %"],
+            timeout=60,
+            what="the run to be fitting",
+        )
+        time.sleep(1.0)
+        _kill_training_pool(cluster)
+    finally:
+        _slow_fits(cluster, None)
+
+    done = wait_until(
+        lambda: (
+            (r := batch.service.get(f"/api/v1/training-runs/{run['id']}/", expect=200).json())[
+                "status"
+            ]
+            in ("succeeded", "failed")
+            and r
+        ),
+        timeout=120,
+        what="the interrupted training run to finish by itself",
+    )
+    assert done["status"] == "succeeded", done["error"] or done["log"]
+    versions = batch.sql(
+        "SELECT count(*) FROM registry_modelversion WHERE training_run_id = %s", [run["id"]]
+    )
+    assert versions == [(1,)], "the run must register exactly one version"
+
+
+def test_retrain_pool_process_sigkilled_mid_training_completes_by_itself(cluster, batch):
+    _slow_fits(cluster, 6)
+    try:
+        retrain = batch.service.post(
+            "/api/v1/retraining/retrains/",
+            json={"need": NEED, "reason": "fault test"},
+            expect=201,
+        ).json()
+        _wait_sql(
+            batch,
+            "SELECT 1 FROM retraining_retrain r JOIN registry_trainingrun t "
+            "ON t.id = r.training_run_id WHERE r.id = %s AND t.log LIKE %s",
+            [retrain["id"], "% train / %"],
+            timeout=60,
+            what="the retrain's training to be fitting",
+        )
+        time.sleep(1.0)
+        _kill_training_pool(cluster)
+    finally:
+        _slow_fits(cluster, None)
+
+    done = wait_until(
+        lambda: (
+            (
+                r := batch.service.get(
+                    f"/api/v1/retraining/retrains/{retrain['id']}/", expect=200
+                ).json()
+            )["status"]
+            not in ("queued", "running")
+            and r
+        ),
+        timeout=150,
+        what="the interrupted retrain to finish by itself",
+    )
+    assert done["status"] == "ready", done
+    challengers = batch.sql(
+        "SELECT count(*) FROM registry_modelversion v JOIN retraining_retrain r "
+        "ON v.training_run_id = r.training_run_id WHERE r.id = %s",
+        [retrain["id"]],
+    )
+    assert challengers == [(1,)], "a retrain makes exactly one challenger"
+
+
+def test_optimisation_pool_process_sigkilled_mid_search_starts_over_by_itself(cluster, batch):
+    run = batch.service.post(
+        f"/api/v1/needs/{NEED}/optimisation-runs",
+        json={
+            "time_limit_seconds": 30,
+            "max_trials": 6,
+            "seed": 3,
+            "latency_budget_ms": 1000,
+            "size_budget_kb": 100000,
+        },
+        expect=201,
+    ).json()
+    _wait_sql(
+        batch,
+        "SELECT 1 FROM optimisation_optimisationtrial WHERE run_id = %s LIMIT 1",
+        [run["id"]],
+        timeout=90,
+        what="the search to have a trial",
+    )
+    _kill_training_pool(cluster)
+    done = wait_until(
+        lambda: (
+            (r := batch.service.get(f"/api/v1/optimisation-runs/{run['id']}", expect=200).json())[
+                "status"
+            ]
+            not in ("queued", "running")
+            and r
+        ),
+        timeout=240,
+        what="the interrupted optimisation run to finish by itself",
+    )
+    # Started over on the redelivery: a variant is chosen or the run says nothing fits.
+    assert done["status"] in ("succeeded", "nothing_fits"), done
