@@ -144,6 +144,8 @@ def cluster(tmp_path_factory, cluster_redis):
             "BATCH_CHUNK_LEASE_MIN_SECONDS": "8",
             "BATCH_SWEEP_SECONDS": "2",
             "PREDICTION_LOG_FLUSH_SECONDS": "1",
+            # Stream items left pending through a Redis outage are re-queued within seconds.
+            "STREAM_SWEEP_SECONDS": "3",
             # The supervisor brings a killed process back after 1 s (then 2, 4, ... s).
             "CLUSTER_RESTART_BACKOFF_SECONDS": "1",
         },

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,3 +405,75 @@ def test_optimisation_pool_process_sigkilled_mid_search_starts_over_by_itself(cl
     )
     # Started over on the redelivery: a variant is chosen or the run says nothing fits.
     assert done["status"] in ("succeeded", "nothing_fits"), done
+
+
+def test_stream_items_posted_across_a_redis_restart_are_all_tagged_as_the_sync_api_tags_them(
+    cluster, cluster_redis, batch
+):
+    """A service keeps posting stream items while the cluster's Redis dies and comes back: every
+    POST is answered 202 (committed items), every item ends up tagged without anyone touching it,
+    with exactly one stream log line, and with the labels the sync API gives the same texts."""
+    rng = random.Random("stream-redis")
+    topics = list(VOCABULARY)
+    sent: dict[str, str] = {}
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def post_items() -> None:
+        n = 0
+        while not stop.is_set():
+            items = []
+            for _ in range(3):
+                item_id = f"sr-{n}"
+                sent[item_id] = _text(topics[n % 5], rng)
+                items.append({"id": item_id, "text": sent[item_id]})
+                n += 1
+            response = batch.service.post(f"/api/v1/needs/{NEED}/items", json={"items": items})
+            answers.append(response.status_code)
+            time.sleep(0.1)
+
+    poster = threading.Thread(target=post_items, daemon=True)
+    poster.start()
+    try:
+        time.sleep(2.0)
+        cluster_redis.kill()
+        time.sleep(3.0)
+        cluster_redis.start()
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        poster.join(timeout=30)
+
+    assert answers and set(answers) == {202}, answers
+    ids = sorted(sent)
+
+    def all_tagged():
+        rows = batch.sql(
+            "SELECT external_id, status, result FROM serving_item WHERE external_id = ANY(%s)",
+            [ids],
+        )
+        return rows if len(rows) == len(ids) and {r[1] for r in rows} == {"tagged"} else None
+
+    wait_until(all_tagged, timeout=120, interval=0.5, what="every stream item tagged")
+    streamed, synced = {}, {}
+    for start in range(0, len(ids), 50):
+        chunk = ids[start : start + 50]
+        page = batch.service.get(
+            f"/api/v1/needs/{NEED}/items", params={"ids": ",".join(chunk)}, expect=200
+        ).json()
+        streamed.update({item["id"]: item["labels"] for item in page["results"]})
+        body = batch.service.post(
+            f"/api/v1/needs/{NEED}/tag",
+            json={"items": [{"id": i, "text": sent[i]} for i in chunk]},
+            expect=200,
+        ).json()
+        synced.update({item["id"]: item["labels"] for item in body["items"]})
+    assert streamed == synced
+    logged = dict(
+        batch.sql(
+            "SELECT item_ref, count(*) FROM serving_predictionlog "
+            "WHERE channel = 'stream' AND item_ref = ANY(%s) GROUP BY item_ref",
+            [ids],
+        )
+    )
+    assert logged == {i: 1 for i in ids}, "a stream log line was lost or written twice"
