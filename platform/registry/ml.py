@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import softmax
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -165,11 +164,16 @@ def train(
 def compile_scorer(model: TextClassifier, *, check_texts: list[str]) -> tuple[Any, str]:
     """A faster `predict_scores` for serving, and the name of the path taken.
 
-    For a TF-IDF + multinomial LogisticRegression pipeline the scores are softmax(X·Wᵀ + b), so the
-    serving path skips scikit-learn's per-call validation and dispatch (about a third of a
-    single-document prediction). Every other model is served by `predict_scores` with scikit-learn's
-    input validation switched off (the vectoriser always hands it a finite sparse matrix). The
-    compiled path must reproduce `predict_scores` on `check_texts` or it is not used.
+    Every estimator the platform trains is linear in the features (`scoring.linear_form`: multi-
+    nomial or binary logistic regression, SGD with log or modified-Huber loss, ComplementNB,
+    sigmoid-calibrated linear SVM, and one-vs-rest multi-label models of those), so its scores are
+    head(X·W + b): one product, then the estimator's own probability head. That skips
+    scikit-learn's per-call validation and dispatch ("linear"), and for a TF-IDF vectoriser the
+    vectorised `scoring.build` replaces `transform` too ("tfidf-linear"). Anything else is served
+    by `predict_scores` with scikit-learn's input validation switched off (the vectoriser always
+    hands it a finite sparse matrix). A compiled path must reproduce `predict_scores` on
+    `check_texts` (tolerance: float64 rounding, or float32 rounding for single-precision models)
+    or it is not used.
     """
     import sklearn
 
@@ -179,24 +183,51 @@ def compile_scorer(model: TextClassifier, *, check_texts: list[str]) -> tuple[An
 
     features = model.pipeline.steps[0][1]
     estimator = model.pipeline.steps[-1][1]
-    if model.multilabel or not isinstance(estimator, LogisticRegression):
+    form = scoring.linear_form(
+        estimator, n_labels=len(model.labels), multilabel=bool(model.multilabel)
+    )
+    if form is None:
         return validated_off, "predict_scores"
-    if estimator.coef_.shape[0] != len(model.labels) or list(estimator.classes_) != list(
-        range(len(model.labels))
-    ):
-        return validated_off, "predict_scores"
-    weights = np.ascontiguousarray(estimator.coef_.T)
-    bias = estimator.intercept_.copy()
+    weights, bias, head = form.weights, form.bias, form.head
+
+    def clipped(logits: np.ndarray) -> np.ndarray:
+        return np.clip(head(logits), 0.0, 1.0)
 
     def linear(texts: list[str]) -> np.ndarray:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             matrix = features.transform(texts)
-        return softmax(np.asarray(matrix @ weights) + bias, axis=1)
+        logits = np.asarray(matrix @ weights, dtype=np.float64)
+        logits += bias
+        return clipped(logits)
 
+    tolerance = _tolerance(model)
     reference = model.predict_scores(check_texts)
-    if not np.allclose(linear(check_texts), reference, rtol=1e-6, atol=1e-9):
+    if not np.allclose(linear(check_texts), reference, **tolerance):
         return validated_off, "predict_scores"
-    direct = scoring.build(features, weights, bias)
-    if direct is not None and np.allclose(direct(check_texts), reference, rtol=1e-6, atol=1e-9):
+    direct = scoring.build(features, weights, bias, clipped)
+    if direct is not None and np.allclose(direct(check_texts), reference, **tolerance):
         return direct, "tfidf-linear"
     return linear, "linear"
+
+
+def _tolerance(model: TextClassifier) -> dict[str, float]:
+    """How close a compiled scorer must come to `predict_scores`: float64 rounding, or float32
+    rounding when the model computes in single precision (its features or weights)."""
+    features = model.pipeline.steps[0][1]
+    steps = [step for _, step in features.steps] if isinstance(features, Pipeline) else [features]
+    single = any(np.dtype(getattr(step, "dtype", np.float64)) == np.float32 for step in steps)
+    for target in _fitted_parts(model.pipeline.steps[-1][1]):
+        for name in ("coef_", "feature_log_prob_"):
+            value = getattr(target, name, None)
+            if getattr(value, "dtype", None) == np.float32:
+                single = True
+    return {"rtol": 1e-3, "atol": 1e-4} if single else {"rtol": 1e-6, "atol": 1e-9}
+
+
+def _fitted_parts(estimator) -> list[Any]:
+    parts = [estimator]
+    for sub in getattr(estimator, "estimators_", None) or []:
+        parts.extend(_fitted_parts(sub))
+    for fold in getattr(estimator, "calibrated_classifiers_", None) or []:
+        parts.append(fold.estimator)
+    return parts
