@@ -192,12 +192,6 @@ def optimisation_run_start(
             f"Need '{need.slug}' has no dataset snapshot to optimise on; import data and train a "
             "model first.",
         )
-    if len(snapshot.revision.label_keys()) < 2:
-        raise OptimisationError(
-            "too_few_labels",
-            f"Need '{need.slug}': its label set has fewer than two labels, so there is nothing "
-            "to classify; add labels and import data first.",
-        )
     if (
         OptimisationRun.objects.owned_by(need.tenant_id)
         .filter(need=need, status__in=ACTIVE_STATUSES)
@@ -592,7 +586,8 @@ def _describe(variant: dict[str, Any]) -> str:
         clf += f" C={variant['C']:.3g}" + (" l1" if variant.get("penalty") == "l1" else "")
     else:
         clf += f" alpha={variant['alpha']:.2g}"
-    return f"{rep} + {clf}, {variant['precision']}"
+    lead = f", first {variant['max_chars']} chars" if variant.get("max_chars") else ""
+    return f"{rep} + {clf}, {variant['precision']}{lead}"
 
 
 def _decide_and_register(

@@ -33,10 +33,12 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.svm import LinearSVC
 
 from registry import artifacts, evaluation
-from registry.ml import TextClassifier, default_params
+from registry.ml import LeadingText, TextClassifier, cut_texts, default_params
 from registry.services.training import VALIDATION_FRACTION
 
 CLASSIFIERS = ("logreg", "svm", "sgd", "cnb")
+#: How much of each text a variant reads: its first N characters, 0 = all of it.
+MAX_CHARS = (0, 600, 1200, 2500, 5000)
 #: The registry's algorithm names (ModelVersion.algorithm) closest to each variant.
 _ALGORITHM = {"logreg": "tfidf-logreg", "svm": "tfidf-svm", "sgd": "hashing-sgd"}
 
@@ -57,28 +59,34 @@ def default_variant(script: str) -> dict[str, Any]:
         "C": float(clf["C"]),
         "penalty": "l2",
         "precision": "float64",
+        "max_chars": 0,
     }
 
 
 def starting_variants(script: str) -> list[dict[str, Any]]:
     """Cheap variants that are usually close to the default model's accuracy, tried right after it
-    (Optuna's enqueue_trial) so that every run measures them: a capped vocabulary of single words
-    (Latin script) or of characters and character pairs (Chinese), logistic regression or SGD,
-    single precision. All of them are served by the compiled TF-IDF scorer."""
-    common = {"representation": "tfidf", "min_df": 2, "selection": "none", "precision": "float32"}
+    (Optuna's enqueue_trial) so that every run measures them and the sampler starts from them: a
+    capped vocabulary of single words (Latin script) or of characters and character pairs
+    (Chinese), logistic regression, single precision, the whole text or only its first 2,500 (and
+    for Latin script 1,200) characters. The same for every need of a script (priors, not answers for one data set); all
+    are served by the compiled TF-IDF scorer."""
+    common = {
+        "representation": "tfidf",
+        "min_df": 2,
+        "selection": "none",
+        "precision": "float32",
+        "classifier": "logreg",
+        "C": 10.0,
+        "penalty": "l2",
+    }
     if script == "cjk":
-        return [
-            {**common, "analyzer": "char", "ngram_max": 2, "max_features": 50_000}
-            | {"classifier": "logreg", "C": 10.0, "penalty": "l2"},
-            {**common, "analyzer": "char", "ngram_max": 2, "max_features": 20_000}
-            | {"classifier": "sgd", "alpha": 1e-5, "loss": "modified_huber"},
-        ]
-    return [
-        {**common, "analyzer": "word", "ngram_max": 1, "max_features": 20_000}
-        | {"classifier": "logreg", "C": 10.0, "penalty": "l2"},
-        {**common, "analyzer": "word", "ngram_max": 1, "max_features": 8_000}
-        | {"classifier": "sgd", "alpha": 1e-5, "loss": "modified_huber"},
-    ]
+        # Character-pair fits are slow (a minute or two on Chinese news): two starting points.
+        vocabulary = {"analyzer": "char", "ngram_max": 2, "max_features": 50_000}
+        leads = (2500, 0)
+    else:
+        vocabulary = {"analyzer": "word", "ngram_max": 1, "max_features": 20_000}
+        leads = (2500, 1200, 0)
+    return [{**common, **vocabulary, "max_chars": lead} for lead in leads]
 
 
 def suggest(trial, script: str) -> dict[str, Any]:
@@ -120,6 +128,7 @@ def suggest(trial, script: str) -> dict[str, Any]:
     else:
         variant["alpha"] = trial.suggest_float("nb_alpha", 0.01, 1.0, log=True)
     variant["precision"] = trial.suggest_categorical("precision", ["float64", "float32"])
+    variant["max_chars"] = trial.suggest_categorical("max_chars", list(MAX_CHARS))
     return variant
 
 
@@ -152,6 +161,7 @@ def as_optuna_params(variant: dict[str, Any], script: str) -> dict[str, Any]:
     else:
         out["nb_alpha"] = variant["alpha"]
     out["precision"] = variant["precision"]
+    out["max_chars"] = int(variant.get("max_chars") or 0)
     return out
 
 
@@ -339,13 +349,14 @@ def _fit(
         base = _estimator(variant, seed)
         return OneVsRestClassifier(base) if multilabel else base
 
+    max_chars = int(variant.get("max_chars") or 0)
     if variant["representation"] == "hashing":
         features = _hashing(variant)
     else:
         features = _tfidf(variant)
         selection = variant.get("selection", "none")
         if selection != "none":
-            matrix = features.fit_transform(texts)
+            matrix = features.fit_transform(cut_texts(texts, max_chars))
             n_features = matrix.shape[1]
             if selection == "chi2":
                 k = max(1, min(int(variant["k"]), n_features))
@@ -358,7 +369,10 @@ def _fit(
             # smaller TF-IDF pipeline (fewer terms to store and look up), not a selector step.
             features = _tfidf(variant, vocabulary=_kept_vocabulary(features, keep))
     fitted = estimator()
-    pipeline = Pipeline([("features", features), ("classifier", fitted)])
+    steps: list[tuple[str, Any]] = [("features", features), ("classifier", fitted)]
+    if max_chars:
+        steps.insert(0, ("lead", LeadingText(max_chars)))
+    pipeline = Pipeline(steps)
     pipeline.fit(texts, y)
     # The terms min_df/max_features dropped are kept only for introspection: not served.
     if variant["representation"] == "tfidf" and hasattr(features, "stop_words_"):

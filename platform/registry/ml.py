@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -90,6 +91,30 @@ def _estimator(algorithm: str, clf: dict[str, Any]):
     if algorithm == "complement-nb":
         return ComplementNB(**clf)
     raise ValueError(f"Unknown algorithm {algorithm!r}")
+
+
+class LeadingText(TransformerMixin, BaseEstimator):
+    """A pipeline's first step that keeps each text's first `max_chars` characters (0: all of
+    them), in training and in serving alike: a model that reads a bounded prefix has a bounded
+    per-text cost whatever the length of what it is sent (news leads carry most of the topic)."""
+
+    def __init__(self, max_chars: int = 0):
+        self.max_chars = max_chars
+
+    def fit(self, texts, y=None):
+        return self
+
+    def transform(self, texts):
+        return cut_texts(texts, self.max_chars)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # stateless
+
+
+def cut_texts(texts, max_chars: int) -> list[str]:
+    if not max_chars:
+        return list(texts)
+    return [text[:max_chars] for text in texts]
 
 
 @dataclass
@@ -181,8 +206,11 @@ def compile_scorer(model: TextClassifier, *, check_texts: list[str]) -> tuple[An
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return model.predict_scores(texts)
 
-    features = model.pipeline.steps[0][1]
-    estimator = model.pipeline.steps[-1][1]
+    steps = [step for _, step in model.pipeline.steps]
+    max_chars = steps.pop(0).max_chars if isinstance(steps[0], LeadingText) else 0
+    if len(steps) != 2:
+        return validated_off, "predict_scores"
+    features, estimator = steps
     form = scoring.linear_form(
         estimator, n_labels=len(model.labels), multilabel=bool(model.multilabel)
     )
@@ -195,7 +223,7 @@ def compile_scorer(model: TextClassifier, *, check_texts: list[str]) -> tuple[An
 
     def linear(texts: list[str]) -> np.ndarray:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            matrix = features.transform(texts)
+            matrix = features.transform(cut_texts(texts, max_chars) if max_chars else texts)
         logits = np.asarray(matrix @ weights, dtype=np.float64)
         logits += bias
         return clipped(logits)
@@ -204,7 +232,13 @@ def compile_scorer(model: TextClassifier, *, check_texts: list[str]) -> tuple[An
     reference = model.predict_scores(check_texts)
     if not np.allclose(linear(check_texts), reference, **tolerance):
         return validated_off, "predict_scores"
-    direct = scoring.build(features, weights, bias, clipped)
+    built = scoring.build(features, weights, bias, clipped)
+    direct = built
+    if built is not None and max_chars:
+
+        def direct(texts: list[str]) -> np.ndarray:
+            return built(cut_texts(texts, max_chars))
+
     if direct is not None and np.allclose(direct(check_texts), reference, **tolerance):
         return direct, "tfidf-linear"
     return linear, "linear"
@@ -213,7 +247,7 @@ def compile_scorer(model: TextClassifier, *, check_texts: list[str]) -> tuple[An
 def _tolerance(model: TextClassifier) -> dict[str, float]:
     """How close a compiled scorer must come to `predict_scores`: float64 rounding, or float32
     rounding when the model computes in single precision (its features or weights)."""
-    features = model.pipeline.steps[0][1]
+    features = next(s for _, s in model.pipeline.steps if not isinstance(s, LeadingText))
     steps = [step for _, step in features.steps] if isinstance(features, Pipeline) else [features]
     single = any(np.dtype(getattr(step, "dtype", np.float64)) == np.float32 for step in steps)
     for target in _fitted_parts(model.pipeline.steps[-1][1]):
