@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('optimisation', '0001_optimisation_runs_and_trials'),
+        ("optimisation", "0001_optimisation_runs_and_trials"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='optimisationtrial',
-            name='state',
-            field=models.CharField(choices=[('complete', 'Complete'), ('failed', 'Failed'), ('pruned', 'Pruned')], max_length=16),
+            model_name="optimisationtrial",
+            name="state",
+            field=models.CharField(
+                choices=[("complete", "Complete"), ("failed", "Failed"), ("pruned", "Pruned")],
+                max_length=16,
+            ),
         ),
     ]
