@@ -13,6 +13,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +35,34 @@ class Latency:
     scorer_path: str
 
 
-def conditions(*, warmup: int, repetitions: int, batch_docs: int) -> dict[str, Any]:
+@contextmanager
+def scheduling(fifo_priority: int) -> Iterator[str]:
+    """Run the block at real-time priority SCHED_FIFO `fifo_priority` (as `chrt --fifo N` would),
+    so that on a shared machine the timings measure the scorer, not the scheduler's queue; 0
+    leaves the policy alone. Only the calling thread is raised, and only for the block. Yields
+    the policy the block actually ran under (raising it needs CAP_SYS_NICE; refused means normal)."""
+    if fifo_priority <= 0 or not hasattr(os, "sched_setscheduler"):
+        yield "normal (SCHED_OTHER)"
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(fifo_priority))
+    except OSError as exc:
+        yield f"normal (SCHED_OTHER): raising to SCHED_FIFO {fifo_priority} was refused ({exc})"
+        return
+    try:
+        yield f"SCHED_FIFO {fifo_priority} (real-time, as chrt --fifo {fifo_priority})"
+    finally:
+        os.sched_setscheduler(0, policy, param)
+
+
+def conditions(
+    *, warmup: int, repetitions: int, batch_docs: int, scheduling: str = "normal (SCHED_OTHER)"
+) -> dict[str, Any]:
     """What a measurement's numbers depend on, recorded next to them."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (None, None, None)
     return {
+        "scheduling": scheduling,
         "warmup_calls": warmup,
         "repetitions": repetitions,
         "single_item": "one text per call, as a sync request scores it",

@@ -104,6 +104,8 @@ class OptimisationRun(models.Model):
 class TrialState(models.TextChoices):
     COMPLETE = "complete", "Complete"
     FAILED = "failed", "Failed"
+    #: Stopped early: its fit on a subsample scored far below the best finished trial.
+    PRUNED = "pruned", "Pruned"
 
 
 class _TrialQuerySet(TenantQuerySet):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import random
 import shutil
 import time
 from datetime import timedelta
@@ -63,6 +64,13 @@ MAX_TRIALS = 1000
 MAX_TARGET_RPS = 1_000_000.0
 #: Single-item timings of the quick in-search measurement (guides the sampler only).
 SEARCH_PROBE_REPETITIONS = 30
+#: Early pruning on large training sets: a trial is first fitted on a seeded PRUNE_SUBSAMPLE share
+#: of the training texts (at least PRUNE_MIN_TEXTS of them) and stopped there when that fit's
+#: macro-F1 is more than PRUNE_MARGIN below the best finished trial's. (Optuna's own pruners do
+#: not apply to multi-objective studies; a pruned trial is reported to it as TrialPruned.)
+PRUNE_MIN_TEXTS = 2000
+PRUNE_SUBSAMPLE = 0.25
+PRUNE_MARGIN = 0.05
 #: Share of the progress bar the search takes; measurement and registration take the rest.
 _SEARCH_SHARE = 0.8
 
@@ -176,11 +184,6 @@ def optimisation_run_start(
     if label_set is None:
         raise OptimisationError(
             "no_snapshot", f"Need '{need.slug}' has no label set yet, so there is no data."
-        )
-    if label_set.kind == LabelSetKind.MULTILABEL:
-        raise OptimisationError(
-            "multilabel_not_supported",
-            "Optimisation runs support multi-class needs; this need's label set is multi-label.",
         )
     snapshot = _champion_snapshot(need)
     if snapshot is None:
@@ -365,22 +368,28 @@ def _search_measure_register(run: OptimisationRun, log: _RunLog, workdir: Path) 
     if not texts or not test_texts:
         raise OptimisationError("no_test_samples", "The snapshot has no train or no test split.")
     script = detect_script(texts)
+    multilabel = snapshot.revision.label_set.kind == LabelSetKind.MULTILABEL
     log.write(
         f"snapshot {snapshot.content_hash[:12]}: {len(texts)} train / {len(test_texts)} held-out "
-        f"texts, {len(labels)} labels, script {script}; budgets p99 ≤ {run.latency_budget_ms:g} ms,"
+        f"texts, {len(labels)} labels ({'multi-label' if multilabel else 'multi-class'}), "
+        f"script {script}; budgets p99 ≤ {run.latency_budget_ms:g} ms,"
         f" size ≤ {run.size_budget_kb} KB; search limit {run.time_limit_seconds} s"
         + (f" or {run.max_trials} trials" if run.max_trials else "")
         + f", seed {run.seed}",
         progress=0.01,
     )
-    files = _search(run, log, workdir, texts, label_lists, test_texts, test_lists, labels, script)
+    files = _search(
+        run, log, workdir, texts, label_lists, test_texts, test_lists, labels, script, multilabel
+    )
     if log.cancelled():
         raise _Cancelled
     points = _measure_all(run, log, files, test_texts)
     _decide_and_register(run, log, files, points, test_texts, test_lists, labels, len(texts))
 
 
-def _search(run, log, workdir, texts, label_lists, test_texts, test_lists, labels, script):
+def _search(
+    run, log, workdir, texts, label_lists, test_texts, test_lists, labels, script, multilabel
+):
     """The Optuna study. Returns {trial number: (path, sha256)} of the finished trials."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     files: dict[int, tuple[Path, str]] = {}
@@ -392,8 +401,16 @@ def _search(run, log, workdir, texts, label_lists, test_texts, test_lists, label
         sampler=sampler,
         study_name=f"optimisation-{run.pk}",
     )
-    # The platform's default model is always trial 0: the front is shown against it.
+    # The platform's default model is always trial 0: the front is shown against it. Then a few
+    # cheap variants known to do well on text (a small word or character vocabulary, single
+    # precision): the sampler starts from them instead of finding them by chance.
     study.enqueue_trial(variants.as_optuna_params(default, script))
+    for seed_variant in variants.starting_variants(script):
+        study.enqueue_trial(variants.as_optuna_params(seed_variant, script))
+    best: dict[int, float] = {}
+    subsample = sorted(
+        random.Random(run.seed).sample(range(len(texts)), max(1, int(len(texts) * PRUNE_SUBSAMPLE)))
+    )
 
     def progress() -> float:
         by_time = (time.monotonic() - started) / run.time_limit_seconds
@@ -408,6 +425,39 @@ def _search(run, log, workdir, texts, label_lists, test_texts, test_lists, label
         row = OptimisationTrial(
             run=run, number=trial.number, params=variant, is_default=trial.number == 0
         )
+        best_f1 = max(best.values(), default=None)
+        if trial.number > 0 and best_f1 is not None and len(texts) >= PRUNE_MIN_TEXTS:
+            t0 = time.perf_counter()
+            try:
+                probe_model = variants.build(
+                    variant,
+                    texts=[texts[i] for i in subsample],
+                    label_lists=[label_lists[i] for i in subsample],
+                    labels=labels,
+                    script=script,
+                    seed=run.seed,
+                    multilabel=multilabel,
+                )
+                sub_f1 = evaluation.evaluate(probe_model, test_texts, test_lists, labels=labels)[
+                    "macro_f1"
+                ]
+            except Exception as exc:
+                row.state, row.error = TrialState.FAILED, str(exc)[:2000]
+                row.save()
+                log.write(f"trial {trial.number} failed: {exc}", progress=progress())
+                raise
+            if sub_f1 < best_f1 - PRUNE_MARGIN:
+                row.state, row.fit_seconds = TrialState.PRUNED, round(time.perf_counter() - t0, 3)
+                row.error = (
+                    f"pruned: macro-F1 {sub_f1:.4f} on a {len(subsample)}-text subsample, more "
+                    f"than {PRUNE_MARGIN:g} below the best finished trial ({best_f1:.4f})"
+                )
+                row.save()
+                log.write(
+                    f"trial {trial.number}: {_describe(variant)} → {row.error}",
+                    progress=progress(),
+                )
+                raise optuna.TrialPruned(row.error)
         try:
             t0 = time.perf_counter()
             model = variants.build(
@@ -417,6 +467,7 @@ def _search(run, log, workdir, texts, label_lists, test_texts, test_lists, label
                 labels=labels,
                 script=script,
                 seed=run.seed,
+                multilabel=multilabel,
             )
             fit_seconds = time.perf_counter() - t0
             f1 = evaluation.evaluate(model, test_texts, test_lists, labels=labels)["macro_f1"]
@@ -437,6 +488,7 @@ def _search(run, log, workdir, texts, label_lists, test_texts, test_lists, label
             log.write(f"trial {trial.number} failed: {exc}", progress=progress())
             raise
         files[trial.number] = (path, hashlib.sha256(blob).hexdigest())
+        best[trial.number] = f1
         row.state = TrialState.COMPLETE
         row.macro_f1, row.size_bytes = f1, len(blob)
         row.search_p99_ms, row.fit_seconds = probe.p99_ms, round(fit_seconds, 3)
@@ -468,12 +520,18 @@ def _search(run, log, workdir, texts, label_lists, test_texts, test_lists, label
 
 def _measure_all(run, log, files, test_texts) -> list[measurement.Point]:
     warmup, reps = settings.OPTIMISATION_WARMUP, settings.OPTIMISATION_REPETITIONS
-    conditions = measurement.conditions(warmup=warmup, repetitions=reps, batch_docs=1000)
+    priority = settings.OPTIMISATION_MEASUREMENT_FIFO_PRIORITY
+    with measurement.scheduling(priority) as policy:  # the policy the timings will run under
+        pass
+    conditions = measurement.conditions(
+        warmup=warmup, repetitions=reps, batch_docs=1000, scheduling=policy
+    )
     OptimisationRun.objects.owned_by(run.tenant_id).filter(pk=run.pk).update(measurement=conditions)
     run.measurement = conditions
     log.write(
         f"measuring {len(files)} variants serially on the serving path: {warmup} warm-up calls, "
-        f"{reps} single-item repetitions, 1000-text batch (load {conditions['load_average_1m']})"
+        f"{reps} single-item repetitions, 1000-text batch, scheduling {policy} "
+        f"(load {conditions['load_average_1m']})"
     )
     trials = {t.number: t for t in run.trials.filter(state=TrialState.COMPLETE)}
     points = []
@@ -481,9 +539,11 @@ def _measure_all(run, log, files, test_texts) -> list[measurement.Point]:
         if log.cancelled():
             raise _Cancelled
         model = _load_trial(path, sha256)
-        measured = measurement.measure(
-            model, test_texts, warmup=warmup, repetitions=reps, batch_docs=1000, seed=run.seed
-        )
+        # Only the timing itself runs at the raised priority (loading and the database do not).
+        with measurement.scheduling(priority):
+            measured = measurement.measure(
+                model, test_texts, warmup=warmup, repetitions=reps, batch_docs=1000, seed=run.seed
+            )
         trial = trials[number]
         trial.p50_ms, trial.p99_ms, trial.mean_ms = (
             measured.p50_ms,
@@ -534,7 +594,8 @@ def _describe(variant: dict[str, Any]) -> str:
         clf += f" C={variant['C']:.3g}" + (" l1" if variant.get("penalty") == "l1" else "")
     else:
         clf += f" alpha={variant['alpha']:.2g}"
-    return f"{rep} + {clf}, {variant['precision']}"
+    lead = f", first {variant['max_chars']} chars" if variant.get("max_chars") else ""
+    return f"{rep} + {clf}, {variant['precision']}{lead}"
 
 
 def _decide_and_register(

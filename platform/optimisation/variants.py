@@ -18,6 +18,7 @@ Everything here is pure (no database): the optimisation service and tests share 
 from __future__ import annotations
 
 import io
+import random
 from typing import Any
 
 import numpy as np
@@ -25,14 +26,19 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.feature_selection import SelectKBest, chi2
 from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.svm import LinearSVC
 
-from registry import artifacts
-from registry.ml import TextClassifier, default_params
+from registry import artifacts, evaluation
+from registry.ml import LeadingText, TextClassifier, cut_texts, default_params
+from registry.services.training import VALIDATION_FRACTION
 
 CLASSIFIERS = ("logreg", "svm", "sgd", "cnb")
+#: How much of each text a variant reads: its first N characters, 0 = all of it.
+MAX_CHARS = (0, 600, 1200, 2500, 5000)
 #: The registry's algorithm names (ModelVersion.algorithm) closest to each variant.
 _ALGORITHM = {"logreg": "tfidf-logreg", "svm": "tfidf-svm", "sgd": "hashing-sgd"}
 
@@ -53,7 +59,34 @@ def default_variant(script: str) -> dict[str, Any]:
         "C": float(clf["C"]),
         "penalty": "l2",
         "precision": "float64",
+        "max_chars": 0,
     }
+
+
+def starting_variants(script: str) -> list[dict[str, Any]]:
+    """Cheap variants that are usually close to the default model's accuracy, tried right after it
+    (Optuna's enqueue_trial) so that every run measures them and the sampler starts from them: a
+    capped vocabulary of single words (Latin script) or of characters and character pairs
+    (Chinese), logistic regression, single precision, the whole text or only its first 2,500 (and
+    for Latin script 1,200) characters. The same for every need of a script (priors, not answers for one data set); all
+    are served by the compiled TF-IDF scorer."""
+    common = {
+        "representation": "tfidf",
+        "min_df": 2,
+        "selection": "none",
+        "precision": "float32",
+        "classifier": "logreg",
+        "C": 10.0,
+        "penalty": "l2",
+    }
+    if script == "cjk":
+        # Character-pair fits are slow (a minute or two on Chinese news): two starting points.
+        vocabulary = {"analyzer": "char", "ngram_max": 2, "max_features": 50_000}
+        leads = (2500, 0)
+    else:
+        vocabulary = {"analyzer": "word", "ngram_max": 1, "max_features": 20_000}
+        leads = (2500, 1200, 0)
+    return [{**common, **vocabulary, "max_chars": lead} for lead in leads]
 
 
 def suggest(trial, script: str) -> dict[str, Any]:
@@ -95,6 +128,7 @@ def suggest(trial, script: str) -> dict[str, Any]:
     else:
         variant["alpha"] = trial.suggest_float("nb_alpha", 0.01, 1.0, log=True)
     variant["precision"] = trial.suggest_categorical("precision", ["float64", "float32"])
+    variant["max_chars"] = trial.suggest_categorical("max_chars", list(MAX_CHARS))
     return variant
 
 
@@ -111,12 +145,23 @@ def as_optuna_params(variant: dict[str, Any], script: str) -> dict[str, Any]:
             max_features=variant["max_features"],
             selection=variant["selection"],
         )
+        if variant["selection"] == "chi2":
+            out["k"] = variant["k"]
+        elif variant["selection"] == "weights":
+            out["keep_fraction"] = variant["keep_fraction"]
     else:
         out["hash_bits"] = variant["hash_bits"]
     out["classifier"] = variant["classifier"]
     if variant["classifier"] == "logreg":
         out.update(C=variant["C"], penalty=variant["penalty"])
+    elif variant["classifier"] == "svm":
+        out["svm_C"] = variant["C"]
+    elif variant["classifier"] == "sgd":
+        out.update(sgd_alpha=variant["alpha"], loss=variant["loss"])
+    else:
+        out["nb_alpha"] = variant["alpha"]
     out["precision"] = variant["precision"]
+    out["max_chars"] = int(variant.get("max_chars") or 0)
     return out
 
 
@@ -200,6 +245,8 @@ def _estimator(variant: dict[str, Any], seed: int):
 
 def _feature_weights(estimator) -> np.ndarray:
     """Per-feature importance of a fitted estimator: the largest |weight| over labels."""
+    if isinstance(estimator, OneVsRestClassifier):
+        return np.max([_feature_weights(e) for e in estimator.estimators_], axis=0)
     if isinstance(estimator, CalibratedClassifierCV):
         coef = np.mean([np.abs(c.estimator.coef_) for c in estimator.calibrated_classifiers_], 0)
     elif isinstance(estimator, ComplementNB):
@@ -236,41 +283,116 @@ def build(
     labels: list[str],
     script: str,
     seed: int,
+    multilabel: bool = False,
 ) -> TextClassifier:
-    """Fit a multi-class variant on the training texts."""
+    """Fit a variant on the training texts.
+
+    Multi-label variants are fitted as the registry's training fits multi-label models
+    (`registry.services.training._fit`): one-vs-rest over the variant's classifier, each label's
+    threshold tuned for F1 on a seeded validation slice of the training texts (the same fraction
+    and grid), then refitted on all of them with those thresholds."""
+    if not multilabel:
+        return _fit(variant, texts, label_lists, labels, script, seed, multilabel=False)
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    cut = int(len(order) * VALIDATION_FRACTION)
+    tuning: dict[str, Any] = {
+        "method": "validation-slice",
+        "fraction": VALIDATION_FRACTION,
+        "seed": seed,
+    }
+    probe = None
+    if cut >= 5 and len(order) - cut >= 5:
+        fit_idx, val_idx = order[cut:], order[:cut]
+        probe = _fit(
+            variant,
+            [texts[i] for i in fit_idx],
+            [label_lists[i] for i in fit_idx],
+            labels,
+            script,
+            seed,
+            multilabel=True,
+        )
+        thresholds = evaluation.tune_thresholds(
+            probe, [texts[i] for i in val_idx], [label_lists[i] for i in val_idx]
+        )
+    else:
+        tuning = {"method": "training-data", "reason": "too few samples for a validation slice"}
+    model = _fit(variant, texts, label_lists, labels, script, seed, multilabel=True)
+    if probe is None:
+        thresholds = evaluation.tune_thresholds(model, texts, label_lists)
+    model.thresholds = thresholds
+    model.params["thresholds"] = thresholds
+    model.params["threshold_tuning"] = tuning
+    return model
+
+
+def _fit(
+    variant: dict[str, Any],
+    texts: list[str],
+    label_lists: list[list[str]],
+    labels: list[str],
+    script: str,
+    seed: int,
+    *,
+    multilabel: bool,
+) -> TextClassifier:
     index = {label: i for i, label in enumerate(labels)}
-    y = np.array([index[row[0]] for row in label_lists])
+    if multilabel:
+        y = MultiLabelBinarizer(classes=list(range(len(labels)))).fit_transform(
+            [[index[label] for label in row if label in index] for row in label_lists]
+        )
+    else:
+        y = np.array([index[row[0]] for row in label_lists])
+
+    def estimator():
+        base = _estimator(variant, seed)
+        return OneVsRestClassifier(base) if multilabel else base
+
+    max_chars = int(variant.get("max_chars") or 0)
     if variant["representation"] == "hashing":
         features = _hashing(variant)
     else:
         features = _tfidf(variant)
         selection = variant.get("selection", "none")
         if selection != "none":
-            matrix = features.fit_transform(texts)
+            matrix = features.fit_transform(cut_texts(texts, max_chars))
             n_features = matrix.shape[1]
             if selection == "chi2":
                 k = max(1, min(int(variant["k"]), n_features))
                 keep = SelectKBest(chi2, k=k).fit(matrix, y).get_support(indices=True)
             else:
-                weights = _feature_weights(_estimator(variant, seed).fit(matrix, y))
+                weights = _feature_weights(estimator().fit(matrix, y))
                 k = max(1, int(round(n_features * float(variant["keep_fraction"]))))
                 keep = np.argsort(-weights, kind="stable")[:k]
+            # The selection is folded into the vocabulary: the served model is an ordinary,
+            # smaller TF-IDF pipeline (fewer terms to store and look up), not a selector step.
             features = _tfidf(variant, vocabulary=_kept_vocabulary(features, keep))
-    estimator = _estimator(variant, seed)
-    pipeline = Pipeline([("features", features), ("classifier", estimator)])
+    fitted = estimator()
+    steps: list[tuple[str, Any]] = [("features", features), ("classifier", fitted)]
+    if max_chars:
+        steps.insert(0, ("lead", LeadingText(max_chars)))
+    pipeline = Pipeline(steps)
     pipeline.fit(texts, y)
     # The terms min_df/max_features dropped are kept only for introspection: not served.
     if variant["representation"] == "tfidf" and hasattr(features, "stop_words_"):
         features.stop_words_ = None
     if variant["precision"] == "float32":
-        _to_float32(estimator)
-    params = {"script": script, "variant": dict(variant), "multilabel": False, "labels": labels}
+        for part in fitted.estimators_ if multilabel else [fitted]:
+            _to_float32(part)
+    params = {
+        "script": script,
+        "variant": dict(variant),
+        "multilabel": multilabel,
+        "labels": labels,
+    }
     return TextClassifier(
         algorithm=algorithm_of(variant),
         params=params,
         labels=list(labels),
-        multilabel=False,
+        multilabel=multilabel,
         pipeline=pipeline,
+        thresholds={label: 0.5 for label in labels} if multilabel else {},
     )
 
 

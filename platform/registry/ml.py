@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import softmax
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -93,6 +93,30 @@ def _estimator(algorithm: str, clf: dict[str, Any]):
     raise ValueError(f"Unknown algorithm {algorithm!r}")
 
 
+class LeadingText(TransformerMixin, BaseEstimator):
+    """A pipeline's first step that keeps each text's first `max_chars` characters (0: all of
+    them), in training and in serving alike: a model that reads a bounded prefix has a bounded
+    per-text cost whatever the length of what it is sent (news leads carry most of the topic)."""
+
+    def __init__(self, max_chars: int = 0):
+        self.max_chars = max_chars
+
+    def fit(self, texts, y=None):
+        return self
+
+    def transform(self, texts):
+        return cut_texts(texts, self.max_chars)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # stateless
+
+
+def cut_texts(texts, max_chars: int) -> list[str]:
+    if not max_chars:
+        return list(texts)
+    return [text[:max_chars] for text in texts]
+
+
 @dataclass
 class TextClassifier:
     algorithm: str
@@ -165,11 +189,16 @@ def train(
 def compile_scorer(model: TextClassifier, *, check_texts: list[str]) -> tuple[Any, str]:
     """A faster `predict_scores` for serving, and the name of the path taken.
 
-    For a TF-IDF + multinomial LogisticRegression pipeline the scores are softmax(X·Wᵀ + b), so the
-    serving path skips scikit-learn's per-call validation and dispatch (about a third of a
-    single-document prediction). Every other model is served by `predict_scores` with scikit-learn's
-    input validation switched off (the vectoriser always hands it a finite sparse matrix). The
-    compiled path must reproduce `predict_scores` on `check_texts` or it is not used.
+    Every estimator the platform trains is linear in the features (`scoring.linear_form`: multi-
+    nomial or binary logistic regression, SGD with log or modified-Huber loss, ComplementNB,
+    sigmoid-calibrated linear SVM, and one-vs-rest multi-label models of those), so its scores are
+    head(X·W + b): one product, then the estimator's own probability head. That skips
+    scikit-learn's per-call validation and dispatch ("linear"), and for a TF-IDF vectoriser the
+    vectorised `scoring.build` replaces `transform` too ("tfidf-linear"). Anything else is served
+    by `predict_scores` with scikit-learn's input validation switched off (the vectoriser always
+    hands it a finite sparse matrix). A compiled path must reproduce `predict_scores` on
+    `check_texts` (tolerance: float64 rounding, or float32 rounding for single-precision models)
+    or it is not used.
     """
     import sklearn
 
@@ -177,26 +206,62 @@ def compile_scorer(model: TextClassifier, *, check_texts: list[str]) -> tuple[An
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return model.predict_scores(texts)
 
-    features = model.pipeline.steps[0][1]
-    estimator = model.pipeline.steps[-1][1]
-    if model.multilabel or not isinstance(estimator, LogisticRegression):
+    steps = [step for _, step in model.pipeline.steps]
+    max_chars = steps.pop(0).max_chars if isinstance(steps[0], LeadingText) else 0
+    if len(steps) != 2:
         return validated_off, "predict_scores"
-    if estimator.coef_.shape[0] != len(model.labels) or list(estimator.classes_) != list(
-        range(len(model.labels))
-    ):
+    features, estimator = steps
+    form = scoring.linear_form(
+        estimator, n_labels=len(model.labels), multilabel=bool(model.multilabel)
+    )
+    if form is None:
         return validated_off, "predict_scores"
-    weights = np.ascontiguousarray(estimator.coef_.T)
-    bias = estimator.intercept_.copy()
+    weights, bias, head = form.weights, form.bias, form.head
+
+    def clipped(logits: np.ndarray) -> np.ndarray:
+        return np.clip(head(logits), 0.0, 1.0)
 
     def linear(texts: list[str]) -> np.ndarray:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            matrix = features.transform(texts)
-        return softmax(np.asarray(matrix @ weights) + bias, axis=1)
+            matrix = features.transform(cut_texts(texts, max_chars) if max_chars else texts)
+        logits = np.asarray(matrix @ weights, dtype=np.float64)
+        logits += bias
+        return clipped(logits)
 
+    tolerance = _tolerance(model)
     reference = model.predict_scores(check_texts)
-    if not np.allclose(linear(check_texts), reference, rtol=1e-6, atol=1e-9):
+    if not np.allclose(linear(check_texts), reference, **tolerance):
         return validated_off, "predict_scores"
-    direct = scoring.build(features, weights, bias)
-    if direct is not None and np.allclose(direct(check_texts), reference, rtol=1e-6, atol=1e-9):
+    built = scoring.build(features, weights, bias, clipped)
+    direct = built
+    if built is not None and max_chars:
+
+        def direct(texts: list[str]) -> np.ndarray:
+            return built(cut_texts(texts, max_chars))
+
+    if direct is not None and np.allclose(direct(check_texts), reference, **tolerance):
         return direct, "tfidf-linear"
     return linear, "linear"
+
+
+def _tolerance(model: TextClassifier) -> dict[str, float]:
+    """How close a compiled scorer must come to `predict_scores`: float64 rounding, or float32
+    rounding when the model computes in single precision (its features or weights)."""
+    features = next(s for _, s in model.pipeline.steps if not isinstance(s, LeadingText))
+    steps = [step for _, step in features.steps] if isinstance(features, Pipeline) else [features]
+    single = any(np.dtype(getattr(step, "dtype", np.float64)) == np.float32 for step in steps)
+    for target in _fitted_parts(model.pipeline.steps[-1][1]):
+        for name in ("coef_", "feature_log_prob_"):
+            value = getattr(target, name, None)
+            if getattr(value, "dtype", None) == np.float32:
+                single = True
+    return {"rtol": 1e-3, "atol": 1e-4} if single else {"rtol": 1e-6, "atol": 1e-9}
+
+
+def _fitted_parts(estimator) -> list[Any]:
+    parts = [estimator]
+    for sub in getattr(estimator, "estimators_", None) or []:
+        parts.extend(_fitted_parts(sub))
+    for fold in getattr(estimator, "calibrated_classifiers_", None) or []:
+        parts.append(fold.estimator)
+    return parts

@@ -18,11 +18,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import repeat
 
 import numpy as np
-from scipy import sparse
+from scipy import sparse, special
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.naive_bayes import ComplementNB
+from sklearn.svm import LinearSVC
 
 #: scikit-learn's default token pattern, and an equivalent one that `re` runs about 30% faster:
 #: `\w\w+` already matches whole runs of word characters, so the `\b` anchors never change a match.
@@ -33,8 +39,14 @@ _WHITE_SPACES = re.compile(r"\s\s+")  # as sklearn's _char_ngrams normalises whi
 Scorer = Callable[[list[str]], np.ndarray]
 
 
-def build(features, weights: np.ndarray, bias: np.ndarray) -> Scorer | None:
-    """softmax(tfidf(texts) · weights + bias) for a fitted TfidfVectorizer, or None."""
+def build(
+    features,
+    weights: np.ndarray,
+    bias: np.ndarray,
+    head: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Scorer | None:
+    """head(tfidf(texts) · weights + bias) for a fitted TfidfVectorizer, or None. `head` turns
+    the logits into scores (softmax by default; `linear_form` gives each estimator's own)."""
     if not isinstance(features, TfidfVectorizer) or features.norm not in ("l2", None):
         return None
     if features.analyzer not in ("word", "char") or features.get_stop_words():
@@ -52,6 +64,7 @@ def build(features, weights: np.ndarray, bias: np.ndarray) -> Scorer | None:
     idf = features.idf_ if features.use_idf else None
     sublinear, binary, l2 = features.sublinear_tf, features.binary, features.norm == "l2"
     index_get = tables.index.get
+    head = head or _softmax
 
     def score(texts: list[str]) -> np.ndarray:
         if len(texts) > tables.max_docs:
@@ -83,7 +96,9 @@ def build(features, weights: np.ndarray, bias: np.ndarray) -> Scorer | None:
         if l2:
             norms = np.sqrt(np.bincount(docs, weights=values * values, minlength=n_docs))
             values /= norms[docs]
-        return _softmax(_linear(docs, columns, values, n_docs, n_features, weights) + bias)
+        logits = _linear(docs, columns, values, n_docs, n_features, weights)
+        logits += bias
+        return head(logits)
 
     return score
 
@@ -223,3 +238,163 @@ class _NgramTables:
             order = np.argsort(docs, kind="stable")
             docs, columns, counts = docs[order], columns[order], counts[order]
         return docs, columns, counts
+
+
+# --- Linear forms: every platform estimator as head(X · W + b) -------------------------------
+@dataclass(frozen=True)
+class LinearForm:
+    """An estimator's scores as `head(X · weights + bias)`: one product for every label (and,
+    for calibrated or one-vs-rest models, every fold or binary estimator), then a cheap head."""
+
+    weights: np.ndarray  # (n_features, n_logits), float64
+    bias: np.ndarray  # (n_logits,)
+    head: Callable[[np.ndarray], np.ndarray]  # logits (n_texts, n_logits) -> (n_texts, n_labels)
+    kind: str
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One linear sub-model: its logit columns and how they become probabilities."""
+
+    weights: np.ndarray  # (n_features, width)
+    bias: np.ndarray  # (width,)
+    #: block logits (n_texts, width) -> probabilities (n_texts, n_classes) of the sub-model
+    proba: Callable[[np.ndarray], np.ndarray]
+
+
+def _expit(z: np.ndarray) -> np.ndarray:
+    return special.expit(z)
+
+
+def _two_columns(positive: np.ndarray) -> np.ndarray:
+    return np.column_stack([1.0 - positive, positive])
+
+
+def _ovr_normalise(prob: np.ndarray) -> np.ndarray:
+    """As scikit-learn's OvR normalisation: rows of all zeros become uniform."""
+    total = prob.sum(axis=1)
+    zero = total == 0
+    if np.any(zero):
+        prob[zero, :] = 1
+        total[zero] = prob.shape[1]
+    prob /= total[:, None]
+    return prob
+
+
+def _coef_block(coef, intercept) -> tuple[np.ndarray, np.ndarray]:
+    weights = np.ascontiguousarray(np.asarray(coef, dtype=np.float64).T)
+    bias = np.broadcast_to(np.asarray(intercept, dtype=np.float64), (weights.shape[1],)).copy()
+    return weights, bias
+
+
+def _estimator_block(estimator, n_classes: int) -> _Block | None:
+    """`estimator.predict_proba` (classes 0..n_classes-1) as a linear block, or None."""
+    classes = getattr(estimator, "classes_", None)
+    if classes is None or list(classes) != list(range(n_classes)) or n_classes < 2:
+        return None
+    binary = n_classes == 2
+    if isinstance(estimator, LogisticRegression):
+        weights, bias = _coef_block(estimator.coef_, estimator.intercept_)
+        if binary:
+            return _Block(weights, bias, lambda z: _two_columns(_expit(z[:, 0])))
+        return _Block(weights, bias, _softmax)
+    if isinstance(estimator, SGDClassifier) and estimator.loss in ("log_loss", "modified_huber"):
+        weights, bias = _coef_block(estimator.coef_, estimator.intercept_)
+        if estimator.loss == "log_loss":
+            if binary:
+                return _Block(weights, bias, lambda z: _two_columns(_expit(z[:, 0])))
+            return _Block(weights, bias, lambda z: _ovr_normalise(_expit(z)))
+
+        def huber(z: np.ndarray) -> np.ndarray:
+            prob = (np.clip(z, -1, 1) + 1.0) / 2.0
+            return _two_columns(prob[:, 0]) if binary else _ovr_normalise(prob)
+
+        return _Block(weights, bias, huber)
+    if isinstance(estimator, ComplementNB):
+        weights, bias = _coef_block(estimator.feature_log_prob_, 0.0)
+        return _Block(weights, bias, _softmax)
+    if isinstance(estimator, CalibratedClassifierCV):
+        return _calibrated_block(estimator, n_classes)
+    return None
+
+
+def _calibrated_block(model: CalibratedClassifierCV, n_classes: int) -> _Block | None:
+    """The mean of the folds' sigmoid-calibrated linear models (scikit-learn's own order of
+    operations: calibrate each class, normalise per fold, average the folds)."""
+    folds = []
+    for fold in model.calibrated_classifiers_:
+        inner = fold.estimator
+        # LinearSVC has no predict_proba, so its calibration input is the decision function.
+        if fold.method != "sigmoid" or not isinstance(inner, LinearSVC):
+            return None
+        if list(fold.classes) != list(range(n_classes)):
+            return None
+        if list(inner.classes_) != list(range(n_classes)):
+            return None
+        weights, bias = _coef_block(inner.coef_, inner.intercept_)
+        if weights.shape[1] != len(fold.calibrators):
+            return None
+        a = np.array([float(c.a_) for c in fold.calibrators])
+        b = np.array([float(c.b_) for c in fold.calibrators])
+        folds.append((weights, bias, a, b))
+    if not folds:
+        return None
+    widths = [f[0].shape[1] for f in folds]
+    edges = np.cumsum([0, *widths])
+
+    def calibrated(z: np.ndarray) -> np.ndarray:
+        mean = np.zeros((z.shape[0], n_classes))
+        for k, (_, _, a, b) in enumerate(folds):
+            calibrated_z = _expit(-(z[:, edges[k] : edges[k + 1]] * a + b))
+            if n_classes == 2:
+                proba = _two_columns(calibrated_z[:, 0])
+            else:
+                total = calibrated_z.sum(axis=1)[:, None]
+                proba = np.full_like(calibrated_z, 1 / n_classes)
+                np.divide(calibrated_z, total, out=proba, where=total != 0)
+            proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+            mean += proba
+        mean /= len(folds)
+        return mean
+
+    return _Block(
+        np.hstack([f[0] for f in folds]), np.concatenate([f[1] for f in folds]), calibrated
+    )
+
+
+def linear_form(estimator, *, n_labels: int, multilabel: bool) -> LinearForm | None:
+    """The fitted estimator of a platform pipeline as head(X · W + b), or None when it has no
+    such form (the caller then serves `predict_scores`). Multi-class: LogisticRegression,
+    SGDClassifier (log_loss, modified_huber), ComplementNB, sigmoid-calibrated LinearSVC.
+    Multi-label: a OneVsRestClassifier of those, one positive-class column per label."""
+    if not multilabel:
+        block = _estimator_block(estimator, n_labels)
+        if block is None:
+            return None
+        return LinearForm(block.weights, block.bias, block.proba, type(estimator).__name__)
+    if not isinstance(estimator, OneVsRestClassifier) or not getattr(estimator, "multilabel_", 0):
+        return None
+    if len(estimator.estimators_) != n_labels or n_labels < 2:
+        return None
+    blocks = []
+    for sub in estimator.estimators_:
+        block = _estimator_block(sub, 2)  # a label that never (or always) occurs: no form
+        if block is None:
+            return None
+        blocks.append(block)
+    edges = np.cumsum([0, *(b.weights.shape[1] for b in blocks)])
+    procs = [b.proba for b in blocks]
+
+    def one_vs_rest(z: np.ndarray) -> np.ndarray:
+        out = np.empty((z.shape[0], n_labels))
+        for j, proba in enumerate(procs):
+            out[:, j] = proba(z[:, edges[j] : edges[j + 1]])[:, 1]
+        return out
+
+    kind = "OneVsRest(" + ",".join(sorted({type(s).__name__ for s in estimator.estimators_})) + ")"
+    return LinearForm(
+        np.hstack([b.weights for b in blocks]),
+        np.concatenate([b.bias for b in blocks]),
+        one_vs_rest,
+        kind,
+    )

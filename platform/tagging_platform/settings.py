@@ -291,6 +291,11 @@ OPTIMISATION_MAX_SECONDS = envint("OPTIMISATION_MAX_SECONDS", 1800, minimum=10)
 OPTIMISATION_STALE_SECONDS = envint("OPTIMISATION_STALE_SECONDS", 600, minimum=30)
 OPTIMISATION_WARMUP = envint("OPTIMISATION_WARMUP", 20, minimum=1)
 OPTIMISATION_REPETITIONS = envint("OPTIMISATION_REPETITIONS", 200, minimum=10)
+# Real-time priority (SCHED_FIFO 1-99) for the latency measurement step, 0 = the normal policy.
+# Needs CAP_SYS_NICE; without it the measurement runs normally and says so in its conditions.
+OPTIMISATION_MEASUREMENT_FIFO_PRIORITY = envint(
+    "OPTIMISATION_MEASUREMENT_FIFO_PRIORITY", 0, minimum=0
+)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

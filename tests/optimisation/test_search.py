@@ -175,6 +175,9 @@ def test_a_dead_workers_run_is_failed_by_the_sweeper_or_restarted_by_redelivery(
 
 
 def test_a_variant_that_cannot_be_compiled_serves_through_the_generic_path(need):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import LinearSVC
+
     from serving.runtime import serving_scorer
     from tests.registry.conftest import synthetic_rows
 
@@ -191,6 +194,7 @@ def test_a_variant_that_cannot_be_compiled_serves_through_the_generic_path(need)
         "classifier": "svm",
         "C": 1.0,
         "precision": "float32",
+        "max_chars": 60,
     }
     svm = variants.build(
         svm_variant,
@@ -200,13 +204,35 @@ def test_a_variant_that_cannot_be_compiled_serves_through_the_generic_path(need)
         script="latin",
         seed=0,
     )
-    # A calibrated SVM has no compiled scorer: production serves it through predict_scores, and
-    # that is the path its latency is measured on.
+    # A calibrated linear SVM reading the first 60 characters is compiled (the same scores as
+    # scikit-learn) and measured on that compiled path.
     latency = measure(svm, test_texts, warmup=2, repetitions=10, batch_docs=50)
     scorer, path = serving_scorer(svm)
+    assert latency.scorer_path == path == "tfidf-linear"
+    assert abs(scorer(test_texts) - svm.predict_scores(test_texts)).max() < 1e-4
+    # The same model with isotonic calibration has no linear form: production serves it through
+    # predict_scores, and that is the path its latency is measured on.
+    isotonic = variants.build(
+        svm_variant,
+        texts=texts,
+        label_lists=label_lists,
+        labels=["order.forward", "order.backward"],
+        script="latin",
+        seed=0,
+    )
+    features = isotonic.pipeline.steps[-2][1]
+    estimator = CalibratedClassifierCV(LinearSVC(C=1.0), cv=3, method="isotonic")
+    isotonic.pipeline.steps[-1] = ("classifier", estimator)
+    isotonic.pipeline.fit(texts, [0 if row[0] == "order.forward" else 1 for row in label_lists])
+    assert isotonic.pipeline.steps[-2][1] is features
+    latency = measure(isotonic, test_texts, warmup=2, repetitions=10, batch_docs=50)
+    scorer, path = serving_scorer(isotonic)
     assert latency.scorer_path == path == "predict_scores"
-    assert (scorer(test_texts[:5]) == svm.predict_scores(test_texts[:5])).all()
-    assert svm.predict_label_lists(test_texts[:1])[0][0] in ("order.forward", "order.backward")
+    assert (scorer(test_texts[:5]) == isotonic.predict_scores(test_texts[:5])).all()
+    assert isotonic.predict_label_lists(test_texts[:1])[0][0] in (
+        "order.forward",
+        "order.backward",
+    )
     # A multinomial TF-IDF logistic regression (three labels) is compiled, and measured so.
     rows = synthetic_rows(per_label=20)
     logreg = variants.build(
@@ -290,3 +316,21 @@ def test_every_classifier_and_representation_builds_for_three_labels(classifier,
         vocabulary = model.pipeline.steps[0][1].vocabulary_
         assert len(vocabulary) <= 20 if representation == "tfidf-chi2" else len(vocabulary) < 200
     assert len(variants.artifact_bytes(model)) > 0
+
+
+def test_trials_far_below_the_best_on_a_subsample_are_pruned_before_the_full_fit(need, monkeypatch):
+    # The corpus is small; lower the size from which pruning applies so that it does here.
+    monkeypatch.setattr(services, "PRUNE_MIN_TEXTS", 10)
+    monkeypatch.setattr(services, "PRUNE_SUBSAMPLE", 0.5)
+    run = _run(need, max_trials=6, seed=3)
+    assert run.status == OptimisationStatus.SUCCEEDED, run.error + run.log
+    pruned = list(run.trials.filter(state=TrialState.PRUNED))
+    # The starting variants (trials 1-3) read single words, which cannot see word order: far
+    # below the default model (trial 0, never pruned), so they stop after the subsample fit.
+    assert {1, 2, 3} <= {t.number for t in pruned}
+    assert all(_unigram_words(t.params) for t in pruned if t.number <= 3)
+    assert all(t.error.startswith("pruned: macro-F1") for t in pruned)
+    # Nothing of a pruned trial is measured, stored or chosen.
+    assert all(t.macro_f1 is None and t.p99_ms is None and t.size_bytes is None for t in pruned)
+    assert run.trials.get(number=0).state == TrialState.COMPLETE
+    assert run.chosen_trial.state == TrialState.COMPLETE

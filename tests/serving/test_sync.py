@@ -351,6 +351,19 @@ def test_compiled_scorer_matches_the_model_and_falls_back_when_it_cannot(need_a,
         algorithm="complement-nb",
         params={"vectorizer": {"min_df": 1}},
     )
+    # ComplementNB is linear too (softmax of X·log-probabilities): compiled, same scores.
+    scorer, path = ml.compile_scorer(nb, check_texts=texts)
+    assert path == "tfidf-linear"
+    assert np.allclose(scorer(texts), nb.predict_scores(texts))
+    # A model without a linear form (isotonic calibration) falls back to predict_scores.
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import LinearSVC
+
+    nb.pipeline.steps[-1] = (
+        "classifier",
+        CalibratedClassifierCV(LinearSVC(), cv=2, method="isotonic"),
+    )
+    nb.pipeline.fit([SPORT, TECH] * 5, [0, 1] * 5)
     scorer, path = ml.compile_scorer(nb, check_texts=texts)
     assert path == "predict_scores"
     assert np.allclose(scorer(texts), nb.predict_scores(texts))
