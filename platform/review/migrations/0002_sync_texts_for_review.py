@@ -5,25 +5,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('review', '0001_review_rounds_and_cases'),
+        ("review", "0001_review_rounds_and_cases"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='needreviewconfig',
-            name='sync_review_share',
-            field=models.FloatField(default=0.0, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)]),
+            model_name="needreviewconfig",
+            name="sync_review_share",
+            field=models.FloatField(
+                default=0.0,
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='needreviewconfig',
-            name='sync_text_retention_days',
-            field=models.PositiveSmallIntegerField(default=14, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(365)]),
+            model_name="needreviewconfig",
+            name="sync_text_retention_days",
+            field=models.PositiveSmallIntegerField(
+                default=14,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(365),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='reviewitem',
-            name='channel',
+            model_name="reviewitem",
+            name="channel",
             field=models.CharField(blank=True, max_length=8),
         ),
     ]

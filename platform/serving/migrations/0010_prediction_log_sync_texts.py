@@ -4,26 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0007_snapshot_parent_derived'),
-        ('serving', '0009_prediction_log_partitioned_by_day'),
-        ('tenants', '0008_tenant_time_zone_user_profile'),
+        ("registry", "0007_snapshot_parent_derived"),
+        ("serving", "0009_prediction_log_partitioned_by_day"),
+        ("tenants", "0008_tenant_time_zone_user_profile"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='predictionlog',
-            name='text',
+            model_name="predictionlog",
+            name="text",
             field=models.TextField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='predictionlog',
-            name='text_share',
+            model_name="predictionlog",
+            name="text_share",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='predictionlog',
-            index=models.Index(condition=models.Q(('text__isnull', False)), fields=['need', 'day'], name='predlog_need_day_text'),
+            model_name="predictionlog",
+            index=models.Index(
+                condition=models.Q(("text__isnull", False)),
+                fields=["need", "day"],
+                name="predlog_need_day_text",
+            ),
         ),
     ]
