@@ -160,6 +160,14 @@ else:
 
 # Longest task (a training run) must finish well inside the Redis visibility timeout (acks_late).
 CELERY_LONGEST_TASK_SECONDS = envint("CELERY_LONGEST_TASK_SECONDS", 3600, minimum=60)
+# A training run or retrain stamps its row every TRAINING_HEARTBEAT_SECONDS while a worker runs it;
+# one whose stamp is older than TRAINING_STALE_SECONDS lost its worker (a SIGKILL, an OOM kill, a
+# lost host), and the sweeper (every TRAINING_SWEEP_SECONDS) sends it to the queue again.
+TRAINING_HEARTBEAT_SECONDS = envfloat("TRAINING_HEARTBEAT_SECONDS", 15.0, minimum=0.5)
+TRAINING_STALE_SECONDS = envfloat(
+    "TRAINING_STALE_SECONDS", 120.0, minimum=3 * TRAINING_HEARTBEAT_SECONDS
+)
+TRAINING_SWEEP_SECONDS = envfloat("TRAINING_SWEEP_SECONDS", 60.0, minimum=1.0)
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or REDIS_URL or "filesystem://localhost//"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's file-system transport with atomic writes and claims (kombu #1551 crashed workers).
@@ -246,6 +254,12 @@ CELERY_BEAT_SCHEDULE = {
         "workers.tasks.training.sweep_stale_optimisation_runs",
         300,
         expires=300,
+        queue="training",
+    ),
+    "training: send again the runs and retrains whose worker died": _beat(
+        "workers.tasks.training.sweep_stale_training",
+        TRAINING_SWEEP_SECONDS,
+        expires=TRAINING_SWEEP_SECONDS,
         queue="training",
     ),
     "serving: create the prediction log's daily partitions ahead": _beat(

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("registry", "0007_snapshot_parent_derived"),
-        ("serving", "0009_prediction_log_partitioned_by_day"),
+        ("serving", "0010_predictionlogflush"),
         ("tenants", "0008_tenant_time_zone_user_profile"),
     ]
 

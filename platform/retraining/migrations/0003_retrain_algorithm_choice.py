@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('retraining', '0001_initial'),
+        ("retraining", "0002_retrain_claim_task_retrain_heartbeat_at"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='retrain',
-            name='algorithm',
+            model_name="retrain",
+            name="algorithm",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='retrainpolicy',
-            name='algorithm',
+            model_name="retrainpolicy",
+            name="algorithm",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='retrainpolicy',
-            name='params',
+            model_name="retrainpolicy",
+            name="params",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]
