@@ -5,10 +5,8 @@ the share, and the texts are purged after the need's retention."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from review import sampling, services, sync_texts
 from review.models import NeedReviewConfig, ReviewItem
@@ -17,7 +15,7 @@ from serving.models import Channel, PredictionLog
 from serving.redis_pool import writer
 from serving.runtime import get_runtime
 from tenants.authentication import clear_key_cache
-from tests.review.factories import log_stream, sha
+from tests.review.factories import log_stream, log_sync, sha
 from tests.serving.factories import make_model, make_served_need
 
 pytestmark = pytest.mark.django_db
@@ -184,38 +182,13 @@ def test_with_equal_expansions_the_weights_are_the_old_ones():
     assert sampling.expansion(None) == 1.0 and sampling.expansion(0.25) == 4.0
 
 
-def _log_sync(need, version, texts_by_label, *, share, ago_hours=6):
-    at = timezone.now() - timedelta(hours=ago_hours)
-    rows = [
-        PredictionLog(
-            created_at=at,
-            day=at.date(),
-            tenant_id=need.tenant_id,
-            need=need,
-            model_version=version,
-            channel=Channel.SYNC,
-            item_ref=f"s-{label}-{i}",
-            text_hash=sha(text),
-            labels=[label],
-            scores={label: 0.9},
-            top_label=label,
-            top_score=0.9,
-            text=text,
-            text_share=share,
-        )
-        for label, texts in texts_by_label.items()
-        for i, text in enumerate(texts)
-    ]
-    return PredictionLog.objects.bulk_create(rows)
-
-
 def test_a_round_weights_sync_items_by_their_share_and_estimates_all_traffic(tenant_a, alice):
     """10 stream predictions and 4 kept sync texts at a share of 0.2 (20 sync predictions), all
     of label sport. Stream answers are right, sync ones wrong: true accuracy is 10 / 30."""
     version = make_model()
     need = make_served_need(tenant=tenant_a, slug="news", version=version)
     log_stream(need, version, {"news.sport": [f"stream {i}" for i in range(10)]})
-    _log_sync(need, version, {"news.sport": [f"sync {i}" for i in range(4)]}, share=0.2)
+    log_sync(need, version, {"news.sport": [f"sync {i}" for i in range(4)]}, share=0.2)
     review_round = services.round_start(need=need, sample_size=14, actor=alice)
     assert review_round.population == 30
     assert review_round.strata == {"news.sport": [30.0, 14]}
@@ -242,7 +215,7 @@ def test_a_round_weights_sync_items_by_their_share_and_estimates_all_traffic(ten
 def test_a_round_on_sync_traffic_alone_can_start(tenant_a):
     version = make_model()
     need = make_served_need(tenant=tenant_a, slug="news", version=version)
-    _log_sync(need, version, {"news.tech": ["only sync"]}, share=0.5)
+    log_sync(need, version, {"news.tech": ["only sync"]}, share=0.5)
     review_round = services.round_start(need=need, sample_size=5)
     assert [(i.channel, i.weight) for i in review_round.items.all()] == [("sync", 2.0)]
 
@@ -250,7 +223,7 @@ def test_a_round_on_sync_traffic_alone_can_start(tenant_a):
 def test_sync_predictions_without_a_kept_text_are_not_reviewable(tenant_a):
     version = make_model()
     need = make_served_need(tenant=tenant_a, slug="news", version=version)
-    rows = _log_sync(need, version, {"news.tech": ["gone"]}, share=0.5)
+    rows = log_sync(need, version, {"news.tech": ["gone"]}, share=0.5)
     PredictionLog.objects.for_tenant(tenant_a).filter(pk=rows[0].pk).update(text=None)
     with pytest.raises(services.DomainError) as exc:
         services.round_start(need=need)
@@ -266,9 +239,9 @@ def test_purge_clears_texts_past_each_needs_retention_and_is_idempotent(tenant_a
     long = make_served_need(tenant=tenant_b, slug="long", version=version)
     services.config_update(need=short, sync_text_retention_days=2)
     services.config_update(need=long, sync_text_retention_days=30)
-    old_short = _log_sync(short, version, {"news.tech": ["old a"]}, share=1.0, ago_hours=72)
-    new_short = _log_sync(short, version, {"news.tech": ["new a"]}, share=1.0, ago_hours=1)
-    old_long = _log_sync(long, version, {"news.tech": ["old b"]}, share=1.0, ago_hours=72)
+    old_short = log_sync(short, version, {"news.tech": ["old a"]}, share=1.0, ago_hours=72)
+    new_short = log_sync(short, version, {"news.tech": ["new a"]}, share=1.0, ago_hours=1)
+    old_long = log_sync(long, version, {"news.tech": ["old b"]}, share=1.0, ago_hours=72)
     assert purge_sync_review_texts.apply().get() == {"cleared": 1}
     assert purge_sync_review_texts.apply().get() == {"cleared": 0}
 
@@ -287,7 +260,7 @@ def test_the_platform_cap_purges_whatever_a_need_says(tenant_a, settings):
     need = make_served_need(tenant=tenant_a, slug="news", version=version)
     services.config_update(need=need, sync_text_retention_days=30)
     settings.SYNC_REVIEW_TEXT_MAX_DAYS = 2
-    rows = _log_sync(need, version, {"news.tech": ["old"]}, share=1.0, ago_hours=72)
+    rows = log_sync(need, version, {"news.tech": ["old"]}, share=1.0, ago_hours=72)
     NeedReviewConfig.objects.for_tenant(tenant_a).filter(need=need).delete()  # no settings left
     assert sync_texts.sync_texts_purge_all_tenants() == {"cleared": 1}
     assert PredictionLog.objects.for_tenant(tenant_a).get(pk=rows[0].pk).text is None
