@@ -303,9 +303,7 @@ def _retrain_run(retrain_id: int, task_id: str) -> Retrain:
             # The run only ever runs inside its retrain, whose claim this delivery holds: a
             # running claim on it is a dead delivery's, so hand it to this one.
             claim = task_id or f"retrain-{retrain_id}-{uuid.uuid4().hex[:12]}"
-            TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-                claim_task=claim
-            )
+            TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(claim_task=claim)
             training_run_execute(run_id=run.pk, task_id=claim)
             run.refresh_from_db()
         if run.status != RunStatus.SUCCEEDED:

@@ -953,7 +953,14 @@ def cases_collect(*, need: Need, limit: int = 5000) -> dict[str, int]:
         .filter(need=need, pk__gt=config.predlog_cursor)
         .order_by("pk")
         .values(
-            "pk", "item_ref", "text_hash", "above_threshold", "labels", "scores", "model_version_id"
+            "pk",
+            "day",
+            "item_ref",
+            "text_hash",
+            "above_threshold",
+            "labels",
+            "scores",
+            "model_version_id",
         )[:limit]
     )
     if low:
@@ -964,8 +971,24 @@ def cases_collect(*, need: Need, limit: int = 5000) -> dict[str, int]:
             and _hash_share(row["text_hash"]) < config.low_confidence_case_share
         ]
         texts = _item_texts(need, {row["item_ref"] for row in picked})
+        # Sync predictions whose text the need keeps for review can become cases too.
+        kept = (
+            dict(
+                PredictionLog.objects.for_tenant(need.tenant_id)
+                .filter(
+                    need=need,
+                    pk__in=[row["pk"] for row in picked],
+                    day__gte=min(row["day"] for row in picked),
+                    day__lte=max(row["day"] for row in picked),
+                    text__isnull=False,
+                )
+                .values_list("pk", "text")
+            )
+            if picked
+            else {}
+        )
         for row in picked:
-            text = texts.get(row["item_ref"])
+            text = kept.get(row["pk"]) or texts.get(row["item_ref"])
             if text is None or text_sha256(text) != row["text_hash"]:
                 continue
             created["low_confidence"] += _case_quietly(

@@ -100,7 +100,7 @@ def add_training_samples(version, rows: list[tuple[str, list[str]]]) -> list[int
     return ids
 
 
-def log_sync(need, version, texts_by_label, *, share, ago_hours=6):
+def log_sync(need, version, texts_by_label, *, share, ago_hours=6, score=0.9):
     """Sync predictions whose texts were kept for review with probability `share`."""
     at = timezone.now() - timedelta(hours=ago_hours)
     rows = [
@@ -113,10 +113,11 @@ def log_sync(need, version, texts_by_label, *, share, ago_hours=6):
             channel=Channel.SYNC,
             item_ref=f"s-{label}-{i}",
             text_hash=sha(text),
-            labels=[label],
-            scores={label: 0.9},
+            labels=[label] if score >= need.threshold else [],
+            scores={label: score},
             top_label=label,
-            top_score=0.9,
+            top_score=score,
+            above_threshold=score >= need.threshold,
             text=text,
             text_share=share,
         )

@@ -398,3 +398,17 @@ def test_end_to_end_sync_calls_reach_a_round_with_weights_for_their_share(api_a,
         )
         assert answer.status_code == 200
     assert seen == {"sync", "stream"}
+
+
+def test_a_low_confidence_sync_prediction_with_a_kept_text_becomes_a_case(tenant_a):
+    from review.models import Case, CaseSource
+
+    version = make_model()
+    need = make_served_need(tenant=tenant_a, slug="news", version=version, threshold=0.5)
+    services.config_update(need=need, low_confidence_case_share=1.0)
+    log_sync(need, version, {"news.tech": ["unsure sync call"]}, share=0.5, score=0.3)
+    log_sync(need, version, {"news.tech": ["sure sync call"]}, share=0.5, score=0.9)
+    assert services.cases_collect(need=need)["low_confidence"] == 1
+    case = Case.objects.for_tenant(tenant_a).get(need=need)
+    assert (case.text, case.source) == ("unsure sync call", CaseSource.LOW_CONFIDENCE)
+    assert services.cases_collect(need=need)["low_confidence"] == 0  # the cursor moved on
