@@ -62,6 +62,9 @@ ALLOWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("platform/serving/services.py", "batch_chunks_sweep"): (
         "beat sweeper: every tenant's stale batch chunks"
     ),
+    ("platform/serving/services.py", "batch_ingest_stalled"): (
+        "beat sweeper: every tenant's jobs whose items stopped being stored"
+    ),
     ("platform/monitoring/aggregation.py", "aggregate_predictions_day"): (
         "the beat aggregation recomputes every tenant's day in one SQL statement"
     ),
@@ -83,6 +86,7 @@ ALLOWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("bench/aggregate_bench.py", "*"): "a benchmark seeds and reads its own rows",
     ("bench/resilience_bench.py", "*"): "a benchmark seeds and reads its own rows",
     ("bench/serving_bench.py", "*"): "a benchmark seeds and reads its own rows",
+    ("bench/batch_ingest_bench.py", "*"): "a benchmark seeds and reads its own rows",
     ("bench/stream_latency_bench.py", "*"): "a benchmark seeds and reads its own rows",
 }
 
