@@ -141,7 +141,10 @@ def main() -> None:
             "text is serialised into the log line that is written anyway, so a share of 0.1 adds "
             "a few microseconds per request; keeping every text of 8 items adds tens of "
             'microseconds (JSON of 18 kB), against a sync p50 of milliseconds (see "Serving" '
-            "above). There is no extra Redis round trip in any case.",
+            "above). There is no extra Redis round trip in any case. In this tight loop the "
+            "write-behind queue fills and the request thread then sends the pipeline itself, in "
+            "every configuration including the baseline: that is what the means and the p99 "
+            "show (noisy on a shared machine); compare the p50 column.",
             "",
         ]
     )
