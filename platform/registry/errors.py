@@ -9,8 +9,8 @@ from registry.datasets import RowError
 class RegistryError(DomainError):
     """A domain error with a stable code, e.g. RegistryError("no_test_samples", "...")."""
 
-    def __init__(self, code: str, message: str, *, status_code: int = 400):
-        super().__init__(code, message, status_code=status_code)
+    def __init__(self, code: str, message: str, *, status_code: int = 400, fields=None):
+        super().__init__(code, message, status_code=status_code, fields=fields)
 
 
 #: How many row errors an error report lists by default (the counts cover all of them).

@@ -70,6 +70,61 @@ def default_params(algorithm: str, script: str) -> dict[str, Any]:
     return {"script": script, "vectorizer": vec, "classifier": clf}
 
 
+SCRIPTS = ("latin", "cjk")
+PARAM_SECTIONS = ("vectorizer", "classifier")
+
+
+def params_problems(algorithm: str, params: Any) -> dict[str, list[str]]:
+    """What is wrong with training `params` for `algorithm`, as {field: [problems]} (empty when
+    they train). The catalogue is `default_params` (which keys an algorithm has) and then
+    scikit-learn's own parameter constraints (which values each accepts), checked by building
+    the pipeline's parts without fitting them: a bad value is refused when it is asked for, not
+    minutes later in a training worker."""
+    if algorithm not in ALGORITHMS:
+        return {"algorithm": [f"Unknown algorithm {algorithm!r}; one of {', '.join(ALGORITHMS)}."]}
+    if not isinstance(params, dict):
+        return {"params": ["An object."]}
+    problems: dict[str, list[str]] = {}
+    unknown = sorted(set(params) - {"script", *PARAM_SECTIONS})
+    if unknown:
+        problems["params"] = [f"Unknown key(s): {', '.join(map(str, unknown))}."]
+    script = params.get("script") or "latin"
+    if script not in SCRIPTS:
+        problems["params.script"] = [f"One of {', '.join(SCRIPTS)}."]
+        script = "latin"
+    merged = default_params(algorithm, script)
+    for section in PARAM_SECTIONS:
+        given = params.get(section) or {}
+        if not isinstance(given, dict):
+            problems[f"params.{section}"] = ["An object."]
+            continue
+        outside = sorted(set(given) - set(merged[section]))
+        if outside:
+            problems[f"params.{section}"] = [
+                f"Not a {section} parameter of {algorithm}: {', '.join(map(str, outside))}; "
+                f"it has {', '.join(sorted(merged[section]))}."
+            ]
+            continue
+        merged[section].update(given)
+    if problems:
+        return problems
+    for section, build in (("vectorizer", _vectorizer), ("classifier", _estimator)):
+        try:
+            for part in _parts(build(algorithm, merged[section])):
+                part._validate_params()  # scikit-learn's declared constraints, no fitting
+        except (TypeError, ValueError) as exc:  # InvalidParameterError is both
+            problems[f"params.{section}"] = [str(exc)[:300]]
+    return problems
+
+
+def _parts(estimator) -> list:
+    """The scikit-learn objects inside a built vectorizer or estimator (pipelines, wrappers)."""
+    if isinstance(estimator, Pipeline):
+        return [part for _, step in estimator.steps for part in _parts(step)]
+    inner = getattr(estimator, "estimator", None)
+    return [estimator, *(_parts(inner) if inner is not None else [])]
+
+
 def _vectorizer(algorithm: str, vec: dict[str, Any]):
     kwargs = dict(vec)
     kwargs["ngram_range"] = tuple(kwargs["ngram_range"])

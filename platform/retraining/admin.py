@@ -3,14 +3,46 @@ shadow agreement. Promotion happens in the portal or the API (the guard's one pa
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from core.errors import DomainError
+from registry.models import Algorithm
+from retraining import services
 from retraining.models import Retrain, RetrainPolicy, ShadowAgreement
+
+
+class RetrainPolicyForm(forms.ModelForm):
+    """The policy's algorithm and params are checked like the API's (the registry catalogue)."""
+
+    algorithm = forms.ChoiceField(
+        choices=[("", "the champion's"), *Algorithm.choices], required=False
+    )
+
+    class Meta:
+        model = RetrainPolicy
+        fields = [
+            "tenant", "need", "promotion_margin", "max_recall_drop", "min_fresh_samples",
+            "retrain_after_accepted", "retrain_on_signoff", "retrain_every_days",
+            "shadow_share", "algorithm", "params", "updated_by", "updated_at",
+        ]  # fmt: skip
+
+    def clean(self):
+        data = super().clean()
+        need = data.get("need")
+        if need is not None:
+            probe = RetrainPolicy(algorithm=data.get("algorithm") or "", params=data.get("params"))
+            try:
+                services.policy_choice_check(need=need, policy=probe)
+            except DomainError as exc:
+                raise forms.ValidationError(f"{exc.message} ({exc.code})") from exc
+        return data
 
 
 @admin.register(RetrainPolicy)
 class RetrainPolicyAdmin(admin.ModelAdmin):
+    form = RetrainPolicyForm
     list_display = (
         "need",
         "tenant",
@@ -21,6 +53,7 @@ class RetrainPolicyAdmin(admin.ModelAdmin):
         "retrain_on_signoff",
         "retrain_every_days",
         "shadow_share",
+        "algorithm",
     )
     list_select_related = ("need", "tenant")
     list_filter = ("tenant", "retrain_on_signoff")
@@ -37,6 +70,7 @@ class RetrainAdmin(admin.ModelAdmin):
         "trigger",
         "status",
         "champion",
+        "algorithm",
         "challenger",
         "guard_passed",
         "override_reason",
@@ -48,7 +82,7 @@ class RetrainAdmin(admin.ModelAdmin):
         "champion__registered_model",
         "challenger__registered_model",
     )
-    list_filter = ("status", "trigger", "tenant")
+    list_filter = ("status", "trigger", "algorithm", "tenant")
     raw_id_fields = (
         "need",
         "tenant",

@@ -122,7 +122,8 @@ class RetrainViewSet(
             need=_need(self.tenant, data["need"]),
             actor=self.acting_user,
             reason=data["reason"],
-            params=data["params"] or None,
+            params=data.get("params"),
+            algorithm=data.get("algorithm"),
         )
         return Response(
             RetrainSerializer(retrain).data,

@@ -38,6 +38,10 @@ class RetrainPolicy(models.Model):
     retrain_every_days = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(365)]
     )
+    #: The algorithm retrains train (a registry algorithm; empty: the champion's) and the params
+    #: they change; a retrain started by hand may choose its own instead.
+    algorithm = models.CharField(max_length=32, blank=True)
+    params = models.JSONField(default=dict, blank=True)
     #: Shadow mode: the share of live sync traffic the challenger also scores (0 = off).
     shadow_share = models.FloatField(
         default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)]
@@ -87,6 +91,8 @@ class Retrain(models.Model):
     champion = models.ForeignKey(
         "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
     )
+    #: The algorithm the challenger is trained with (the champion's unless another was chosen).
+    algorithm = models.CharField(max_length=32, blank=True)
     params = models.JSONField(default=dict, blank=True)
     snapshot = models.ForeignKey(
         "registry.DatasetSnapshot",

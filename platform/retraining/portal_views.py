@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -11,6 +13,7 @@ from django.views.generic import TemplateView
 
 from core.errors import DomainError
 from monitoring.evidence import label_names
+from registry.models import Algorithm
 from retraining import selectors, services
 from retraining.models import Retrain, RetrainStatus
 from retraining.shadow import retrain_shadow_summary
@@ -30,6 +33,7 @@ class RetrainListView(TenantPortalMixin, TemplateView):
             retrains=selectors.retrains_for_tenant(self.tenant)[:100],
             needs=self.get_queryset().filter(model__isnull=False).order_by("slug"),
             can_manage=role_at_least(self.membership, Role.ADMIN),
+            algorithms=Algorithm.choices,
         )
         return context
 
@@ -65,8 +69,12 @@ class RetrainDetailView(TenantPortalMixin, TemplateView):
             sets.append(
                 {"key": key, "title": title, "result": result, "rows": _rows(result, names)}
             )
+        challenger_algorithm = retrain.algorithm or retrain.champion.algorithm
         context.update(
             retrain=retrain,
+            challenger_algorithm=challenger_algorithm,
+            algorithm_changed=challenger_algorithm != retrain.champion.algorithm,
+            params_json=json.dumps(retrain.params, sort_keys=True)[:500],
             sets=sets,
             guard=retrain.guard,
             shadow=retrain_shadow_summary(retrain),
@@ -130,9 +138,20 @@ class RetrainStartView(TenantPortalMixin, View):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         need = self.get_scoped_object_or_404(slug=request.POST.get("need", "")[:80])
+        algorithm = request.POST.get("algorithm", "").strip()[:32] or None
+        raw = request.POST.get("params", "").strip()[:2000]
+        try:
+            params = json.loads(raw) if raw else None
+        except ValueError:
+            messages.error(request, _("Params must be a JSON object."))
+            return redirect("retraining:list")
         try:
             retrain, created = services.retrain_start_or_get(
-                need=need, actor=request.user, reason=request.POST.get("reason", "")[:300]
+                need=need,
+                actor=request.user,
+                reason=request.POST.get("reason", "")[:300],
+                algorithm=algorithm,
+                params=params,
             )
         except DomainError as exc:
             messages.error(request, f"{exc.message} ({exc.code})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from registry.models import Algorithm
 from retraining.models import Retrain, RetrainPolicy
 
 
@@ -19,13 +20,24 @@ class RetrainPolicySerializer(serializers.ModelSerializer):
         min_value=1, max_value=365, required=False, allow_null=True
     )
     shadow_share = serializers.FloatField(min_value=0.0, max_value=0.5, required=False)
+    algorithm = serializers.ChoiceField(
+        choices=Algorithm.choices,
+        required=False,
+        allow_blank=True,
+        help_text="The algorithm retrains train ('' = the champion's).",
+    )
+    params = serializers.DictField(
+        required=False,
+        help_text="Params retrains change ({'vectorizer': {...}, 'classifier': {...}}), checked "
+        "against the algorithm's catalogue.",
+    )
 
     class Meta:
         model = RetrainPolicy
         fields = [
             "need", "promotion_margin", "max_recall_drop", "min_fresh_samples",
             "retrain_after_accepted", "retrain_on_signoff", "retrain_every_days",
-            "shadow_share", "updated_at",
+            "shadow_share", "algorithm", "params", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["updated_at"]
 
@@ -34,6 +46,7 @@ class VersionRefSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     model = serializers.CharField(source="registered_model.name")
     version = serializers.IntegerField()
+    algorithm = serializers.CharField()
 
 
 class RetrainSerializer(serializers.ModelSerializer):
@@ -55,7 +68,8 @@ class RetrainSerializer(serializers.ModelSerializer):
     class Meta:
         model = Retrain
         fields = [
-            "id", "need", "trigger", "reason", "status", "champion", "challenger", "params",
+            "id", "need", "trigger", "reason", "status", "champion", "challenger", "algorithm",
+            "params",
             "snapshot", "training_run_id", "accepted_added", "guard", "comparison", "shadow",
             "error", "created_by", "created_at", "started_at", "finished_at", "promoted_by",
             "promoted_at", "override_reason",
@@ -70,10 +84,17 @@ class RetrainSerializer(serializers.ModelSerializer):
 class RetrainCreateSerializer(serializers.Serializer):
     need = serializers.SlugField(max_length=80, help_text="Slug of one of your needs.")
     reason = serializers.CharField(max_length=300, required=False, default="", allow_blank=True)
+    algorithm = serializers.ChoiceField(
+        choices=Algorithm.choices,
+        required=False,
+        help_text="Train another registered algorithm than the champion's (its defaults, then "
+        "`params`). Without algorithm and params, the need's policy decides, else the champion.",
+    )
     params = serializers.DictField(
         required=False,
-        default=dict,
-        help_text="Training params to change; the champion's are used for the rest.",
+        help_text="Training params to change ({'vectorizer': {...}, 'classifier': {...}}), "
+        "checked against the algorithm's catalogue; with the champion's algorithm, the "
+        "champion's are used for the rest.",
     )
 
 

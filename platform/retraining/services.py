@@ -21,6 +21,7 @@ from core.heartbeat import beating
 from core.querysets import acts_for_tenant
 from registry.errors import RegistryError
 from registry.models import (
+    AliasAction,
     AliasName,
     ModelAlias,
     ModelVersion,
@@ -36,7 +37,12 @@ from registry.services.datasets import (
     snapshot_derive,
     snapshot_split,
 )
-from registry.services.training import stale_claim, training_run_create, training_run_execute
+from registry.services.training import (
+    algorithm_params_validate,
+    stale_claim,
+    training_run_create,
+    training_run_execute,
+)
 from registry.services.versions import load_model_version
 from retraining.comparison import GuardSettings, compare_on, guard_verdict
 from retraining.errors import RetrainingError
@@ -55,6 +61,8 @@ POLICY_FIELDS = (
     "retrain_on_signoff",
     "retrain_every_days",
     "shadow_share",
+    "algorithm",
+    "params",
 )
 
 
@@ -75,11 +83,63 @@ def retrain_policy_update(*, need: Need, actor=None, **fields: Any) -> RetrainPo
         )
         for key, value in fields.items():
             setattr(policy, key, value)
+        if "algorithm" in fields or "params" in fields:
+            policy_choice_check(need=need, policy=policy)
         policy.updated_by = actor if getattr(actor, "pk", None) else None
         policy.updated_at = timezone.now()
         policy.full_clean(exclude=["tenant", "need", "updated_by"])
         policy.save()
     return policy
+
+
+def policy_choice_check(*, need: Need, policy: RetrainPolicy) -> None:
+    """The policy's algorithm and params must train: checked against the registry's catalogue
+    (params without an algorithm are the champion's algorithm's, when the need has one)."""
+    policy.algorithm = (policy.algorithm or "").strip()
+    if policy.params is None:
+        policy.params = {}
+    if not isinstance(policy.params, dict):
+        raise RetrainingError("bad_params", "params must be an object.")
+    algorithm = policy.algorithm
+    if not algorithm:
+        champion = serving_version(need)
+        if champion is None:
+            if policy.params:
+                raise RetrainingError(
+                    "bad_params",
+                    "Name the algorithm these params are for: the need has no champion yet.",
+                    fields={"algorithm": ["Required with params."]},
+                )
+            return
+        algorithm = champion.algorithm
+    _validated(algorithm, policy.params)
+
+
+def _validated(algorithm: str, params: dict) -> dict:
+    try:
+        return algorithm_params_validate(algorithm=algorithm, params=params)
+    except RegistryError as exc:
+        raise RetrainingError(exc.code, exc.message, fields=exc.fields) from exc
+
+
+def retrain_choice(
+    *, champion: ModelVersion, algorithm: str | None, params: dict | None
+) -> tuple[str, dict[str, Any]]:
+    """What a retrain trains: the champion's algorithm and params unless others are chosen. The
+    same algorithm overrides the champion's params key by key; another algorithm starts from
+    its own defaults (the champion's params belong to another estimator) and keeps only the
+    champion's script. Checked against the registry's algorithm catalogue (400 on bad input)."""
+    if algorithm is not None and not isinstance(algorithm, str):
+        raise RetrainingError("unknown_algorithm", "algorithm must be a string.")
+    if params is not None and not isinstance(params, dict):
+        raise RetrainingError("bad_params", "params must be an object.")
+    chosen_algorithm = algorithm or champion.algorithm
+    base = champion_params(champion)
+    if chosen_algorithm == champion.algorithm:
+        chosen = {**base, **(params or {})}
+    else:
+        chosen = {**({"script": base["script"]} if base.get("script") else {}), **(params or {})}
+    return chosen_algorithm, _validated(chosen_algorithm, chosen)
 
 
 # --- Starting --------------------------------------------------------------------------------
@@ -127,9 +187,13 @@ def retrain_start_or_get(
     reason: str = "",
     trigger: str = Trigger.MANUAL,
     params: dict | None = None,
+    algorithm: str | None = None,
 ) -> tuple[Retrain, bool]:
     """Queue a retrain of the need's champion; (retrain, created). A retrain already queued or
-    running for the need is returned instead (one challenger in flight per need)."""
+    running for the need is returned instead (one challenger in flight per need).
+
+    A start that names neither `algorithm` nor `params` trains what the need's policy says
+    (else the champion's); one that names either trains exactly that (`retrain_choice`)."""
     if trigger not in Trigger.values:
         raise RetrainingError("unknown_trigger", f"Trigger must be one of {Trigger.values}.")
     if params is not None and not isinstance(params, dict):
@@ -137,11 +201,17 @@ def retrain_start_or_get(
     active = Retrain.objects.for_tenant(need.tenant_id).filter(
         need=need, status__in=ACTIVE_STATUSES
     )
+    if algorithm is None and params is None:
+        policy = retrain_policy_for(need=need)
+        algorithm, params = policy.algorithm or None, policy.params or None
     existing = active.first()
-    if existing is not None:
+    if existing is not None and algorithm is None and params is None:
         return existing, False
     champion = _champion(need)
-    chosen = {**champion_params(champion), **(params or {})}
+    # Bad input is refused even while a retrain is in flight (never a 200 that ignored it).
+    chosen_algorithm, chosen = retrain_choice(champion=champion, algorithm=algorithm, params=params)
+    if existing is not None:
+        return existing, False
     try:
         with transaction.atomic():
             retrain = Retrain.objects.create(
@@ -150,6 +220,7 @@ def retrain_start_or_get(
                 trigger=trigger,
                 reason=(reason or "")[:300],
                 champion=champion,
+                algorithm=chosen_algorithm,
                 params=chosen,
                 created_by=actor if getattr(actor, "pk", None) else None,
             )
@@ -232,9 +303,7 @@ def _retrain_run(retrain_id: int, task_id: str) -> Retrain:
             # The run only ever runs inside its retrain, whose claim this delivery holds: a
             # running claim on it is a dead delivery's, so hand it to this one.
             claim = task_id or f"retrain-{retrain_id}-{uuid.uuid4().hex[:12]}"
-            TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-                claim_task=claim
-            )
+            TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(claim_task=claim)
             training_run_execute(run_id=run.pk, task_id=claim)
             run.refresh_from_db()
         if run.status != RunStatus.SUCCEEDED:
@@ -284,7 +353,7 @@ def _training_run_for(retrain_id: int) -> TrainingRun:
         )
         run = training_run_create(
             need=retrain.need,
-            algorithm=retrain.champion.algorithm,
+            algorithm=retrain.algorithm or retrain.champion.algorithm,
             params=retrain.params,
             snapshot=snapshot,
             actor=retrain.created_by,
@@ -321,8 +390,12 @@ def _compare_and_judge(retrain: Retrain) -> None:
     test_texts, test_labels = snapshot_split(champion.snapshot, "test")
     fresh_texts, fresh_labels = fresh_set(need=retrain.need, revision_id=champion.revision_id)
     comparison = {
-        "champion": {"id": champion.pk, "name": str(champion)},
-        "challenger": {"id": challenger.pk, "name": str(challenger)},
+        "champion": {"id": champion.pk, "name": str(champion), "algorithm": champion.algorithm},
+        "challenger": {
+            "id": challenger.pk,
+            "name": str(challenger),
+            "algorithm": challenger.algorithm,
+        },
         "test_snapshot": champion.snapshot.content_hash,
         "computed_at": timezone.now().isoformat(),
         "test": compare_on(
@@ -433,6 +506,14 @@ def retrain_promote(*, retrain: Retrain, actor=None, override_reason: str = "") 
             )
         except RegistryError as exc:
             raise RetrainingError(exc.code, exc.message, status_code=409) from exc
+        if challenger.registered_model_id != need.model_id:
+            # Another algorithm: the challenger is a version of its own registered model (one
+            # per label set and algorithm), so the need moves to that model, whose alias now
+            # points at it. Other needs of the champion's model stay where they are.
+            now = timezone.now()
+            Need.objects.for_tenant(locked.tenant_id).filter(pk=need.pk).update(
+                model=challenger.registered_model, model_chosen_at=now, updated_at=now
+            )
         Retrain.objects.for_tenant(locked.tenant_id).filter(pk=locked.pk).update(
             status=RetrainStatus.PROMOTED,
             promoted_by=actor if getattr(actor, "pk", None) else None,
@@ -457,6 +538,11 @@ def retrain_rollback(*, retrain: Retrain, actor=None, reason: str = "") -> Model
         .get(pk=retrain.challenger_id)
         .registered_model
     )
+    champion = ModelVersion.objects.for_owner(retrain.tenant_id).get(pk=retrain.champion_id)
+    if need.model_id == model.pk and champion.registered_model_id != model.pk:
+        return _rollback_to_champion_model(
+            retrain=retrain, need=need, champion=champion, actor=actor, reason=reason
+        )
     try:
         return alias_rollback(
             registered_model=model,
@@ -466,6 +552,30 @@ def retrain_rollback(*, retrain: Retrain, actor=None, reason: str = "") -> Model
         )
     except RegistryError as exc:
         raise RetrainingError(exc.code, exc.message, status_code=409) from exc
+
+
+def _rollback_to_champion_model(
+    *, retrain: Retrain, need: Need, champion: ModelVersion, actor, reason: str
+) -> ModelAlias:
+    """The promotion moved the need to another algorithm's model: it moves back to the
+    champion's model, whose alias is pointed at the champion again (an AliasEvent audits it)."""
+    with transaction.atomic():
+        try:
+            alias = alias_set(
+                registered_model=champion.registered_model,
+                alias=need.model_alias,
+                version=champion,
+                actor=actor,
+                reason=(reason or f"rollback of retrain {retrain.pk}")[:300],
+                action=AliasAction.ROLLBACK,
+            )
+        except RegistryError as exc:
+            raise RetrainingError(exc.code, exc.message, status_code=409) from exc
+        now = timezone.now()
+        Need.objects.for_tenant(retrain.tenant_id).filter(pk=need.pk).update(
+            model=champion.registered_model, model_chosen_at=now, updated_at=now
+        )
+    return alias
 
 
 # --- Policies, checked by beat ---------------------------------------------------------------

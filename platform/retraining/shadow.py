@@ -27,11 +27,17 @@ _loaded_at = float("-inf")
 
 def shadow_shares_all_tenants() -> dict[int, tuple[float, int]]:
     """need id -> (share, challenger version id) for needs with shadow mode on and a compared
-    challenger that is still their model's `candidate`. One query (process-wide cache)."""
+    challenger that is still its model's `candidate`. One query (process-wide cache)."""
     rows = (
         RetrainPolicy.objects.dangerously_unscoped()
         .filter(shadow_share__gt=0, need__retrains__status=RetrainStatus.READY)
-        .values_list("need_id", "shadow_share", "need__retrains__challenger_id", "need__model_id")
+        .values_list(
+            "need_id",
+            "shadow_share",
+            "need__retrains__challenger_id",
+            # The challenger's own model: another algorithm's challenger lives in another one.
+            "need__retrains__challenger__registered_model_id",
+        )
     )
     candidates = dict(
         ModelAlias.objects.filter(name=AliasName.CANDIDATE).values_list(

@@ -13,6 +13,8 @@ class NeedReviewConfigAdmin(admin.ModelAdmin):
         "window_days",
         "schedule_crontab",
         "held_out_share",
+        "sync_review_share",
+        "sync_text_retention_days",
     ]
     list_select_related = ["need", "tenant"]
     raw_id_fields = ["need", "tenant", "business_owner", "periodic_task"]
@@ -21,7 +23,7 @@ class NeedReviewConfigAdmin(admin.ModelAdmin):
 
 class ReviewItemInline(admin.TabularInline):
     model = ReviewItem
-    fields = ["position", "stratum", "weight", "predicted_labels", "reviews_needed"]
+    fields = ["position", "channel", "stratum", "weight", "predicted_labels", "reviews_needed"]
     readonly_fields = fields
     extra = 0
     can_delete = False

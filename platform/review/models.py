@@ -49,6 +49,16 @@ class NeedReviewConfig(models.Model):
     low_confidence_case_share = models.FloatField(
         default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
+    #: Share of logged sync predictions whose text is kept for review (0: none, the default:
+    #: sync callers never agreed to storage of their texts, so a need's owner opts in).
+    sync_review_share = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    #: Days a kept sync text stays in the prediction log before the purge clears it (capped
+    #: platform-wide by SYNC_REVIEW_TEXT_MAX_DAYS).
+    sync_text_retention_days = models.PositiveSmallIntegerField(
+        default=14, validators=[MinValueValidator(1), MaxValueValidator(365)]
+    )
     auto_round_on_alert = models.BooleanField(default=True)
     #: "minute hour day month weekday" (UTC); empty: no scheduled rounds.
     schedule_crontab = models.CharField(max_length=100, blank=True)
@@ -164,6 +174,8 @@ class ReviewItem(models.Model):
         db_constraint=False,
     )
     item_ref = models.CharField(max_length=200, blank=True)
+    #: The channel the prediction was served on (sync texts come from the kept share).
+    channel = models.CharField(max_length=8, blank=True)
     text = models.TextField()
     text_hash = models.CharField(max_length=64)
     model_version = models.ForeignKey(
@@ -173,7 +185,9 @@ class ReviewItem(models.Model):
     #: [[global key, score], ...] best first.
     scores = models.JSONField(default=list)
     stratum = models.CharField(max_length=200)
-    #: Inverse inclusion probability: stratum size / items drawn from the stratum.
+    #: Inverse inclusion probability (review.sampling.item_weight): the stratum's estimated size
+    #: over the items drawn from it, scaled by the row's own expansion (1 / text_share for a
+    #: kept sync text, 1 for stream and batch).
     weight = models.FloatField()
     #: How many reviewers must answer it (2 when it is in the double-review share).
     reviews_needed = models.PositiveSmallIntegerField(default=1)

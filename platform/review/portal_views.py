@@ -3,6 +3,7 @@ and their triage, reporting a wrong tag, and the per-label gaps."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -76,6 +77,7 @@ class NeedView(TenantPortalMixin, TemplateView):
             cases=selectors.case_counts(tenant=self.tenant, need=need),
             can_review=role_at_least(self.membership, Role.REVIEWER),
             can_configure=role_at_least(self.membership, Role.ADMIN),
+            sync_text_max_days=settings.SYNC_REVIEW_TEXT_MAX_DAYS,
         )
         return context
 
@@ -131,6 +133,11 @@ class ConfigView(_Action):
                 "double_review_share": float(request.POST["double_review_share"]),
                 "held_out_share": float(request.POST["held_out_share"]),
                 "schedule_crontab": request.POST.get("schedule_crontab", "").strip()[:100],
+                "sync_review_share": float(request.POST.get("sync_review_share") or 0),
+                "sync_text_retention_days": int(
+                    request.POST.get("sync_text_retention_days")
+                    or services.config_for(need).sync_text_retention_days
+                ),
             }
         except (KeyError, ValueError):
             messages.error(request, _t("Every setting needs a number."))
@@ -139,6 +146,7 @@ class ConfigView(_Action):
             "accuracy_target": (0, 1),
             "double_review_share": (0, 1),
             "held_out_share": (0, 1),
+            "sync_review_share": (0, 1),
             "sample_size": (1, 5000),
             "window_days": (1, 365),
         }

@@ -5,6 +5,21 @@ at all; the rest of the sample is spread in proportion to the strata's sizes (la
 An item drawn from stratum h stands for N_h / n_h predictions (N_h: the stratum's predictions,
 n_h: items drawn from it): that inverse inclusion probability is its weight, and a weighted mean
 over the items estimates the mean over the whole stream without bias, whatever the oversampling.
+
+Sync predictions enter through a first phase: only a share of them keeps its text (the log's
+sync sample rate r times the need's `sync_review_share` s, stored per row as `text_share`), so a
+kept sync row stands for e = 1 / (r * s) predictions; stream and batch rows (texts always kept)
+have e = 1. A stratum's size is then the Horvitz-Thompson total N_h = sum of e over its rows, and
+an item drawn from it weighs
+
+    w_i = e_i * N_h / (n_h * mean e over the stratum's pool)
+
+(`item_weight`). With every e = 1 this is N_h / n_h as before. Drawing n_h of the pool's D_h
+texts at random, the expected sum of the drawn e is n_h * mean(e), so the weights of a stratum
+add up to N_h in expectation and a sync item counts 1 / (r * s) times a stream item of the same
+stratum: the estimate covers all predictions, sync ones included, without bias. Predictions
+served while a need kept no sync texts (s = 0) have no chance to be drawn and are outside the
+frame; the round covers the traffic whose texts could be kept.
 """
 
 from __future__ import annotations
@@ -19,7 +34,7 @@ NO_LABEL = "(none)"
 @dataclass(frozen=True)
 class Stratum:
     key: str
-    size: int  # predictions in the window (N_h)
+    size: float  # predictions in the window (N_h; an estimate when sync rows are expanded)
     distinct: int  # distinct texts that can be drawn (caps n_h)
 
 
@@ -49,8 +64,20 @@ def allocate(strata: list[Stratum], n: int, *, min_per_label: int) -> dict[str, 
     return alloc
 
 
-def weight(size: int, drawn: int) -> float:
+def weight(size: float, drawn: int) -> float:
     return size / drawn if drawn else 0.0
+
+
+def expansion(text_share: float | None) -> float:
+    """How many predictions a logged row with a text stands for (1 / its keep probability)."""
+    return 1.0 / text_share if text_share else 1.0
+
+
+def item_weight(*, expansion: float, size: float, drawn: int, pool_mean_expansion: float) -> float:
+    """w_i = e_i * N_h / (n_h * mean e of the pool): see the module's docstring."""
+    if not drawn or pool_mean_expansion <= 0:
+        return 0.0
+    return expansion * size / (drawn * pool_mean_expansion)
 
 
 def draw(pool: list, k: int, rng: random.Random) -> list:

@@ -68,6 +68,7 @@ class ItemSerializer(serializers.ModelSerializer):
             "round",
             "position",
             "item_ref",
+            "channel",
             "text",
             "predicted_labels",
             "scores",
@@ -113,6 +114,20 @@ class ConfigSerializer(serializers.Serializer):
     low_confidence_case_share = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     auto_round_on_alert = serializers.BooleanField(required=False)
     schedule_crontab = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    sync_review_share = serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        help_text="Share of logged sync predictions whose text is kept for review (0: none, "
+        "the default). Review rounds weight kept texts by 1 / share.",
+    )
+    sync_text_retention_days = serializers.IntegerField(
+        min_value=1,
+        max_value=365,
+        required=False,
+        help_text="Days a kept sync text stays before it is purged (at most the platform's "
+        "SYNC_REVIEW_TEXT_MAX_DAYS).",
+    )
 
 
 class CaseInSerializer(serializers.Serializer):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -85,6 +86,8 @@ CONFIG_FIELDS = (
     "auto_round_on_alert",
     "schedule_crontab",
     "business_owner",
+    "sync_review_share",
+    "sync_text_retention_days",
 )
 
 
@@ -93,6 +96,7 @@ def config_update(*, need: Need, **changes: Any) -> NeedReviewConfig:
     unknown = set(changes) - set(CONFIG_FIELDS)
     if unknown:
         raise DomainError("invalid", f"Unknown settings: {', '.join(sorted(unknown))}.")
+    _sync_text_settings_check(changes)
     with transaction.atomic():
         config = config_for(need)
         for field, value in changes.items():
@@ -101,6 +105,33 @@ def config_update(*, need: Need, **changes: Any) -> NeedReviewConfig:
             _schedule_sync(config)
         config.save()
     return config
+
+
+def _sync_text_settings_check(changes: dict[str, Any]) -> None:
+    """The share is a probability; retention is whole days up to the platform's cap (sync texts
+    may be sensitive: no need keeps them longer than the platform allows)."""
+    if "sync_review_share" in changes:
+        share = changes["sync_review_share"]
+        if (
+            isinstance(share, bool)
+            or not isinstance(share, int | float)
+            or not 0.0 <= float(share) <= 1.0
+        ):
+            raise DomainError(
+                "invalid_share",
+                "The share of sync texts kept for review is a number from 0 to 1.",
+                fields={"sync_review_share": ["0-1"]},
+            )
+        changes["sync_review_share"] = float(share)
+    if "sync_text_retention_days" in changes:
+        days = changes["sync_text_retention_days"]
+        cap = settings.SYNC_REVIEW_TEXT_MAX_DAYS
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= cap:
+            raise DomainError(
+                "invalid_retention",
+                f"Kept sync texts are purged after 1 to {cap} days (the platform's limit).",
+                fields={"sync_text_retention_days": [f"1-{cap}"]},
+            )
 
 
 def _schedule_sync(config: NeedReviewConfig) -> None:
@@ -178,15 +209,15 @@ def labels_validate(*, need: Need, labels: object, field: str = "labels") -> lis
 
 # --- Rounds -----------------------------------------------------------------------------------
 def _texts_exist(need: Need):
-    """A condition on PredictionLog rows: the text behind the prediction is stored (a stream item
-    or a batch input; sync texts are never stored, so sync predictions cannot be reviewed)."""
+    """A condition on PredictionLog rows: the text behind the prediction is stored (a stream item,
+    a batch input, or a sync text kept in the log for review by the need's `sync_review_share`)."""
     stream = Item.objects.filter(
         tenant_id=need.tenant_id, need=need, external_id=OuterRef("item_ref")
     )
     batch = BatchItem.objects.filter(
         job__need=need, job__tenant_id=need.tenant_id, external_id=OuterRef("item_ref")
     )
-    return Exists(stream) | Exists(batch)
+    return Q(text__isnull=False) | Q(Exists(stream)) | Q(Exists(batch))
 
 
 def _frame(need: Need, start: datetime, end: datetime):
@@ -231,8 +262,8 @@ def round_start(
     if not _frame(need, start, end).exists():
         raise DomainError(
             "no_predictions",
-            f"No reviewable predictions of {need.slug} in the last {days} days (only stream and "
-            "batch texts are stored; sync texts are not).",
+            f"No reviewable predictions of {need.slug} in the last {days} days (stream and batch "
+            "texts are stored; sync texts only for the share the need's review settings keep).",
             status_code=409,
         )
     review_round = ReviewRound.objects.create(
@@ -278,14 +309,26 @@ def round_sample(*, review_round: ReviewRound) -> int:
             _frame(need, review_round.window_start, review_round.window_end)
             .order_by("-id")
             .values(
-                "id", "item_ref", "text_hash", "labels", "scores", "top_label", "model_version_id"
+                "id",
+                "day",
+                "channel",
+                "item_ref",
+                "text_hash",
+                "labels",
+                "scores",
+                "top_label",
+                "model_version_id",
+                "text_share",
             )
         )
+        # Stratum sizes are Horvitz-Thompson totals: a kept sync text stands for 1 / text_share
+        # predictions (review.sampling explains the weights).
         sizes: Counter[str] = Counter()
         latest: dict[str, dict] = {}  # one prediction per text: the latest
         for row in rows:
             row["stratum"] = (row["labels"][0] if row["labels"] else sampling.NO_LABEL)[:200]
-            sizes[row["stratum"]] += 1
+            row["expansion"] = sampling.expansion(row["text_share"])
+            sizes[row["stratum"]] += row["expansion"]
             latest.setdefault(row["text_hash"], row)
         pools: dict[str, list[dict]] = {}
         for row in sorted(latest.values(), key=lambda r: r["id"]):
@@ -297,8 +340,15 @@ def round_sample(*, review_round: ReviewRound) -> int:
         rng = random.Random(f"review-round-{review_round.pk}")
         chosen: list[dict] = []
         for stratum in strata:
-            for row in sampling.draw(pools[stratum.key], alloc[stratum.key], rng):
-                row["weight"] = sampling.weight(stratum.size, alloc[stratum.key])
+            pool = pools[stratum.key]
+            mean_expansion = sum(row["expansion"] for row in pool) / len(pool)
+            for row in sampling.draw(pool, alloc[stratum.key], rng):
+                row["weight"] = sampling.item_weight(
+                    expansion=row["expansion"],
+                    size=stratum.size,
+                    drawn=alloc[stratum.key],
+                    pool_mean_expansion=mean_expansion,
+                )
                 chosen.append(row)
         texts = _texts_for(need, chosen)
         chosen = [row for row in chosen if row["id"] in texts]
@@ -313,6 +363,7 @@ def round_sample(*, review_round: ReviewRound) -> int:
                 position=i,
                 prediction_id=row["id"],
                 item_ref=row["item_ref"],
+                channel=row["channel"],
                 text=texts[row["id"]],
                 text_hash=row["text_hash"],
                 model_version_id=row["model_version_id"],
@@ -332,15 +383,30 @@ def round_sample(*, review_round: ReviewRound) -> int:
         rounds.filter(pk=review_round.pk).update(
             status=RoundStatus.OPEN,
             sampled_at=timezone.now(),
-            population=len(rows),
-            strata={s.key: [s.size, alloc[s.key]] for s in strata},
+            population=round(sum(sizes.values())),
+            strata={s.key: [round(s.size, 2), alloc[s.key]] for s in strata},
             model_version_id=versions.most_common(1)[0][0] if versions else None,
         )
     return len(items)
 
 
 def _texts_for(need: Need, rows: Sequence[dict]) -> dict[int, str]:
-    """{prediction id: text} for the rows whose stored text matches the logged hash."""
+    """{prediction id: text} for the rows whose stored text matches the logged hash: a sync
+    text kept in the log itself, else the stream item's or batch input's text."""
+    out: dict[int, str] = {}
+    kept = [row for row in rows if row["text_share"] is not None]
+    if kept:
+        days = [row["day"] for row in kept]
+        hashes = {row["id"]: row["text_hash"] for row in kept}
+        for pk, text in (
+            PredictionLog.objects.for_tenant(need.tenant_id)
+            .filter(need=need, pk__in=list(hashes), day__gte=min(days), day__lte=max(days))
+            .filter(text__isnull=False)
+            .values_list("id", "text")
+        ):
+            if text_sha256(text) == hashes[pk]:
+                out[pk] = text
+    rows = [row for row in rows if row["text_share"] is None]
     refs = {row["item_ref"] for row in rows}
     stored: dict[str, list[str]] = {}
     for ref, text in (
@@ -353,7 +419,6 @@ def _texts_for(need: Need, rows: Sequence[dict]) -> dict[int, str]:
         job__need=need, job__tenant_id=need.tenant_id, external_id__in=refs
     ).values_list("external_id", "text"):
         stored.setdefault(ref, []).append(text)
-    out: dict[int, str] = {}
     for row in rows:
         for text in stored.get(row["item_ref"], []):
             if text_sha256(text) == row["text_hash"]:
@@ -888,7 +953,14 @@ def cases_collect(*, need: Need, limit: int = 5000) -> dict[str, int]:
         .filter(need=need, pk__gt=config.predlog_cursor)
         .order_by("pk")
         .values(
-            "pk", "item_ref", "text_hash", "above_threshold", "labels", "scores", "model_version_id"
+            "pk",
+            "day",
+            "item_ref",
+            "text_hash",
+            "above_threshold",
+            "labels",
+            "scores",
+            "model_version_id",
         )[:limit]
     )
     if low:
@@ -899,8 +971,24 @@ def cases_collect(*, need: Need, limit: int = 5000) -> dict[str, int]:
             and _hash_share(row["text_hash"]) < config.low_confidence_case_share
         ]
         texts = _item_texts(need, {row["item_ref"] for row in picked})
+        # Sync predictions whose text the need keeps for review can become cases too.
+        kept = (
+            dict(
+                PredictionLog.objects.for_tenant(need.tenant_id)
+                .filter(
+                    need=need,
+                    pk__in=[row["pk"] for row in picked],
+                    day__gte=min(row["day"] for row in picked),
+                    day__lte=max(row["day"] for row in picked),
+                    text__isnull=False,
+                )
+                .values_list("pk", "text")
+            )
+            if picked
+            else {}
+        )
         for row in picked:
-            text = texts.get(row["item_ref"])
+            text = kept.get(row["pk"]) or texts.get(row["item_ref"])
             if text is None or text_sha256(text) != row["text_hash"]:
                 continue
             created["low_confidence"] += _case_quietly(

@@ -31,6 +31,7 @@ class PredictionLogAdmin(admin.ModelAdmin):
         "top_label",
         "top_score",
         "above_threshold",
+        "text_share",
     ]
     list_filter = ["channel", "above_threshold", "day", "tenant"]
     list_select_related = ["tenant", "need"]

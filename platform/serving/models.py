@@ -41,12 +41,26 @@ class PredictionLog(models.Model):
     top_label = models.CharField(max_length=200)
     top_score = models.FloatField()
     above_threshold = models.BooleanField(default=True)
+    #: The text of a sync prediction kept for review (a sampled share, set per need by the
+    #: review app); null for every other row. Stream and batch texts live with their items.
+    #: Purged after the need's retention (review.sync_texts), or with the day's partition.
+    text = models.TextField(null=True, blank=True)
+    #: The probability that this prediction's text was kept: the log's sync sample rate times
+    #: the need's share when it was served. Its inverse is the row's weight in review rounds.
+    text_share = models.FloatField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
         indexes = [
             models.Index(fields=["need", "day"], name="predlog_need_day"),
+            # Kept sync texts: review rounds find them and the purge clears them through this
+            # small index, never by scanning a day's whole log.
+            models.Index(
+                fields=["need", "day"],
+                condition=models.Q(text__isnull=False),
+                name="predlog_need_day_text",
+            ),
             models.Index(fields=["day"], name="predlog_day"),
             # The read API lists a tenant's recent predictions.
             models.Index(fields=["tenant", "created_at"], name="predlog_tenant_created"),

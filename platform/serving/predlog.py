@@ -10,6 +10,10 @@ PredictionLogFlush row; a flusher that dies in between leaves the key, and the n
 the batch, or drops it if its row exists. The `online.flush_prediction_log` task runs it every
 PREDICTION_LOG_FLUSH_SECONDS, and `manage.py flush_prediction_log` runs it on demand.
 Sync traffic is sampled with PREDICTION_LOG_SAMPLE_RATE; stream and batch are always logged.
+Sync texts are never logged, except a share per need that its owners opted in for review: an
+upper app registers a provider (`need_id -> share`, answered from its own in-process cache), and
+each logged sync prediction keeps its text with that probability, in the same line (no extra
+write or round trip), with `text_share` = rate x share so that review can weight it back.
 `write()` skips the buffer: it inserts the rows in the caller's database transaction, for work whose
 lines must commit (or roll back) with its results (batch chunks).
 """
@@ -24,7 +28,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -76,14 +80,43 @@ redis.call('ZREM', KEYS[3], KEYS[2])
 return #lines
 """
 
+TextShareProvider = Callable[[int], float]
+_text_share_provider: TextShareProvider | None = None
+
+
+def register_text_share_provider(provider: TextShareProvider | None) -> None:
+    """The review app says which share of a need's sync texts is kept (serving knows no review)."""
+    global _text_share_provider
+    _text_share_provider = provider
+
+
+def _text_share(need_id: int) -> float:
+    if _text_share_provider is None:
+        return 0.0
+    try:
+        return float(_text_share_provider(need_id) or 0.0)
+    except Exception:  # keeping texts for review must never fail a tagging request
+        logger.warning("sync text share provider failed", exc_info=True)
+        return 0.0
+
 
 def entries_for(
-    *, tenant_id: int, need_id: int, channel: str, item_refs: Sequence[str], results
+    *,
+    tenant_id: int,
+    need_id: int,
+    channel: str,
+    item_refs: Sequence[str],
+    results,
+    kept: dict[int, str] | None = None,
+    text_share: float | None = None,
 ) -> list[bytes]:
+    """One JSON line per result; `kept` ({position: text}) adds the text and its share."""
     now = time.time()
+    kept = kept or {}
     return [
         json.dumps(
             {
+                **({"x": kept[i], "p": text_share} if i in kept else {}),
                 "t": now,
                 "tn": tenant_id,
                 "nd": need_id,
@@ -99,7 +132,7 @@ def entries_for(
             },
             separators=(",", ":"),
         ).encode()
-        for ref, result in zip(item_refs, results, strict=True)
+        for i, (ref, result) in enumerate(zip(item_refs, results, strict=True))
     ]
 
 
@@ -110,16 +143,31 @@ def record(
     channel: str,
     item_refs: Sequence[str],
     results,
+    texts: Sequence[str] | None = None,
     background: bool = True,
 ) -> int:
-    """Buffer one log line per result. Returns how many were buffered (0 when sampled out)."""
+    """Buffer one log line per result. Returns how many were buffered (0 when sampled out).
+
+    `texts` (sync only): each logged prediction keeps its text with the need's review share."""
     if not results:
         return 0
     rate = settings.PREDICTION_LOG_SAMPLE_RATE
     if channel == Channel.SYNC and rate < 1.0 and random.random() >= rate:
         return 0
+    kept: dict[int, str] = {}
+    share = 0.0
+    if channel == Channel.SYNC and texts is not None:
+        share = _text_share(need_id)
+        if share > 0.0:
+            kept = {i: text for i, text in enumerate(texts) if random.random() < share}
     lines = entries_for(
-        tenant_id=tenant_id, need_id=need_id, channel=channel, item_refs=item_refs, results=results
+        tenant_id=tenant_id,
+        need_id=need_id,
+        channel=channel,
+        item_refs=item_refs,
+        results=results,
+        kept=kept,
+        text_share=min(rate, 1.0) * share if kept else None,
     )
     client = get_redis()
     if client is not None and redis_pool.available("main"):
@@ -231,6 +279,8 @@ def _rows(lines: list[bytes]) -> list[PredictionLog]:
                 top_label=entry["tl"],
                 top_score=entry["ts"],
                 above_threshold=entry["a"],
+                text=entry.get("x"),
+                text_share=entry.get("p"),
             )
         )
     return rows
@@ -257,8 +307,12 @@ def write(*, tenant_id: int, need_id: int, channel: str, item_refs: Sequence[str
 
 _COPY_COLUMNS = (
     "created_at, day, tenant_id, need_id, model_version_id, channel, item_ref, text_hash, "
-    "labels, scores, top_label, top_score, above_threshold"
+    "labels, scores, top_label, top_score, above_threshold, text, text_share"
 )
+
+
+#: COPY's text format spells NULL as \N.
+_NULL = "\\N"
 
 
 def _copy_field(value: str) -> str:
@@ -296,7 +350,13 @@ def _copy(lines: list[bytes]) -> int:
             repr(float(entry["ts"])),
             "t" if entry["a"] else "f",
         )
+        kept = entry.get("x")
         buffer.write("\t".join(_copy_field(str(field)) for field in fields))
+        # The text of a sampled sync row, else NULL (the share is only set with a text).
+        if kept is None:
+            buffer.write(f"\t{_NULL}\t{_NULL}")
+        else:
+            buffer.write(f"\t{_copy_field(kept)}\t{float(entry['p'])!r}")
         buffer.write("\n")
     buffer.seek(0)
     with connection.cursor() as cursor:

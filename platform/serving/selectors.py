@@ -48,6 +48,7 @@ def predictions_for(
     rows = (
         PredictionLog.objects.for_tenant(tenant)
         .select_related("need", "model_version__registered_model")
+        .defer("text")  # a kept sync text is for review only, never listed
         .order_by("-created_at", "-id")
     )
     if need_slug:

@@ -102,6 +102,7 @@ def tag_inline(
             channel=channel,
             item_refs=ids,
             results=results,
+            texts=texts,
         )
     if channel == Channel.SYNC:  # shadow mode: a sampled share goes to a challenger, off-path
         shadow.offer(tenant_id=served.tenant_id, need_id=served.id, texts=texts, results=results)

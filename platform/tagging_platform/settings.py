@@ -285,6 +285,16 @@ CELERY_BEAT_SCHEDULE["review: rounds for new alerts, cases from feedback"] = _be
     expires=REVIEW_SWEEP_SECONDS,
     queue="monitoring",
 )
+# Sync texts kept for review (a per-need opt-in share): the longest any need may keep them, how
+# soon a share change reaches the serving processes, and the hourly purge of expired texts.
+SYNC_REVIEW_TEXT_MAX_DAYS = envint("SYNC_REVIEW_TEXT_MAX_DAYS", 90, minimum=1)
+SYNC_REVIEW_SHARE_REFRESH_SECONDS = envfloat("SYNC_REVIEW_SHARE_REFRESH_SECONDS", 30.0, minimum=0.0)
+CELERY_BEAT_SCHEDULE["review: purge sync texts past their retention"] = _beat(
+    "workers.tasks.monitoring.purge_sync_review_texts",
+    _crontab(minute="40"),
+    expires=55 * 60,
+    queue="monitoring",
+)
 # Optimisation runs (issue 17): the longest time limit a user may ask for, how long a running
 # run may go without a heartbeat before it counts as dead, and the latency measurement protocol.
 OPTIMISATION_MAX_SECONDS = envint("OPTIMISATION_MAX_SECONDS", 1800, minimum=10)

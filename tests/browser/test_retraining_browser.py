@@ -51,3 +51,24 @@ def test_comparison_page_draws_charts_and_promotes(
     assert "now the production version" in page.content()
     assert serving_version(shifted_need).pk == retrain.challenger_id
     screenshot(page, "retraining_promoted")
+
+
+def test_a_retrain_with_another_algorithm_from_the_start_form(
+    live_server,
+    page,
+    screenshot,
+    alice,
+    shifted_need,  # noqa: F811 (fixture imported above)
+):
+    console = watch_csp(page)
+    login(page, live_server, "alice")
+    page.goto(f"{live_server.url}/retraining/")
+    page.select_option("#retrain-algorithm", "complement-nb")
+    page.fill("#retrain-params", '{"classifier": {"alpha": 0.1}}')
+    screenshot(page, "retraining_start_algorithm")
+    page.click("form[action$='/retraining/start/'] button[type=submit]")
+    page.wait_for_url("**/retraining/*/", timeout=120_000)
+    line = page.locator("#retrain-algorithms").inner_text()
+    assert "tfidf-logreg" in line and "complement-nb" in line
+    assert violations(page, console) == []
+    screenshot(page, "retraining_comparison_algorithm")

@@ -12,7 +12,7 @@ from tenants.models import Role
 from tests.browser.csp import violations, watch_csp
 from tests.conftest import login
 from tests.factories import MembershipFactory, UserFactory
-from tests.review.factories import add_training_samples, live_need, log_stream, texts
+from tests.review.factories import add_training_samples, live_need, log_stream, log_sync, texts
 
 pytestmark = pytest.mark.browser
 
@@ -148,3 +148,31 @@ def test_case_triage_page(live_server, page, screenshot, setup):
     assert case.status == CaseStatus.ACCEPTED and case.cause == "data_change"
     assert violations(page, console) == []
     screenshot(page, "review_case_accepted")
+
+
+def test_sync_review_settings_and_a_sync_item_in_the_queue(live_server, page, screenshot, setup):
+    """An admin opts the need in to keeping sync texts from its settings form; a round over a
+    need whose traffic is sync calls hands the reviewer a sync item, marked as such."""
+    need, user = setup
+    console = watch_csp(page)
+    login(page, live_server, "rita")
+    page.goto(f"{live_server.url}/review/needs/{need.slug}/")
+    page.fill("input[name=sync_review_share]", "0.2")
+    page.fill("input[name=sync_text_retention_days]", "7")
+    screenshot(page, "review_sync_settings")
+    page.click("#review-settings button[type=submit]")
+    page.wait_for_url(f"**/review/needs/{need.slug}/")
+    config = services.config_for(need)
+    assert (config.sync_review_share, config.sync_text_retention_days) == (0.2, 7)
+    assert page.locator("input[name=sync_review_share]").input_value() == "0.2"
+
+    calls, version = live_need(need.tenant, slug="calls")
+    log_sync(calls, version, {"t.a": ["a kept sync call"], "t.b": ["b kept sync call"]}, share=0.2)
+    review_round = services.round_start(need=calls, sample_size=5)
+    page.goto(f"{live_server.url}/review/rounds/{review_round.pk}/queue/")
+    page.wait_for_selector("#review-item")
+    assert page.locator("#review-channel").get_attribute("data-channel") == "sync"
+    assert "synchronous call" in page.locator("#review-channel").inner_text()
+    assert "kept sync call" in page.locator("#review-text").inner_text()
+    assert violations(page, console) == []
+    screenshot(page, "review_queue_sync_item")

@@ -67,9 +67,11 @@ def log_predictions(
     counts: dict[str, int],
     score: float = 0.9,
     scores: list[float] | None = None,
+    model=PredictionLog,
 ) -> int:
     """Multi-class rows: `counts[label]` predictions of `label` on `day`. `scores` (cycled) lets a
-    test control the confidences; otherwise every row has `score`."""
+    test control the confidences; otherwise every row has `score`. `model`: a migration test
+    passes the log's historical model (the table has an older state's columns)."""
     rows = []
     at = datetime.combine(day, time(12), tzinfo=UTC)
     i = 0
@@ -78,12 +80,12 @@ def log_predictions(
             s = scores[i % len(scores)] if scores else score
             i += 1
             rows.append(
-                PredictionLog(
+                model(
                     created_at=at,
                     day=day,
                     tenant_id=need.tenant_id,
-                    need=need,
-                    model_version=version,
+                    need_id=need.pk,
+                    model_version_id=version.pk,
                     channel="sync",
                     item_ref=f"item-{i}",
                     text_hash=f"{i:064d}",
@@ -94,7 +96,7 @@ def log_predictions(
                     above_threshold=s >= need.threshold,
                 )
             )
-    PredictionLog.objects.bulk_create(rows, batch_size=2000)
+    model.objects.bulk_create(rows, batch_size=2000)
     return len(rows)
 
 

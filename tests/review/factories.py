@@ -98,3 +98,30 @@ def add_training_samples(version, rows: list[tuple[str, list[str]]]) -> list[int
     snapshot.train_sample_ids = list(snapshot.train_sample_ids or []) + ids
     snapshot.save(update_fields=["train_sample_ids"])
     return ids
+
+
+def log_sync(need, version, texts_by_label, *, share, ago_hours=6, score=0.9):
+    """Sync predictions whose texts were kept for review with probability `share`."""
+    at = timezone.now() - timedelta(hours=ago_hours)
+    rows = [
+        PredictionLog(
+            created_at=at,
+            day=at.date(),
+            tenant_id=need.tenant_id,
+            need=need,
+            model_version=version,
+            channel=Channel.SYNC,
+            item_ref=f"s-{label}-{i}",
+            text_hash=sha(text),
+            labels=[label] if score >= need.threshold else [],
+            scores={label: score},
+            top_label=label,
+            top_score=score,
+            above_threshold=score >= need.threshold,
+            text=text,
+            text_share=share,
+        )
+        for label, texts in texts_by_label.items()
+        for i, text in enumerate(texts)
+    ]
+    return PredictionLog.objects.bulk_create(rows)

@@ -10,7 +10,6 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from serving import partitions
-from serving.models import PredictionLog
 from tests.monitoring.factories import log_predictions, make_monitored_need
 
 PLAIN = [("serving", "0008_prediction_log_retired_days")]
@@ -20,6 +19,15 @@ DAYS = (date(2026, 1, 5), date(2026, 1, 6))
 
 def _migrate(targets) -> None:
     MigrationExecutor(connection).migrate(targets)
+
+
+def _log_model(targets):
+    """The prediction log's model as of `targets` (later migrations add columns to it)."""
+    return (
+        MigrationExecutor(connection)
+        .loader.project_state(targets)
+        .apps.get_model("serving", "PredictionLog")
+    )
 
 
 def _rows() -> dict[int, tuple]:
@@ -38,7 +46,13 @@ def test_existing_rows_move_into_day_partitions_and_back(tenant_a, requires_post
         _migrate(PLAIN)
         assert not partitions.is_partitioned()
         for day in DAYS:
-            log_predictions(need=need, version=version, day=day, counts={"t.a": 3, "t.b": 2})
+            log_predictions(
+                need=need,
+                version=version,
+                day=day,
+                counts={"t.a": 3, "t.b": 2},
+                model=_log_model(PLAIN),
+            )
         before = _rows()
         with connection.cursor() as cursor:  # another app's foreign key to a log row
             cursor.execute(
@@ -55,15 +69,20 @@ def test_existing_rows_move_into_day_partitions_and_back(tenant_a, requires_post
         with connection.cursor() as cursor:  # the reference stays, as a plain column
             cursor.execute("SELECT prediction_id FROM scale_test_ref")
             assert cursor.fetchone()[0] == min(before)
-        fresh = log_predictions(need=need, version=version, day=DAYS[1], counts={"t.c": 1})
+        fresh = log_predictions(
+            need=need,
+            version=version,
+            day=DAYS[1],
+            counts={"t.c": 1},
+            model=_log_model(PARTITIONED),
+        )
         assert fresh == 1 and max(_rows()) > max(before)  # the id sequence continues
 
         _migrate(PLAIN)
         assert not partitions.is_partitioned()
         assert len(_rows()) == len(before) + 1
-        PredictionLog.objects.bulk_create(
-            [PredictionLog(**{**_copy_of(need, version), "day": DAYS[0]})]
-        )
+        old_log = _log_model(PLAIN)
+        old_log.objects.bulk_create([old_log(**{**_copy_of(need, version), "day": DAYS[0]})])
         assert len(set(_rows())) == len(before) + 2
     finally:
         with connection.cursor() as cursor:
@@ -75,8 +94,8 @@ def test_existing_rows_move_into_day_partitions_and_back(tenant_a, requires_post
 def _copy_of(need, version) -> dict:
     return {
         "tenant_id": need.tenant_id,
-        "need": need,
-        "model_version": version,
+        "need_id": need.pk,
+        "model_version_id": version.pk,
         "channel": "sync",
         "text_hash": "0" * 64,
         "top_label": "t.a",

@@ -153,3 +153,16 @@ def review_sweep() -> dict:
 
     rounds = services.rounds_for_alerts_all_tenants()
     return {"rounds": rounds, **services.cases_collect_all_tenants()}
+
+
+@shared_task(
+    base=DurableTask,
+    name="workers.tasks.monitoring.purge_sync_review_texts",
+    **time_limits(600),
+)
+def purge_sync_review_texts() -> dict:
+    """Beat: clear the sync texts kept for review once past their need's retention (idempotent:
+    a cleared text stays cleared; a redelivery finds nothing left to clear)."""
+    from review.sync_texts import sync_texts_purge_all_tenants
+
+    return sync_texts_purge_all_tenants()

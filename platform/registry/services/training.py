@@ -18,7 +18,7 @@ from core.heartbeat import beating
 from core.querysets import acts_for_tenant
 from registry import artifacts, evaluation
 from registry.errors import RegistryError
-from registry.ml import ALGORITHMS, TextClassifier, train
+from registry.ml import ALGORITHMS, TextClassifier, params_problems, train
 from registry.models import (
     AliasName,
     DatasetSnapshot,
@@ -62,6 +62,31 @@ def registered_model_get_or_create(
     return model
 
 
+def algorithm_params_validate(*, algorithm: str, params: dict | None) -> dict:
+    """The params, checked against the algorithm catalogue (registry.ml.params_problems): an
+    unknown algorithm is `unknown_algorithm`, a key or value it does not take is `bad_params`,
+    both 400 with the fields named."""
+    problems = params_problems(algorithm, params or {})
+    if "algorithm" in problems:
+        raise RegistryError(
+            "unknown_algorithm",
+            _("Unknown algorithm %(algorithm)s; use one of %(value)s.")
+            % {"algorithm": repr(algorithm), "value": ", ".join(ALGORITHMS)},
+            fields=problems,
+        )
+    if problems:
+        raise RegistryError(
+            "bad_params",
+            _("These params do not fit %(algorithm)s: %(problems)s")
+            % {
+                "algorithm": algorithm,
+                "problems": " ".join(p for found in problems.values() for p in found),
+            },
+            fields=problems,
+        )
+    return params or {}
+
+
 def training_run_create(
     *,
     label_set: LabelSet | None = None,
@@ -96,6 +121,7 @@ def training_run_create(
         )
     if params and not isinstance(params, dict):
         raise RegistryError("bad_params", _("params must be an object."))
+    algorithm_params_validate(algorithm=algorithm, params=params)
     with transaction.atomic():
         if snapshot is None:
             snapshot = snapshot_create(
