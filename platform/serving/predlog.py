@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.localtime import zone
@@ -244,7 +244,7 @@ def flush_local() -> int:
         return 0
     try:
         with transaction.atomic():
-            return write_now(local)
+            return write_lines(local)
     except Exception:
         logger.warning("prediction log: %d held lines not written yet", len(local), exc_info=True)
         with _local_lock:
@@ -359,11 +359,34 @@ def _copy(lines: list[bytes]) -> int:
             buffer.write(f"\t{_copy_field(kept)}\t{float(entry['p'])!r}")
         buffer.write("\n")
     buffer.seek(0)
-    with connection.cursor() as cursor:
+    # The raw cursor's errors as Django's (an IntegrityError is an IntegrityError to callers).
+    with connection.cursor() as cursor, connection.wrap_database_errors:
         cursor.cursor.copy_expert(
             f"COPY {PredictionLog._meta.db_table} ({_COPY_COLUMNS}) FROM STDIN", buffer
         )
     return len(lines)
+
+
+def write_lines(lines: list[bytes]) -> int:
+    """`write_now` for buffered lines, inside the caller's transaction. A line that can never be
+    written (its need or model version was deleted before it was flushed: an integrity error) is
+    dropped and logged, line by line, instead of failing its whole batch again at every retry."""
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # Django's foreign keys are checked at commit; check them per statement here,
+                # so that a bad line fails its own savepoint rather than the whole commit.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            return write_now(lines)
+    except IntegrityError:
+        if len(lines) == 1:
+            logger.error("prediction log: a line whose need or model no longer exists dropped")
+            return 0
+    written = 0
+    for line in lines:
+        written += write_lines([line])
+    return written
 
 
 def write_now(lines: list[bytes]) -> int:
@@ -395,7 +418,7 @@ def flush(*, batch: int = 2000, limit: int | None = None) -> int:
         # If this fails (or the process dies), the batch stays under its key, and
         # `recover_inflight` writes it or drops it by its token's row: never lost, never twice.
         with transaction.atomic():
-            count = write_now(lines)
+            count = write_lines(lines)
             PredictionLogFlush.objects.create(token=token, lines=count)
         client.delete(key)
         client.zrem(INFLIGHT_KEY, key)

@@ -186,3 +186,22 @@ def test_held_lines_survive_a_database_refusal_and_are_written_later(
     monkeypatch.setattr(predlog, "write_now", real)
     assert predlog.flush_local() == 1
     assert _logged() == {"held-1": 1}
+
+
+def test_a_line_that_can_never_be_written_is_dropped_not_retried_with_its_batch(
+    buffered_need, caplog
+):
+    """A need deleted before its lines were flushed: its line is dropped and logged, and the
+    other lines of the same batch are written."""
+    client, need = buffered_need
+    _buffer(client, ["ok-1", "ok-2"], need)
+    orphan = predlog.json.loads(_line(need, need.version_id, "orphan-1"))
+    orphan["nd"] = 10**9  # no such need
+    client.rpush(predlog.BUFFER_KEY, predlog.json.dumps(orphan).encode())
+    _buffer(client, ["ok-3"], need)
+
+    assert predlog.flush() == 3
+
+    assert _logged() == {"ok-1": 1, "ok-2": 1, "ok-3": 1}
+    assert client.llen(predlog.BUFFER_KEY) == 0 and client.zcard(predlog.INFLIGHT_KEY) == 0
+    assert "no longer exists dropped" in caplog.text
