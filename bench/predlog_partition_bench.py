@@ -128,6 +128,7 @@ def generate(sizes: dict[date, int], tenant, needs) -> float:
                         [f"{day} 00:00:00+00", day, tenant.pk, need.pk, version.pk],
                     )
             print(f"  {day}: {size:,} rows ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(f"  loaded, building indexes ({time.perf_counter() - started:.0f} s)", flush=True)
         for _, definition in indexes:
             cursor.execute(definition)
         cursor.execute("SET session_replication_role = DEFAULT")
@@ -234,6 +235,9 @@ def main() -> int:
     started = time.perf_counter()
     counts = aggregation.aggregate_predictions_day(day=largest)
     aggregate_seconds = time.perf_counter() - started
+    print(
+        f"  aggregated {largest} ({sizes[largest]:,} rows) in {aggregate_seconds:.1f} s", flush=True
+    )
     volume = (
         PredictionAggregate.objects.for_tenant(tenant)
         .filter(period="day", period_start=largest)
@@ -245,6 +249,7 @@ def main() -> int:
     started = time.perf_counter()
     partitions.log_partition_drop(day=oldest)
     drop_seconds = time.perf_counter() - started
+    print(f"  dropped {oldest} in {drop_seconds:.3f} s", flush=True)
     assert oldest not in partitions.log_partition_days()
 
     rate = insert_rate(tenant, needs)
