@@ -62,9 +62,9 @@ CORES_PER_HOST = 8
 UNITS = [
     # name, peak sync items/s, batch items/day (done within BATCH_WINDOW_HOURS), training runs/day
     # and examples per run
-    ("small", 50, 2_000_000, 10, 10_000),
-    ("medium", 500, 20_000_000, 50, 50_000),
-    ("large", 5_000, 200_000_000, 200, 200_000),
+    ("small", 100, 5_000_000, 10, 20_000),
+    ("medium", 1_000, 50_000_000, 50, 100_000),
+    ("large", 10_000, 500_000_000, 200, 500_000),
 ]
 BATCH_WINDOW_HOURS = 8
 
@@ -299,7 +299,42 @@ def measure_training(texts: list[str], labels: list[str], rounds: int) -> dict:
     }
 
 
-def sizing(rates: dict[str, float]) -> list[str]:
+def sizing_lines(rates: dict[str, float], units: list[tuple]) -> list[str]:
+    """The paragraph and the table: cores per tier at each unit's load, hosts of CORES_PER_HOST."""
+    return [
+        f"Sizing from these rates (sync at 16 items/request: {rates['sync']:,.0f}/core-s; "
+        f"batch {rates['batch']:,.0f}/core-s; training {rates['training']:,.0f} examples/core-s). "
+        f"Cores = load / rate / utilisation (sync {SYNC_UTILISATION:.0%}, batch "
+        f"{BATCH_UTILISATION:.0%} over a {BATCH_WINDOW_HOURS} h window, training "
+        f"{TRAINING_UTILISATION:.0%} of the day); hosts of {CORES_PER_HOST} cores, at least two "
+        "web hosts. PostgreSQL, Redis and the object store are managed services, not counted. "
+        "Another unit's load: `bench/sizing_bench.py --resize --unit NAME,SYNC_ITEMS_PER_S,"
+        "BATCH_ITEMS_PER_DAY,TRAINING_RUNS_PER_DAY,EXAMPLES_PER_RUN` recomputes this table from "
+        "the rates above without measuring again.",
+        "",
+        *sizing(rates, units),
+    ]
+
+
+def rates_from_docs() -> tuple[list[str], dict[str, float]]:
+    """The measurement part of the section in docs/benchmarks.md and its per-core rates."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    found = re.search(re.escape(SECTION) + r"\n\n(.*?)(?=\nSizing from these rates)", text, re.S)
+    if found is None:
+        raise SystemExit(
+            f"no measured rates under {SECTION!r} in docs/benchmarks.md: run the bench"
+        )
+    measured = found.group(1).rstrip("\n").splitlines()
+    rates = {}
+    for line in measured:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for key, prefix in (("sync", "sync, 16"), ("batch", "batch"), ("training", "training")):
+            if cells[0].startswith(prefix):
+                rates[key] = float(cells[1].replace(",", ""))
+    return measured, rates
+
+
+def sizing(rates: dict[str, float], units: list[tuple]) -> list[str]:
     """The sizing table: cores per tier at each unit's load, and hosts of CORES_PER_HOST."""
     lines = [
         f"| unit | peak sync items/s | batch items/day ({BATCH_WINDOW_HOURS} h window) | "
@@ -307,7 +342,7 @@ def sizing(rates: dict[str, float]) -> list[str]:
         f"hosts ({CORES_PER_HOST} cores): web / batch / training |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name, sync, batch, runs, examples in UNITS:
+    for name, sync, batch, runs, examples in units:
         web = sync / rates["sync"] / SYNC_UTILISATION
         batch_cores = batch / (BATCH_WINDOW_HOURS * 3600) / rates["batch"] / BATCH_UTILISATION
         training_seconds = runs * examples / rates["training"]  # CPU-seconds per day
@@ -358,7 +393,30 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short cells, a small batch")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--keep-database", action="store_true")
+    parser.add_argument(
+        "--resize",
+        action="store_true",
+        help="measure nothing: recompute the sizing table from the rates in docs/benchmarks.md",
+    )
+    parser.add_argument(
+        "--unit",
+        action="append",
+        default=[],
+        help="NAME,SYNC_ITEMS_PER_S,BATCH_ITEMS_PER_DAY,TRAINING_RUNS_PER_DAY,EXAMPLES_PER_RUN "
+        "(repeat; default: the small/medium/large examples)",
+    )
     args = parser.parse_args()
+    units = [
+        (name, *(int(v) for v in values))
+        for name, *values in (unit.split(",") for unit in args.unit)
+    ] or UNITS
+    if args.resize:
+        measured, rates = rates_from_docs()
+        lines = [*measured, "", *sizing_lines(rates, units)]
+        print("\n".join(lines))
+        if not args.no_write:
+            print(f"wrote {write_section(lines)}")
+        return 0
     duration = 4.0 if args.quick else args.duration
     sb.DATA_DIR.mkdir(parents=True, exist_ok=True)
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -398,14 +456,7 @@ def main() -> int:
         )
     lines += [
         "",
-        f"Sizing from these rates (sync at 16 items/request: {rates['sync']:,.0f}/core-s; "
-        f"batch {rates['batch']:,.0f}/core-s; training {rates['training']:,.0f} examples/core-s). "
-        f"Cores = load / rate / utilisation (sync {SYNC_UTILISATION:.0%}, batch "
-        f"{BATCH_UTILISATION:.0%} over a {BATCH_WINDOW_HOURS} h window, training "
-        f"{TRAINING_UTILISATION:.0%} of the day); hosts of {CORES_PER_HOST} cores, at least two "
-        "web hosts. PostgreSQL, Redis and the object store are managed services, not counted.",
-        "",
-        *sizing(rates),
+        *sizing_lines(rates, units),
     ]
     print("\n".join(lines))
     if not args.no_write:

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("serving", "0009_prediction_log_partitioned_by_day"),
+        ("serving", "0010_predictionlogflush"),
     ]
 
     operations = [
