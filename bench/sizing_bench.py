@@ -160,6 +160,9 @@ def measure_sync(info: dict, duration: float) -> list[dict]:
 
 def measure_batch(info: dict, texts: list[str]) -> dict:
     from serving.models import BatchChunk, BatchJob
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(slug="bench")  # serving_bench.prepare's
 
     worker = sb.start(
         [
@@ -244,7 +247,7 @@ def measure_batch(info: dict, texts: list[str]) -> dict:
             raise RuntimeError(f"batch POST failed: {response.status} {body}")
         job_id = body["id"]
         while True:
-            job = BatchJob.objects.dangerously_unscoped().get(pk=job_id)
+            job = BatchJob.objects.owned_by(tenant.pk).get(pk=job_id)
             if job.status not in ("queued", "running"):
                 break
             time.sleep(0.2)
