@@ -833,8 +833,12 @@ class Cluster:
             str(self.log_dir / "nginx-error.log"),
         ]
 
+    def upstream_addresses(self) -> list[str]:
+        """host:port of each web instance, as nginx reaches it."""
+        return [f"{self.host}:{port}" for port in self.web_ports]
+
     def _render_nginx(self) -> None:
-        addresses = [f"{self.host}:{port}" for port in self.web_ports]
+        addresses = self.upstream_addresses()
         site = render_site(
             upstreams=addresses,
             listen=f"{self.host}:{self.nginx_port}",

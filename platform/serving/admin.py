@@ -91,6 +91,7 @@ class BatchChunkInline(admin.TabularInline):
         "status",
         "attempts",
         "queued_at",
+        "claimed_by",
         "claimed_at",
         "lease_until",
         "done_at",

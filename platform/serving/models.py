@@ -297,6 +297,10 @@ class BatchChunk(models.Model):
     #: claimer died (a broker delivers a message to one consumer at a time), so it takes over
     #: at once instead of waiting for the lease.
     claim_task = models.CharField(max_length=64, blank=True)
+    #: The Celery node (`<queue>-<n>@<host>`) of the latest claim: the one that committed a done
+    #: chunk. With workers on several hosts it tells who did what, and where a lost host's
+    #: chunks were taken over.
+    claimed_by = models.CharField(max_length=255, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     #: When a task message for this chunk was last sent (creation, sweeper, admin re-queue).

@@ -412,7 +412,7 @@ def batch_chunk_lease_seconds(*, job: BatchJob) -> float:
     )
 
 
-def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> str:
+def batch_chunk_run(*, chunk_id: int, task_id: str = "", worker: str = "") -> str:
     """Process one chunk; returns the outcome ("done", "busy", "failed", "lost-claim", ...).
 
     "busy": another live claim holds the chunk (e.g. a sweeper's copy arriving while it runs).
@@ -422,7 +422,8 @@ def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> str:
 
     `task_id` is the Celery message's id: when the chunk's current claim was made by this same
     message, its earlier delivery died (pool process killed, worker lost), so this delivery takes
-    the chunk over at once. After BATCH_CHUNK_MAX_ATTEMPTS claims the chunk fails the job."""
+    the chunk over at once. After BATCH_CHUNK_MAX_ATTEMPTS claims the chunk fails the job.
+    `worker` (the Celery node name) is recorded with each claim."""
     chunk = BatchChunk.objects.select_related("job").filter(pk=chunk_id).first()
     if chunk is None:
         return "missing"
@@ -440,6 +441,7 @@ def batch_chunk_run(*, chunk_id: int, task_id: str = "") -> str:
             status=ChunkStatus.RUNNING,
             claim=token,
             claim_task=task_id[:64],
+            claimed_by=worker[:255],
             claimed_at=now,
             lease_until=now + timedelta(seconds=lease),
             attempts=F("attempts") + 1,

@@ -10,6 +10,7 @@ callers with the metrics bearer token.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -26,7 +27,8 @@ from monitoring.metrics_view import bearer_token_given
 @require_GET
 @never_cache
 def healthz(request):
-    return JsonResponse({"status": "ok"})
+    # The host name says which machine behind the balancer answered (several hosts, one URL).
+    return JsonResponse({"status": "ok", "host": socket.gethostname()})
 
 
 def _check_database() -> dict:

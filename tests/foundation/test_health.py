@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 from celery.contrib.testing.worker import start_worker
 
@@ -16,7 +18,7 @@ def fresh_queue_answers():
 def test_healthz_answers_liveness(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "host": socket.gethostname()}
 
 
 @pytest.fixture

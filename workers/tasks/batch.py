@@ -16,7 +16,9 @@ def run_batch_chunk(self, chunk_id: int) -> str:
     unique result keys make the rerun exactly-once."""
     from serving import services
 
-    return services.batch_chunk_run(chunk_id=chunk_id, task_id=self.request.id or "")
+    return services.batch_chunk_run(
+        chunk_id=chunk_id, task_id=self.request.id or "", worker=self.request.hostname or ""
+    )
 
 
 @shared_task(name="workers.tasks.batch.sweep_stale_chunks")
