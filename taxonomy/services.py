@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from taxonomy.models import (
     Label,
@@ -237,6 +238,24 @@ def label_deprecate(
     return label
 
 
+#: The human names of label_usage's keys (its keys stay stable identifiers).
+USAGE_NAMES = {
+    "label_set_revisions": gettext_lazy("label set revisions"),
+    "training_samples": gettext_lazy("training samples"),
+    "needs": gettext_lazy("needs"),
+    "children": gettext_lazy("child labels"),
+    "replaces": gettext_lazy("labels it replaces"),
+}
+
+
+def usage_listed(usage: dict[str, int]) -> str:
+    """`usage` (label_usage's non-zero counts) as text in the active language."""
+    return ", ".join(
+        _("%(what)s: %(count)s") % {"what": USAGE_NAMES[what], "count": n}
+        for what, n in usage.items()
+    )
+
+
 def label_usage(*, label: Label) -> dict[str, int]:
     """Everything that refers to a label; a label with any usage cannot be deleted."""
     from registry.models import TrainingSampleLabel
@@ -258,7 +277,7 @@ def label_delete(*, label: Label, actor=None) -> None:
         label = Label.objects.select_for_update().get(pk=label.pk)
         usage = {what: n for what, n in label_usage(label=label).items() if n}
         if usage:
-            listed = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in usage.items())
+            listed = usage_listed(usage)
             raise ValidationError(
                 {
                     "label": [

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core.querysets import TenantQuerySet
 
@@ -24,41 +25,60 @@ ACTIVE_STATUSES = (OptimisationStatus.QUEUED, OptimisationStatus.RUNNING)
 
 class OptimisationRun(models.Model):
     tenant = models.ForeignKey(
-        "tenants.Tenant", on_delete=models.PROTECT, related_name="optimisation_runs"
+        "tenants.Tenant",
+        on_delete=models.PROTECT,
+        related_name="optimisation_runs",
+        verbose_name=_("tenant"),
     )
     need = models.ForeignKey(
-        "tenants.Need", on_delete=models.PROTECT, related_name="optimisation_runs"
+        "tenants.Need",
+        on_delete=models.PROTECT,
+        related_name="optimisation_runs",
+        verbose_name=_("need"),
     )
     #: The split every trial is evaluated on: the champion's snapshot when the need has one.
     snapshot = models.ForeignKey(
-        "registry.DatasetSnapshot", on_delete=models.PROTECT, related_name="optimisation_runs"
+        "registry.DatasetSnapshot",
+        on_delete=models.PROTECT,
+        related_name="optimisation_runs",
+        verbose_name=_("snapshot"),
     )
     status = models.CharField(
-        max_length=16, choices=OptimisationStatus.choices, default=OptimisationStatus.QUEUED
+        max_length=16,
+        choices=OptimisationStatus.choices,
+        default=OptimisationStatus.QUEUED,
+        verbose_name=_("status"),
     )
-    latency_budget_ms = models.FloatField(help_text="p99 single-item latency budget, ms")
-    size_budget_kb = models.PositiveIntegerField(help_text="artifact size budget, KB (1024 bytes)")
-    time_limit_seconds = models.PositiveIntegerField()
-    max_trials = models.PositiveIntegerField(null=True, blank=True)
-    seed = models.PositiveIntegerField(default=42)
-    target_requests_per_s = models.FloatField(null=True, blank=True)
-    progress = models.FloatField(default=0.0)
-    log = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    cancel_requested = models.BooleanField(default=False)
+    latency_budget_ms = models.FloatField(
+        help_text=_("p99 single-item latency budget, ms"), verbose_name=_("latency budget ms")
+    )
+    size_budget_kb = models.PositiveIntegerField(
+        help_text=_("artifact size budget, KB (1024 bytes)"), verbose_name=_("size budget kb")
+    )
+    time_limit_seconds = models.PositiveIntegerField(verbose_name=_("time limit seconds"))
+    max_trials = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("max trials"))
+    seed = models.PositiveIntegerField(default=42, verbose_name=_("seed"))
+    target_requests_per_s = models.FloatField(
+        null=True, blank=True, verbose_name=_("target requests per s")
+    )
+    progress = models.FloatField(default=0.0, verbose_name=_("progress"))
+    log = models.TextField(blank=True, verbose_name=_("log"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
+    cancel_requested = models.BooleanField(default=False, verbose_name=_("cancel requested"))
     #: Bumped with every progress write; a running run whose heartbeat is older than
     #: OPTIMISATION_STALE_SECONDS lost its worker.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, verbose_name=_("heartbeat at"))
     #: The measurement protocol (warm-up, repetitions, process, load) and the outcome: chosen
     #: trial, explanation when nothing fits, closest misses, capacity plan, default model.
-    measurement = models.JSONField(default=dict, blank=True)
-    result = models.JSONField(default=dict, blank=True)
+    measurement = models.JSONField(default=dict, blank=True, verbose_name=_("measurement"))
+    result = models.JSONField(default=dict, blank=True, verbose_name=_("result"))
     chosen_trial = models.ForeignKey(
         "optimisation.OptimisationTrial",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name=_("chosen trial"),
     )
     registered_version = models.OneToOneField(
         "registry.ModelVersion",
@@ -66,17 +86,25 @@ class OptimisationRun(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="optimisation_run",
+        verbose_name=_("registered version"),
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
+    started_at = models.DateTimeField(null=True, blank=True, verbose_name=_("started at"))
+    finished_at = models.DateTimeField(null=True, blank=True, verbose_name=_("finished at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("optimisation run")
+        verbose_name_plural = _("optimisation runs")
         ordering = ["-created_at", "-id"]
         constraints = [
             # At most one queued or running run per need, held by the database.
@@ -108,30 +136,34 @@ class _TrialQuerySet(TenantQuerySet):
 
 
 class OptimisationTrial(models.Model):
-    run = models.ForeignKey(OptimisationRun, on_delete=models.CASCADE, related_name="trials")
-    number = models.PositiveIntegerField()
-    state = models.CharField(max_length=16, choices=TrialState.choices)
+    run = models.ForeignKey(
+        OptimisationRun, on_delete=models.CASCADE, related_name="trials", verbose_name=_("run")
+    )
+    number = models.PositiveIntegerField(verbose_name=_("number"))
+    state = models.CharField(max_length=16, choices=TrialState.choices, verbose_name=_("state"))
     #: The variant: representation, vectoriser, selection, classifier, precision.
-    params = models.JSONField(default=dict)
-    macro_f1 = models.FloatField(null=True, blank=True)
-    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    params = models.JSONField(default=dict, verbose_name=_("params"))
+    macro_f1 = models.FloatField(null=True, blank=True, verbose_name=_("macro f1"))
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True, verbose_name=_("size bytes"))
     #: Measured after the search, serially, on the serving path (see run.measurement).
-    p50_ms = models.FloatField(null=True, blank=True)
-    p99_ms = models.FloatField(null=True, blank=True)
-    mean_ms = models.FloatField(null=True, blank=True)
-    docs_per_s = models.FloatField(null=True, blank=True)
-    scorer_path = models.CharField(max_length=32, blank=True)
+    p50_ms = models.FloatField(null=True, blank=True, verbose_name=_("p50 ms"))
+    p99_ms = models.FloatField(null=True, blank=True, verbose_name=_("p99 ms"))
+    mean_ms = models.FloatField(null=True, blank=True, verbose_name=_("mean ms"))
+    docs_per_s = models.FloatField(null=True, blank=True, verbose_name=_("docs per s"))
+    scorer_path = models.CharField(max_length=32, blank=True, verbose_name=_("scorer path"))
     #: The quick in-search p99 that guided the sampler (never used to choose).
-    search_p99_ms = models.FloatField(null=True, blank=True)
-    fit_seconds = models.FloatField(null=True, blank=True)
-    pareto = models.BooleanField(default=False)
-    fits = models.BooleanField(default=False)
-    is_default = models.BooleanField(default=False)
-    error = models.TextField(blank=True)
+    search_p99_ms = models.FloatField(null=True, blank=True, verbose_name=_("search p99 ms"))
+    fit_seconds = models.FloatField(null=True, blank=True, verbose_name=_("fit seconds"))
+    pareto = models.BooleanField(default=False, verbose_name=_("pareto"))
+    fits = models.BooleanField(default=False, verbose_name=_("fits"))
+    is_default = models.BooleanField(default=False, verbose_name=_("is default"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
 
     objects = _TrialQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("optimisation trial")
+        verbose_name_plural = _("optimisation trials")
         ordering = ["run", "number"]
         constraints = [
             models.UniqueConstraint(fields=["run", "number"], name="uniq_optimisation_trial")

@@ -16,41 +16,63 @@ from core.querysets import TenantQuerySet
 class RetrainPolicy(models.Model):
     """When a need retrains by itself, and what a challenger must show to be promoted."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="+", verbose_name=_("tenant")
+    )
     need = models.OneToOneField(
-        "tenants.Need", on_delete=models.CASCADE, related_name="retrain_policy"
+        "tenants.Need",
+        on_delete=models.CASCADE,
+        related_name="retrain_policy",
+        verbose_name=_("need"),
     )
     #: The challenger's fresh-set macro-F1 must be at least the champion's plus this margin.
     promotion_margin = models.FloatField(
-        default=0.0, validators=[MinValueValidator(-1.0), MaxValueValidator(1.0)]
+        default=0.0,
+        validators=[MinValueValidator(-1.0), MaxValueValidator(1.0)],
+        verbose_name=_("promotion margin"),
     )
     #: No label's recall may drop by more than this, on the test set or on the fresh set.
     max_recall_drop = models.FloatField(
-        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        verbose_name=_("max recall drop"),
     )
     #: The fresh set must hold at least this many samples for the guard to judge it.
-    min_fresh_samples = models.PositiveIntegerField(default=20)
+    min_fresh_samples = models.PositiveIntegerField(default=20, verbose_name=_("min fresh samples"))
     #: Retrain after this many accepted samples since the champion's snapshot (empty: never).
-    retrain_after_accepted = models.PositiveIntegerField(null=True, blank=True)
+    retrain_after_accepted = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name=_("retrain after accepted")
+    )
     #: Retrain when a review round's sign-off says "retrain".
-    retrain_on_signoff = models.BooleanField(default=True)
+    retrain_on_signoff = models.BooleanField(default=True, verbose_name=_("retrain on signoff"))
     #: Retrain every this many days (checked by the hourly beat task; empty: never).
     retrain_every_days = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(365)]
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        verbose_name=_("retrain every days"),
     )
     #: Shadow mode: the share of live sync traffic the challenger also scores (0 = off).
     shadow_share = models.FloatField(
-        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)]
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        verbose_name=_("shadow share"),
     )
     updated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("updated by"),
     )
-    updated_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, verbose_name=_("updated at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
-        verbose_name_plural = "retrain policies"
+        verbose_name = _("retrain policy")
+        verbose_name_plural = _("retrain policies")
 
     def __str__(self) -> str:
         return f"retrain policy of need {self.need_id}"
@@ -77,23 +99,37 @@ ACTIVE_STATUSES = (RetrainStatus.QUEUED, RetrainStatus.RUNNING)
 class Retrain(models.Model):
     """One retrain of a need's champion: snapshot, training run, challenger, comparison, guard."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
-    need = models.ForeignKey("tenants.Need", on_delete=models.PROTECT, related_name="retrains")
-    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
-    reason = models.CharField(max_length=300, blank=True)
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="+", verbose_name=_("tenant")
+    )
+    need = models.ForeignKey(
+        "tenants.Need", on_delete=models.PROTECT, related_name="retrains", verbose_name=_("need")
+    )
+    trigger = models.CharField(
+        max_length=16, choices=Trigger.choices, default=Trigger.MANUAL, verbose_name=_("trigger")
+    )
+    reason = models.CharField(max_length=300, blank=True, verbose_name=_("reason"))
     status = models.CharField(
-        max_length=16, choices=RetrainStatus.choices, default=RetrainStatus.QUEUED, db_index=True
+        max_length=16,
+        choices=RetrainStatus.choices,
+        default=RetrainStatus.QUEUED,
+        db_index=True,
+        verbose_name=_("status"),
     )
     champion = models.ForeignKey(
-        "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
+        "registry.ModelVersion",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("champion"),
     )
-    params = models.JSONField(default=dict, blank=True)
+    params = models.JSONField(default=dict, blank=True, verbose_name=_("params"))
     snapshot = models.ForeignKey(
         "registry.DatasetSnapshot",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
+        verbose_name=_("snapshot"),
     )
     training_run = models.OneToOneField(
         "registry.TrainingRun",
@@ -101,30 +137,50 @@ class Retrain(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="retrain",
+        verbose_name=_("training run"),
     )
     challenger = models.ForeignKey(
-        "registry.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("challenger"),
     )
-    accepted_added = models.PositiveIntegerField(default=0)
+    accepted_added = models.PositiveIntegerField(default=0, verbose_name=_("accepted added"))
     #: The comparison (retraining.comparison.compare_versions) and the guard's verdict.
-    comparison = models.JSONField(null=True, blank=True)
-    guard = models.JSONField(null=True, blank=True)
-    error = models.TextField(blank=True)
+    comparison = models.JSONField(null=True, blank=True, verbose_name=_("comparison"))
+    guard = models.JSONField(null=True, blank=True, verbose_name=_("guard"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
+    started_at = models.DateTimeField(null=True, blank=True, verbose_name=_("started at"))
+    finished_at = models.DateTimeField(null=True, blank=True, verbose_name=_("finished at"))
     promoted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("promoted by"),
     )
-    promoted_at = models.DateTimeField(null=True, blank=True)
-    override_reason = models.CharField(max_length=280, blank=True)
+    promoted_at = models.DateTimeField(null=True, blank=True, verbose_name=_("promoted at"))
+    override_reason = models.CharField(
+        max_length=280, blank=True, verbose_name=_("override reason")
+    )
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("retrain")
+        verbose_name_plural = _("retrains")
         ordering = ["-created_at", "-id"]
         constraints = [
             # One retrain in flight per need: a second start (a double click, a redelivered
@@ -144,21 +200,33 @@ class ShadowAgreement(models.Model):
     """Per need, challenger and day: how many shadow-scored items, and on how many the
     challenger's top label agreed with the champion's answer (which was the one returned)."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
-    need = models.ForeignKey("tenants.Need", on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="+", verbose_name=_("tenant")
+    )
+    need = models.ForeignKey(
+        "tenants.Need", on_delete=models.CASCADE, related_name="+", verbose_name=_("need")
+    )
     champion = models.ForeignKey(
-        "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
+        "registry.ModelVersion",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("champion"),
     )
     challenger = models.ForeignKey(
-        "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
+        "registry.ModelVersion",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("challenger"),
     )
-    day = models.DateField()
-    scored = models.PositiveIntegerField(default=0)
-    agreed = models.PositiveIntegerField(default=0)
+    day = models.DateField(verbose_name=_("day"))
+    scored = models.PositiveIntegerField(default=0, verbose_name=_("scored"))
+    agreed = models.PositiveIntegerField(default=0, verbose_name=_("agreed"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("shadow agreement")
+        verbose_name_plural = _("shadow agreements")
         ordering = ["-day"]
         constraints = [
             models.UniqueConstraint(
