@@ -125,7 +125,9 @@ def label_create(
     except ValidationError as exc:
         errors["key"] = list(exc.messages)
     if "key" not in errors and not key_is_free(key):
-        errors["key"] = [f"The key '{key}' is already taken (keys are never reused)."]
+        errors["key"] = [
+            _("The key '%(key)s' is already taken (keys are never reused).") % {"key": key}
+        ]
     if not (name_en or "").strip():
         errors["name_en"] = ["An English name is required."]
     if errors:
@@ -433,10 +435,12 @@ def labels_for_keys(keys: Iterable[str], *, field: str = "labels") -> list[Label
     if not ordered:
         raise ValidationError({field: [_("A label set needs at least one label.")]})
     found = {label.key: label for label in Label.objects.filter(key__in=ordered)}
-    problems = [f"Unknown label '{key}'." for key in ordered if key not in found]
+    problems = [_("Unknown label '%(key)s'.") % {"key": key} for key in ordered if key not in found]
     problems += [
-        f"'{key}' is deprecated"
-        + (f"; use '{found[key].replaced_by.key}'." if found[key].replaced_by_id else ".")
+        _("'%(key)s' is deprecated; use '%(replacement)s'.")
+        % {"key": key, "replacement": found[key].replaced_by.key}
+        if found[key].replaced_by_id
+        else _("'%(key)s' is deprecated.") % {"key": key}
         for key in ordered
         if key in found and found[key].status == LabelStatus.DEPRECATED
     ]
@@ -475,14 +479,16 @@ def label_set_create(
     """A shared (tenant=None) or tenant-owned label set with its first revision."""
     errors: dict[str, list[str]] = {}
     if kind not in LabelSetKind.values:
-        errors["kind"] = [f"Choose one of {', '.join(LabelSetKind.values)}."]
+        errors["kind"] = [
+            _("Choose one of %(choices)s.") % {"choices": ", ".join(LabelSetKind.values)}
+        ]
     if not slug:
         errors["slug"] = ["A slug is required."]
     # A tenant's own set may not shadow a shared slug (lookups by slug see both).
     elif LabelSet.objects.filter(slug=slug, tenant__isnull=True).exists() or (
         tenant is not None and LabelSet.objects.owned_by(tenant).filter(slug=slug).exists()
     ):
-        errors["slug"] = [f"A label set '{slug}' already exists."]
+        errors["slug"] = [_("A label set '%(slug)s' already exists.") % {"slug": slug}]
     if errors:
         raise ValidationError(errors)
     labels = labels_for_keys(label_keys)
@@ -515,7 +521,11 @@ def label_set_revise(
     new_kind = kind or label_set.kind
     if new_kind not in LabelSetKind.values:
         raise ValidationError(
-            {"kind": [_("Choose one of %(value)s.") % {"value": ", ".join(LabelSetKind.values)}]}
+            {
+                "kind": [
+                    _("Choose one of %(choices)s.") % {"choices": ", ".join(LabelSetKind.values)}
+                ]
+            }
         )
     if new_kind == LabelSetKind.MULTICLASS and len(labels) < 2:
         raise ValidationError({"labels": [_("A multi-class label set needs at least two labels.")]})
@@ -566,14 +576,18 @@ def label_proposal_create(
     except ValidationError as exc:
         errors["key"] = list(exc.messages)
     if "key" not in errors and not key_is_free(key):
-        errors["key"] = [f"The key '{key}' is already taken (keys are never reused)."]
+        errors["key"] = [
+            _("The key '%(key)s' is already taken (keys are never reused).") % {"key": key}
+        ]
     elif (
         "key" not in errors
         and LabelProposal.objects.owned_by(tenant)
         .filter(key=key, status=ProposalStatus.PENDING)
         .exists()
     ):
-        errors["key"] = [f"You have already proposed '{key}'; it awaits a decision."]
+        errors["key"] = [
+            _("You have already proposed '%(key)s'; it awaits a decision.") % {"key": key}
+        ]
     if not (name_en or "").strip():
         errors["name_en"] = ["An English name is required."]
     if errors:
@@ -597,7 +611,14 @@ def _decidable(proposal: LabelProposal) -> LabelProposal:
         LabelProposal.objects.owned_by(proposal.tenant_id).select_for_update().get(pk=proposal.pk)
     )
     if locked.status != ProposalStatus.PENDING:
-        raise ValidationError({"status": [f"This proposal is {locked.status} already."]})
+        raise ValidationError(
+            {
+                "status": [
+                    _("This proposal is %(locked_status)s already.")
+                    % {"locked_status": locked.status}
+                ]
+            }
+        )
     return locked
 
 

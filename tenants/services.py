@@ -103,7 +103,7 @@ def member_invite(
     username = (username or "").strip()
     errors: dict[str, list[str]] = {}
     if role not in Role.values:
-        errors["role"] = [f"Choose one of {', '.join(Role.values)}."]
+        errors["role"] = [_("Choose one of %(choices)s.") % {"choices": ", ".join(Role.values)}]
     user = User.objects.filter(username=username).first()
     if user is None:
         try:
@@ -118,7 +118,10 @@ def member_invite(
             except ValidationError as exc:
                 errors["email"] = list(exc.messages)
     elif Membership.objects.owned_by(tenant).filter(user=user).exists():
-        errors["username"] = [f"{username} is already a member; change their role instead."]
+        errors["username"] = [
+            _("%(username)s is already a member; change their role instead.")
+            % {"username": username}
+        ]
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
@@ -137,7 +140,12 @@ def member_set_password_link(*, membership: Membership) -> str:
     (the invitation's link was lost). Someone with a password resets it themselves."""
     if membership.user.has_usable_password():
         raise ValidationError(
-            {"username": [f"{membership.user.username} has set a password already."]}
+            {
+                "username": [
+                    _("%(username)s has set a password already.")
+                    % {"username": membership.user.username}
+                ]
+            }
         )
     return _set_password_path(membership.user)
 
@@ -145,7 +153,9 @@ def member_set_password_link(*, membership: Membership) -> str:
 def member_role_set(*, membership: Membership, role: str) -> Membership:
     """Change a member's role; the tenant's last admin keeps theirs."""
     if role not in Role.values:
-        raise ValidationError({"role": [f"Choose one of {', '.join(Role.values)}."]})
+        raise ValidationError(
+            {"role": [_("Choose one of %(choices)s.") % {"choices": ", ".join(Role.values)}]}
+        )
     with transaction.atomic():
         _keep_an_admin(membership, leaving=role != Role.ADMIN)
         membership.role = role
@@ -582,7 +592,14 @@ def _transition(*, need: Need, to: str, actor=None, reason: str = "", **extra: A
     with transaction.atomic():
         need = Need.objects.owned_by(need.tenant_id).select_for_update().get(pk=need.pk)
         if to not in NEED_TRANSITIONS[NeedStatus(need.status)]:
-            raise ValidationError({"status": [f"A {need.status} need cannot become {to}."]})
+            raise ValidationError(
+                {
+                    "status": [
+                        _("A %(need_status)s need cannot become %(to)s.")
+                        % {"need_status": need.status, "to": to}
+                    ]
+                }
+            )
         _record_status(need=need, to=to, actor=actor, reason=reason)
         need.status = to
         for field, value in extra.items():
@@ -619,7 +636,12 @@ def need_go_live(*, need: Need, actor=None, reason: str = "") -> Need:
     """An approved need goes live once a model with a `production` alias serves it."""
     if not _has_serving_alias(need):
         raise ValidationError(
-            {"model": [f"Attach a model with a '{need.model_alias}' alias before going live."]}
+            {
+                "model": [
+                    _("Attach a model with a '%(model_alias)s' alias before going live.")
+                    % {"model_alias": need.model_alias}
+                ]
+            }
         )
     return _transition(need=need, to=NeedStatus.LIVE, actor=actor, reason=reason)
 
@@ -685,7 +707,12 @@ def need_reinstate(*, need: Need, actor, reason: str) -> Need:
         need = Need.objects.owned_by(need.tenant_id).select_for_update().get(pk=need.pk)
         if need.status != NeedStatus.RETIRED:
             raise ValidationError(
-                {"status": [f"Only a retired need can be reinstated ({need} is {need.status})."]}
+                {
+                    "status": [
+                        _("Only a retired need can be reinstated (%(need)s is %(need_status)s).")
+                        % {"need": need, "need_status": need.status}
+                    ]
+                }
             )
         before = (
             NeedStatusChange.objects.owned_by(need.tenant_id)
@@ -729,7 +756,12 @@ def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: boo
     if fit is not None and not fit.fits and not accept_shortfall:
         # Subscribing must mean the model answers the need: say why it does not.
         raise ValidationError(
-            {"model": [f"{model.name} does not answer this need. " + " ".join(fit.reasons)]}
+            {
+                "model": [
+                    _("%(model)s does not answer this need. %(reasons)s")
+                    % {"model": model.name, "reasons": " ".join(fit.reasons)}
+                ]
+            }
         )
     if need.status == NeedStatus.LIVE and model.label_set_id != need.label_set_id:
         raise ValidationError(

@@ -18,6 +18,8 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -66,9 +68,13 @@ def records(text: str) -> Iterator[tuple[int, list[str]]]:
     except csv.Error as exc:
         line = unterminated_quote_line(text)
         if line is not None:
-            raise CsvFormatError(line, f"Unterminated quote starting on line {line}.") from None
+            raise CsvFormatError(
+                line, _("Unterminated quote starting on line %(line)s.") % {"line": line}
+            ) from None
         raise CsvFormatError(
-            ended + 1, f"Malformed CSV in the record starting on line {ended + 1}: {exc}."
+            ended + 1,
+            _("Malformed CSV in the record starting on line %(ended)s: %(exc)s.")
+            % {"ended": ended + 1, "exc": exc},
         ) from None
 
 

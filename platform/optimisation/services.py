@@ -31,6 +31,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.querysets import acts_for_tenant
@@ -93,13 +95,16 @@ def _champion_snapshot(need: Need) -> DatasetSnapshot | None:
 def _number(value, *, field: str, low: float, high: float, what: str) -> float:
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         raise OptimisationError(
-            "bad_budget", f"Give {what} as a number.", fields={field: ["A number is required."]}
+            "bad_budget",
+            _("Give %(what)s as a number.") % {"what": what},
+            fields={field: ["A number is required."]},
         )
     if not low <= value <= high:
         raise OptimisationError(
             "bad_budget",
-            f"{what[0].upper()}{what[1:]} must be between {low:g} and {high:g}; got {value:g}.",
-            fields={field: [f"Between {low:g} and {high:g}."]},
+            _("%(what)s must be between %(low)g and %(high)g; got %(value)g.")
+            % {"what": capfirst(what), "low": low, "high": high, "value": value},
+            fields={field: [_("Between %(low)g and %(high)g.") % {"low": low, "high": high}]},
         )
     return value
 
@@ -149,14 +154,22 @@ def optimisation_run_start(
     if time_limit_seconds > limit:
         raise OptimisationError(
             "time_limit_too_long",
-            f"The time limit may be at most {limit} s on this platform; got {time_limit_seconds} s.",
-            fields={"time_limit_seconds": [f"At most {limit}."]},
+            _(
+                "The time limit may be at most %(limit)s s on this platform; got %(time_limit_seconds)s s."
+            )
+            % {"limit": limit, "time_limit_seconds": time_limit_seconds},
+            fields={"time_limit_seconds": [_("At most %(limit)s.") % {"limit": limit}]},
         )
     if time_limit_seconds < MIN_TIME_LIMIT_SECONDS:
         raise OptimisationError(
             "bad_time_limit",
-            f"The time limit must be at least {MIN_TIME_LIMIT_SECONDS} s.",
-            fields={"time_limit_seconds": [f"At least {MIN_TIME_LIMIT_SECONDS}."]},
+            _("The time limit must be at least %(minimum)s s.")
+            % {"minimum": MIN_TIME_LIMIT_SECONDS},
+            fields={
+                "time_limit_seconds": [
+                    _("At least %(minimum)s.") % {"minimum": MIN_TIME_LIMIT_SECONDS}
+                ]
+            },
         )
     if max_trials is not None:
         _number(max_trials, field="max_trials", low=1, high=MAX_TRIALS, what="the trial budget")
@@ -175,7 +188,9 @@ def optimisation_run_start(
     label_set = need.label_set
     if label_set is None:
         raise OptimisationError(
-            "no_snapshot", f"Need '{need.slug}' has no label set yet, so there is no data."
+            "no_snapshot",
+            _("Need '%(need_slug)s' has no label set yet, so there is no data.")
+            % {"need_slug": need.slug},
         )
     if label_set.kind == LabelSetKind.MULTILABEL:
         raise OptimisationError(
@@ -186,8 +201,10 @@ def optimisation_run_start(
     if snapshot is None:
         raise OptimisationError(
             "no_snapshot",
-            f"Need '{need.slug}' has no dataset snapshot to optimise on; import data and train a "
-            "model first.",
+            _(
+                "Need '%(need_slug)s' has no dataset snapshot to optimise on; import data and train a model first."
+            )
+            % {"need_slug": need.slug},
         )
     if (
         OptimisationRun.objects.owned_by(need.tenant_id)
@@ -222,7 +239,10 @@ def optimisation_run_start(
 def _already_running(need: Need) -> OptimisationError:
     return OptimisationError(
         "optimisation_running",
-        f"An optimisation run for '{need.slug}' is already queued or running; cancel it or wait.",
+        _(
+            "An optimisation run for '%(need_slug)s' is already queued or running; cancel it or wait."
+        )
+        % {"need_slug": need.slug},
         status_code=409,
     )
 
@@ -252,7 +272,7 @@ def optimisation_run_cancel(*, run: OptimisationRun, actor=None) -> Optimisation
         run.refresh_from_db()
         raise OptimisationError(
             "not_active",
-            f"This run is already {run.get_status_display().lower()}.",
+            _("This run is already %(status)s.") % {"status": run.get_status_display().lower()},
             status_code=409,
         )
     run.refresh_from_db()
@@ -606,7 +626,9 @@ def _decide_and_register(
     stored = artifacts.store_serialised(_trial_bytes(path, sha256))
     if stored.size != trial.size_bytes:  # the size the search optimised is the stored size
         raise OptimisationError(
-            "size_mismatch", f"Stored {stored.size} bytes, measured {trial.size_bytes}."
+            "size_mismatch",
+            _("Stored %(size)s bytes, measured %(size_bytes)s.")
+            % {"size": stored.size, "size_bytes": trial.size_bytes},
         )
     card = {
         "run": run.pk,

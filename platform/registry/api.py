@@ -319,7 +319,8 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
         ):
             raise DomainError(
                 "permission_denied",
-                f"Only an admin of {model.tenant.slug} may do this.",
+                _("Only an admin of %(tenant_slug)s may do this.")
+                % {"tenant_slug": model.tenant.slug},
                 status_code=403,
             )
 
@@ -671,7 +672,7 @@ class SnapshotViewSet(
             if need.label_set_id is None:
                 raise DomainError(
                     "need_has_no_label_set",
-                    f"Need {need.slug} has no label set yet.",
+                    _("Need %(need_slug)s has no label set yet.") % {"need_slug": need.slug},
                     status_code=409,
                 )
             label_set = need.label_set

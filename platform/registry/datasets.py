@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
+from django.utils.translation import gettext as _
+
 from core import csv_io
 from core.edge import string_problem
 from core.texts import text_problem
@@ -79,7 +81,9 @@ def _clean_row(result: ParseResult, *, row: int, text, labels, split, source_ref
         problem = next((p for v in values if isinstance(v, str) and (p := string_problem(v))), None)
         if problem:
             # PostgreSQL text cannot hold a NUL, and a lone surrogate is not UTF-8.
-            result.errors.append(RowError(row, name, f"The value {problem}."))
+            result.errors.append(
+                RowError(row, name, _("The value %(problem)s.") % {"problem": problem})
+            )
             return
     text_error = text_problem(text, max_chars=MAX_TEXT_CHARS)  # as sync, stream and batch items
     if text_error:
@@ -96,7 +100,12 @@ def _clean_row(result: ParseResult, *, row: int, text, labels, split, source_ref
     split = (split or "").strip().lower() if isinstance(split, str) else split
     if split not in SPLITS:
         result.errors.append(
-            RowError(row, "split", f"Unknown split {split!r}; use train, dev, test or leave empty.")
+            RowError(
+                row,
+                "split",
+                _("Unknown split %(split)r; use train, dev, test or leave empty.")
+                % {"split": split},
+            )
         )
         ok = False
     if ok:
@@ -168,7 +177,9 @@ def parse_jsonl(content: bytes) -> ParseResult:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            result.errors.append(RowError(number, "row", f"Not valid JSON: {exc.msg}."))
+            result.errors.append(
+                RowError(number, "row", _("Not valid JSON: %(msg)s.") % {"msg": exc.msg})
+            )
             continue
         if not isinstance(record, dict):
             result.errors.append(RowError(number, "row", "Each line must be a JSON object."))
@@ -194,7 +205,11 @@ def parse_upload(*, filename: str, content: bytes, fmt: str | None = None) -> Pa
         return parse_csv(content)
     result = ParseResult()
     result.errors.append(
-        RowError(0, "format", f"Unsupported file type {fmt!r}; upload a .csv or .jsonl file.")
+        RowError(
+            0,
+            "format",
+            _("Unsupported file type %(fmt)r; upload a .csv or .jsonl file.") % {"fmt": fmt},
+        )
     )
     return result
 

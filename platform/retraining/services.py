@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.querysets import acts_for_tenant
 from registry.errors import RegistryError
@@ -66,9 +67,11 @@ def retrain_policy_for(*, need: Need) -> RetrainPolicy:
 def retrain_policy_update(*, need: Need, actor=None, **fields: Any) -> RetrainPolicy:
     unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
-        raise RetrainingError("unknown_field", f"Unknown policy field(s): {sorted(unknown)}.")
+        raise RetrainingError(
+            "unknown_field", _("Unknown policy field(s): %(fields)s.") % {"fields": sorted(unknown)}
+        )
     with transaction.atomic():
-        policy, _ = RetrainPolicy.objects.for_tenant(need.tenant_id).get_or_create(
+        policy, _created = RetrainPolicy.objects.for_tenant(need.tenant_id).get_or_create(
             need=need, defaults={"tenant_id": need.tenant_id}
         )
         for key, value in fields.items():
@@ -86,22 +89,25 @@ def _champion(need: Need) -> ModelVersion:
     if champion is None:
         raise RetrainingError(
             "no_champion",
-            f"Need {need.slug!r} has no model version at its '{need.model_alias}' alias to "
-            "retrain.",
+            _("Need %(need_slug)r has no model version at its '%(model_alias)s' alias to retrain.")
+            % {"need_slug": need.slug, "model_alias": need.model_alias},
             status_code=409,
         )
     model = champion.registered_model
     if model.tenant_id != need.tenant_id:
         raise RetrainingError(
             "shared_champion",
-            f"Need {need.slug!r} is served by the shared model {model.name}; train a model of "
-            "your own for it first (POST /api/v1/training-runs/ with the need), then retrain it.",
+            _(
+                "Need %(need_slug)r is served by the shared model %(model_name)s; train a model of your own for it first (POST /api/v1/training-runs/ with the need), then retrain it."
+            )
+            % {"need_slug": need.slug, "model_name": model.name},
             status_code=409,
         )
     if need.label_set_id is None or model.label_set_id != need.label_set_id:
         raise RetrainingError(
             "label_set_mismatch",
-            f"The champion {champion} was not trained for the need's label set.",
+            _("The champion %(champion)s was not trained for the need's label set.")
+            % {"champion": champion},
             status_code=409,
         )
     return champion
@@ -129,7 +135,9 @@ def retrain_start_or_get(
     """Queue a retrain of the need's champion; (retrain, created). A retrain already queued or
     running for the need is returned instead (one challenger in flight per need)."""
     if trigger not in Trigger.values:
-        raise RetrainingError("unknown_trigger", f"Trigger must be one of {Trigger.values}.")
+        raise RetrainingError(
+            "unknown_trigger", _("Trigger must be one of %(values)s.") % {"values": Trigger.values}
+        )
     if params is not None and not isinstance(params, dict):
         raise RetrainingError("bad_params", "params must be an object.")
     active = Retrain.objects.for_tenant(need.tenant_id).filter(
@@ -167,7 +175,7 @@ def retrain_start(*, need: Need, actor=None, reason: str = "", trigger: str = Tr
     this with trigger="signoff", and it honours the need's policy `retrain_on_signoff`."""
     if trigger == Trigger.SIGNOFF and not retrain_policy_for(need=need).retrain_on_signoff:
         return None
-    retrain, _ = retrain_start_or_get(need=need, actor=actor, reason=reason, trigger=trigger)
+    retrain, _created = retrain_start_or_get(need=need, actor=actor, reason=reason, trigger=trigger)
     return retrain
 
 
@@ -211,7 +219,9 @@ def retrain_execute(*, retrain_id: int) -> Retrain | None:
             run.refresh_from_db()
         if run.status != RunStatus.SUCCEEDED:
             raise RetrainingError(
-                "training_failed", f"Training run {run.pk} {run.status}: {run.error}"
+                "training_failed",
+                _("Training run %(run_pk)s %(run_status)s: %(run_error)s")
+                % {"run_pk": run.pk, "run_status": run.status, "run_error": run.error},
             )
         retrain = Retrain.objects.select_related("need", "champion").get(pk=retrain_id)
         challenger = ModelVersion.objects.for_owner(retrain.tenant_id).get(training_run=run)
@@ -332,7 +342,10 @@ def retrain_recompare(*, retrain: Retrain) -> Retrain:
     if retrain.status != RetrainStatus.READY or retrain.challenger_id is None:
         raise RetrainingError(
             "retrain_not_ready",
-            f"Retrain {retrain.pk} is {retrain.status}; only a ready retrain is compared again.",
+            _(
+                "Retrain %(retrain_pk)s is %(retrain_status)s; only a ready retrain is compared again."
+            )
+            % {"retrain_pk": retrain.pk, "retrain_status": retrain.status},
             status_code=409,
         )
     _compare_and_judge(retrain)
@@ -352,8 +365,10 @@ def retrain_promote(*, retrain: Retrain, actor=None, override_reason: str = "") 
         if locked.status != RetrainStatus.READY or locked.challenger_id is None:
             raise RetrainingError(
                 "retrain_not_ready",
-                f"Retrain {locked.pk} is {locked.status}; only a compared (ready) retrain is "
-                "promoted.",
+                _(
+                    "Retrain %(locked_pk)s is %(locked_status)s; only a compared (ready) retrain is promoted."
+                )
+                % {"locked_pk": locked.pk, "locked_status": locked.status},
                 status_code=409,
             )
         need = Need.objects.for_tenant(locked.tenant_id).get(pk=locked.need_id)
@@ -420,7 +435,8 @@ def retrain_rollback(*, retrain: Retrain, actor=None, reason: str = "") -> Model
     if retrain.status != RetrainStatus.PROMOTED or retrain.challenger_id is None:
         raise RetrainingError(
             "not_promoted",
-            f"Retrain {retrain.pk} was not promoted; there is nothing to roll back.",
+            _("Retrain %(retrain_pk)s was not promoted; there is nothing to roll back.")
+            % {"retrain_pk": retrain.pk},
             status_code=409,
         )
     need = Need.objects.for_tenant(retrain.tenant_id).get(pk=retrain.need_id)

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.localtime import tenant_local_date
@@ -92,7 +93,9 @@ def config_update(*, need: Need, **changes: Any) -> NeedReviewConfig:
     """Change a need's review settings; a crontab (re)creates its beat entry, "" removes it."""
     unknown = set(changes) - set(CONFIG_FIELDS)
     if unknown:
-        raise DomainError("invalid", f"Unknown settings: {', '.join(sorted(unknown))}.")
+        raise DomainError(
+            "invalid", _("Unknown settings: %(unknown)s.") % {"unknown": ", ".join(sorted(unknown))}
+        )
     with transaction.atomic():
         config = config_for(need)
         for field, value in changes.items():
@@ -121,7 +124,7 @@ def _schedule_sync(config: NeedReviewConfig) -> None:
             fields={"schedule_crontab": ["Five space-separated fields."]},
         )
     minute, hour, day, month, weekday = parts
-    schedule, _ = CrontabSchedule.objects.get_or_create(
+    schedule, _created = CrontabSchedule.objects.get_or_create(
         minute=minute,
         hour=hour,
         day_of_month=day,
@@ -129,7 +132,7 @@ def _schedule_sync(config: NeedReviewConfig) -> None:
         day_of_week=weekday,
         timezone=config.need.tenant.time_zone,  # the tenant's wall clock
     )
-    task, _ = PeriodicTask.objects.update_or_create(
+    task, _created = PeriodicTask.objects.update_or_create(
         name=f"review-round-need-{config.need_id}",
         defaults={
             "task": "workers.tasks.monitoring.review_round_scheduled",
@@ -164,7 +167,7 @@ def labels_validate(*, need: Need, labels: object, field: str = "labels") -> lis
     if outside:
         raise DomainError(
             "labels_outside_label_set",
-            f"Not in the need's label set: {', '.join(outside[:10])}.",
+            _("Not in the need's label set: %(labels)s.") % {"labels": ", ".join(outside[:10])},
             fields={field: outside[:50]},
         )
     if len(keys) > 1 and not is_multilabel(need):
@@ -231,8 +234,10 @@ def round_start(
     if not _frame(need, start, end).exists():
         raise DomainError(
             "no_predictions",
-            f"No reviewable predictions of {need.slug} in the last {days} days (only stream and "
-            "batch texts are stored; sync texts are not).",
+            _(
+                "No reviewable predictions of %(need_slug)s in the last %(days)s days (only stream and batch texts are stored; sync texts are not)."
+            )
+            % {"need_slug": need.slug, "days": days},
             status_code=409,
         )
     review_round = ReviewRound.objects.create(
@@ -447,7 +452,7 @@ def verdict_record(
     if decision not in Decision.values:
         raise DomainError(
             "invalid_decision",
-            f"Decision is one of {', '.join(Decision.values)}.",
+            _("Decision is one of %(choices)s.") % {"choices": ", ".join(Decision.values)},
             fields={"decision": Decision.values},
         )
     need = review_round.need
@@ -632,7 +637,7 @@ def round_sign_off(
     if decision not in SignOff.values:
         raise DomainError(
             "invalid_decision",
-            f"Sign-off is one of {', '.join(SignOff.values)}.",
+            _("Sign-off is one of %(choices)s.") % {"choices": ", ".join(SignOff.values)},
             fields={"decision": SignOff.values},
         )
     if not can_sign_off(need=review_round.need, user=user, membership=membership):
@@ -1001,11 +1006,15 @@ def case_triage(*, case: Case, cause: str, labels: Sequence[str] | None = None, 
     if cause not in Cause.values:
         raise DomainError(
             "invalid_cause",
-            f"Cause is one of {', '.join(Cause.values)}.",
+            _("Cause is one of %(choices)s.") % {"choices": ", ".join(Cause.values)},
             fields={"cause": Cause.values},
         )
     if case.status not in (CaseStatus.NEW, CaseStatus.TRIAGED):
-        raise DomainError("case_decided", f"This case is already {case.status}.", status_code=409)
+        raise DomainError(
+            "case_decided",
+            _("This case is already %(case_status)s.") % {"case_status": case.status},
+            status_code=409,
+        )
     keys = (
         labels_validate(need=case.need, labels=list(labels))
         if labels is not None

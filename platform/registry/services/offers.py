@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from registry.errors import RegistryError
 from registry.models import RegisteredModel
@@ -48,7 +49,8 @@ def model_offer(*, registered_model: RegisteredModel, tenant, description: str) 
         )
     if len(description) > MAX_DESCRIPTION:
         raise RegistryError(
-            "description_too_long", f"Keep the description under {MAX_DESCRIPTION} characters."
+            "description_too_long",
+            _("Keep the description under %(limit)s characters.") % {"limit": MAX_DESCRIPTION},
         )
     if not registered_model.aliases.filter(name="production").exists():
         raise RegistryError(
