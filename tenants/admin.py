@@ -45,6 +45,7 @@ class TenantAdmin(admin.ModelAdmin):
         "quota_max_batch_items",
         "contact_email",
         "time_zone",
+        "language",
         "created_at",
     ]
     list_filter = ["is_active"]

@@ -12,6 +12,10 @@ from core.localtime import default_time_zone, validate_time_zone
 from core.querysets import TenantQuerySet
 
 
+def default_language() -> str:
+    return settings.TENANT_DEFAULT_LANGUAGE
+
+
 class Tenant(models.Model):
     """A business unit. Owns needs, keys, data and (optionally) its own models."""
 
@@ -44,6 +48,16 @@ class Tenant(models.Model):
         default=default_time_zone,
         validators=[validate_time_zone],
         help_text=_("IANA name, e.g. Asia/Shanghai or UTC."),
+    )
+    #: The language workers write to the unit in when no reader's own choice is known: the human
+    #: `summary` of alert webhooks (machine fields never change) and alert e-mails to an address
+    #: that is no portal user's. A code of settings.LANGUAGES; the tenant's admins set it.
+    language = models.CharField(
+        max_length=16,
+        choices=settings.LANGUAGES,
+        default=default_language,
+        verbose_name=_("language"),
+        help_text=_("Of alert summaries in webhooks, and of alert e-mails to non-users."),
     )
     #: The zone the stored prediction/feedback days and aggregates were cut in. Differs from
     #: `time_zone` only until monitoring has re-cut them (monitoring.services.tenant_days_resync).

@@ -57,6 +57,7 @@ _TENANT_FIELDS = (
     "alert_email",
     "alert_webhook_url",
     "time_zone",
+    "language",
 )
 
 
@@ -198,6 +199,21 @@ def user_language_set(*, user, language: str) -> UserProfile:
     return profile
 
 
+def recipient_language(*, tenant: Tenant, email: str) -> str:
+    """The language to write to `email` in, outside any request: the portal language its user
+    chose (a member of `tenant` before anyone else with that address), else the tenant's."""
+    users = get_user_model().objects.filter(email__iexact=email.strip(), is_active=True)
+    members = users.filter(memberships__tenant=tenant)
+    chosen = (
+        UserProfile.objects.filter(user__in=members if members.exists() else users)
+        .exclude(language="")
+        .order_by("user_id")
+        .values_list("language", flat=True)
+        .first()
+    )
+    return chosen or tenant.language
+
+
 def user_language(user) -> str:
     """The user's chosen portal language, or "" when they follow their browser."""
     profile = UserProfile.objects.filter(user=user).only("language").first()
@@ -239,6 +255,20 @@ def tenant_webhook_set(*, tenant: Tenant, url: str) -> Tenant:
         fields.append("webhook_secret")
     with transaction.atomic():
         tenant.save(update_fields=fields)
+    return tenant
+
+
+def tenant_language_set(*, tenant: Tenant, language: str) -> Tenant:
+    """The language of the unit's alert webhook summaries and of alert e-mails to non-users."""
+    tenant.language = language
+    try:
+        tenant.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise ValidationError(
+            {"language": exc.message_dict.get("language", exc.messages)}
+        ) from None
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(language=language)
     return tenant
 
 

@@ -8,380 +8,601 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0008_verbose_names'),
-        ('taxonomy', '0005_verbose_names'),
-        ('tenants', '0008_tenant_time_zone_user_profile'),
+        ("registry", "0008_verbose_names"),
+        ("taxonomy", "0005_verbose_names"),
+        ("tenants", "0008_tenant_time_zone_user_profile"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='apikey',
-            options={'ordering': ['-created_at'], 'verbose_name': 'api key', 'verbose_name_plural': 'api keys'},
+            name="apikey",
+            options={
+                "ordering": ["-created_at"],
+                "verbose_name": "api key",
+                "verbose_name_plural": "api keys",
+            },
         ),
         migrations.AlterModelOptions(
-            name='membership',
-            options={'verbose_name': 'membership', 'verbose_name_plural': 'memberships'},
+            name="membership",
+            options={"verbose_name": "membership", "verbose_name_plural": "memberships"},
         ),
         migrations.AlterModelOptions(
-            name='need',
-            options={'ordering': ['tenant__slug', 'slug'], 'verbose_name': 'need', 'verbose_name_plural': 'needs'},
+            name="need",
+            options={
+                "ordering": ["tenant__slug", "slug"],
+                "verbose_name": "need",
+                "verbose_name_plural": "needs",
+            },
         ),
         migrations.AlterModelOptions(
-            name='needlabel',
-            options={'ordering': ['need', 'position'], 'verbose_name': 'need label', 'verbose_name_plural': 'need labels'},
+            name="needlabel",
+            options={
+                "ordering": ["need", "position"],
+                "verbose_name": "need label",
+                "verbose_name_plural": "need labels",
+            },
         ),
         migrations.AlterModelOptions(
-            name='needstatuschange',
-            options={'ordering': ['-at', '-pk'], 'verbose_name': 'need status change', 'verbose_name_plural': 'need status changes'},
+            name="needstatuschange",
+            options={
+                "ordering": ["-at", "-pk"],
+                "verbose_name": "need status change",
+                "verbose_name_plural": "need status changes",
+            },
         ),
         migrations.AlterModelOptions(
-            name='supportaccess',
-            options={'ordering': ['-at', '-pk'], 'verbose_name': 'support access', 'verbose_name_plural': 'support accesses'},
+            name="supportaccess",
+            options={
+                "ordering": ["-at", "-pk"],
+                "verbose_name": "support access",
+                "verbose_name_plural": "support accesses",
+            },
         ),
         migrations.AlterModelOptions(
-            name='tenant',
-            options={'ordering': ['slug'], 'verbose_name': 'tenant', 'verbose_name_plural': 'tenants'},
+            name="tenant",
+            options={
+                "ordering": ["slug"],
+                "verbose_name": "tenant",
+                "verbose_name_plural": "tenants",
+            },
         ),
         migrations.AlterModelOptions(
-            name='userprofile',
-            options={'verbose_name': 'user profile', 'verbose_name_plural': 'user profiles'},
+            name="userprofile",
+            options={"verbose_name": "user profile", "verbose_name_plural": "user profiles"},
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
+            model_name="apikey",
+            name="created_at",
+            field=models.DateTimeField(
+                default=django.utils.timezone.now, verbose_name="created at"
+            ),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by'),
+            model_name="apikey",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="created by",
+            ),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='expires_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='expires at'),
+            model_name="apikey",
+            name="expires_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="expires at"),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='hashed_key',
-            field=models.CharField(max_length=64, verbose_name='hashed key'),
+            model_name="apikey",
+            name="hashed_key",
+            field=models.CharField(max_length=64, verbose_name="hashed key"),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='last_used_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='last used at'),
+            model_name="apikey",
+            name="last_used_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="last used at"),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='name',
-            field=models.CharField(max_length=100, verbose_name='name'),
+            model_name="apikey",
+            name="name",
+            field=models.CharField(max_length=100, verbose_name="name"),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='prefix',
-            field=models.CharField(max_length=16, unique=True, verbose_name='prefix'),
+            model_name="apikey",
+            name="prefix",
+            field=models.CharField(max_length=16, unique=True, verbose_name="prefix"),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='revoked_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='revoked at'),
+            model_name="apikey",
+            name="revoked_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="revoked at"),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='scopes',
-            field=models.JSONField(default=list, verbose_name='scopes'),
+            model_name="apikey",
+            name="scopes",
+            field=models.JSONField(default=list, verbose_name="scopes"),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='tenants.tenant', verbose_name='tenant'),
+            model_name="apikey",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="api_keys",
+                to="tenants.tenant",
+                verbose_name="tenant",
+            ),
         ),
         migrations.AlterField(
-            model_name='membership',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
-        ),
-        migrations.AlterField(
-            model_name='membership',
-            name='role',
-            field=models.CharField(choices=[('viewer', 'Viewer'), ('requester', 'Requester'), ('reviewer', 'Reviewer'), ('admin', 'Admin')], default='viewer', max_length=16, verbose_name='role'),
-        ),
-        migrations.AlterField(
-            model_name='membership',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='membership',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL, verbose_name='user'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='approved_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='approved at'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='approved_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='approved by'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='delivery',
-            field=models.JSONField(blank=True, default=list, verbose_name='delivery'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='execution',
-            field=models.CharField(choices=[('inline', 'In the web process (light models)'), ('queue', 'On the online Celery queue (heavy models)')], default='inline', max_length=16, verbose_name='execution'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='goal',
-            field=models.CharField(blank=True, help_text='The business goal, in a few words.', max_length=300, verbose_name='goal'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='label_set',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='needs', to='taxonomy.labelset', verbose_name='label set'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='latency_budget_ms',
-            field=models.FloatField(blank=True, help_text='p99, milliseconds', null=True, verbose_name='latency budget ms'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='model',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='needs', to='registry.registeredmodel', verbose_name='model'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='model_alias',
-            field=models.CharField(default='production', max_length=32, verbose_name='model alias'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='model_chosen_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='model chosen at'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='name',
-            field=models.CharField(max_length=200, verbose_name='name'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='size_budget_kb',
-            field=models.PositiveIntegerField(blank=True, null=True, verbose_name='size budget kb'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='slug',
-            field=models.SlugField(max_length=80, verbose_name='slug'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='status',
-            field=models.CharField(choices=[('requested', 'Requested'), ('approved', 'Approved'), ('live', 'Live'), ('retired', 'Retired')], default='requested', max_length=16, verbose_name='status'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='target_requests_per_s',
-            field=models.FloatField(blank=True, help_text='Expected peak requests per second (capacity planning).', null=True, verbose_name='target requests per s'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='needs', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='threshold',
-            field=models.FloatField(default=0.0, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)], verbose_name='threshold'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='top_k',
-            field=models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)], verbose_name='top k'),
-        ),
-        migrations.AlterField(
-            model_name='need',
-            name='updated_at',
-            field=models.DateTimeField(auto_now=True, verbose_name='updated at'),
-        ),
-        migrations.AlterField(
-            model_name='needlabel',
-            name='label',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='need_labels', to='taxonomy.label', verbose_name='label'),
-        ),
-        migrations.AlterField(
-            model_name='needlabel',
-            name='name',
-            field=models.CharField(blank=True, max_length=200, verbose_name='name'),
-        ),
-        migrations.AlterField(
-            model_name='needlabel',
-            name='need',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='labels', to='tenants.need', verbose_name='need'),
-        ),
-        migrations.AlterField(
-            model_name='needlabel',
-            name='position',
-            field=models.PositiveIntegerField(default=0, verbose_name='position'),
-        ),
-        migrations.AlterField(
-            model_name='needlabel',
-            name='requested',
-            field=models.BooleanField(default=False, verbose_name='requested'),
-        ),
-        migrations.AlterField(
-            model_name='needlabel',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='needlabel',
-            name='threshold',
-            field=models.FloatField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)], verbose_name='threshold'),
-        ),
-        migrations.AlterField(
-            model_name='needstatuschange',
-            name='actor',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='actor'),
-        ),
-        migrations.AlterField(
-            model_name='needstatuschange',
-            name='api_key_prefix',
-            field=models.CharField(blank=True, max_length=16, verbose_name='api key prefix'),
-        ),
-        migrations.AlterField(
-            model_name='needstatuschange',
-            name='at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='at'),
-        ),
-        migrations.AlterField(
-            model_name='needstatuschange',
-            name='from_status',
-            field=models.CharField(choices=[('requested', 'Requested'), ('approved', 'Approved'), ('live', 'Live'), ('retired', 'Retired')], max_length=16, verbose_name='from status'),
-        ),
-        migrations.AlterField(
-            model_name='needstatuschange',
-            name='need',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='status_changes', to='tenants.need', verbose_name='need'),
-        ),
-        migrations.AlterField(
-            model_name='needstatuschange',
-            name='reason',
-            field=models.CharField(blank=True, max_length=500, verbose_name='reason'),
-        ),
-        migrations.AlterField(
-            model_name='needstatuschange',
-            name='to_status',
-            field=models.CharField(choices=[('requested', 'Requested'), ('approved', 'Approved'), ('live', 'Live'), ('retired', 'Retired')], max_length=16, verbose_name='to status'),
-        ),
-        migrations.AlterField(
-            model_name='supportaccess',
-            name='at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='at'),
-        ),
-        migrations.AlterField(
-            model_name='supportaccess',
-            name='method',
-            field=models.CharField(max_length=8, verbose_name='method'),
-        ),
-        migrations.AlterField(
-            model_name='supportaccess',
-            name='path',
-            field=models.CharField(max_length=500, verbose_name='path'),
-        ),
-        migrations.AlterField(
-            model_name='supportaccess',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='support_accesses', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='supportaccess',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='support_accesses', to=settings.AUTH_USER_MODEL, verbose_name='user'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='alert_email',
-            field=models.EmailField(blank=True, max_length=254, verbose_name='alert email'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='alert_webhook_url',
-            field=models.URLField(blank=True, verbose_name='alert webhook url'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='contact_email',
-            field=models.EmailField(blank=True, max_length=254, verbose_name='contact email'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='days_time_zone',
-            field=models.CharField(blank=True, default='', max_length=64, verbose_name='days time zone'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='is_active',
-            field=models.BooleanField(default=True, verbose_name='is active'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='name',
-            field=models.CharField(max_length=200, verbose_name='name'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='quota_max_batch_items',
-            field=models.PositiveIntegerField(default=100000, verbose_name='quota max batch items'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='quota_requests_per_minute',
-            field=models.PositiveIntegerField(default=600, verbose_name='quota requests per minute'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='slug',
-            field=models.SlugField(unique=True, verbose_name='slug'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='webhook_secret',
-            field=models.CharField(blank=True, help_text='HMAC-SHA256 key.', max_length=128, verbose_name='webhook secret'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='webhook_url',
-            field=models.URLField(blank=True, help_text='Where streamed results are POSTed.', verbose_name='webhook url'),
-        ),
+            model_name="membership",
+            name="created_at",
+            field=models.DateTimeField(
+                default=django.utils.timezone.now, verbose_name="created at"
+            ),
+        ),
         migrations.AlterField(
-            model_name='userprofile',
-            name='user',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='profile', to=settings.AUTH_USER_MODEL, verbose_name='user'),
+            model_name="membership",
+            name="role",
+            field=models.CharField(
+                choices=[
+                    ("viewer", "Viewer"),
+                    ("requester", "Requester"),
+                    ("reviewer", "Reviewer"),
+                    ("admin", "Admin"),
+                ],
+                default="viewer",
+                max_length=16,
+                verbose_name="role",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="membership",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="memberships",
+                to="tenants.tenant",
+                verbose_name="tenant",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="membership",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="memberships",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="user",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="approved_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="approved at"),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="approved_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="approved by",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="created_at",
+            field=models.DateTimeField(
+                default=django.utils.timezone.now, verbose_name="created at"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="created by",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="delivery",
+            field=models.JSONField(blank=True, default=list, verbose_name="delivery"),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="execution",
+            field=models.CharField(
+                choices=[
+                    ("inline", "In the web process (light models)"),
+                    ("queue", "On the online Celery queue (heavy models)"),
+                ],
+                default="inline",
+                max_length=16,
+                verbose_name="execution",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="goal",
+            field=models.CharField(
+                blank=True,
+                help_text="The business goal, in a few words.",
+                max_length=300,
+                verbose_name="goal",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="label_set",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="needs",
+                to="taxonomy.labelset",
+                verbose_name="label set",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="latency_budget_ms",
+            field=models.FloatField(
+                blank=True,
+                help_text="p99, milliseconds",
+                null=True,
+                verbose_name="latency budget ms",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="model",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="needs",
+                to="registry.registeredmodel",
+                verbose_name="model",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="model_alias",
+            field=models.CharField(default="production", max_length=32, verbose_name="model alias"),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="model_chosen_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="model chosen at"),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="name",
+            field=models.CharField(max_length=200, verbose_name="name"),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="size_budget_kb",
+            field=models.PositiveIntegerField(blank=True, null=True, verbose_name="size budget kb"),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="slug",
+            field=models.SlugField(max_length=80, verbose_name="slug"),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("requested", "Requested"),
+                    ("approved", "Approved"),
+                    ("live", "Live"),
+                    ("retired", "Retired"),
+                ],
+                default="requested",
+                max_length=16,
+                verbose_name="status",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="target_requests_per_s",
+            field=models.FloatField(
+                blank=True,
+                help_text="Expected peak requests per second (capacity planning).",
+                null=True,
+                verbose_name="target requests per s",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="needs",
+                to="tenants.tenant",
+                verbose_name="tenant",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="threshold",
+            field=models.FloatField(
+                default=0.0,
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+                verbose_name="threshold",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="top_k",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                validators=[django.core.validators.MinValueValidator(1)],
+                verbose_name="top k",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="need",
+            name="updated_at",
+            field=models.DateTimeField(auto_now=True, verbose_name="updated at"),
+        ),
+        migrations.AlterField(
+            model_name="needlabel",
+            name="label",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="need_labels",
+                to="taxonomy.label",
+                verbose_name="label",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needlabel",
+            name="name",
+            field=models.CharField(blank=True, max_length=200, verbose_name="name"),
+        ),
+        migrations.AlterField(
+            model_name="needlabel",
+            name="need",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="labels",
+                to="tenants.need",
+                verbose_name="need",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needlabel",
+            name="position",
+            field=models.PositiveIntegerField(default=0, verbose_name="position"),
+        ),
+        migrations.AlterField(
+            model_name="needlabel",
+            name="requested",
+            field=models.BooleanField(default=False, verbose_name="requested"),
+        ),
+        migrations.AlterField(
+            model_name="needlabel",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="tenants.tenant",
+                verbose_name="tenant",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needlabel",
+            name="threshold",
+            field=models.FloatField(
+                blank=True,
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+                verbose_name="threshold",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needstatuschange",
+            name="actor",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="actor",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needstatuschange",
+            name="api_key_prefix",
+            field=models.CharField(blank=True, max_length=16, verbose_name="api key prefix"),
+        ),
+        migrations.AlterField(
+            model_name="needstatuschange",
+            name="at",
+            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name="at"),
+        ),
+        migrations.AlterField(
+            model_name="needstatuschange",
+            name="from_status",
+            field=models.CharField(
+                choices=[
+                    ("requested", "Requested"),
+                    ("approved", "Approved"),
+                    ("live", "Live"),
+                    ("retired", "Retired"),
+                ],
+                max_length=16,
+                verbose_name="from status",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needstatuschange",
+            name="need",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="status_changes",
+                to="tenants.need",
+                verbose_name="need",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needstatuschange",
+            name="reason",
+            field=models.CharField(blank=True, max_length=500, verbose_name="reason"),
+        ),
+        migrations.AlterField(
+            model_name="needstatuschange",
+            name="to_status",
+            field=models.CharField(
+                choices=[
+                    ("requested", "Requested"),
+                    ("approved", "Approved"),
+                    ("live", "Live"),
+                    ("retired", "Retired"),
+                ],
+                max_length=16,
+                verbose_name="to status",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="supportaccess",
+            name="at",
+            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name="at"),
+        ),
+        migrations.AlterField(
+            model_name="supportaccess",
+            name="method",
+            field=models.CharField(max_length=8, verbose_name="method"),
+        ),
+        migrations.AlterField(
+            model_name="supportaccess",
+            name="path",
+            field=models.CharField(max_length=500, verbose_name="path"),
+        ),
+        migrations.AlterField(
+            model_name="supportaccess",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="support_accesses",
+                to="tenants.tenant",
+                verbose_name="tenant",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="supportaccess",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="support_accesses",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="user",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="alert_email",
+            field=models.EmailField(blank=True, max_length=254, verbose_name="alert email"),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="alert_webhook_url",
+            field=models.URLField(blank=True, verbose_name="alert webhook url"),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="contact_email",
+            field=models.EmailField(blank=True, max_length=254, verbose_name="contact email"),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="created_at",
+            field=models.DateTimeField(
+                default=django.utils.timezone.now, verbose_name="created at"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="days_time_zone",
+            field=models.CharField(
+                blank=True, default="", max_length=64, verbose_name="days time zone"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="is_active",
+            field=models.BooleanField(default=True, verbose_name="is active"),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="name",
+            field=models.CharField(max_length=200, verbose_name="name"),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="quota_max_batch_items",
+            field=models.PositiveIntegerField(default=100000, verbose_name="quota max batch items"),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="quota_requests_per_minute",
+            field=models.PositiveIntegerField(
+                default=600, verbose_name="quota requests per minute"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="slug",
+            field=models.SlugField(unique=True, verbose_name="slug"),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="webhook_secret",
+            field=models.CharField(
+                blank=True,
+                help_text="HMAC-SHA256 key.",
+                max_length=128,
+                verbose_name="webhook secret",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="tenant",
+            name="webhook_url",
+            field=models.URLField(
+                blank=True,
+                help_text="Where streamed results are POSTed.",
+                verbose_name="webhook url",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="userprofile",
+            name="user",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="profile",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="user",
+            ),
         ),
     ]
