@@ -66,7 +66,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 class ApiKeyCreateForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
-        choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple
+        choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple, label=_("scopes")
     )
 
     class Meta:

@@ -12,12 +12,12 @@ from core.querysets import TenantQuerySet
 
 
 class OptimisationStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded (a variant fits)"
-    NOTHING_FITS = "nothing_fits", "Finished: nothing fits the budgets"
-    CANCELLED = "cancelled", "Cancelled"
-    FAILED = "failed", "Failed"
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded (a variant fits)")
+    NOTHING_FITS = "nothing_fits", _("Finished: nothing fits the budgets")
+    CANCELLED = "cancelled", _("Cancelled")
+    FAILED = "failed", _("Failed")
 
 
 ACTIVE_STATUSES = (OptimisationStatus.QUEUED, OptimisationStatus.RUNNING)
@@ -127,8 +127,8 @@ class OptimisationRun(models.Model):
 
 
 class TrialState(models.TextChoices):
-    COMPLETE = "complete", "Complete"
-    FAILED = "failed", "Failed"
+    COMPLETE = "complete", _("Complete")
+    FAILED = "failed", _("Failed")
 
 
 class _TrialQuerySet(TenantQuerySet):
