@@ -646,7 +646,7 @@ def label_proposal_approve(*, proposal: LabelProposal, actor, note: str = "") ->
 
 def label_proposal_reject(*, proposal: LabelProposal, actor, note: str) -> LabelProposal:
     if not (note or "").strip():
-        raise ValidationError({"note": ["Say why, for the tenant."]})
+        raise ValidationError({"note": [_("Say why, for the tenant.")]})
     with transaction.atomic():
         proposal = _decidable(proposal)
         proposal.status = ProposalStatus.REJECTED

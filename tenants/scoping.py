@@ -256,7 +256,7 @@ class TenantPortalMixin(LoginRequiredMixin):
             request.session[SESSION_TENANT_KEY] = membership.tenant_id
         if membership.support:
             if request.method not in SAFE_METHODS:
-                raise PermissionDenied("Support access is read-only.")
+                raise PermissionDenied(_("Support access is read-only."))
             support_access_record(request, membership)
         elif not membership.has_role(self.required_role):
             raise PermissionDenied(

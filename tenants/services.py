@@ -110,7 +110,7 @@ def member_invite(
         try:
             User.username_validator(username)
             if not username:
-                raise ValidationError("A username is required.")
+                raise ValidationError(_("A username is required."))
         except ValidationError as exc:
             errors["username"] = list(exc.messages)
         if email:
@@ -179,7 +179,7 @@ def _keep_an_admin(membership: Membership, *, leaving: bool) -> None:
         .values_list("pk", flat=True)
     )
     if leaving and membership.role == Role.ADMIN and list(admins) == [membership.pk]:
-        raise ValidationError({"role": ["A tenant keeps at least one admin."]})
+        raise ValidationError({"role": [_("A tenant keeps at least one admin.")]})
 
 
 def support_access_record(*, user, tenant: Tenant, method: str, path: str) -> SupportAccess:
@@ -651,7 +651,7 @@ def _record_status(*, need: Need, to: str, actor, reason: str) -> None:
 def need_approve(*, need: Need, actor, reason: str = "") -> Need:
     """Platform staff approve a requested need (then it can be trained for, or go live)."""
     if not getattr(actor, "is_staff", False):
-        raise PermissionDenied("Only platform staff approve needs.")
+        raise PermissionDenied(_("Only platform staff approve needs."))
     return _transition(
         need=need,
         to=NeedStatus.APPROVED,
@@ -729,7 +729,7 @@ def need_reinstate(*, need: Need, actor, reason: str) -> Need:
     """Platform staff undo a retirement: the need returns to the status it had before it (a live
     need whose model lost its alias meanwhile returns as approved). A reason is required."""
     if not getattr(actor, "is_staff", False):
-        raise PermissionDenied("Only platform staff reinstate retired needs.")
+        raise PermissionDenied(_("Only platform staff reinstate retired needs."))
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": [_("Say why the need is reinstated.")]})
@@ -795,7 +795,7 @@ def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: boo
         )
     if need.status == NeedStatus.LIVE and model.label_set_id != need.label_set_id:
         raise ValidationError(
-            {"model": ["A live need can only move to a model of its own label set."]}
+            {"model": [_("A live need can only move to a model of its own label set.")]}
         )
     # The model's label set replaces a request; thresholds for labels it lacks go.
     rows = [
@@ -819,7 +819,7 @@ def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: boo
     except IntegrityError as exc:  # a concurrent change to the same need: refuse, never a 500
         need.refresh_from_db()
         raise ValidationError(
-            {"model": ["The need changed while subscribing; reload it and try again."]}
+            {"model": [_("The need changed while subscribing; reload it and try again.")]}
         ) from exc
     return need
 
@@ -828,9 +828,9 @@ def need_keep_model(*, need: Need, actor=None) -> Need:
     """The tenant saw that another model was promoted for the need's label set and keeps the
     one it has: the question is not asked again until a later promotion."""
     if need.status == NeedStatus.RETIRED:
-        raise ValidationError({"status": ["A retired need cannot be changed."]})
+        raise ValidationError({"status": [_("A retired need cannot be changed.")]})
     if need.model_id is None:
-        raise ValidationError({"model": ["This need has no model to keep."]})
+        raise ValidationError({"model": [_("This need has no model to keep.")]})
     with transaction.atomic():
         _lock(need)
         need.model_chosen_at = timezone.now()

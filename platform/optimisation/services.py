@@ -97,7 +97,7 @@ def _number(value, *, field: str, low: float, high: float, what: str) -> float:
         raise OptimisationError(
             "bad_budget",
             _("Give %(what)s as a number.") % {"what": what},
-            fields={field: ["A number is required."]},
+            fields={field: [_("A number is required.")]},
         )
     if not low <= value <= high:
         raise OptimisationError(
@@ -129,7 +129,7 @@ def optimisation_run_start(
     if latency is None or size is None:
         raise OptimisationError(
             "budget_required",
-            "Give a p99 latency budget and a size budget (or set them on the need).",
+            _("Give a p99 latency budget and a size budget (or set them on the need)."),
             fields={
                 name: ["Required."]
                 for name, value in (("latency_budget_ms", latency), ("size_budget_kb", size))
@@ -144,13 +144,13 @@ def optimisation_run_start(
         what="the p99 latency budget (ms)",
     )
     if isinstance(size, float) and not float(size).is_integer():
-        raise OptimisationError("bad_budget", "The size budget is a whole number of KB.")
+        raise OptimisationError("bad_budget", _("The size budget is a whole number of KB."))
     _number(
         size, field="size_budget_kb", low=1, high=MAX_SIZE_BUDGET_KB, what="the size budget (KB)"
     )
     limit = settings.OPTIMISATION_MAX_SECONDS
     if isinstance(time_limit_seconds, bool) or not isinstance(time_limit_seconds, int):
-        raise OptimisationError("bad_time_limit", "Give the time limit in whole seconds.")
+        raise OptimisationError("bad_time_limit", _("Give the time limit in whole seconds."))
     if time_limit_seconds > limit:
         raise OptimisationError(
             "time_limit_too_long",
@@ -195,7 +195,7 @@ def optimisation_run_start(
     if label_set.kind == LabelSetKind.MULTILABEL:
         raise OptimisationError(
             "multilabel_not_supported",
-            "Optimisation runs support multi-class needs; this need's label set is multi-label.",
+            _("Optimisation runs support multi-class needs; this need's label set is multi-label."),
         )
     snapshot = _champion_snapshot(need)
     if snapshot is None:
@@ -375,7 +375,7 @@ def _search_measure_register(run: OptimisationRun, log: _RunLog, workdir: Path) 
     texts, label_lists = snapshot_split(snapshot, "train")
     test_texts, test_lists = snapshot_split(snapshot, "test")
     if not texts or not test_texts:
-        raise OptimisationError("no_test_samples", "The snapshot has no train or no test split.")
+        raise OptimisationError("no_test_samples", _("The snapshot has no train or no test split."))
     script = detect_script(texts)
     log.write(
         f"snapshot {snapshot.content_hash[:12]}: {len(texts)} train / {len(test_texts)} held-out "

@@ -92,10 +92,10 @@ def _clean_row(result: ParseResult, *, row: int, text, labels, split, source_ref
     if isinstance(labels, str):
         labels = [part.strip() for part in labels.split(CSV_LABEL_SEPARATOR) if part.strip()]
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        result.errors.append(RowError(row, "labels", "Labels must be a list of label keys."))
+        result.errors.append(RowError(row, "labels", _("Labels must be a list of label keys.")))
         ok = False
     elif not labels:
-        result.errors.append(RowError(row, "labels", "At least one label is required."))
+        result.errors.append(RowError(row, "labels", _("At least one label is required.")))
         ok = False
     split = (split or "").strip().lower() if isinstance(split, str) else split
     if split not in SPLITS:
@@ -132,7 +132,7 @@ def parse_csv(content: bytes) -> ParseResult:
     result = ParseResult()
     decoded = _decode(content)
     if decoded is None:
-        result.errors.append(RowError(0, "file", "The file is not UTF-8 text."))
+        result.errors.append(RowError(0, "file", _("The file is not UTF-8 text.")))
         return result
     try:
         found = list(csv_io.records(decoded))
@@ -145,13 +145,13 @@ def parse_csv(content: bytes) -> ParseResult:
     if "text" not in columns or label_column is None:
         result.errors.append(
             RowError(
-                1, "header", "The header must name a 'text' and a 'labels' (or 'label') column."
+                1, "header", _("The header must name a 'text' and a 'labels' (or 'label') column.")
             )
         )
         return result
     for line, cells in found[1:]:
         if len(cells) > len(columns):
-            result.errors.append(RowError(line, "row", "More cells than header columns."))
+            result.errors.append(RowError(line, "row", _("More cells than header columns.")))
             continue
         record = dict(zip(columns, cells, strict=False))
         _clean_row(
@@ -169,7 +169,7 @@ def parse_jsonl(content: bytes) -> ParseResult:
     result = ParseResult()
     decoded = _decode(content)
     if decoded is None:
-        result.errors.append(RowError(0, "file", "The file is not UTF-8 text."))
+        result.errors.append(RowError(0, "file", _("The file is not UTF-8 text.")))
         return result
     for number, line in enumerate(decoded.splitlines(), start=1):
         if not line.strip():
@@ -182,7 +182,7 @@ def parse_jsonl(content: bytes) -> ParseResult:
             )
             continue
         if not isinstance(record, dict):
-            result.errors.append(RowError(number, "row", "Each line must be a JSON object."))
+            result.errors.append(RowError(number, "row", _("Each line must be a JSON object.")))
             continue
         labels = record.get("labels", record.get("label"))
         if isinstance(labels, str):

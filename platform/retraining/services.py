@@ -139,7 +139,7 @@ def retrain_start_or_get(
             "unknown_trigger", _("Trigger must be one of %(values)s.") % {"values": Trigger.values}
         )
     if params is not None and not isinstance(params, dict):
-        raise RetrainingError("bad_params", "params must be an object.")
+        raise RetrainingError("bad_params", _("params must be an object."))
     active = Retrain.objects.for_tenant(need.tenant_id).filter(
         need=need, status__in=ACTIVE_STATUSES
     )
@@ -376,8 +376,10 @@ def retrain_promote(*, retrain: Retrain, actor=None, override_reason: str = "") 
         if current is None or current.pk != locked.champion_id:
             raise RetrainingError(
                 "champion_changed",
-                "The need's serving version is no longer this retrain's champion; start a new "
-                "retrain.",
+                _(
+                    "The need's serving version is no longer this retrain's champion; start a new "
+                    "retrain."
+                ),
                 status_code=409,
             )
         passed = bool((locked.guard or {}).get("passed"))
@@ -395,14 +397,14 @@ def retrain_promote(*, retrain: Retrain, actor=None, override_reason: str = "") 
             if not getattr(actor, "is_staff", False):
                 raise RetrainingError(
                     "override_requires_staff",
-                    "Only platform staff may override the promotion guard.",
+                    _("Only platform staff may override the promotion guard."),
                     status_code=403,
                 )
             if len(override_reason) < 10:
                 raise RetrainingError(
                     "override_reason_too_short",
-                    "Write the reason for overriding the guard (at least 10 characters).",
-                    fields={"override_reason": "At least 10 characters."},
+                    _("Write the reason for overriding the guard (at least 10 characters)."),
+                    fields={"override_reason": _("At least 10 characters.")},
                 )
         challenger = ModelVersion.objects.for_owner(locked.tenant_id).get(pk=locked.challenger_id)
         reason = (

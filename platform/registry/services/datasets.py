@@ -243,7 +243,7 @@ def dataset_upload(
     if errors:
         raise DatasetImportError(errors)
     if not parsed.rows:
-        raise DatasetImportError([RowError(0, "file", "The file holds no rows.")])
+        raise DatasetImportError([RowError(0, "file", _("The file holds no rows."))])
     return samples_import(
         revision=revision,
         tenant=tenant,

@@ -32,11 +32,11 @@ def _own_model(registered_model: RegisteredModel, tenant) -> None:
     if registered_model.tenant_id is None:
         raise RegistryError(
             "shared_model",
-            "Shared (platform) models are offered to every unit already.",
+            _("Shared (platform) models are offered to every unit already."),
             status_code=400,
         )
     if tenant is None or registered_model.tenant_id != tenant.pk:
-        raise RegistryError("not_found", "Not found.", status_code=404)
+        raise RegistryError("not_found", _("Not found."), status_code=404)
 
 
 def model_offer(*, registered_model: RegisteredModel, tenant, description: str) -> RegisteredModel:
@@ -45,7 +45,7 @@ def model_offer(*, registered_model: RegisteredModel, tenant, description: str) 
     description = (description or "").strip()
     if not description:
         raise RegistryError(
-            "description_required", "Say what the model answers and for what kind of text."
+            "description_required", _("Say what the model answers and for what kind of text.")
         )
     if len(description) > MAX_DESCRIPTION:
         raise RegistryError(
@@ -55,7 +55,7 @@ def model_offer(*, registered_model: RegisteredModel, tenant, description: str) 
     if not registered_model.aliases.filter(name="production").exists():
         raise RegistryError(
             "no_production_version",
-            "Promote a version to production before offering the model.",
+            _("Promote a version to production before offering the model."),
             status_code=409,
         )
     with transaction.atomic():
@@ -88,12 +88,12 @@ def model_offer_withdraw(
 
     _own_model(registered_model, tenant)
     if not registered_model.offered:
-        raise RegistryError("not_offered", "The model is not offered.", status_code=409)
+        raise RegistryError("not_offered", _("The model is not offered."), status_code=409)
     now = timezone.now()
     if keep_until < now + SHORTEST_NOTICE or keep_until > now + LONGEST_NOTICE:
         raise RegistryError(
             "bad_keep_until",
-            "Give subscribers between one day and one year: keep_until must be in that range.",
+            _("Give subscribers between one day and one year: keep_until must be in that range."),
         )
     with transaction.atomic():
         model = (

@@ -8,486 +8,787 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_celery_beat', '0019_alter_periodictasks_options'),
-        ('monitoring', '0008_verbose_names'),
-        ('registry', '0008_verbose_names'),
-        ('review', '0001_review_rounds_and_cases'),
-        ('serving', '0009_prediction_log_partitioned_by_day'),
-        ('tenants', '0009_verbose_names'),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+        ("monitoring", "0008_verbose_names"),
+        ("registry", "0008_verbose_names"),
+        ("review", "0001_review_rounds_and_cases"),
+        ("serving", "0009_prediction_log_partitioned_by_day"),
+        ("tenants", "0009_verbose_names"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='case',
-            options={'ordering': ['-created_at', '-id'], 'verbose_name': 'case', 'verbose_name_plural': 'cases'},
+            name="case",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "verbose_name": "case",
+                "verbose_name_plural": "cases",
+            },
         ),
         migrations.AlterModelOptions(
-            name='needreviewconfig',
-            options={'verbose_name': 'need review config', 'verbose_name_plural': 'need review configs'},
+            name="needreviewconfig",
+            options={
+                "verbose_name": "need review config",
+                "verbose_name_plural": "need review configs",
+            },
         ),
         migrations.AlterModelOptions(
-            name='reviewitem',
-            options={'ordering': ['round', 'position'], 'verbose_name': 'review item', 'verbose_name_plural': 'review items'},
+            name="reviewitem",
+            options={
+                "ordering": ["round", "position"],
+                "verbose_name": "review item",
+                "verbose_name_plural": "review items",
+            },
         ),
         migrations.AlterModelOptions(
-            name='reviewround',
-            options={'ordering': ['-created_at', '-id'], 'verbose_name': 'review round', 'verbose_name_plural': 'review rounds'},
+            name="reviewround",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "verbose_name": "review round",
+                "verbose_name_plural": "review rounds",
+            },
         ),
         migrations.AlterModelOptions(
-            name='reviewverdict',
-            options={'ordering': ['item', 'slot', 'id'], 'verbose_name': 'review verdict', 'verbose_name_plural': 'review verdicts'},
+            name="reviewverdict",
+            options={
+                "ordering": ["item", "slot", "id"],
+                "verbose_name": "review verdict",
+                "verbose_name_plural": "review verdicts",
+            },
         ),
         migrations.AlterField(
-            model_name='case',
-            name='cause',
-            field=models.CharField(blank=True, choices=[('model_error', 'Model error'), ('data_change', 'Change in the data'), ('label_problem', 'Label or taxonomy problem'), ('bad_input', 'Bad input')], max_length=16, verbose_name='cause'),
+            model_name="case",
+            name="cause",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("model_error", "Model error"),
+                    ("data_change", "Change in the data"),
+                    ("label_problem", "Label or taxonomy problem"),
+                    ("bad_input", "Bad input"),
+                ],
+                max_length=16,
+                verbose_name="cause",
+            ),
         ),
         migrations.AlterField(
-            model_name='case',
-            name='conflict_labels',
-            field=models.JSONField(blank=True, default=list, verbose_name='conflict labels'),
+            model_name="case",
+            name="conflict_labels",
+            field=models.JSONField(blank=True, default=list, verbose_name="conflict labels"),
         ),
         migrations.AlterField(
-            model_name='case',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
+            model_name="case",
+            name="created_at",
+            field=models.DateTimeField(
+                default=django.utils.timezone.now, verbose_name="created at"
+            ),
         ),
         migrations.AlterField(
-            model_name='case',
-            name='decided_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='decided at'),
+            model_name="case",
+            name="decided_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="decided at"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="decided_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="decided by",
+            ),
         ),
         migrations.AlterField(
-            model_name='case',
-            name='decided_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='decided by'),
+            model_name="case",
+            name="held_out",
+            field=models.BooleanField(default=False, verbose_name="held out"),
         ),
         migrations.AlterField(
-            model_name='case',
-            name='held_out',
-            field=models.BooleanField(default=False, verbose_name='held out'),
+            model_name="case",
+            name="item_ref",
+            field=models.CharField(blank=True, max_length=200, verbose_name="item ref"),
         ),
-        migrations.AlterField(
-            model_name='case',
-            name='item_ref',
-            field=models.CharField(blank=True, max_length=200, verbose_name='item ref'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='labels',
-            field=models.JSONField(default=list, verbose_name='labels'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='model_version',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.modelversion', verbose_name='model version'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='need',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='cases', to='tenants.need', verbose_name='need'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='note',
-            field=models.CharField(blank=True, max_length=1000, verbose_name='note'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='predicted_labels',
-            field=models.JSONField(default=list, verbose_name='predicted labels'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='reject_reason',
-            field=models.CharField(blank=True, max_length=500, verbose_name='reject reason'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='reported_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='reported by'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='reported_by_key',
-            field=models.CharField(blank=True, max_length=16, verbose_name='reported by key'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='review_item',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='cases', to='review.reviewitem', verbose_name='review item'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='sample',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.trainingsample', verbose_name='sample'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='scores',
-            field=models.JSONField(default=list, verbose_name='scores'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='signals',
-            field=models.JSONField(blank=True, default=dict, verbose_name='signals'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='source',
-            field=models.CharField(choices=[('review_correction', 'Review correction'), ('review_unsure', 'Review: unsure'), ('feedback', 'Negative feedback'), ('low_confidence', 'Low-confidence prediction'), ('report', 'Reported in the portal'), ('api', 'API')], max_length=24, verbose_name='source'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='source_ref',
-            field=models.CharField(blank=True, max_length=200, verbose_name='source ref'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='status',
-            field=models.CharField(choices=[('new', 'New'), ('triaged', 'Triaged'), ('accepted', 'Accepted as a sample'), ('rejected', 'Rejected')], default='new', max_length=16, verbose_name='status'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='suggested_cause',
-            field=models.CharField(blank=True, choices=[('model_error', 'Model error'), ('data_change', 'Change in the data'), ('label_problem', 'Label or taxonomy problem'), ('bad_input', 'Bad input')], max_length=16, verbose_name='suggested cause'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='suggested_labels',
-            field=models.JSONField(default=list, verbose_name='suggested labels'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='text',
-            field=models.TextField(verbose_name='text'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='text_hash',
-            field=models.CharField(max_length=64, verbose_name='text hash'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='triaged_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='triaged at'),
-        ),
-        migrations.AlterField(
-            model_name='case',
-            name='triaged_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='triaged by'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='accuracy_target',
-            field=models.FloatField(default=0.9, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)], verbose_name='accuracy target'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='auto_round_on_alert',
-            field=models.BooleanField(default=True, verbose_name='auto round on alert'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='business_owner',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='business owner'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='double_review_share',
-            field=models.FloatField(default=0.0, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)], verbose_name='double review share'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='feedback_cursor',
-            field=models.BigIntegerField(default=0, verbose_name='feedback cursor'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='held_out_share',
-            field=models.FloatField(default=0.2, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)], verbose_name='held out share'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='low_confidence_case_share',
-            field=models.FloatField(default=0.05, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)], verbose_name='low confidence case share'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='min_per_label',
-            field=models.PositiveSmallIntegerField(default=5, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000)], verbose_name='min per label'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='need',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='review_config', to='tenants.need', verbose_name='need'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='periodic_task',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='django_celery_beat.periodictask', verbose_name='periodic task'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='predlog_cursor',
-            field=models.BigIntegerField(default=0, verbose_name='predlog cursor'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='sample_size',
-            field=models.PositiveIntegerField(default=100, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(5000)], verbose_name='sample size'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='schedule_crontab',
-            field=models.CharField(blank=True, max_length=100, verbose_name='schedule crontab'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='updated_at',
-            field=models.DateTimeField(auto_now=True, verbose_name='updated at'),
-        ),
-        migrations.AlterField(
-            model_name='needreviewconfig',
-            name='window_days',
-            field=models.PositiveSmallIntegerField(default=7, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(365)], verbose_name='window days'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='item_ref',
-            field=models.CharField(blank=True, max_length=200, verbose_name='item ref'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='model_version',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.modelversion', verbose_name='model version'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='position',
-            field=models.PositiveIntegerField(verbose_name='position'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='predicted_labels',
-            field=models.JSONField(default=list, verbose_name='predicted labels'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='prediction',
-            field=models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='serving.predictionlog', verbose_name='prediction'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='reviews_needed',
-            field=models.PositiveSmallIntegerField(default=1, verbose_name='reviews needed'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='round',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='review.reviewround', verbose_name='round'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='scores',
-            field=models.JSONField(default=list, verbose_name='scores'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='stratum',
-            field=models.CharField(max_length=200, verbose_name='stratum'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='text',
-            field=models.TextField(verbose_name='text'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='text_hash',
-            field=models.CharField(max_length=64, verbose_name='text hash'),
-        ),
-        migrations.AlterField(
-            model_name='reviewitem',
-            name='weight',
-            field=models.FloatField(verbose_name='weight'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='accuracy_target',
-            field=models.FloatField(default=0.9, verbose_name='accuracy target'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='closed_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='closed at'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='double_review_share',
-            field=models.FloatField(default=0.0, verbose_name='double review share'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='error',
-            field=models.CharField(blank=True, max_length=300, verbose_name='error'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='model_version',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.modelversion', verbose_name='model version'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='need',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='review_rounds', to='tenants.need', verbose_name='need'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='population',
-            field=models.PositiveIntegerField(default=0, verbose_name='population'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='result',
-            field=models.JSONField(blank=True, default=dict, verbose_name='result'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='sample_size',
-            field=models.PositiveIntegerField(verbose_name='sample size'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='sampled_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='sampled at'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='signoff',
-            field=models.CharField(blank=True, choices=[('meets', 'Still meets the need'), ('retrain', 'Retrain'), ('rescope', 'Re-scope the need')], max_length=16, verbose_name='signoff'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='signoff_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='signoff at'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='signoff_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='signoff by'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='signoff_note',
-            field=models.CharField(blank=True, max_length=1000, verbose_name='signoff note'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Waiting to be sampled'), ('sampling', 'Sampling'), ('open', 'Open for review'), ('closed', 'Closed')], default='pending', max_length=16, verbose_name='status'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='strata',
-            field=models.JSONField(blank=True, default=dict, verbose_name='strata'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='trigger',
-            field=models.CharField(choices=[('manual', 'On demand'), ('schedule', 'Schedule'), ('alert', 'Alert')], max_length=16, verbose_name='trigger'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='trigger_alert',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='monitoring.alert', verbose_name='trigger alert'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='window_end',
-            field=models.DateTimeField(verbose_name='window end'),
-        ),
-        migrations.AlterField(
-            model_name='reviewround',
-            name='window_start',
-            field=models.DateTimeField(verbose_name='window start'),
-        ),
-        migrations.AlterField(
-            model_name='reviewverdict',
-            name='answered_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='answered at'),
-        ),
-        migrations.AlterField(
-            model_name='reviewverdict',
-            name='api_key_prefix',
-            field=models.CharField(blank=True, max_length=16, verbose_name='api key prefix'),
-        ),
-        migrations.AlterField(
-            model_name='reviewverdict',
-            name='claimed_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='claimed at'),
-        ),
-        migrations.AlterField(
-            model_name='reviewverdict',
-            name='decision',
-            field=models.CharField(blank=True, choices=[('confirm', 'Confirm'), ('correct', 'Correct'), ('unsure', 'Unsure'), ('skip', 'Skip')], max_length=16, verbose_name='decision'),
-        ),
-        migrations.AlterField(
-            model_name='reviewverdict',
-            name='item',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='verdicts', to='review.reviewitem', verbose_name='item'),
-        ),
-        migrations.AlterField(
-            model_name='reviewverdict',
-            name='labels',
-            field=models.JSONField(default=list, verbose_name='labels'),
-        ),
-        migrations.AlterField(
-            model_name='reviewverdict',
-            name='reviewer',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='reviewer'),
-        ),
-        migrations.AlterField(
-            model_name='reviewverdict',
-            name='slot',
-            field=models.PositiveSmallIntegerField(default=1, verbose_name='slot'),
-        ),
-        migrations.AlterField(
-            model_name='reviewverdict',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenants.tenant', verbose_name='tenant'),
+        migrations.AlterField(
+            model_name="case",
+            name="labels",
+            field=models.JSONField(default=list, verbose_name="labels"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="model_version",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="registry.modelversion",
+                verbose_name="model version",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="need",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="cases",
+                to="tenants.need",
+                verbose_name="need",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="note",
+            field=models.CharField(blank=True, max_length=1000, verbose_name="note"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="predicted_labels",
+            field=models.JSONField(default=list, verbose_name="predicted labels"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="reject_reason",
+            field=models.CharField(blank=True, max_length=500, verbose_name="reject reason"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="reported_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="reported by",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="reported_by_key",
+            field=models.CharField(blank=True, max_length=16, verbose_name="reported by key"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="review_item",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="cases",
+                to="review.reviewitem",
+                verbose_name="review item",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="sample",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="registry.trainingsample",
+                verbose_name="sample",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="scores",
+            field=models.JSONField(default=list, verbose_name="scores"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="signals",
+            field=models.JSONField(blank=True, default=dict, verbose_name="signals"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="source",
+            field=models.CharField(
+                choices=[
+                    ("review_correction", "Review correction"),
+                    ("review_unsure", "Review: unsure"),
+                    ("feedback", "Negative feedback"),
+                    ("low_confidence", "Low-confidence prediction"),
+                    ("report", "Reported in the portal"),
+                    ("api", "API"),
+                ],
+                max_length=24,
+                verbose_name="source",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="source_ref",
+            field=models.CharField(blank=True, max_length=200, verbose_name="source ref"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("new", "New"),
+                    ("triaged", "Triaged"),
+                    ("accepted", "Accepted as a sample"),
+                    ("rejected", "Rejected"),
+                ],
+                default="new",
+                max_length=16,
+                verbose_name="status",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="suggested_cause",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("model_error", "Model error"),
+                    ("data_change", "Change in the data"),
+                    ("label_problem", "Label or taxonomy problem"),
+                    ("bad_input", "Bad input"),
+                ],
+                max_length=16,
+                verbose_name="suggested cause",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="suggested_labels",
+            field=models.JSONField(default=list, verbose_name="suggested labels"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="tenants.tenant",
+                verbose_name="tenant",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="text",
+            field=models.TextField(verbose_name="text"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="text_hash",
+            field=models.CharField(max_length=64, verbose_name="text hash"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="triaged_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="triaged at"),
+        ),
+        migrations.AlterField(
+            model_name="case",
+            name="triaged_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="triaged by",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="accuracy_target",
+            field=models.FloatField(
+                default=0.9,
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+                verbose_name="accuracy target",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="auto_round_on_alert",
+            field=models.BooleanField(default=True, verbose_name="auto round on alert"),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="business_owner",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="business owner",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="double_review_share",
+            field=models.FloatField(
+                default=0.0,
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+                verbose_name="double review share",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="feedback_cursor",
+            field=models.BigIntegerField(default=0, verbose_name="feedback cursor"),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="held_out_share",
+            field=models.FloatField(
+                default=0.2,
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+                verbose_name="held out share",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="low_confidence_case_share",
+            field=models.FloatField(
+                default=0.05,
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+                verbose_name="low confidence case share",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="min_per_label",
+            field=models.PositiveSmallIntegerField(
+                default=5,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000),
+                ],
+                verbose_name="min per label",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="need",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="review_config",
+                to="tenants.need",
+                verbose_name="need",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="periodic_task",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="django_celery_beat.periodictask",
+                verbose_name="periodic task",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="predlog_cursor",
+            field=models.BigIntegerField(default=0, verbose_name="predlog cursor"),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="sample_size",
+            field=models.PositiveIntegerField(
+                default=100,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(5000),
+                ],
+                verbose_name="sample size",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="schedule_crontab",
+            field=models.CharField(blank=True, max_length=100, verbose_name="schedule crontab"),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="tenants.tenant",
+                verbose_name="tenant",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="updated_at",
+            field=models.DateTimeField(auto_now=True, verbose_name="updated at"),
+        ),
+        migrations.AlterField(
+            model_name="needreviewconfig",
+            name="window_days",
+            field=models.PositiveSmallIntegerField(
+                default=7,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(365),
+                ],
+                verbose_name="window days",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="item_ref",
+            field=models.CharField(blank=True, max_length=200, verbose_name="item ref"),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="model_version",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="registry.modelversion",
+                verbose_name="model version",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="position",
+            field=models.PositiveIntegerField(verbose_name="position"),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="predicted_labels",
+            field=models.JSONField(default=list, verbose_name="predicted labels"),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="prediction",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="serving.predictionlog",
+                verbose_name="prediction",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="reviews_needed",
+            field=models.PositiveSmallIntegerField(default=1, verbose_name="reviews needed"),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="round",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="items",
+                to="review.reviewround",
+                verbose_name="round",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="scores",
+            field=models.JSONField(default=list, verbose_name="scores"),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="stratum",
+            field=models.CharField(max_length=200, verbose_name="stratum"),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="tenants.tenant",
+                verbose_name="tenant",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="text",
+            field=models.TextField(verbose_name="text"),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="text_hash",
+            field=models.CharField(max_length=64, verbose_name="text hash"),
+        ),
+        migrations.AlterField(
+            model_name="reviewitem",
+            name="weight",
+            field=models.FloatField(verbose_name="weight"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="accuracy_target",
+            field=models.FloatField(default=0.9, verbose_name="accuracy target"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="closed_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="closed at"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="created_at",
+            field=models.DateTimeField(
+                default=django.utils.timezone.now, verbose_name="created at"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="created by",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="double_review_share",
+            field=models.FloatField(default=0.0, verbose_name="double review share"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="error",
+            field=models.CharField(blank=True, max_length=300, verbose_name="error"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="model_version",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="registry.modelversion",
+                verbose_name="model version",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="need",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="review_rounds",
+                to="tenants.need",
+                verbose_name="need",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="population",
+            field=models.PositiveIntegerField(default=0, verbose_name="population"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="result",
+            field=models.JSONField(blank=True, default=dict, verbose_name="result"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="sample_size",
+            field=models.PositiveIntegerField(verbose_name="sample size"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="sampled_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="sampled at"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="signoff",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("meets", "Still meets the need"),
+                    ("retrain", "Retrain"),
+                    ("rescope", "Re-scope the need"),
+                ],
+                max_length=16,
+                verbose_name="signoff",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="signoff_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="signoff at"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="signoff_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="signoff by",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="signoff_note",
+            field=models.CharField(blank=True, max_length=1000, verbose_name="signoff note"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Waiting to be sampled"),
+                    ("sampling", "Sampling"),
+                    ("open", "Open for review"),
+                    ("closed", "Closed"),
+                ],
+                default="pending",
+                max_length=16,
+                verbose_name="status",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="strata",
+            field=models.JSONField(blank=True, default=dict, verbose_name="strata"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="tenants.tenant",
+                verbose_name="tenant",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="trigger",
+            field=models.CharField(
+                choices=[("manual", "On demand"), ("schedule", "Schedule"), ("alert", "Alert")],
+                max_length=16,
+                verbose_name="trigger",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="trigger_alert",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="monitoring.alert",
+                verbose_name="trigger alert",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="window_end",
+            field=models.DateTimeField(verbose_name="window end"),
+        ),
+        migrations.AlterField(
+            model_name="reviewround",
+            name="window_start",
+            field=models.DateTimeField(verbose_name="window start"),
+        ),
+        migrations.AlterField(
+            model_name="reviewverdict",
+            name="answered_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="answered at"),
+        ),
+        migrations.AlterField(
+            model_name="reviewverdict",
+            name="api_key_prefix",
+            field=models.CharField(blank=True, max_length=16, verbose_name="api key prefix"),
+        ),
+        migrations.AlterField(
+            model_name="reviewverdict",
+            name="claimed_at",
+            field=models.DateTimeField(
+                default=django.utils.timezone.now, verbose_name="claimed at"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewverdict",
+            name="decision",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("confirm", "Confirm"),
+                    ("correct", "Correct"),
+                    ("unsure", "Unsure"),
+                    ("skip", "Skip"),
+                ],
+                max_length=16,
+                verbose_name="decision",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewverdict",
+            name="item",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="verdicts",
+                to="review.reviewitem",
+                verbose_name="item",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewverdict",
+            name="labels",
+            field=models.JSONField(default=list, verbose_name="labels"),
+        ),
+        migrations.AlterField(
+            model_name="reviewverdict",
+            name="reviewer",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="reviewer",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="reviewverdict",
+            name="slot",
+            field=models.PositiveSmallIntegerField(default=1, verbose_name="slot"),
+        ),
+        migrations.AlterField(
+            model_name="reviewverdict",
+            name="tenant",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="tenants.tenant",
+                verbose_name="tenant",
+            ),
         ),
     ]
