@@ -158,7 +158,7 @@ class LabelSet(models.Model):
         ]
 
     def __str__(self) -> str:
-        owner = self.tenant.slug if self.tenant_id else "shared"
+        owner = self.tenant.slug if self.tenant_id else _("shared")
         return f"{self.slug} ({owner})"
 
     @property
@@ -315,4 +315,4 @@ class LabelProposal(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.key} ({self.status})"
+        return f"{self.key} ({self.get_status_display()})"

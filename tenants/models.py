@@ -92,7 +92,7 @@ class UserProfile(models.Model):
         verbose_name_plural = _("user profiles")
 
     def __str__(self) -> str:
-        return f"{self.user} ({self.language or 'browser language'})"
+        return "{} ({})".format(self.user, self.language or _("browser language"))
 
 
 class Role(models.TextChoices):
@@ -132,7 +132,7 @@ class Membership(models.Model):
         constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="uniq_membership")]
 
     def __str__(self) -> str:
-        return f"{self.user} @ {self.tenant.slug} ({self.role})"
+        return f"{self.user} @ {self.tenant.slug} ({self.get_role_display()})"
 
     def has_role(self, role: str) -> bool:
         return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
@@ -509,4 +509,8 @@ class SupportAccess(models.Model):
         verbose_name_plural = _("support accesses")
 
     def __str__(self) -> str:
-        return f"{self.user} read {self.tenant.slug} {self.path}"
+        return _("%(user)s read %(tenant)s %(path)s") % {
+            "user": self.user,
+            "tenant": self.tenant.slug,
+            "path": self.path,
+        }

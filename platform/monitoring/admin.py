@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from monitoring import selectors, services
+from monitoring.evidence import label_names, plain_sentence
 from monitoring.models import (
     Alert,
     DriftReport,
@@ -50,7 +51,7 @@ class AlertAdmin(admin.ModelAdmin):
         "need",
         "first_seen",
         "days_active",
-        "message",
+        "summary",
         "acknowledged_at",
         "snoozed_until",
         "delivered_at",
@@ -75,6 +76,12 @@ class AlertAdmin(admin.ModelAdmin):
         "delivery_error",
     )
     actions = ("acknowledge", "redeliver")
+
+    @admin.display(description=_("summary"))
+    def summary(self, obj: Alert) -> str:
+        # `message` is stored in the language of the worker that wrote it (English); the
+        # sentence is rebuilt from the evidence in the reader's language, as the portal does.
+        return plain_sentence(obj, label_names(obj.need))
 
     @admin.action(description=_("Acknowledge the selected alerts"))
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:

@@ -208,7 +208,7 @@ class NeedMonitoringConfig(models.Model):
         verbose_name_plural = _("need monitoring settings")
 
     def __str__(self) -> str:
-        return f"monitoring of {self.need_id}"
+        return _("monitoring of need %(need)s") % {"need": self.need_id}
 
 
 class PredictionAggregate(models.Model):
@@ -592,7 +592,7 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         label = f" {self.label}" if self.label else ""
-        return f"[{self.severity}] {self.kind}{label} {self.need_id} {self.first_seen}..{self.last_seen}"
+        return f"[{self.get_severity_display()}] {self.get_kind_display()}{label} {self.need_id} {self.first_seen}..{self.last_seen}"
 
     @property
     def is_open(self) -> bool:

@@ -119,7 +119,11 @@ class OptimisationRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"optimisation #{self.pk} of {self.need_id} ({self.status})"
+        return _("optimisation #%(pk)s of need %(need)s (%(status)s)") % {
+            "pk": self.pk,
+            "need": self.need_id,
+            "status": self.get_status_display(),
+        }
 
     @property
     def is_active(self) -> bool:
@@ -170,4 +174,4 @@ class OptimisationTrial(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"trial {self.number} of run {self.run_id}"
+        return _("trial %(number)s of run %(run)s") % {"number": self.number, "run": self.run_id}

@@ -41,7 +41,7 @@ class ProjectRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"record of need {self.need_id}"
+        return _("record of need %(need)s") % {"need": self.need_id}
 
 
 class SectionKind(models.TextChoices):
@@ -172,7 +172,7 @@ class Section(models.Model):
         indexes = [models.Index(fields=["tenant", "kind", "status"], name="record_section_kind")]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.title or ''} (r{self.revision})".strip()
+        return f"{self.get_kind_display()} {self.title or ''} (r{self.revision})".strip()
 
 
 class SectionRevision(models.Model):
@@ -212,4 +212,7 @@ class SectionRevision(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"section {self.section_id} r{self.number}"
+        return _("section %(section)s r%(number)s") % {
+            "section": self.section_id,
+            "number": self.number,
+        }

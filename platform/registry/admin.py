@@ -178,7 +178,12 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
         owner = obj.registered_model.tenant
         query = f"?as_tenant={owner.slug}" if owner is not None else ""
         return format_html(
-            '<a href="{}{}">card</a> · <a href="{}.md{}">.md</a>', url, query, url + "card", query
+            '<a href="{}{}">{}</a> · <a href="{}.md{}">Markdown</a>',
+            url,
+            query,
+            _("model card"),
+            url + "card",
+            query,
         )
 
     def _promote(self, request, queryset, alias: str) -> None:

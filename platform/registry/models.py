@@ -74,7 +74,10 @@ class TrainingSample(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"sample {self.pk} ({self.source})"
+        return _("sample %(pk)s (%(source)s)") % {
+            "pk": self.pk,
+            "source": self.get_source_display(),
+        }
 
 
 class TrainingSampleLabel(models.Model):
@@ -160,7 +163,10 @@ class DatasetSnapshot(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"snapshot {self.content_hash[:12]} ({self.revision})"
+        return _("snapshot %(hash)s (%(revision)s)") % {
+            "hash": self.content_hash[:12],
+            "revision": self.revision,
+        }
 
 
 class Algorithm(models.TextChoices):
@@ -518,7 +524,11 @@ class TrainingRun(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"run {self.pk} {self.registered_model.name} [{self.status}]"
+        return _("run %(pk)s %(model)s [%(status)s]") % {
+            "pk": self.pk,
+            "model": self.registered_model.name,
+            "status": self.get_status_display(),
+        }
 
     @property
     def duration_seconds(self) -> float | None:
@@ -565,4 +575,4 @@ class ArtifactIntegrityIncident(models.Model):
         ordering = ["-last_seen_at"]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.sha256[:12]} x{self.occurrences}"
+        return f"{self.get_kind_display()} {self.sha256[:12]} x{self.occurrences}"

@@ -75,7 +75,7 @@ class RetrainPolicy(models.Model):
         verbose_name_plural = _("retrain policies")
 
     def __str__(self) -> str:
-        return f"retrain policy of need {self.need_id}"
+        return _("retrain policy of need %(need)s") % {"need": self.need_id}
 
 
 class Trigger(models.TextChoices):
@@ -193,7 +193,11 @@ class Retrain(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"retrain {self.pk} of need {self.need_id} [{self.status}]"
+        return _("retrain %(pk)s of need %(need)s [%(status)s]") % {
+            "pk": self.pk,
+            "need": self.need_id,
+            "status": self.get_status_display(),
+        }
 
 
 class ShadowAgreement(models.Model):
@@ -235,4 +239,9 @@ class ShadowAgreement(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"shadow {self.need_id} {self.day}: {self.agreed}/{self.scored}"
+        return _("shadow mode of need %(need)s on %(day)s: %(agreed)s/%(scored)s") % {
+            "need": self.need_id,
+            "day": self.day,
+            "agreed": self.agreed,
+            "scored": self.scored,
+        }

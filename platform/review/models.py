@@ -102,7 +102,7 @@ class NeedReviewConfig(models.Model):
         verbose_name_plural = _("need review configs")
 
     def __str__(self) -> str:
-        return f"review config of {self.need_id}"
+        return _("review settings of need %(need)s") % {"need": self.need_id}
 
 
 class Trigger(models.TextChoices):
@@ -211,7 +211,11 @@ class ReviewRound(models.Model):
         indexes = [models.Index(fields=["need", "-created_at"], name="round_need_created")]
 
     def __str__(self) -> str:
-        return f"round {self.pk} of {self.need_id} [{self.status}]"
+        return _("round %(pk)s of need %(need)s [%(status)s]") % {
+            "pk": self.pk,
+            "need": self.need_id,
+            "status": self.get_status_display(),
+        }
 
 
 class ReviewItem(models.Model):
@@ -263,7 +267,10 @@ class ReviewItem(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"round {self.round_id} #{self.position}"
+        return _("round %(round)s #%(position)s") % {
+            "round": self.round_id,
+            "position": self.position,
+        }
 
 
 class Decision(models.TextChoices):
@@ -450,7 +457,11 @@ class Case(models.Model):
         indexes = [models.Index(fields=["need", "status"], name="case_need_status")]
 
     def __str__(self) -> str:
-        return f"case {self.pk} of {self.need_id} [{self.status}]"
+        return _("case %(pk)s of need %(need)s [%(status)s]") % {
+            "pk": self.pk,
+            "need": self.need_id,
+            "status": self.get_status_display(),
+        }
 
     @property
     def has_conflict(self) -> bool:

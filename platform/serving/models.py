@@ -81,7 +81,7 @@ class PredictionLogRetiredDay(models.Model):
         verbose_name_plural = _("prediction log retired days")
 
     def __str__(self) -> str:
-        return f"{self.day} ({self.rows} rows)"
+        return _("%(day)s (%(rows)s rows)") % {"day": self.day, "rows": self.rows}
 
 
 class ItemStatus(models.TextChoices):
@@ -139,7 +139,7 @@ class Item(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.need_id}/{self.external_id} [{self.status}]"
+        return f"{self.need_id}/{self.external_id} [{self.get_status_display()}]"
 
 
 class DeliveryStatus(models.TextChoices):
@@ -189,7 +189,11 @@ class WebhookDelivery(models.Model):
         indexes = [models.Index(fields=["tenant", "status"], name="delivery_tenant_status")]
 
     def __str__(self) -> str:
-        return f"delivery {self.pk} [{self.status}, {self.attempts} attempts]"
+        return _("delivery %(pk)s [%(status)s, %(attempts)s attempts]") % {
+            "pk": self.pk,
+            "status": self.get_status_display(),
+            "attempts": self.attempts,
+        }
 
 
 class BatchSource(models.TextChoices):
@@ -260,7 +264,12 @@ class BatchJob(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"batch {self.pk} [{self.status} {self.done_items}/{self.total_items}]"
+        return _("batch %(pk)s [%(status)s %(done)s/%(total)s]") % {
+            "pk": self.pk,
+            "status": self.get_status_display(),
+            "done": self.done_items,
+            "total": self.total_items,
+        }
 
     @property
     def is_active(self) -> bool:
@@ -354,7 +363,11 @@ class BatchChunk(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.job_id}/chunk {self.index} [{self.status}]"
+        return _("%(job)s/chunk %(index)s [%(status)s]") % {
+            "job": self.job_id,
+            "index": self.index,
+            "status": self.get_status_display(),
+        }
 
 
 class BatchResult(models.Model):

@@ -149,7 +149,6 @@ PAGES = [
     "/records/",
     # Pages no walk above reached (issue 20's follow-up): detail, edit and form pages.
     "/tenant/needs/news-topics/edit/",
-    "/models/train/",
     "/models/compare/",
     "/models/datasets/upload/",
     "/review/needs/news-topics/",
