@@ -180,12 +180,18 @@ class MonitoringDashboardAdmin(admin.ModelAdmin):
         return request.user.is_active and request.user.is_staff
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> TemplateResponse:
+        alerts = selectors.open_alerts_all_tenants(limit=100)
+        names: dict[int, dict[str, str]] = {}
+        for alert in alerts:
+            if alert.need_id not in names:
+                names[alert.need_id] = label_names(alert.need)
+            alert.summary = plain_sentence(alert, names[alert.need_id])
         context = {
             **self.admin_site.each_context(request),
             "title": _("Monitoring dashboard: all needs"),
             "opts": self.model._meta,
             "needs": [row for row in selectors.needs_overview_all_tenants() if row["last_day"]],
-            "alerts": selectors.open_alerts_all_tenants(limit=100),
+            "alerts": alerts,
             "psi_chart": selectors.psi_series_all_tenants(),
         }
         return TemplateResponse(request, "admin/monitoring/dashboard.html", context)

@@ -152,7 +152,6 @@ PAGES = [
     "/models/compare/",
     "/models/datasets/upload/",
     "/review/needs/news-topics/",
-    "/review/needs/news-topics/settings/",
     "/review/cases/",
     "/review/cases/report/",
     "/records/news-topics/",
