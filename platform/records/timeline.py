@@ -22,6 +22,7 @@ from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from monitoring.evidence import label_names, plain_sentence
 from monitoring.models import Alert
 from optimisation.models import OptimisationRun
 from registry.models import AliasAction, AliasEvent, DatasetSnapshot, TrainingRun, TrainingSample
@@ -356,8 +357,20 @@ def alerts(context: TimelineContext) -> list[Entry]:
     rows = Alert.objects.for_tenant(context.tenant).filter(need=need).order_by("created_at", "pk")
     base = reverse("monitoring:need", args=[need.slug])
     entries = []
+    # The stored `message` is in the language of the worker that wrote it; the sentence is
+    # rebuilt from the evidence in the reader's language, with the tenant's label names.
+    names = label_names(need)
     for alert in rows.only(
-        "id", "kind", "label", "severity", "status", "message", "created_at", "resolved_at", "need"
+        "id",
+        "kind",
+        "label",
+        "severity",
+        "status",
+        "evidence",
+        "consecutive_days",
+        "created_at",
+        "resolved_at",
+        "need",
     ):
         url = f"{base}#alert-{alert.pk}"
         entries.append(
@@ -366,11 +379,11 @@ def alerts(context: TimelineContext) -> list[Entry]:
                 kind="alert",
                 title=_("Alert (%(severity)s): %(kind)s%(label)s")
                 % {
-                    "severity": alert.severity,
-                    "kind": alert.kind,
+                    "severity": alert.get_severity_display(),
+                    "kind": alert.get_kind_display(),
                     "label": f" {alert.label}" if alert.label else "",
                 },
-                detail=alert.message,
+                detail=plain_sentence(alert, names),
                 url=url,
                 object_type="monitoring.alert",
                 object_id=alert.pk,
@@ -382,7 +395,10 @@ def alerts(context: TimelineContext) -> list[Entry]:
                     at=alert.resolved_at,
                     kind="alert_resolved",
                     title=_("Alert resolved: %(kind)s%(label)s")
-                    % {"kind": alert.kind, "label": f" {alert.label}" if alert.label else ""},
+                    % {
+                        "kind": alert.get_kind_display(),
+                        "label": f" {alert.label}" if alert.label else "",
+                    },
                     url=url,
                     object_type="monitoring.alert",
                     object_id=alert.pk,

@@ -149,11 +149,9 @@ PAGES = [
     "/records/",
     # Pages no walk above reached (issue 20's follow-up): detail, edit and form pages.
     "/tenant/needs/news-topics/edit/",
-    "/models/compare/",
     "/models/datasets/upload/",
     "/review/needs/news-topics/",
     "/review/cases/",
-    "/review/cases/report/",
     "/records/news-topics/",
 ]
 #: The visible text, minus what is code or a value by construction (keys, hashes, inputs).
