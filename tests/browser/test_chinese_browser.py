@@ -1,4 +1,5 @@
-"""The main portal pages in Chinese, in Chromium: no English UI string is left on them.
+"""The main portal pages, and the admin for a staff member who chose Chinese, in Chromium: no
+English UI string is left on them.
 
 What may stay in Latin letters: user content (tenant, need, model and label-set names, the
 taxonomy's English names, usernames, slugs), label keys, and technical names that Chinese
