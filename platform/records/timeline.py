@@ -22,7 +22,7 @@ from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from monitoring.evidence import label_names, plain_sentence
+from monitoring.evidence import plain_sentence
 from monitoring.models import Alert
 from optimisation.models import OptimisationRun
 from registry.models import AliasAction, AliasEvent, DatasetSnapshot, TrainingRun, TrainingSample
@@ -357,21 +357,21 @@ def alerts(context: TimelineContext) -> list[Entry]:
     rows = Alert.objects.for_tenant(context.tenant).filter(need=need).order_by("created_at", "pk")
     base = reverse("monitoring:need", args=[need.slug])
     entries = []
-    # The stored `message` is in the language of the worker that wrote it; the sentence is
-    # rebuilt from the evidence in the reader's language, with the tenant's label names.
-    names = label_names(need)
-    for alert in rows.only(
-        "id",
-        "kind",
-        "label",
-        "severity",
-        "status",
-        "evidence",
-        "consecutive_days",
-        "created_at",
-        "resolved_at",
-        "need",
-    ):
+    found = list(
+        rows.only(
+            "id",
+            "kind",
+            "label",
+            "severity",
+            "status",
+            "evidence",
+            "consecutive_days",
+            "created_at",
+            "resolved_at",
+            "need",
+        )
+    )
+    for alert in found:
         url = f"{base}#alert-{alert.pk}"
         entries.append(
             Entry(
@@ -383,7 +383,10 @@ def alerts(context: TimelineContext) -> list[Entry]:
                     "kind": alert.get_kind_display(),
                     "label": f" {alert.label}" if alert.label else "",
                 },
-                detail=plain_sentence(alert, names),
+                # The stored `message` is in the language of the worker that wrote it; the
+                # sentence is rebuilt from the evidence in the reader's. Labels stay keys (as
+                # in the title): their names would cost this source more than its one query.
+                detail=plain_sentence(alert, {}),
                 url=url,
                 object_type="monitoring.alert",
                 object_id=alert.pk,
