@@ -54,7 +54,7 @@ class LabelAdminForm(forms.ModelForm):
         except ValidationError as error:
             self.add_error("parent", error.message_dict["parent"])
         if label is None and cleaned.get("key") and not services.key_is_free(cleaned["key"]):
-            self.add_error("key", "This key was used before; keys are never reused.")
+            self.add_error("key", _("This key was used before; keys are never reused."))
         return cleaned
 
 
@@ -117,7 +117,7 @@ class LabelAdmin(admin.ModelAdmin):
         if label is not None:
             usage = {k: v for k, v in services.label_usage(label=label).items() if v}
             if usage:
-                listed = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in usage.items())
+                listed = services.usage_listed(usage)
                 self.message_user(
                     request,
                     _("%(key)s is in use (%(uses)s); deprecate or merge it instead.")
@@ -275,7 +275,7 @@ class LabelSetAdminForm(forms.ModelForm):
         cleaned = super().clean()
         keys = cleaned.get("labels") or []
         if cleaned.get("kind") == "multiclass" and "labels" in cleaned and len(keys) < 2:
-            self.add_error("labels", "A multi-class label set needs at least two labels.")
+            self.add_error("labels", _("A multi-class label set needs at least two labels."))
         slug = cleaned.get("slug")
         if not self.instance.pk and slug:
             tenant = cleaned.get("tenant")
@@ -283,7 +283,7 @@ class LabelSetAdminForm(forms.ModelForm):
                 tenant is not None and LabelSet.objects.owned_by(tenant).filter(slug=slug).exists()
             )
             if clash:
-                self.add_error("slug", f"A label set '{slug}' already exists.")
+                self.add_error("slug", _("A label set '%(slug)s' already exists.") % {"slug": slug})
         return cleaned
 
 
@@ -350,7 +350,11 @@ class LabelProposalAdmin(admin.ModelAdmin):
             try:
                 services.label_proposal_approve(proposal=proposal, actor=request.user)
             except ValidationError as error:
-                self.message_user(request, f"{proposal.key}: {error.messages[0]}", messages.ERROR)
+                self.message_user(
+                    request,
+                    _("%(key)s: %(error)s") % {"key": proposal.key, "error": error.messages[0]},
+                    messages.ERROR,
+                )
             else:
                 self.message_user(
                     request,
@@ -366,4 +370,8 @@ class LabelProposalAdmin(admin.ModelAdmin):
                     proposal=proposal, actor=request.user, note="Rejected by platform staff."
                 )
             except ValidationError as error:
-                self.message_user(request, f"{proposal.key}: {error.messages[0]}", messages.ERROR)
+                self.message_user(
+                    request,
+                    _("%(key)s: %(error)s") % {"key": proposal.key, "error": error.messages[0]},
+                    messages.ERROR,
+                )

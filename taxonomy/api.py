@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db.models import F
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -215,7 +216,7 @@ class LabelSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         if label_set.tenant_id != self.tenant.pk:
             raise DomainError(
                 "shared_label_set",
-                "Shared label sets are changed by platform staff; create your own set instead.",
+                _("Shared label sets are changed by platform staff; create your own set instead."),
                 status_code=403,
             )
         data = _validated(LabelSetReviseSerializer, request.data)
@@ -278,7 +279,7 @@ class LabelProposalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ten
     def _staff_only(self) -> None:
         if not getattr(self.acting_user, "is_staff", False):
             raise DomainError(
-                "permission_denied", "Only platform staff decide on proposals.", status_code=403
+                "permission_denied", _("Only platform staff decide on proposals."), status_code=403
             )
 
     @extend_schema(

@@ -22,26 +22,46 @@ class LabelStatus(models.TextChoices):
 class Label(models.Model):
     """One node of the company-wide label tree. Its key is stable and never reused."""
 
-    key = models.CharField(max_length=200, unique=True, validators=[label_key_validator])
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    key = models.CharField(
+        max_length=200, unique=True, validators=[label_key_validator], verbose_name=_("key")
     )
-    name_en = models.CharField(max_length=200)
-    name_zh = models.CharField(max_length=200, blank=True)
-    description = models.TextField(blank=True)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
+        verbose_name=_("parent"),
+    )
+    name_en = models.CharField(max_length=200, verbose_name=_("name en"))
+    name_zh = models.CharField(max_length=200, blank=True, verbose_name=_("name zh"))
+    description = models.TextField(blank=True, verbose_name=_("description"))
     aliases = models.JSONField(
-        default=list, blank=True, help_text="Aliases and synonyms, any language."
+        default=list,
+        blank=True,
+        help_text=_("Aliases and synonyms, any language."),
+        verbose_name=_("aliases"),
     )
     status = models.CharField(
-        max_length=16, choices=LabelStatus.choices, default=LabelStatus.ACTIVE
+        max_length=16,
+        choices=LabelStatus.choices,
+        default=LabelStatus.ACTIVE,
+        verbose_name=_("status"),
     )
     replaced_by = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaces"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="replaces",
+        verbose_name=_("replaced by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("label")
+        verbose_name_plural = _("labels")
         ordering = ["key"]
 
     def __str__(self) -> str:
@@ -62,19 +82,33 @@ class LabelChange(models.Model):
     #: NULL once the label itself is deleted (only ever an unused label); `label_key` keeps the
     #: history readable and stops the key from being reused.
     label = models.ForeignKey(
-        Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="history"
+        Label,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="history",
+        verbose_name=_("label"),
     )
-    label_key = models.CharField(max_length=200, db_index=True, blank=True)
-    action = models.CharField(max_length=16, choices=Action.choices)
+    label_key = models.CharField(
+        max_length=200, db_index=True, blank=True, verbose_name=_("label key")
+    )
+    action = models.CharField(max_length=16, choices=Action.choices, verbose_name=_("action"))
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("actor"),
     )
-    at = models.DateTimeField(default=timezone.now, db_index=True)
-    before = models.JSONField(default=dict, blank=True)
-    after = models.JSONField(default=dict, blank=True)
-    note = models.CharField(max_length=300, blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True, verbose_name=_("at"))
+    before = models.JSONField(default=dict, blank=True, verbose_name=_("before"))
+    after = models.JSONField(default=dict, blank=True, verbose_name=_("after"))
+    note = models.CharField(max_length=300, blank=True, verbose_name=_("note"))
 
     class Meta:
+        verbose_name = _("label change")
+        verbose_name_plural = _("label changes")
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
@@ -90,19 +124,29 @@ class LabelSet(models.Model):
     """A named classification task. Shared (tenant is NULL, platform-owned) or a tenant's own."""
 
     tenant = models.ForeignKey(
-        "tenants.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="label_sets"
+        "tenants.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="label_sets",
+        verbose_name=_("tenant"),
     )
-    slug = models.SlugField(max_length=80)
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    slug = models.SlugField(max_length=80, verbose_name=_("slug"))
+    name = models.CharField(max_length=200, verbose_name=_("name"))
+    description = models.TextField(blank=True, verbose_name=_("description"))
     kind = models.CharField(
-        max_length=16, choices=LabelSetKind.choices, default=LabelSetKind.MULTICLASS
+        max_length=16,
+        choices=LabelSetKind.choices,
+        default=LabelSetKind.MULTICLASS,
+        verbose_name=_("kind"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
 
     objects = SharedOrTenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("label set")
+        verbose_name_plural = _("label sets")
         ordering = ["slug"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "slug"], name="uniq_labelset_tenant_slug"),
@@ -114,7 +158,7 @@ class LabelSet(models.Model):
         ]
 
     def __str__(self) -> str:
-        owner = self.tenant.slug if self.tenant_id else "shared"
+        owner = self.tenant.slug if self.tenant_id else _("shared")
         return f"{self.slug} ({owner})"
 
     @property
@@ -125,18 +169,30 @@ class LabelSet(models.Model):
 class LabelSetRevision(models.Model):
     """An immutable list of labels. Changing a label set makes a new revision; models train on one."""
 
-    label_set = models.ForeignKey(LabelSet, on_delete=models.PROTECT, related_name="revisions")
-    number = models.PositiveIntegerField()
+    label_set = models.ForeignKey(
+        LabelSet, on_delete=models.PROTECT, related_name="revisions", verbose_name=_("label set")
+    )
+    number = models.PositiveIntegerField(verbose_name=_("number"))
     labels = models.ManyToManyField(
-        Label, through="LabelSetMember", related_name="label_set_revisions"
+        Label,
+        through="LabelSetMember",
+        related_name="label_set_revisions",
+        verbose_name=_("labels"),
     )
-    note = models.CharField(max_length=300, blank=True)
+    note = models.CharField(max_length=300, blank=True, verbose_name=_("note"))
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("label set revision")
+        verbose_name_plural = _("label set revisions")
         ordering = ["label_set", "number"]
         constraints = [
             models.UniqueConstraint(fields=["label_set", "number"], name="uniq_labelset_revision")
@@ -150,11 +206,20 @@ class LabelSetRevision(models.Model):
 
 
 class LabelSetMember(models.Model):
-    revision = models.ForeignKey(LabelSetRevision, on_delete=models.CASCADE, related_name="members")
-    label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="+")
-    position = models.PositiveIntegerField(default=0)
+    revision = models.ForeignKey(
+        LabelSetRevision,
+        on_delete=models.CASCADE,
+        related_name="members",
+        verbose_name=_("revision"),
+    )
+    label = models.ForeignKey(
+        Label, on_delete=models.PROTECT, related_name="+", verbose_name=_("label")
+    )
+    position = models.PositiveIntegerField(default=0, verbose_name=_("position"))
 
     class Meta:
+        verbose_name = _("label set member")
+        verbose_name_plural = _("label set members")
         ordering = ["position"]
         constraints = [
             models.UniqueConstraint(fields=["revision", "label"], name="uniq_labelset_member")
@@ -165,9 +230,9 @@ class LabelSetMember(models.Model):
 
 
 class ProposalStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    APPROVED = "approved", "Approved"
-    REJECTED = "rejected", "Rejected"
+    PENDING = "pending", _("Pending")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
 
 
 class LabelProposal(models.Model):
@@ -175,37 +240,70 @@ class LabelProposal(models.Model):
     created, with its history) or reject it with a note; the tenant sees the status."""
 
     tenant = models.ForeignKey(
-        "tenants.Tenant", on_delete=models.CASCADE, related_name="label_proposals"
+        "tenants.Tenant",
+        on_delete=models.CASCADE,
+        related_name="label_proposals",
+        verbose_name=_("tenant"),
     )
-    key = models.CharField(max_length=200, validators=[label_key_validator])
+    key = models.CharField(max_length=200, validators=[label_key_validator], verbose_name=_("key"))
     parent = models.ForeignKey(
-        Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Label,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("parent"),
     )
-    name_en = models.CharField(max_length=200)
-    name_zh = models.CharField(max_length=200, blank=True)
-    description = models.TextField(blank=True)
-    aliases = models.JSONField(default=list, blank=True)
-    reason = models.CharField(max_length=500, blank=True, help_text="Why the tenant needs it.")
+    name_en = models.CharField(max_length=200, verbose_name=_("name en"))
+    name_zh = models.CharField(max_length=200, blank=True, verbose_name=_("name zh"))
+    description = models.TextField(blank=True, verbose_name=_("description"))
+    aliases = models.JSONField(default=list, blank=True, verbose_name=_("aliases"))
+    reason = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text=_("Why the tenant needs it."),
+        verbose_name=_("reason"),
+    )
     status = models.CharField(
-        max_length=16, choices=ProposalStatus.choices, default=ProposalStatus.PENDING
+        max_length=16,
+        choices=ProposalStatus.choices,
+        default=ProposalStatus.PENDING,
+        verbose_name=_("status"),
     )
     proposed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("proposed by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("decided by"),
     )
-    decided_at = models.DateTimeField(null=True, blank=True)
-    decision_note = models.CharField(max_length=300, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True, verbose_name=_("decided at"))
+    decision_note = models.CharField(max_length=300, blank=True, verbose_name=_("decision note"))
     #: The label created on approval.
     label = models.ForeignKey(
-        Label, null=True, blank=True, on_delete=models.SET_NULL, related_name="proposals"
+        Label,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="proposals",
+        verbose_name=_("label"),
     )
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("label proposal")
+        verbose_name_plural = _("label proposals")
         ordering = ["-created_at", "-id"]
         constraints = [
             # One open proposal per key and tenant.
@@ -217,4 +315,4 @@ class LabelProposal(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.key} ({self.status})"
+        return f"{self.key} ({self.get_status_display()})"

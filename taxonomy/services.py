@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from taxonomy.models import (
     Label,
@@ -124,7 +125,9 @@ def label_create(
     except ValidationError as exc:
         errors["key"] = list(exc.messages)
     if "key" not in errors and not key_is_free(key):
-        errors["key"] = [f"The key '{key}' is already taken (keys are never reused)."]
+        errors["key"] = [
+            _("The key '%(key)s' is already taken (keys are never reused).") % {"key": key}
+        ]
     if not (name_en or "").strip():
         errors["name_en"] = ["An English name is required."]
     if errors:
@@ -237,6 +240,24 @@ def label_deprecate(
     return label
 
 
+#: The human names of label_usage's keys (its keys stay stable identifiers).
+USAGE_NAMES = {
+    "label_set_revisions": gettext_lazy("label set revisions"),
+    "training_samples": gettext_lazy("training samples"),
+    "needs": gettext_lazy("needs"),
+    "children": gettext_lazy("child labels"),
+    "replaces": gettext_lazy("labels it replaces"),
+}
+
+
+def usage_listed(usage: dict[str, int]) -> str:
+    """`usage` (label_usage's non-zero counts) as text in the active language."""
+    return ", ".join(
+        _("%(what)s: %(count)s") % {"what": USAGE_NAMES[what], "count": n}
+        for what, n in usage.items()
+    )
+
+
 def label_usage(*, label: Label) -> dict[str, int]:
     """Everything that refers to a label; a label with any usage cannot be deleted."""
     from registry.models import TrainingSampleLabel
@@ -258,7 +279,7 @@ def label_delete(*, label: Label, actor=None) -> None:
         label = Label.objects.select_for_update().get(pk=label.pk)
         usage = {what: n for what, n in label_usage(label=label).items() if n}
         if usage:
-            listed = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in usage.items())
+            listed = usage_listed(usage)
             raise ValidationError(
                 {
                     "label": [
@@ -414,10 +435,12 @@ def labels_for_keys(keys: Iterable[str], *, field: str = "labels") -> list[Label
     if not ordered:
         raise ValidationError({field: [_("A label set needs at least one label.")]})
     found = {label.key: label for label in Label.objects.filter(key__in=ordered)}
-    problems = [f"Unknown label '{key}'." for key in ordered if key not in found]
+    problems = [_("Unknown label '%(key)s'.") % {"key": key} for key in ordered if key not in found]
     problems += [
-        f"'{key}' is deprecated"
-        + (f"; use '{found[key].replaced_by.key}'." if found[key].replaced_by_id else ".")
+        _("'%(key)s' is deprecated; use '%(replacement)s'.")
+        % {"key": key, "replacement": found[key].replaced_by.key}
+        if found[key].replaced_by_id
+        else _("'%(key)s' is deprecated.") % {"key": key}
         for key in ordered
         if key in found and found[key].status == LabelStatus.DEPRECATED
     ]
@@ -456,14 +479,16 @@ def label_set_create(
     """A shared (tenant=None) or tenant-owned label set with its first revision."""
     errors: dict[str, list[str]] = {}
     if kind not in LabelSetKind.values:
-        errors["kind"] = [f"Choose one of {', '.join(LabelSetKind.values)}."]
+        errors["kind"] = [
+            _("Choose one of %(choices)s.") % {"choices": ", ".join(LabelSetKind.values)}
+        ]
     if not slug:
         errors["slug"] = ["A slug is required."]
     # A tenant's own set may not shadow a shared slug (lookups by slug see both).
     elif LabelSet.objects.filter(slug=slug, tenant__isnull=True).exists() or (
         tenant is not None and LabelSet.objects.owned_by(tenant).filter(slug=slug).exists()
     ):
-        errors["slug"] = [f"A label set '{slug}' already exists."]
+        errors["slug"] = [_("A label set '%(slug)s' already exists.") % {"slug": slug}]
     if errors:
         raise ValidationError(errors)
     labels = labels_for_keys(label_keys)
@@ -496,7 +521,11 @@ def label_set_revise(
     new_kind = kind or label_set.kind
     if new_kind not in LabelSetKind.values:
         raise ValidationError(
-            {"kind": [_("Choose one of %(value)s.") % {"value": ", ".join(LabelSetKind.values)}]}
+            {
+                "kind": [
+                    _("Choose one of %(choices)s.") % {"choices": ", ".join(LabelSetKind.values)}
+                ]
+            }
         )
     if new_kind == LabelSetKind.MULTICLASS and len(labels) < 2:
         raise ValidationError({"labels": [_("A multi-class label set needs at least two labels.")]})
@@ -547,14 +576,18 @@ def label_proposal_create(
     except ValidationError as exc:
         errors["key"] = list(exc.messages)
     if "key" not in errors and not key_is_free(key):
-        errors["key"] = [f"The key '{key}' is already taken (keys are never reused)."]
+        errors["key"] = [
+            _("The key '%(key)s' is already taken (keys are never reused).") % {"key": key}
+        ]
     elif (
         "key" not in errors
         and LabelProposal.objects.owned_by(tenant)
         .filter(key=key, status=ProposalStatus.PENDING)
         .exists()
     ):
-        errors["key"] = [f"You have already proposed '{key}'; it awaits a decision."]
+        errors["key"] = [
+            _("You have already proposed '%(key)s'; it awaits a decision.") % {"key": key}
+        ]
     if not (name_en or "").strip():
         errors["name_en"] = ["An English name is required."]
     if errors:
@@ -578,7 +611,14 @@ def _decidable(proposal: LabelProposal) -> LabelProposal:
         LabelProposal.objects.owned_by(proposal.tenant_id).select_for_update().get(pk=proposal.pk)
     )
     if locked.status != ProposalStatus.PENDING:
-        raise ValidationError({"status": [f"This proposal is {locked.status} already."]})
+        raise ValidationError(
+            {
+                "status": [
+                    _("This proposal is %(locked_status)s already.")
+                    % {"locked_status": locked.status}
+                ]
+            }
+        )
     return locked
 
 
@@ -606,7 +646,7 @@ def label_proposal_approve(*, proposal: LabelProposal, actor, note: str = "") ->
 
 def label_proposal_reject(*, proposal: LabelProposal, actor, note: str) -> LabelProposal:
     if not (note or "").strip():
-        raise ValidationError({"note": ["Say why, for the tenant."]})
+        raise ValidationError({"note": [_("Say why, for the tenant.")]})
     with transaction.atomic():
         proposal = _decidable(proposal)
         proposal.status = ProposalStatus.REJECTED

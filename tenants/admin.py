@@ -45,6 +45,7 @@ class TenantAdmin(admin.ModelAdmin):
         "quota_max_batch_items",
         "contact_email",
         "time_zone",
+        "language",
         "created_at",
     ]
     list_filter = ["is_active"]
@@ -65,7 +66,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 class ApiKeyCreateForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
-        choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple
+        choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple, label=_("scopes")
     )
 
     class Meta:
@@ -76,7 +77,7 @@ class ApiKeyCreateForm(forms.ModelForm):
         cleaned = super().clean()
         tenant, name = cleaned.get("tenant"), cleaned.get("name")
         if tenant and name and ApiKey.objects.owned_by(tenant).filter(name=name).exists():
-            self.add_error("name", "This tenant already has a key with this name.")
+            self.add_error("name", _("This tenant already has a key with this name."))
         return cleaned
 
 
@@ -153,7 +154,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "admin/tenants/apikey/created.html",
             {
                 **self.admin_site.each_context(request),
-                "title": "API key created",
+                "title": _("API key created"),
                 "api_key": ApiKey.objects.dangerously_unscoped()
                 .select_related("tenant")
                 .get(pk=obj.pk),
@@ -245,7 +246,11 @@ class NeedAdmin(admin.ModelAdmin):
                     if isinstance(error, ValidationError) and hasattr(error, "error_dict")
                     else str(error)
                 )
-                self.message_user(request, f"{need}: {text}", messages.ERROR)
+                self.message_user(
+                    request,
+                    _("%(need)s: %(error)s") % {"need": need, "error": text},
+                    messages.ERROR,
+                )
         if done:
             self.message_user(
                 request,
@@ -300,7 +305,7 @@ class NeedAdmin(admin.ModelAdmin):
             "admin/tenants/need/reinstate.html",
             {
                 **self.admin_site.each_context(request),
-                "title": "Reinstate retired needs",
+                "title": _("Reinstate retired needs"),
                 "needs": queryset.select_related("tenant"),
                 "opts": self.model._meta,
             },

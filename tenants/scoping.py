@@ -256,10 +256,13 @@ class TenantPortalMixin(LoginRequiredMixin):
             request.session[SESSION_TENANT_KEY] = membership.tenant_id
         if membership.support:
             if request.method not in SAFE_METHODS:
-                raise PermissionDenied("Support access is read-only.")
+                raise PermissionDenied(_("Support access is read-only."))
             support_access_record(request, membership)
         elif not membership.has_role(self.required_role):
-            raise PermissionDenied(f"This page needs the '{self.required_role}' role.")
+            raise PermissionDenied(
+                _("This page needs the '%(required_role)s' role.")
+                % {"required_role": self.required_role}
+            )
         self.membership = membership
         self.tenant = membership.tenant
         return super().dispatch(request, *args, **kwargs)

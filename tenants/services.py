@@ -57,6 +57,7 @@ _TENANT_FIELDS = (
     "alert_email",
     "alert_webhook_url",
     "time_zone",
+    "language",
 )
 
 
@@ -103,13 +104,13 @@ def member_invite(
     username = (username or "").strip()
     errors: dict[str, list[str]] = {}
     if role not in Role.values:
-        errors["role"] = [f"Choose one of {', '.join(Role.values)}."]
+        errors["role"] = [_("Choose one of %(choices)s.") % {"choices": ", ".join(Role.values)}]
     user = User.objects.filter(username=username).first()
     if user is None:
         try:
             User.username_validator(username)
             if not username:
-                raise ValidationError("A username is required.")
+                raise ValidationError(_("A username is required."))
         except ValidationError as exc:
             errors["username"] = list(exc.messages)
         if email:
@@ -118,7 +119,10 @@ def member_invite(
             except ValidationError as exc:
                 errors["email"] = list(exc.messages)
     elif Membership.objects.owned_by(tenant).filter(user=user).exists():
-        errors["username"] = [f"{username} is already a member; change their role instead."]
+        errors["username"] = [
+            _("%(username)s is already a member; change their role instead.")
+            % {"username": username}
+        ]
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
@@ -137,7 +141,12 @@ def member_set_password_link(*, membership: Membership) -> str:
     (the invitation's link was lost). Someone with a password resets it themselves."""
     if membership.user.has_usable_password():
         raise ValidationError(
-            {"username": [f"{membership.user.username} has set a password already."]}
+            {
+                "username": [
+                    _("%(username)s has set a password already.")
+                    % {"username": membership.user.username}
+                ]
+            }
         )
     return _set_password_path(membership.user)
 
@@ -145,7 +154,9 @@ def member_set_password_link(*, membership: Membership) -> str:
 def member_role_set(*, membership: Membership, role: str) -> Membership:
     """Change a member's role; the tenant's last admin keeps theirs."""
     if role not in Role.values:
-        raise ValidationError({"role": [f"Choose one of {', '.join(Role.values)}."]})
+        raise ValidationError(
+            {"role": [_("Choose one of %(choices)s.") % {"choices": ", ".join(Role.values)}]}
+        )
     with transaction.atomic():
         _keep_an_admin(membership, leaving=role != Role.ADMIN)
         membership.role = role
@@ -168,7 +179,7 @@ def _keep_an_admin(membership: Membership, *, leaving: bool) -> None:
         .values_list("pk", flat=True)
     )
     if leaving and membership.role == Role.ADMIN and list(admins) == [membership.pk]:
-        raise ValidationError({"role": ["A tenant keeps at least one admin."]})
+        raise ValidationError({"role": [_("A tenant keeps at least one admin.")]})
 
 
 def support_access_record(*, user, tenant: Tenant, method: str, path: str) -> SupportAccess:
@@ -186,6 +197,21 @@ def user_language_set(*, user, language: str) -> UserProfile:
             user=user, defaults={"language": language}
         )
     return profile
+
+
+def recipient_language(*, tenant: Tenant, email: str) -> str:
+    """The language to write to `email` in, outside any request: the portal language its user
+    chose (a member of `tenant` before anyone else with that address), else the tenant's."""
+    users = get_user_model().objects.filter(email__iexact=email.strip(), is_active=True)
+    members = users.filter(memberships__tenant=tenant)
+    chosen = (
+        UserProfile.objects.filter(user__in=members if members.exists() else users)
+        .exclude(language="")
+        .order_by("user_id")
+        .values_list("language", flat=True)
+        .first()
+    )
+    return chosen or tenant.language
 
 
 def user_language(user) -> str:
@@ -229,6 +255,20 @@ def tenant_webhook_set(*, tenant: Tenant, url: str) -> Tenant:
         fields.append("webhook_secret")
     with transaction.atomic():
         tenant.save(update_fields=fields)
+    return tenant
+
+
+def tenant_language_set(*, tenant: Tenant, language: str) -> Tenant:
+    """The language of the unit's alert webhook summaries and of alert e-mails to non-users."""
+    tenant.language = language
+    try:
+        tenant.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise ValidationError(
+            {"language": exc.message_dict.get("language", exc.messages)}
+        ) from None
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(language=language)
     return tenant
 
 
@@ -582,7 +622,14 @@ def _transition(*, need: Need, to: str, actor=None, reason: str = "", **extra: A
     with transaction.atomic():
         need = Need.objects.owned_by(need.tenant_id).select_for_update().get(pk=need.pk)
         if to not in NEED_TRANSITIONS[NeedStatus(need.status)]:
-            raise ValidationError({"status": [f"A {need.status} need cannot become {to}."]})
+            raise ValidationError(
+                {
+                    "status": [
+                        _("A %(need_status)s need cannot become %(to)s.")
+                        % {"need_status": need.status, "to": to}
+                    ]
+                }
+            )
         _record_status(need=need, to=to, actor=actor, reason=reason)
         need.status = to
         for field, value in extra.items():
@@ -604,7 +651,7 @@ def _record_status(*, need: Need, to: str, actor, reason: str) -> None:
 def need_approve(*, need: Need, actor, reason: str = "") -> Need:
     """Platform staff approve a requested need (then it can be trained for, or go live)."""
     if not getattr(actor, "is_staff", False):
-        raise PermissionDenied("Only platform staff approve needs.")
+        raise PermissionDenied(_("Only platform staff approve needs."))
     return _transition(
         need=need,
         to=NeedStatus.APPROVED,
@@ -619,7 +666,12 @@ def need_go_live(*, need: Need, actor=None, reason: str = "") -> Need:
     """An approved need goes live once a model with a `production` alias serves it."""
     if not _has_serving_alias(need):
         raise ValidationError(
-            {"model": [f"Attach a model with a '{need.model_alias}' alias before going live."]}
+            {
+                "model": [
+                    _("Attach a model with a '%(model_alias)s' alias before going live.")
+                    % {"model_alias": need.model_alias}
+                ]
+            }
         )
     return _transition(need=need, to=NeedStatus.LIVE, actor=actor, reason=reason)
 
@@ -677,7 +729,7 @@ def need_reinstate(*, need: Need, actor, reason: str) -> Need:
     """Platform staff undo a retirement: the need returns to the status it had before it (a live
     need whose model lost its alias meanwhile returns as approved). A reason is required."""
     if not getattr(actor, "is_staff", False):
-        raise PermissionDenied("Only platform staff reinstate retired needs.")
+        raise PermissionDenied(_("Only platform staff reinstate retired needs."))
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": [_("Say why the need is reinstated.")]})
@@ -685,7 +737,12 @@ def need_reinstate(*, need: Need, actor, reason: str) -> Need:
         need = Need.objects.owned_by(need.tenant_id).select_for_update().get(pk=need.pk)
         if need.status != NeedStatus.RETIRED:
             raise ValidationError(
-                {"status": [f"Only a retired need can be reinstated ({need} is {need.status})."]}
+                {
+                    "status": [
+                        _("Only a retired need can be reinstated (%(need)s is %(need_status)s).")
+                        % {"need": need, "need_status": need.status}
+                    ]
+                }
             )
         before = (
             NeedStatusChange.objects.owned_by(need.tenant_id)
@@ -729,11 +786,16 @@ def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: boo
     if fit is not None and not fit.fits and not accept_shortfall:
         # Subscribing must mean the model answers the need: say why it does not.
         raise ValidationError(
-            {"model": [f"{model.name} does not answer this need. " + " ".join(fit.reasons)]}
+            {
+                "model": [
+                    _("%(model)s does not answer this need. %(reasons)s")
+                    % {"model": model.name, "reasons": " ".join(fit.reasons)}
+                ]
+            }
         )
     if need.status == NeedStatus.LIVE and model.label_set_id != need.label_set_id:
         raise ValidationError(
-            {"model": ["A live need can only move to a model of its own label set."]}
+            {"model": [_("A live need can only move to a model of its own label set.")]}
         )
     # The model's label set replaces a request; thresholds for labels it lacks go.
     rows = [
@@ -757,7 +819,7 @@ def need_subscribe_model(*, need: Need, model, actor=None, accept_shortfall: boo
     except IntegrityError as exc:  # a concurrent change to the same need: refuse, never a 500
         need.refresh_from_db()
         raise ValidationError(
-            {"model": ["The need changed while subscribing; reload it and try again."]}
+            {"model": [_("The need changed while subscribing; reload it and try again.")]}
         ) from exc
     return need
 
@@ -766,9 +828,9 @@ def need_keep_model(*, need: Need, actor=None) -> Need:
     """The tenant saw that another model was promoted for the need's label set and keeps the
     one it has: the question is not asked again until a later promotion."""
     if need.status == NeedStatus.RETIRED:
-        raise ValidationError({"status": ["A retired need cannot be changed."]})
+        raise ValidationError({"status": [_("A retired need cannot be changed.")]})
     if need.model_id is None:
-        raise ValidationError({"model": ["This need has no model to keep."]})
+        raise ValidationError({"model": [_("This need has no model to keep.")]})
     with transaction.atomic():
         _lock(need)
         need.model_chosen_at = timezone.now()

@@ -18,6 +18,8 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
+from django.utils.translation import gettext as _
+
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -71,9 +73,13 @@ def records(source: str | TextIO) -> Iterator[tuple[int, list[str]]]:
         stream.seek(0)
         line = unterminated_quote_line_in(iter(lambda: stream.read(CHUNK_CHARS), ""))
         if line is not None:
-            raise CsvFormatError(line, f"Unterminated quote starting on line {line}.") from None
+            raise CsvFormatError(
+                line, _("Unterminated quote starting on line %(line)s.") % {"line": line}
+            ) from None
         raise CsvFormatError(
-            ended + 1, f"Malformed CSV in the record starting on line {ended + 1}: {exc}."
+            ended + 1,
+            _("Malformed CSV in the record starting on line %(ended)s: %(exc)s.")
+            % {"ended": ended + 1, "exc": exc},
         ) from None
 
 

@@ -70,11 +70,11 @@ _DECODER = json.JSONDecoder(
 def string_problem(value: str) -> str | None:
     """Why PostgreSQL (or UTF-8) cannot hold this string, or None."""
     if "\x00" in value:
-        return "contains a NUL character"
+        return _("contains a NUL character")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return "contains a lone surrogate (not valid Unicode)"
+        return _("contains a lone surrogate (not valid Unicode)")
     return None
 
 
@@ -188,8 +188,10 @@ def check_form_values(data, files=None) -> None:
             if isinstance(value, str) and (problem := string_problem(value)):
                 raise DomainError(
                     "invalid",
-                    f"A form field {problem}.",
-                    fields={string_safe(name): [f"The value {problem}."]},
+                    _("A form field %(problem)s.") % {"problem": problem},
+                    fields={
+                        string_safe(name): [_("The value %(problem)s.") % {"problem": problem}]
+                    },
                 )
 
 
@@ -219,7 +221,7 @@ def query_datetime(value: str, *, name: str) -> datetime | None:
     if parsed is None:
         raise DomainError(
             "invalid",
-            f"`{name}` must be an ISO 8601 date-time.",
+            _("`%(name)s` must be an ISO 8601 date-time.") % {"name": name},
             fields={name: [_("Invalid date-time.")]},
         )
     if timezone.is_naive(parsed):
@@ -228,7 +230,7 @@ def query_datetime(value: str, *, name: str) -> datetime | None:
     if offset is not None and abs(offset) > MAX_UTC_OFFSET:
         raise DomainError(
             "invalid",
-            f"`{name}` has a UTC offset no time zone uses (at most ±14:00).",
+            _("`%(name)s` has a UTC offset no time zone uses (at most ±14:00).") % {"name": name},
             fields={name: [_("Impossible UTC offset.")]},
         )
     try:

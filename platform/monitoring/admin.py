@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
 from monitoring import selectors, services
+from monitoring.evidence import label_names, plain_sentence
 from monitoring.models import (
     Alert,
     DriftReport,
@@ -50,7 +51,7 @@ class AlertAdmin(admin.ModelAdmin):
         "need",
         "first_seen",
         "days_active",
-        "message",
+        "summary",
         "acknowledged_at",
         "snoozed_until",
         "delivered_at",
@@ -75,6 +76,12 @@ class AlertAdmin(admin.ModelAdmin):
         "delivery_error",
     )
     actions = ("acknowledge", "redeliver")
+
+    @admin.display(description=_("summary"))
+    def summary(self, obj: Alert) -> str:
+        # `message` is stored in the language of the worker that wrote it (English); the
+        # sentence is rebuilt from the evidence in the reader's language, as the portal does.
+        return plain_sentence(obj, label_names(obj.need))
 
     @admin.action(description=_("Acknowledge the selected alerts"))
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
@@ -173,12 +180,18 @@ class MonitoringDashboardAdmin(admin.ModelAdmin):
         return request.user.is_active and request.user.is_staff
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> TemplateResponse:
+        alerts = selectors.open_alerts_all_tenants(limit=100)
+        names: dict[int, dict[str, str]] = {}
+        for alert in alerts:
+            if alert.need_id not in names:
+                names[alert.need_id] = label_names(alert.need)
+            alert.summary = plain_sentence(alert, names[alert.need_id])
         context = {
             **self.admin_site.each_context(request),
             "title": _("Monitoring dashboard: all needs"),
             "opts": self.model._meta,
             "needs": [row for row in selectors.needs_overview_all_tenants() if row["last_day"]],
-            "alerts": selectors.open_alerts_all_tenants(limit=100),
+            "alerts": alerts,
             "psi_chart": selectors.psi_series_all_tenants(),
         }
         return TemplateResponse(request, "admin/monitoring/dashboard.html", context)

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from core.localtime import tenant_local_date, tenant_today, zone
@@ -39,6 +39,7 @@ from registry.selectors import serving_version
 from serving.models import PredictionLog
 from serving.services import scheduled_batches_time_zone_sync
 from tenants.models import Need, Tenant
+from tenants.services import recipient_language
 
 logger = logging.getLogger(__name__)
 
@@ -393,7 +394,15 @@ def alert_snooze(*, alert: Alert, until: date, note: str = "", user=None) -> Ale
     return alert
 
 
+def alert_summary(alert: Alert, *, language: str) -> str:
+    """The alert in one sentence, in `language` (label names too)."""
+    with translation.override(language):
+        return plain_sentence(alert, label_names(alert.need))
+
+
 def alert_payload(alert: Alert, *, event: str = "") -> dict:
+    """The webhook body. Only `summary` is human text, in the tenant's language; every other
+    field is the same whatever the language (machine fields: keys, codes, ISO dates)."""
     names = label_names(alert.need)
     return {
         "id": alert.pk,
@@ -408,7 +417,7 @@ def alert_payload(alert: Alert, *, event: str = "") -> dict:
         "first_seen": alert.first_seen.isoformat(),
         "last_seen": alert.last_seen.isoformat(),
         "days_active": alert.days_active,
-        "summary": plain_sentence(alert, names),
+        "summary": alert_summary(alert, language=alert.tenant.language),
         "evidence": alert.evidence,
     }
 
@@ -453,30 +462,10 @@ def alert_deliver(*, alert: Alert) -> dict:
                 logger.warning("alert %s webhook delivery failed: %s", alert.pk, exc)
         if email:
             try:
-                verb = {"escalated": _("escalated to critical"), "opened": _("opened")}.get(
-                    event, _("reminder")
-                )
-                send_mail(
-                    subject=_("[%(severity)s] %(need)s: %(kind)s (%(event)s)")
-                    % {
-                        "severity": alert.get_severity_display(),
-                        "need": alert.need.name,
-                        "kind": alert.get_kind_display(),
-                        "event": verb,
-                    },
-                    message=_(
-                        "%(summary)s\n\nFirst seen %(first)s, last seen %(last)s, %(days)s "
-                        "day(s) active.\n"
-                    )
-                    % {
-                        "summary": payload["summary"],
-                        "first": payload["first_seen"],
-                        "last": payload["last_seen"],
-                        "days": alert.days_active,
-                    },
-                    from_email=None,
-                    recipient_list=[email],
-                )
+                # Workers have no request: the recipient's portal language, else the tenant's.
+                language = recipient_language(tenant=tenant, email=email)
+                with translation.override(language):
+                    _alert_email_send(alert, event=event, email=email)
                 outcome["email"] = "sent"
                 delivered = True
             except Exception as exc:
@@ -497,6 +486,33 @@ def alert_deliver(*, alert: Alert) -> dict:
         ]
     )
     return {"events": events, **outcome, **({"errors": errors} if errors else {})}
+
+
+def _alert_email_send(alert: Alert, *, event: str, email: str) -> None:
+    """One alert e-mail, in the active language (alert_deliver overrides it per recipient)."""
+    verb = {"escalated": _("escalated to critical"), "opened": _("opened")}.get(
+        event, _("reminder")
+    )
+    send_mail(
+        subject=_("[%(severity)s] %(need)s: %(kind)s (%(event)s)")
+        % {
+            "severity": alert.get_severity_display(),
+            "need": alert.need.name,
+            "kind": alert.get_kind_display(),
+            "event": verb,
+        },
+        message=_(
+            "%(summary)s\n\nFirst seen %(first)s, last seen %(last)s, %(days)s day(s) active.\n"
+        )
+        % {
+            "summary": plain_sentence(alert, label_names(alert.need)),
+            "first": alert.first_seen.isoformat(),
+            "last": alert.last_seen.isoformat(),
+            "days": alert.days_active,
+        },
+        from_email=None,
+        recipient_list=[email],
+    )
 
 
 # --- Feedback -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class OptimisationConfig(AppConfig):
@@ -7,3 +8,4 @@ class OptimisationConfig(AppConfig):
 
     name = "optimisation"
     default_auto_field = "django.db.models.BigAutoField"
+    verbose_name = _("Deployment-time optimisation")

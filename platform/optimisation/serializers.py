@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from optimisation import services
@@ -38,7 +39,9 @@ class RunStartSerializer(serializers.Serializer):
     def validate_time_limit_seconds(self, value: int) -> int:
         limit = settings.OPTIMISATION_MAX_SECONDS
         if value > limit:
-            raise serializers.ValidationError(f"At most {limit} seconds on this platform.")
+            raise serializers.ValidationError(
+                _("At most %(limit)s seconds on this platform.") % {"limit": limit}
+            )
         return value
 
 

@@ -32,6 +32,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.querysets import acts_for_tenant
@@ -101,13 +103,16 @@ def _champion_snapshot(need: Need) -> DatasetSnapshot | None:
 def _number(value, *, field: str, low: float, high: float, what: str) -> float:
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         raise OptimisationError(
-            "bad_budget", f"Give {what} as a number.", fields={field: ["A number is required."]}
+            "bad_budget",
+            _("Give %(what)s as a number.") % {"what": what},
+            fields={field: [_("A number is required.")]},
         )
     if not low <= value <= high:
         raise OptimisationError(
             "bad_budget",
-            f"{what[0].upper()}{what[1:]} must be between {low:g} and {high:g}; got {value:g}.",
-            fields={field: [f"Between {low:g} and {high:g}."]},
+            _("%(what)s must be between %(low)g and %(high)g; got %(value)g.")
+            % {"what": capfirst(what), "low": low, "high": high, "value": value},
+            fields={field: [_("Between %(low)g and %(high)g.") % {"low": low, "high": high}]},
         )
     return value
 
@@ -132,7 +137,7 @@ def optimisation_run_start(
     if latency is None or size is None:
         raise OptimisationError(
             "budget_required",
-            "Give a p99 latency budget and a size budget (or set them on the need).",
+            _("Give a p99 latency budget and a size budget (or set them on the need)."),
             fields={
                 name: ["Required."]
                 for name, value in (("latency_budget_ms", latency), ("size_budget_kb", size))
@@ -147,24 +152,32 @@ def optimisation_run_start(
         what="the p99 latency budget (ms)",
     )
     if isinstance(size, float) and not float(size).is_integer():
-        raise OptimisationError("bad_budget", "The size budget is a whole number of KB.")
+        raise OptimisationError("bad_budget", _("The size budget is a whole number of KB."))
     _number(
         size, field="size_budget_kb", low=1, high=MAX_SIZE_BUDGET_KB, what="the size budget (KB)"
     )
     limit = settings.OPTIMISATION_MAX_SECONDS
     if isinstance(time_limit_seconds, bool) or not isinstance(time_limit_seconds, int):
-        raise OptimisationError("bad_time_limit", "Give the time limit in whole seconds.")
+        raise OptimisationError("bad_time_limit", _("Give the time limit in whole seconds."))
     if time_limit_seconds > limit:
         raise OptimisationError(
             "time_limit_too_long",
-            f"The time limit may be at most {limit} s on this platform; got {time_limit_seconds} s.",
-            fields={"time_limit_seconds": [f"At most {limit}."]},
+            _(
+                "The time limit may be at most %(limit)s s on this platform; got %(time_limit_seconds)s s."
+            )
+            % {"limit": limit, "time_limit_seconds": time_limit_seconds},
+            fields={"time_limit_seconds": [_("At most %(limit)s.") % {"limit": limit}]},
         )
     if time_limit_seconds < MIN_TIME_LIMIT_SECONDS:
         raise OptimisationError(
             "bad_time_limit",
-            f"The time limit must be at least {MIN_TIME_LIMIT_SECONDS} s.",
-            fields={"time_limit_seconds": [f"At least {MIN_TIME_LIMIT_SECONDS}."]},
+            _("The time limit must be at least %(minimum)s s.")
+            % {"minimum": MIN_TIME_LIMIT_SECONDS},
+            fields={
+                "time_limit_seconds": [
+                    _("At least %(minimum)s.") % {"minimum": MIN_TIME_LIMIT_SECONDS}
+                ]
+            },
         )
     if max_trials is not None:
         _number(max_trials, field="max_trials", low=1, high=MAX_TRIALS, what="the trial budget")
@@ -183,14 +196,18 @@ def optimisation_run_start(
     label_set = need.label_set
     if label_set is None:
         raise OptimisationError(
-            "no_snapshot", f"Need '{need.slug}' has no label set yet, so there is no data."
+            "no_snapshot",
+            _("Need '%(need_slug)s' has no label set yet, so there is no data.")
+            % {"need_slug": need.slug},
         )
     snapshot = _champion_snapshot(need)
     if snapshot is None:
         raise OptimisationError(
             "no_snapshot",
-            f"Need '{need.slug}' has no dataset snapshot to optimise on; import data and train a "
-            "model first.",
+            _(
+                "Need '%(need_slug)s' has no dataset snapshot to optimise on; import data and train a model first."
+            )
+            % {"need_slug": need.slug},
         )
     if (
         OptimisationRun.objects.owned_by(need.tenant_id)
@@ -225,7 +242,10 @@ def optimisation_run_start(
 def _already_running(need: Need) -> OptimisationError:
     return OptimisationError(
         "optimisation_running",
-        f"An optimisation run for '{need.slug}' is already queued or running; cancel it or wait.",
+        _(
+            "An optimisation run for '%(need_slug)s' is already queued or running; cancel it or wait."
+        )
+        % {"need_slug": need.slug},
         status_code=409,
     )
 
@@ -255,7 +275,7 @@ def optimisation_run_cancel(*, run: OptimisationRun, actor=None) -> Optimisation
         run.refresh_from_db()
         raise OptimisationError(
             "not_active",
-            f"This run is already {run.get_status_display().lower()}.",
+            _("This run is already %(status)s.") % {"status": run.get_status_display().lower()},
             status_code=409,
         )
     run.refresh_from_db()
@@ -366,7 +386,7 @@ def _search_measure_register(run: OptimisationRun, log: _RunLog, workdir: Path) 
     texts, label_lists = snapshot_split(snapshot, "train")
     test_texts, test_lists = snapshot_split(snapshot, "test")
     if not texts or not test_texts:
-        raise OptimisationError("no_test_samples", "The snapshot has no train or no test split.")
+        raise OptimisationError("no_test_samples", _("The snapshot has no train or no test split."))
     script = detect_script(texts)
     multilabel = snapshot.revision.label_set.kind == LabelSetKind.MULTILABEL
     log.write(
@@ -675,7 +695,9 @@ def _decide_and_register(
     stored = artifacts.store_serialised(_trial_bytes(path, sha256))
     if stored.size != trial.size_bytes:  # the size the search optimised is the stored size
         raise OptimisationError(
-            "size_mismatch", f"Stored {stored.size} bytes, measured {trial.size_bytes}."
+            "size_mismatch",
+            _("Stored %(size)s bytes, measured %(size_bytes)s.")
+            % {"size": stored.size, "size_bytes": trial.size_bytes},
         )
     card = {
         "run": run.pk,

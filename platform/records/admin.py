@@ -8,6 +8,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.translation import gettext_lazy as _
 
 from records import selectors
 from records.models import ProblemStatus, ProjectRecord, Section, SectionKind, SectionRevision
@@ -17,11 +18,11 @@ STALE_PROBLEM_DAYS = 14
 
 
 class OpenProblemsFilter(admin.SimpleListFilter):
-    title = "open problems"
+    title = _("open problems")
     parameter_name = "open_problems"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Has open problems"), ("no", "No open problems")]
+        return [("yes", _("Has open problems")), ("no", _("No open problems"))]
 
     def queryset(self, request, queryset):
         open_problems = Section.objects.filter(
@@ -68,15 +69,15 @@ class ProjectRecordAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description="need status", ordering="need__status")
+    @admin.display(description=_("need status"), ordering="need__status")
     def need_status(self, obj: ProjectRecord) -> str:
         return obj.need.get_status_display()
 
-    @admin.display(description="sections", ordering="n_sections")
+    @admin.display(description=_("sections"), ordering="n_sections")
     def sections(self, obj: ProjectRecord) -> int:
         return obj.n_sections  # type: ignore[attr-defined]
 
-    @admin.display(description="open problems", ordering="n_open")
+    @admin.display(description=_("open problems"), ordering="n_open")
     def open_problems(self, obj: ProjectRecord) -> int:
         return obj.n_open  # type: ignore[attr-defined]
 
@@ -97,7 +98,7 @@ class ProjectRecordAdmin(admin.ModelAdmin):
             days = STALE_PROBLEM_DAYS
         context = {
             **self.admin_site.each_context(request),
-            "title": "Project records: what needs attention",
+            "title": _("Project records: what needs attention"),
             "opts": self.model._meta,
             "days": days,
             "needs": selectors.live_needs_without_retrospective_all_tenants(),
@@ -125,7 +126,7 @@ class SectionAdmin(admin.ModelAdmin):
     filter_horizontal = ("labels",)
     readonly_fields = ("revision", "created_at", "updated_at", "resolved_at")
 
-    @admin.display(description="section")
+    @admin.display(description=_("section"))
     def title_or_kind(self, obj: Section) -> str:
         return obj.title or obj.get_kind_display()
 

@@ -9,6 +9,7 @@ Another tenant's need, section or linked object answers 404 / 400, exactly like 
 from __future__ import annotations
 
 from django.http import Http404, HttpResponse
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
@@ -45,7 +46,7 @@ class _RecordAPI(TenantScopedAPIView):
         super().resolve_tenant(request)
         if self.api_key is not None and request.method not in SAFE_METHODS:
             raise exceptions.PermissionDenied(
-                "Records are written by people (each revision names its author), not API keys."
+                _("Records are written by people (each revision names its author), not API keys.")
             )
 
     def scoped_queryset(self):
@@ -218,7 +219,7 @@ class DraftView(_RecordAPI):
     def get(self, request, slug: str):
         milestone = request.query_params.get("milestone", Milestone.LAUNCH)
         if milestone not in Milestone.values:
-            raise exceptions.ValidationError({"milestone": ["launch, retrain or incident."]})
+            raise exceptions.ValidationError({"milestone": [_("launch, retrain or incident.")]})
         draft = selectors.retrospective_draft(
             tenant=self.tenant, need=self.need(slug), milestone=milestone
         )
@@ -235,7 +236,7 @@ class SearchView(_RecordAPI):
     def get(self, request):
         query = request.query_params.get("q", "")
         if not query.strip() or len(query) > 200:
-            raise exceptions.ValidationError({"q": ["Give 1 to 200 characters to search for."]})
+            raise exceptions.ValidationError({"q": [_("Give 1 to 200 characters to search for.")]})
         hits = selectors.record_search(tenant=self.tenant, query=query)
         return Response(SearchHitSerializer(hits, many=True).data)
 
@@ -255,6 +256,6 @@ class RelatedLessonsView(_RecordAPI):
         raw = request.query_params.get("labels", "")
         terms = [t.strip() for t in raw.split(",") if t.strip()][:50]
         if not terms or len(raw) > 2000:
-            raise exceptions.ValidationError({"labels": ["Give 1 to 50 labels."]})
+            raise exceptions.ValidationError({"labels": [_("Give 1 to 50 labels.")]})
         rows = selectors.related_lessons(tenant=self.tenant, terms=terms)
         return Response(LessonSerializer(rows, many=True).data)

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from records.models import (
@@ -52,7 +53,11 @@ class StaleRevision(DomainError):
             f"{section.revision}, by {section.updated_by or 'someone'}). Reload it, merge your "
             "changes and save again.",
             status_code=409,
-            fields={"base_revision": [f"Current revision is {section.revision}."]},
+            fields={
+                "base_revision": [
+                    _("Current revision is %(revision)s.") % {"revision": section.revision}
+                ]
+            },
         )
         self.current = section
 

@@ -22,6 +22,7 @@ from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from monitoring.evidence import plain_sentence
 from monitoring.models import Alert
 from optimisation.models import OptimisationRun
 from registry.models import AliasAction, AliasEvent, DatasetSnapshot, TrainingRun, TrainingSample
@@ -356,9 +357,21 @@ def alerts(context: TimelineContext) -> list[Entry]:
     rows = Alert.objects.for_tenant(context.tenant).filter(need=need).order_by("created_at", "pk")
     base = reverse("monitoring:need", args=[need.slug])
     entries = []
-    for alert in rows.only(
-        "id", "kind", "label", "severity", "status", "message", "created_at", "resolved_at", "need"
-    ):
+    found = list(
+        rows.only(
+            "id",
+            "kind",
+            "label",
+            "severity",
+            "status",
+            "evidence",
+            "consecutive_days",
+            "created_at",
+            "resolved_at",
+            "need",
+        )
+    )
+    for alert in found:
         url = f"{base}#alert-{alert.pk}"
         entries.append(
             Entry(
@@ -366,11 +379,14 @@ def alerts(context: TimelineContext) -> list[Entry]:
                 kind="alert",
                 title=_("Alert (%(severity)s): %(kind)s%(label)s")
                 % {
-                    "severity": alert.severity,
-                    "kind": alert.kind,
+                    "severity": alert.get_severity_display(),
+                    "kind": alert.get_kind_display(),
                     "label": f" {alert.label}" if alert.label else "",
                 },
-                detail=alert.message,
+                # The stored `message` is in the language of the worker that wrote it; the
+                # sentence is rebuilt from the evidence in the reader's. Labels stay keys (as
+                # in the title): their names would cost this source more than its one query.
+                detail=plain_sentence(alert, {}),
                 url=url,
                 object_type="monitoring.alert",
                 object_id=alert.pk,
@@ -382,7 +398,10 @@ def alerts(context: TimelineContext) -> list[Entry]:
                     at=alert.resolved_at,
                     kind="alert_resolved",
                     title=_("Alert resolved: %(kind)s%(label)s")
-                    % {"kind": alert.kind, "label": f" {alert.label}" if alert.label else ""},
+                    % {
+                        "kind": alert.get_kind_display(),
+                        "label": f" {alert.label}" if alert.label else "",
+                    },
                     url=url,
                     object_type="monitoring.alert",
                     object_id=alert.pk,

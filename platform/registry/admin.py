@@ -116,7 +116,11 @@ class RegisteredModelAdmin(NoDeleteMixin, admin.ModelAdmin):
                     registered_model=model, alias=alias, actor=request.user, reason="admin rollback"
                 )
             except RegistryError as exc:
-                self.message_user(request, f"{model}: {exc.message}", messages.ERROR)
+                self.message_user(
+                    request,
+                    _("%(model)s: %(error)s") % {"model": model, "error": exc.message},
+                    messages.ERROR,
+                )
             else:
                 self.message_user(
                     request,
@@ -174,7 +178,12 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
         owner = obj.registered_model.tenant
         query = f"?as_tenant={owner.slug}" if owner is not None else ""
         return format_html(
-            '<a href="{}{}">card</a> · <a href="{}.md{}">.md</a>', url, query, url + "card", query
+            '<a href="{}{}">{}</a> · <a href="{}.md{}">Markdown</a>',
+            url,
+            query,
+            _("model card"),
+            url + "card",
+            query,
         )
 
     def _promote(self, request, queryset, alias: str) -> None:
@@ -188,7 +197,11 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
                     reason="admin promotion",
                 )
             except RegistryError as exc:
-                self.message_user(request, f"{version}: {exc.message}", messages.ERROR)
+                self.message_user(
+                    request,
+                    _("%(version)s: %(error)s") % {"version": version, "error": exc.message},
+                    messages.ERROR,
+                )
             else:
                 self.message_user(
                     request,
@@ -209,7 +222,11 @@ class ModelVersionAdmin(NoDeleteMixin, admin.ModelAdmin):
             try:
                 model_version_archive(version=version, actor=request.user)
             except RegistryError as exc:
-                self.message_user(request, f"{version}: {exc.message}", messages.ERROR)
+                self.message_user(
+                    request,
+                    _("%(version)s: %(error)s") % {"version": version, "error": exc.message},
+                    messages.ERROR,
+                )
 
 
 @admin.register(ModelAlias)

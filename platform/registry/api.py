@@ -251,7 +251,7 @@ class UploadSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         if not attrs.get("label_set") and not attrs.get("need"):
-            raise serializers.ValidationError({"label_set": "Give a label_set or a need."})
+            raise serializers.ValidationError({"label_set": _("Give a label_set or a need.")})
         return attrs
 
 
@@ -307,19 +307,22 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
         if self.acting_user is None:
             raise DomainError(
                 "person_required",
-                "A model is offered by a person, not an API key.",
+                _("A model is offered by a person, not an API key."),
                 status_code=403,
             )
         if model.tenant_id is None or self.tenant is None or model.tenant_id != self.tenant.pk:
             raise DomainError(
-                "not_own_model", "Only a unit's own models can be offered by it.", status_code=403
+                "not_own_model",
+                _("Only a unit's own models can be offered by it."),
+                status_code=403,
             )
         if not selectors.can_manage_model(
             user=self.acting_user, membership=self.membership, registered_model=model
         ):
             raise DomainError(
                 "permission_denied",
-                f"Only an admin of {model.tenant.slug} may do this.",
+                _("Only an admin of %(tenant_slug)s may do this.")
+                % {"tenant_slug": model.tenant.slug},
                 status_code=403,
             )
 
@@ -375,7 +378,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, T
         if model.tenant_id is None or self.tenant is None or model.tenant_id != self.tenant.pk:
             raise DomainError(
                 "not_own_model",
-                "Only the owning unit sees a model's subscriptions.",
+                _("Only the owning unit sees a model's subscriptions."),
                 status_code=403,
             )
         rows = selectors.model_subscriptions(registered_model=model, tenant=self.tenant)
@@ -523,8 +526,10 @@ class TrainingRunViewSet(
         if self.tenant is None and (data.get("need") or not data["shared"]):
             raise DomainError(
                 "tenant_required",
-                "Name the tenant to act for (header X-Tenant: <slug>), or train a shared model "
-                "(shared: true).",
+                _(
+                    "Name the tenant to act for (header X-Tenant: <slug>), or train a shared model "
+                    "(shared: true)."
+                ),
                 status_code=400,
             )
         owner = self.tenant
@@ -620,7 +625,7 @@ class SnapshotCreateSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         if bool(attrs.get("need")) == bool(attrs.get("label_set")):
-            raise serializers.ValidationError({"need": "Give exactly one of need or label_set."})
+            raise serializers.ValidationError({"need": _("Give exactly one of need or label_set.")})
         return attrs
 
 
@@ -655,13 +660,13 @@ class SnapshotViewSet(
         data = body.validated_data
         if data["shared"] and not getattr(self.acting_user, "is_staff", False):
             raise DomainError(
-                "permission_denied", "Only staff snapshot shared data.", status_code=403
+                "permission_denied", _("Only staff snapshot shared data."), status_code=403
             )
         owner = None if data["shared"] else self.tenant
         if owner is None and not data["shared"]:
             raise DomainError(
                 "tenant_required",
-                "Name the tenant to act for (header X-Tenant: <slug>), or set shared: true.",
+                _("Name the tenant to act for (header X-Tenant: <slug>), or set shared: true."),
                 status_code=400,
             )
         if data.get("need"):
@@ -671,7 +676,7 @@ class SnapshotViewSet(
             if need.label_set_id is None:
                 raise DomainError(
                     "need_has_no_label_set",
-                    f"Need {need.slug} has no label set yet.",
+                    _("Need %(need_slug)s has no label set yet.") % {"need_slug": need.slug},
                     status_code=409,
                 )
             label_set = need.label_set

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
+from django.utils.translation import gettext as _
+
 from core import csv_io
 from core.edge import string_problem
 from core.texts import text_problem
@@ -79,7 +81,9 @@ def _clean_row(result: ParseResult, *, row: int, text, labels, split, source_ref
         problem = next((p for v in values if isinstance(v, str) and (p := string_problem(v))), None)
         if problem:
             # PostgreSQL text cannot hold a NUL, and a lone surrogate is not UTF-8.
-            result.errors.append(RowError(row, name, f"The value {problem}."))
+            result.errors.append(
+                RowError(row, name, _("The value %(problem)s.") % {"problem": problem})
+            )
             return
     text_error = text_problem(text, max_chars=MAX_TEXT_CHARS)  # as sync, stream and batch items
     if text_error:
@@ -88,15 +92,20 @@ def _clean_row(result: ParseResult, *, row: int, text, labels, split, source_ref
     if isinstance(labels, str):
         labels = [part.strip() for part in labels.split(CSV_LABEL_SEPARATOR) if part.strip()]
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        result.errors.append(RowError(row, "labels", "Labels must be a list of label keys."))
+        result.errors.append(RowError(row, "labels", _("Labels must be a list of label keys.")))
         ok = False
     elif not labels:
-        result.errors.append(RowError(row, "labels", "At least one label is required."))
+        result.errors.append(RowError(row, "labels", _("At least one label is required.")))
         ok = False
     split = (split or "").strip().lower() if isinstance(split, str) else split
     if split not in SPLITS:
         result.errors.append(
-            RowError(row, "split", f"Unknown split {split!r}; use train, dev, test or leave empty.")
+            RowError(
+                row,
+                "split",
+                _("Unknown split %(split)r; use train, dev, test or leave empty.")
+                % {"split": split},
+            )
         )
         ok = False
     if ok:
@@ -123,7 +132,7 @@ def parse_csv(content: bytes) -> ParseResult:
     result = ParseResult()
     decoded = _decode(content)
     if decoded is None:
-        result.errors.append(RowError(0, "file", "The file is not UTF-8 text."))
+        result.errors.append(RowError(0, "file", _("The file is not UTF-8 text.")))
         return result
     try:
         found = list(csv_io.records(decoded))
@@ -136,13 +145,13 @@ def parse_csv(content: bytes) -> ParseResult:
     if "text" not in columns or label_column is None:
         result.errors.append(
             RowError(
-                1, "header", "The header must name a 'text' and a 'labels' (or 'label') column."
+                1, "header", _("The header must name a 'text' and a 'labels' (or 'label') column.")
             )
         )
         return result
     for line, cells in found[1:]:
         if len(cells) > len(columns):
-            result.errors.append(RowError(line, "row", "More cells than header columns."))
+            result.errors.append(RowError(line, "row", _("More cells than header columns.")))
             continue
         record = dict(zip(columns, cells, strict=False))
         _clean_row(
@@ -160,7 +169,7 @@ def parse_jsonl(content: bytes) -> ParseResult:
     result = ParseResult()
     decoded = _decode(content)
     if decoded is None:
-        result.errors.append(RowError(0, "file", "The file is not UTF-8 text."))
+        result.errors.append(RowError(0, "file", _("The file is not UTF-8 text.")))
         return result
     for number, line in enumerate(decoded.splitlines(), start=1):
         if not line.strip():
@@ -168,10 +177,12 @@ def parse_jsonl(content: bytes) -> ParseResult:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            result.errors.append(RowError(number, "row", f"Not valid JSON: {exc.msg}."))
+            result.errors.append(
+                RowError(number, "row", _("Not valid JSON: %(msg)s.") % {"msg": exc.msg})
+            )
             continue
         if not isinstance(record, dict):
-            result.errors.append(RowError(number, "row", "Each line must be a JSON object."))
+            result.errors.append(RowError(number, "row", _("Each line must be a JSON object.")))
             continue
         labels = record.get("labels", record.get("label"))
         if isinstance(labels, str):
@@ -194,7 +205,11 @@ def parse_upload(*, filename: str, content: bytes, fmt: str | None = None) -> Pa
         return parse_csv(content)
     result = ParseResult()
     result.errors.append(
-        RowError(0, "format", f"Unsupported file type {fmt!r}; upload a .csv or .jsonl file.")
+        RowError(
+            0,
+            "format",
+            _("Unsupported file type %(fmt)r; upload a .csv or .jsonl file.") % {"fmt": fmt},
+        )
     )
     return result
 

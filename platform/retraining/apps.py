@@ -1,10 +1,11 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class RetrainingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "retraining"
-    verbose_name = "Retraining and champion/challenger"
+    verbose_name = _("Retraining and champion/challenger")
 
     def ready(self) -> None:
         # Shadow mode: serving (a lower layer) asks this app which needs shadow, and how much,

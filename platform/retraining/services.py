@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.heartbeat import beating
 from core.querysets import acts_for_tenant
@@ -76,9 +77,11 @@ def retrain_policy_for(*, need: Need) -> RetrainPolicy:
 def retrain_policy_update(*, need: Need, actor=None, **fields: Any) -> RetrainPolicy:
     unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
-        raise RetrainingError("unknown_field", f"Unknown policy field(s): {sorted(unknown)}.")
+        raise RetrainingError(
+            "unknown_field", _("Unknown policy field(s): %(fields)s.") % {"fields": sorted(unknown)}
+        )
     with transaction.atomic():
-        policy, _ = RetrainPolicy.objects.for_tenant(need.tenant_id).get_or_create(
+        policy, _created = RetrainPolicy.objects.for_tenant(need.tenant_id).get_or_create(
             need=need, defaults={"tenant_id": need.tenant_id}
         )
         for key, value in fields.items():
@@ -148,22 +151,25 @@ def _champion(need: Need) -> ModelVersion:
     if champion is None:
         raise RetrainingError(
             "no_champion",
-            f"Need {need.slug!r} has no model version at its '{need.model_alias}' alias to "
-            "retrain.",
+            _("Need %(need_slug)r has no model version at its '%(model_alias)s' alias to retrain.")
+            % {"need_slug": need.slug, "model_alias": need.model_alias},
             status_code=409,
         )
     model = champion.registered_model
     if model.tenant_id != need.tenant_id:
         raise RetrainingError(
             "shared_champion",
-            f"Need {need.slug!r} is served by the shared model {model.name}; train a model of "
-            "your own for it first (POST /api/v1/training-runs/ with the need), then retrain it.",
+            _(
+                "Need %(need_slug)r is served by the shared model %(model_name)s; train a model of your own for it first (POST /api/v1/training-runs/ with the need), then retrain it."
+            )
+            % {"need_slug": need.slug, "model_name": model.name},
             status_code=409,
         )
     if need.label_set_id is None or model.label_set_id != need.label_set_id:
         raise RetrainingError(
             "label_set_mismatch",
-            f"The champion {champion} was not trained for the need's label set.",
+            _("The champion %(champion)s was not trained for the need's label set.")
+            % {"champion": champion},
             status_code=409,
         )
     return champion
@@ -195,9 +201,11 @@ def retrain_start_or_get(
     A start that names neither `algorithm` nor `params` trains what the need's policy says
     (else the champion's); one that names either trains exactly that (`retrain_choice`)."""
     if trigger not in Trigger.values:
-        raise RetrainingError("unknown_trigger", f"Trigger must be one of {Trigger.values}.")
+        raise RetrainingError(
+            "unknown_trigger", _("Trigger must be one of %(values)s.") % {"values": Trigger.values}
+        )
     if params is not None and not isinstance(params, dict):
-        raise RetrainingError("bad_params", "params must be an object.")
+        raise RetrainingError("bad_params", _("params must be an object."))
     active = Retrain.objects.for_tenant(need.tenant_id).filter(
         need=need, status__in=ACTIVE_STATUSES
     )
@@ -240,7 +248,7 @@ def retrain_start(*, need: Need, actor=None, reason: str = "", trigger: str = Tr
     this with trigger="signoff", and it honours the need's policy `retrain_on_signoff`."""
     if trigger == Trigger.SIGNOFF and not retrain_policy_for(need=need).retrain_on_signoff:
         return None
-    retrain, _ = retrain_start_or_get(need=need, actor=actor, reason=reason, trigger=trigger)
+    retrain, _created = retrain_start_or_get(need=need, actor=actor, reason=reason, trigger=trigger)
     return retrain
 
 
@@ -308,7 +316,9 @@ def _retrain_run(retrain_id: int, task_id: str) -> Retrain:
             run.refresh_from_db()
         if run.status != RunStatus.SUCCEEDED:
             raise RetrainingError(
-                "training_failed", f"Training run {run.pk} {run.status}: {run.error}"
+                "training_failed",
+                _("Training run %(run_pk)s %(run_status)s: %(run_error)s")
+                % {"run_pk": run.pk, "run_status": run.status, "run_error": run.error},
             )
         retrain = Retrain.objects.select_related("need", "champion").get(pk=retrain_id)
         challenger = ModelVersion.objects.for_owner(retrain.tenant_id).get(training_run=run)
@@ -433,7 +443,10 @@ def retrain_recompare(*, retrain: Retrain) -> Retrain:
     if retrain.status != RetrainStatus.READY or retrain.challenger_id is None:
         raise RetrainingError(
             "retrain_not_ready",
-            f"Retrain {retrain.pk} is {retrain.status}; only a ready retrain is compared again.",
+            _(
+                "Retrain %(retrain_pk)s is %(retrain_status)s; only a ready retrain is compared again."
+            )
+            % {"retrain_pk": retrain.pk, "retrain_status": retrain.status},
             status_code=409,
         )
     _compare_and_judge(retrain)
@@ -453,8 +466,10 @@ def retrain_promote(*, retrain: Retrain, actor=None, override_reason: str = "") 
         if locked.status != RetrainStatus.READY or locked.challenger_id is None:
             raise RetrainingError(
                 "retrain_not_ready",
-                f"Retrain {locked.pk} is {locked.status}; only a compared (ready) retrain is "
-                "promoted.",
+                _(
+                    "Retrain %(locked_pk)s is %(locked_status)s; only a compared (ready) retrain is promoted."
+                )
+                % {"locked_pk": locked.pk, "locked_status": locked.status},
                 status_code=409,
             )
         need = Need.objects.for_tenant(locked.tenant_id).get(pk=locked.need_id)
@@ -462,8 +477,10 @@ def retrain_promote(*, retrain: Retrain, actor=None, override_reason: str = "") 
         if current is None or current.pk != locked.champion_id:
             raise RetrainingError(
                 "champion_changed",
-                "The need's serving version is no longer this retrain's champion; start a new "
-                "retrain.",
+                _(
+                    "The need's serving version is no longer this retrain's champion; start a new "
+                    "retrain."
+                ),
                 status_code=409,
             )
         passed = bool((locked.guard or {}).get("passed"))
@@ -481,14 +498,14 @@ def retrain_promote(*, retrain: Retrain, actor=None, override_reason: str = "") 
             if not getattr(actor, "is_staff", False):
                 raise RetrainingError(
                     "override_requires_staff",
-                    "Only platform staff may override the promotion guard.",
+                    _("Only platform staff may override the promotion guard."),
                     status_code=403,
                 )
             if len(override_reason) < 10:
                 raise RetrainingError(
                     "override_reason_too_short",
-                    "Write the reason for overriding the guard (at least 10 characters).",
-                    fields={"override_reason": "At least 10 characters."},
+                    _("Write the reason for overriding the guard (at least 10 characters)."),
+                    fields={"override_reason": _("At least 10 characters.")},
                 )
         challenger = ModelVersion.objects.for_owner(locked.tenant_id).get(pk=locked.challenger_id)
         reason = (
@@ -529,7 +546,8 @@ def retrain_rollback(*, retrain: Retrain, actor=None, reason: str = "") -> Model
     if retrain.status != RetrainStatus.PROMOTED or retrain.challenger_id is None:
         raise RetrainingError(
             "not_promoted",
-            f"Retrain {retrain.pk} was not promoted; there is nothing to roll back.",
+            _("Retrain %(retrain_pk)s was not promoted; there is nothing to roll back.")
+            % {"retrain_pk": retrain.pk},
             status_code=409,
         )
     need = Need.objects.for_tenant(retrain.tenant_id).get(pk=retrain.need_id)

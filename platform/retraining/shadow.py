@@ -8,15 +8,18 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from core.localtime import tenant_local_date
 from registry.models import AliasName, ModelAlias, ModelVersion
 from registry.services.versions import load_model_version
 from retraining.models import Retrain, RetrainPolicy, RetrainStatus, ShadowAgreement
 from serving import shadow as serving_shadow
+from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -73,18 +76,30 @@ def forget_shares() -> None:
         _loaded_at = float("-inf")
 
 
+def _served_day(tenant: Tenant | None, item: dict) -> date:
+    """The tenant's calendar day the champion answered the item on (its wall clock, like the
+    monitoring days), not the drain's: an item served at 23:59 counts for that day."""
+    served = datetime.fromtimestamp(item["t"], tz=UTC) if "t" in item else timezone.now()
+    return tenant_local_date(tenant, served) if tenant is not None else served.date()
+
+
 def shadow_drain_all_tenants(*, batch: int = 500, limit: int = 5000) -> int:
     """Score buffered shadow items with their challenger; add to the day's agreement counts.
     Returns the number scored. Items whose challenger is gone are dropped."""
     scored = 0
+    tenants: dict[int, Tenant | None] = {}
     while scored < limit:
         items = serving_shadow.take(batch=batch)
         if not items:
             break
-        groups: dict[tuple[int, int, int, int], list[dict]] = defaultdict(list)
+        groups: dict[tuple[int, int, int, int, date], list[dict]] = defaultdict(list)
         for item in items:
-            groups[(item["tn"], item["nd"], item["mv"], item["cv"])].append(item)
-        for (tenant_id, need_id, champion_id, challenger_id), group in groups.items():
+            tenant_id = item["tn"]
+            if tenant_id not in tenants:
+                tenants[tenant_id] = Tenant.objects.filter(pk=tenant_id).first()
+            day = _served_day(tenants[tenant_id], item)
+            groups[(tenant_id, item["nd"], item["mv"], item["cv"], day)].append(item)
+        for (tenant_id, need_id, champion_id, challenger_id, day), group in groups.items():
             version = ModelVersion.objects.for_tenant(tenant_id).filter(pk=challenger_id).first()
             if version is None:
                 continue
@@ -95,7 +110,6 @@ def shadow_drain_all_tenants(*, batch: int = 500, limit: int = 5000) -> int:
                 for item, labels in zip(group, predicted, strict=True)
                 if labels and labels[0] == item["tl"] or (not labels and not item["tl"])
             )
-            day = timezone.now().date()
             row, _ = ShadowAgreement.objects.for_tenant(tenant_id).get_or_create(
                 need_id=need_id,
                 champion_id=champion_id,

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ReviewConfig(AppConfig):
     name = "review"
-    verbose_name = "Review rounds and cases"
+    verbose_name = _("Review rounds and cases")
 
     def ready(self) -> None:
         # Sync texts for review: serving (a lower layer) asks this app which share of a need's

@@ -21,67 +21,102 @@ from core.querysets import TenantQuerySet
 class NeedReviewConfig(models.Model):
     """Per-need defaults of review rounds and case handling (created on first use)."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+    )
     need = models.OneToOneField(
-        "tenants.Need", on_delete=models.CASCADE, related_name="review_config"
+        "tenants.Need",
+        on_delete=models.CASCADE,
+        related_name="review_config",
+        verbose_name=_("need"),
     )
     accuracy_target = models.FloatField(
-        default=0.9, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.9,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        verbose_name=_("accuracy target"),
     )
     sample_size = models.PositiveIntegerField(
-        default=100, validators=[MinValueValidator(1), MaxValueValidator(5000)]
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(5000)],
+        verbose_name=_("sample size"),
     )
     window_days = models.PositiveSmallIntegerField(
-        default=7, validators=[MinValueValidator(1), MaxValueValidator(365)]
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        verbose_name=_("window days"),
     )
     #: Each stratum gets at least this many items (when it has them): rare labels are oversampled.
     min_per_label = models.PositiveSmallIntegerField(
-        default=5, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        verbose_name=_("min per label"),
     )
     double_review_share = models.FloatField(
-        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        verbose_name=_("double review share"),
     )
     #: Share of accepted cases kept out of training (the "fresh set"), chosen by text hash.
     held_out_share = models.FloatField(
-        default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.2,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        verbose_name=_("held out share"),
     )
     #: Share of low-confidence predictions that become cases (chosen by text hash).
     low_confidence_case_share = models.FloatField(
-        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        verbose_name=_("low confidence case share"),
     )
     #: Share of logged sync predictions whose text is kept for review (0: none, the default:
     #: sync callers never agreed to storage of their texts, so a need's owner opts in).
     sync_review_share = models.FloatField(
-        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        verbose_name=_("sync review share"),
     )
     #: Days a kept sync text stays in the prediction log before the purge clears it (capped
     #: platform-wide by SYNC_REVIEW_TEXT_MAX_DAYS).
     sync_text_retention_days = models.PositiveSmallIntegerField(
-        default=14, validators=[MinValueValidator(1), MaxValueValidator(365)]
+        default=14,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        verbose_name=_("sync text retention days"),
     )
-    auto_round_on_alert = models.BooleanField(default=True)
+    auto_round_on_alert = models.BooleanField(default=True, verbose_name=_("auto round on alert"))
     #: "minute hour day month weekday" (UTC); empty: no scheduled rounds.
-    schedule_crontab = models.CharField(max_length=100, blank=True)
+    schedule_crontab = models.CharField(
+        max_length=100, blank=True, verbose_name=_("schedule crontab")
+    )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name=_("periodic task"),
     )
     #: Who signs off rounds for the business (a tenant admin may always sign off).
     business_owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("business owner"),
     )
     #: Collection cursors: the last feedback event / prediction log row already turned into cases.
-    feedback_cursor = models.BigIntegerField(default=0)
-    predlog_cursor = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
+    feedback_cursor = models.BigIntegerField(default=0, verbose_name=_("feedback cursor"))
+    predlog_cursor = models.BigIntegerField(default=0, verbose_name=_("predlog cursor"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     objects = TenantQuerySet.as_manager()
 
+    class Meta:
+        verbose_name = _("need review config")
+        verbose_name_plural = _("need review configs")
+
     def __str__(self) -> str:
-        return f"review config of {self.need_id}"
+        return _("review settings of need %(need)s") % {"need": self.need_id}
 
 
 class Trigger(models.TextChoices):
@@ -104,47 +139,81 @@ class SignOff(models.TextChoices):
 
 
 class ReviewRound(models.Model):
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
-    need = models.ForeignKey("tenants.Need", on_delete=models.PROTECT, related_name="review_rounds")
-    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="+", verbose_name=_("tenant")
+    )
+    need = models.ForeignKey(
+        "tenants.Need",
+        on_delete=models.PROTECT,
+        related_name="review_rounds",
+        verbose_name=_("need"),
+    )
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, verbose_name=_("trigger"))
     #: The monitoring alert that started it (trigger "alert"): one round per alert.
     trigger_alert = models.ForeignKey(
-        "monitoring.Alert", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "monitoring.Alert",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("trigger alert"),
     )
     status = models.CharField(
-        max_length=16, choices=RoundStatus.choices, default=RoundStatus.PENDING
+        max_length=16,
+        choices=RoundStatus.choices,
+        default=RoundStatus.PENDING,
+        verbose_name=_("status"),
     )
-    window_start = models.DateTimeField()
-    window_end = models.DateTimeField()
-    sample_size = models.PositiveIntegerField()
-    double_review_share = models.FloatField(default=0.0)
+    window_start = models.DateTimeField(verbose_name=_("window start"))
+    window_end = models.DateTimeField(verbose_name=_("window end"))
+    sample_size = models.PositiveIntegerField(verbose_name=_("sample size"))
+    double_review_share = models.FloatField(default=0.0, verbose_name=_("double review share"))
     #: The model version most items were predicted by (compared with its offline accuracy).
     model_version = models.ForeignKey(
-        "registry.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("model version"),
     )
     #: Predictions in the window that could be sampled, and per stratum {label: [size, drawn]}.
-    population = models.PositiveIntegerField(default=0)
-    strata = models.JSONField(default=dict, blank=True)
+    population = models.PositiveIntegerField(default=0, verbose_name=_("population"))
+    strata = models.JSONField(default=dict, blank=True, verbose_name=_("strata"))
     #: The estimate when the round was closed (the live one is computed from the verdicts).
-    result = models.JSONField(default=dict, blank=True)
-    accuracy_target = models.FloatField(default=0.9)
+    result = models.JSONField(default=dict, blank=True, verbose_name=_("result"))
+    accuracy_target = models.FloatField(default=0.9, verbose_name=_("accuracy target"))
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    sampled_at = models.DateTimeField(null=True, blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    error = models.CharField(max_length=300, blank=True)
-    signoff = models.CharField(max_length=16, choices=SignOff.choices, blank=True)
-    signoff_note = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
+    sampled_at = models.DateTimeField(null=True, blank=True, verbose_name=_("sampled at"))
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("closed at"))
+    error = models.CharField(max_length=300, blank=True, verbose_name=_("error"))
+    signoff = models.CharField(
+        max_length=16, choices=SignOff.choices, blank=True, verbose_name=_("signoff")
+    )
+    signoff_note = models.CharField(max_length=1000, blank=True, verbose_name=_("signoff note"))
     signoff_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("signoff by"),
     )
-    signoff_at = models.DateTimeField(null=True, blank=True)
+    signoff_at = models.DateTimeField(null=True, blank=True, verbose_name=_("signoff at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("review round")
+        verbose_name_plural = _("review rounds")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -156,13 +225,21 @@ class ReviewRound(models.Model):
         indexes = [models.Index(fields=["need", "-created_at"], name="round_need_created")]
 
     def __str__(self) -> str:
-        return f"round {self.pk} of {self.need_id} [{self.status}]"
+        return _("round %(pk)s of need %(need)s [%(status)s]") % {
+            "pk": self.pk,
+            "need": self.need_id,
+            "status": self.get_status_display(),
+        }
 
 
 class ReviewItem(models.Model):
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
-    round = models.ForeignKey(ReviewRound, on_delete=models.CASCADE, related_name="items")
-    position = models.PositiveIntegerField()
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="+", verbose_name=_("tenant")
+    )
+    round = models.ForeignKey(
+        ReviewRound, on_delete=models.CASCADE, related_name="items", verbose_name=_("round")
+    )
+    position = models.PositiveIntegerField(verbose_name=_("position"))
     #: No database constraint: the log is partitioned by day on PostgreSQL (its unique keys
     #: include `day`) and retention drops whole days; the item keeps its own text and labels.
     prediction = models.ForeignKey(
@@ -172,29 +249,35 @@ class ReviewItem(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         db_constraint=False,
+        verbose_name=_("prediction"),
     )
-    item_ref = models.CharField(max_length=200, blank=True)
+    item_ref = models.CharField(max_length=200, blank=True, verbose_name=_("item ref"))
     #: The channel the prediction was served on (sync texts come from the kept share).
-    channel = models.CharField(max_length=8, blank=True)
-    text = models.TextField()
-    text_hash = models.CharField(max_length=64)
+    channel = models.CharField(max_length=8, blank=True, verbose_name=_("channel"))
+    text = models.TextField(verbose_name=_("text"))
+    text_hash = models.CharField(max_length=64, verbose_name=_("text hash"))
     model_version = models.ForeignKey(
-        "registry.ModelVersion", on_delete=models.PROTECT, related_name="+"
+        "registry.ModelVersion",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("model version"),
     )
-    predicted_labels = models.JSONField(default=list)
+    predicted_labels = models.JSONField(default=list, verbose_name=_("predicted labels"))
     #: [[global key, score], ...] best first.
-    scores = models.JSONField(default=list)
-    stratum = models.CharField(max_length=200)
+    scores = models.JSONField(default=list, verbose_name=_("scores"))
+    stratum = models.CharField(max_length=200, verbose_name=_("stratum"))
     #: Inverse inclusion probability (review.sampling.item_weight): the stratum's estimated size
     #: over the items drawn from it, scaled by the row's own expansion (1 / text_share for a
     #: kept sync text, 1 for stream and batch).
-    weight = models.FloatField()
+    weight = models.FloatField(verbose_name=_("weight"))
     #: How many reviewers must answer it (2 when it is in the double-review share).
-    reviews_needed = models.PositiveSmallIntegerField(default=1)
+    reviews_needed = models.PositiveSmallIntegerField(default=1, verbose_name=_("reviews needed"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("review item")
+        verbose_name_plural = _("review items")
         ordering = ["round", "position"]
         constraints = [
             models.UniqueConstraint(fields=["round", "text_hash"], name="uniq_review_item_text"),
@@ -202,7 +285,10 @@ class ReviewItem(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"round {self.round_id} #{self.position}"
+        return _("round %(round)s #%(position)s") % {
+            "round": self.round_id,
+            "position": self.position,
+        }
 
 
 class Decision(models.TextChoices):
@@ -217,22 +303,35 @@ class ReviewVerdict(models.Model):
 
     A skip gives the slot back to the others; the skipper never gets the item again."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
-    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="verdicts")
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="+", verbose_name=_("tenant")
+    )
+    item = models.ForeignKey(
+        ReviewItem, on_delete=models.CASCADE, related_name="verdicts", verbose_name=_("item")
+    )
     reviewer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("reviewer"),
     )
     #: The API key's prefix when a labelling tool (not a person) answered.
-    api_key_prefix = models.CharField(max_length=16, blank=True)
-    slot = models.PositiveSmallIntegerField(default=1)
-    decision = models.CharField(max_length=16, choices=Decision.choices, blank=True)
-    labels = models.JSONField(default=list)
-    claimed_at = models.DateTimeField(default=timezone.now)
-    answered_at = models.DateTimeField(null=True, blank=True)
+    api_key_prefix = models.CharField(max_length=16, blank=True, verbose_name=_("api key prefix"))
+    slot = models.PositiveSmallIntegerField(default=1, verbose_name=_("slot"))
+    decision = models.CharField(
+        max_length=16, choices=Decision.choices, blank=True, verbose_name=_("decision")
+    )
+    labels = models.JSONField(default=list, verbose_name=_("labels"))
+    claimed_at = models.DateTimeField(default=timezone.now, verbose_name=_("claimed at"))
+    answered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("answered at"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("review verdict")
+        verbose_name_plural = _("review verdicts")
         ordering = ["item", "slot", "id"]
         constraints = [
             models.UniqueConstraint(
@@ -279,58 +378,96 @@ class Cause(models.TextChoices):
 
 
 class Case(models.Model):
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
-    need = models.ForeignKey("tenants.Need", on_delete=models.PROTECT, related_name="cases")
-    text = models.TextField()
-    text_hash = models.CharField(max_length=64)
-    item_ref = models.CharField(max_length=200, blank=True)
-    predicted_labels = models.JSONField(default=list)
-    scores = models.JSONField(default=list)
-    model_version = models.ForeignKey(
-        "registry.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="+", verbose_name=_("tenant")
     )
-    suggested_labels = models.JSONField(default=list)
-    source = models.CharField(max_length=24, choices=CaseSource.choices)
-    source_ref = models.CharField(max_length=200, blank=True)
+    need = models.ForeignKey(
+        "tenants.Need", on_delete=models.PROTECT, related_name="cases", verbose_name=_("need")
+    )
+    text = models.TextField(verbose_name=_("text"))
+    text_hash = models.CharField(max_length=64, verbose_name=_("text hash"))
+    item_ref = models.CharField(max_length=200, blank=True, verbose_name=_("item ref"))
+    predicted_labels = models.JSONField(default=list, verbose_name=_("predicted labels"))
+    scores = models.JSONField(default=list, verbose_name=_("scores"))
+    model_version = models.ForeignKey(
+        "registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("model version"),
+    )
+    suggested_labels = models.JSONField(default=list, verbose_name=_("suggested labels"))
+    source = models.CharField(max_length=24, choices=CaseSource.choices, verbose_name=_("source"))
+    source_ref = models.CharField(max_length=200, blank=True, verbose_name=_("source ref"))
     review_item = models.ForeignKey(
-        ReviewItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases"
+        ReviewItem,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="cases",
+        verbose_name=_("review item"),
     )
     reported_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("reported by"),
     )
-    reported_by_key = models.CharField(max_length=16, blank=True)
-    note = models.CharField(max_length=1000, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    status = models.CharField(max_length=16, choices=CaseStatus.choices, default=CaseStatus.NEW)
-    suggested_cause = models.CharField(max_length=16, choices=Cause.choices, blank=True)
+    reported_by_key = models.CharField(max_length=16, blank=True, verbose_name=_("reported by key"))
+    note = models.CharField(max_length=1000, blank=True, verbose_name=_("note"))
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=_("created at"))
+    status = models.CharField(
+        max_length=16, choices=CaseStatus.choices, default=CaseStatus.NEW, verbose_name=_("status")
+    )
+    suggested_cause = models.CharField(
+        max_length=16, choices=Cause.choices, blank=True, verbose_name=_("suggested cause")
+    )
     #: The measurable signals behind the suggestion (confidence, OOV share, similarity, alerts).
-    signals = models.JSONField(default=dict, blank=True)
-    cause = models.CharField(max_length=16, choices=Cause.choices, blank=True)
+    signals = models.JSONField(default=dict, blank=True, verbose_name=_("signals"))
+    cause = models.CharField(
+        max_length=16, choices=Cause.choices, blank=True, verbose_name=_("cause")
+    )
     #: The labels the case is accepted with (the suggestion unless triage changed them).
-    labels = models.JSONField(default=list)
+    labels = models.JSONField(default=list, verbose_name=_("labels"))
     triaged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("triaged by"),
     )
-    triaged_at = models.DateTimeField(null=True, blank=True)
+    triaged_at = models.DateTimeField(null=True, blank=True, verbose_name=_("triaged at"))
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("decided by"),
     )
-    decided_at = models.DateTimeField(null=True, blank=True)
-    reject_reason = models.CharField(max_length=500, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True, verbose_name=_("decided at"))
+    reject_reason = models.CharField(max_length=500, blank=True, verbose_name=_("reject reason"))
     sample = models.ForeignKey(
         "registry.TrainingSample",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
+        verbose_name=_("sample"),
     )
-    held_out = models.BooleanField(default=False)
+    held_out = models.BooleanField(default=False, verbose_name=_("held out"))
     #: Set when the text already is a training sample with other labels: flagged, not overwritten.
-    conflict_labels = models.JSONField(default=list, blank=True)
+    conflict_labels = models.JSONField(default=list, blank=True, verbose_name=_("conflict labels"))
 
     objects = TenantQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("case")
+        verbose_name_plural = _("cases")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["need", "text_hash"], name="uniq_case_need_text")
@@ -338,7 +475,11 @@ class Case(models.Model):
         indexes = [models.Index(fields=["need", "status"], name="case_need_status")]
 
     def __str__(self) -> str:
-        return f"case {self.pk} of {self.need_id} [{self.status}]"
+        return _("case %(pk)s of need %(need)s [%(status)s]") % {
+            "pk": self.pk,
+            "need": self.need_id,
+            "status": self.get_status_display(),
+        }
 
     @property
     def has_conflict(self) -> bool:

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.localtime import tenant_local_date
@@ -95,7 +96,9 @@ def config_update(*, need: Need, **changes: Any) -> NeedReviewConfig:
     """Change a need's review settings; a crontab (re)creates its beat entry, "" removes it."""
     unknown = set(changes) - set(CONFIG_FIELDS)
     if unknown:
-        raise DomainError("invalid", f"Unknown settings: {', '.join(sorted(unknown))}.")
+        raise DomainError(
+            "invalid", _("Unknown settings: %(unknown)s.") % {"unknown": ", ".join(sorted(unknown))}
+        )
     _sync_text_settings_check(changes)
     with transaction.atomic():
         config = config_for(need)
@@ -148,11 +151,11 @@ def _schedule_sync(config: NeedReviewConfig) -> None:
     if len(parts) != 5:
         raise DomainError(
             "invalid_crontab",
-            "A crontab has five fields: minute hour day month weekday.",
-            fields={"schedule_crontab": ["Five space-separated fields."]},
+            _("A crontab has five fields: minute hour day month weekday."),
+            fields={"schedule_crontab": [_("Five space-separated fields.")]},
         )
     minute, hour, day, month, weekday = parts
-    schedule, _ = CrontabSchedule.objects.get_or_create(
+    schedule, _created = CrontabSchedule.objects.get_or_create(
         minute=minute,
         hour=hour,
         day_of_month=day,
@@ -160,7 +163,7 @@ def _schedule_sync(config: NeedReviewConfig) -> None:
         day_of_week=weekday,
         timezone=config.need.tenant.time_zone,  # the tenant's wall clock
     )
-    task, _ = PeriodicTask.objects.update_or_create(
+    task, _created = PeriodicTask.objects.update_or_create(
         name=f"review-round-need-{config.need_id}",
         defaults={
             "task": "workers.tasks.monitoring.review_round_scheduled",
@@ -188,21 +191,23 @@ def is_multilabel(need: Need) -> bool:
 def labels_validate(*, need: Need, labels: object, field: str = "labels") -> list[str]:
     """The given global label keys, checked against the need's label set (order kept, deduped)."""
     if not isinstance(labels, list | tuple) or not all(isinstance(x, str) for x in labels):
-        raise DomainError("invalid", "Labels are a list of label keys.", fields={field: ["list"]})
+        raise DomainError(
+            "invalid", _("Labels are a list of label keys."), fields={field: ["list"]}
+        )
     keys = list(dict.fromkeys(labels))
     allowed = set(need_label_keys(need))
     outside = [k for k in keys if k not in allowed]
     if outside:
         raise DomainError(
             "labels_outside_label_set",
-            f"Not in the need's label set: {', '.join(outside[:10])}.",
+            _("Not in the need's label set: %(labels)s.") % {"labels": ", ".join(outside[:10])},
             fields={field: outside[:50]},
         )
     if len(keys) > 1 and not is_multilabel(need):
         raise DomainError(
             "too_many_labels",
-            "This need is multi-class: give exactly one label.",
-            fields={field: ["One label."]},
+            _("This need is multi-class: give exactly one label."),
+            fields={field: [_("One label.")]},
         )
     return keys
 
@@ -244,26 +249,34 @@ def round_start(
 
     Refused (409 `no_predictions`) when the window holds no reviewable prediction."""
     if need.status != NeedStatus.LIVE and not need.model_id:
-        raise DomainError("need_not_live", "This need serves no model yet.", status_code=409)
+        raise DomainError("need_not_live", _("This need serves no model yet."), status_code=409)
     config = config_for(need)
     n = sample_size if sample_size is not None else config.sample_size
     days = window_days if window_days is not None else config.window_days
     if not 1 <= n <= 5000:
-        raise DomainError("invalid", "Sample 1 to 5000 items.", fields={"sample_size": ["1-5000"]})
+        raise DomainError(
+            "invalid", _("Sample 1 to 5000 items."), fields={"sample_size": ["1-5000"]}
+        )
     if not 1 <= days <= 365:
         raise DomainError(
-            "invalid", "A window of 1 to 365 days.", fields={"window_days": ["1-365"]}
+            "invalid", _("A window of 1 to 365 days."), fields={"window_days": ["1-365"]}
         )
     share = config.double_review_share if double_review_share is None else double_review_share
     if not 0.0 <= share <= 1.0:
-        raise DomainError("invalid", "A share in [0, 1].", fields={"double_review_share": ["0-1"]})
+        raise DomainError(
+            "invalid", _("A share in [0, 1]."), fields={"double_review_share": ["0-1"]}
+        )
     end = window_end or timezone.now()
     start = end - timedelta(days=days)
     if not _frame(need, start, end).exists():
         raise DomainError(
             "no_predictions",
-            f"No reviewable predictions of {need.slug} in the last {days} days (stream and batch "
-            "texts are stored; sync texts only for the share the need's review settings keep).",
+            _(
+                "No reviewable predictions of %(need_slug)s in the last %(days)s days (stream and "
+                "batch texts are stored; sync texts only for the share the need's review settings "
+                "keep)."
+            )
+            % {"need_slug": need.slug, "days": days},
             status_code=409,
         )
     review_round = ReviewRound.objects.create(
@@ -441,7 +454,9 @@ def item_claim_next(
     Two reviewers never hold the same slot of an item (a partial unique constraint); an item
     asks a second reviewer only when it is in the round's double-review share."""
     if review_round.status != RoundStatus.OPEN:
-        raise DomainError("round_not_open", "This round is not open for review.", status_code=409)
+        raise DomainError(
+            "round_not_open", _("This round is not open for review."), status_code=409
+        )
     verdicts = ReviewVerdict.objects.for_tenant(review_round.tenant_id)
     mine = _actor_filter(reviewer=reviewer, api_key_prefix=api_key_prefix)
     held = (
@@ -508,11 +523,13 @@ def verdict_record(
     held by others is refused (409 `item_taken`). Corrections and unsure answers become cases."""
     review_round = item.round
     if review_round.status != RoundStatus.OPEN:
-        raise DomainError("round_not_open", "This round is not open for review.", status_code=409)
+        raise DomainError(
+            "round_not_open", _("This round is not open for review."), status_code=409
+        )
     if decision not in Decision.values:
         raise DomainError(
             "invalid_decision",
-            f"Decision is one of {', '.join(Decision.values)}.",
+            _("Decision is one of %(choices)s.") % {"choices": ", ".join(Decision.values)},
             fields={"decision": Decision.values},
         )
     need = review_round.need
@@ -520,7 +537,9 @@ def verdict_record(
         keys = labels_validate(need=need, labels=list(labels))
         if not keys:
             raise DomainError(
-                "labels_required", "A correction names the right label(s).", fields={"labels": []}
+                "labels_required",
+                _("A correction names the right label(s)."),
+                fields={"labels": []},
             )
         if sorted(keys) == sorted(item.predicted_labels):
             decision = Decision.CONFIRM
@@ -540,7 +559,9 @@ def verdict_record(
             )
             free = [s for s in range(1, item.reviews_needed + 1) if s not in used]
             if not free:
-                raise DomainError("item_taken", "Other reviewers hold this item.", status_code=409)
+                raise DomainError(
+                    "item_taken", _("Other reviewers hold this item."), status_code=409
+                )
             verdict = ReviewVerdict(
                 tenant_id=item.tenant_id,
                 item=item,
@@ -556,7 +577,7 @@ def verdict_record(
                 verdict.save()
         except IntegrityError:
             raise DomainError(
-                "item_taken", "Another reviewer took this item.", status_code=409
+                "item_taken", _("Another reviewer took this item."), status_code=409
             ) from None
         if decision in (Decision.CORRECT, Decision.UNSURE):
             _case_from_review(item=item, verdict=verdict, reviewer=reviewer)
@@ -607,7 +628,7 @@ def round_close(*, review_round: ReviewRound) -> ReviewRound:
             return locked
         if locked.status != RoundStatus.OPEN:
             raise DomainError(
-                "round_not_open", "Only an open round can be closed.", status_code=409
+                "round_not_open", _("Only an open round can be closed."), status_code=409
             )
         result = round_result(review_round=locked)
         locked.result = result
@@ -697,17 +718,17 @@ def round_sign_off(
     if decision not in SignOff.values:
         raise DomainError(
             "invalid_decision",
-            f"Sign-off is one of {', '.join(SignOff.values)}.",
+            _("Sign-off is one of %(choices)s.") % {"choices": ", ".join(SignOff.values)},
             fields={"decision": SignOff.values},
         )
     if not can_sign_off(need=review_round.need, user=user, membership=membership):
         raise DomainError(
             "not_business_owner",
-            "Only the need's business owner (or a tenant admin) signs off a round.",
+            _("Only the need's business owner (or a tenant admin) signs off a round."),
             status_code=403,
         )
     if len(note) > 1000:
-        raise DomainError("invalid", "At most 1000 characters.", fields={"note": ["1000"]})
+        raise DomainError("invalid", _("At most 1000 characters."), fields={"note": ["1000"]})
     with transaction.atomic():
         locked = (
             ReviewRound.objects.for_tenant(review_round.tenant_id)
@@ -716,11 +737,11 @@ def round_sign_off(
         )
         if locked.status != RoundStatus.CLOSED:
             raise DomainError(
-                "round_not_closed", "Close the round before signing it off.", status_code=409
+                "round_not_closed", _("Close the round before signing it off."), status_code=409
             )
         if locked.signoff:
             raise DomainError(
-                "already_signed_off", "This round has been signed off.", status_code=409
+                "already_signed_off", _("This round has been signed off."), status_code=409
             )
         locked.signoff = decision
         locked.signoff_note = note
@@ -854,7 +875,7 @@ def cases_create(
     """Cases in bulk: all or nothing. Any invalid item or duplicate text (in the request or
     already a case of the need) rejects the request, with the offending indexes."""
     if not items:
-        raise DomainError("invalid", "Give at least one case.", fields={"cases": ["empty"]})
+        raise DomainError("invalid", _("Give at least one case."), fields={"cases": ["empty"]})
     rows: list[Case] = []
     problems: dict[str, Any] = {}
     for i, data in enumerate(items):
@@ -906,7 +927,7 @@ def cases_create(
             return Case.objects.bulk_create(rows)
     except IntegrityError:
         raise DomainError(
-            "duplicate_case", "This text was just reported for this need.", status_code=409
+            "duplicate_case", _("This text was just reported for this need."), status_code=409
         ) from None
 
 
@@ -1089,11 +1110,15 @@ def case_triage(*, case: Case, cause: str, labels: Sequence[str] | None = None, 
     if cause not in Cause.values:
         raise DomainError(
             "invalid_cause",
-            f"Cause is one of {', '.join(Cause.values)}.",
+            _("Cause is one of %(choices)s.") % {"choices": ", ".join(Cause.values)},
             fields={"cause": Cause.values},
         )
     if case.status not in (CaseStatus.NEW, CaseStatus.TRIAGED):
-        raise DomainError("case_decided", f"This case is already {case.status}.", status_code=409)
+        raise DomainError(
+            "case_decided",
+            _("This case is already %(case_status)s.") % {"case_status": case.status},
+            status_code=409,
+        )
     keys = (
         labels_validate(need=case.need, labels=list(labels))
         if labels is not None
@@ -1115,7 +1140,7 @@ def case_triage(*, case: Case, cause: str, labels: Sequence[str] | None = None, 
             )
         )
         if not updated:
-            raise DomainError("case_decided", "This case was just decided.", status_code=409)
+            raise DomainError("case_decided", _("This case was just decided."), status_code=409)
     case.refresh_from_db()
     return case
 
@@ -1138,7 +1163,7 @@ def case_accept(*, case: Case, user=None) -> Case:
         if locked.status != CaseStatus.TRIAGED:
             raise DomainError(
                 "case_not_triaged",
-                "Triage the case (record its cause) before accepting it.",
+                _("Triage the case (record its cause) before accepting it."),
                 status_code=409,
             )
         need = locked.need
@@ -1146,12 +1171,12 @@ def case_accept(*, case: Case, user=None) -> Case:
         if not keys:
             raise DomainError(
                 "labels_required",
-                "Say which label(s) the text should have before accepting it.",
+                _("Say which label(s) the text should have before accepting it."),
                 fields={"labels": []},
             )
         revision = need.label_set.current_revision if need.label_set is not None else None
         if revision is None:
-            raise DomainError("no_label_set", "The need has no label set.", status_code=409)
+            raise DomainError("no_label_set", _("The need has no label set."), status_code=409)
         existing = (
             TrainingSample.objects.for_tenant(need.tenant_id)
             .filter(revision=revision, text_hash=locked.text_hash)
@@ -1206,14 +1231,14 @@ def case_accept(*, case: Case, user=None) -> Case:
 
 def case_reject(*, case: Case, reason: str = "", user=None) -> Case:
     if len(reason) > 500:
-        raise DomainError("invalid", "At most 500 characters.", fields={"reason": ["500"]})
+        raise DomainError("invalid", _("At most 500 characters."), fields={"reason": ["500"]})
     with transaction.atomic():
         locked = Case.objects.for_tenant(case.tenant_id).select_for_update().get(pk=case.pk)
         if locked.status == CaseStatus.REJECTED:
             return locked
         if locked.status == CaseStatus.ACCEPTED:
             raise DomainError(
-                "case_decided", "An accepted case cannot be rejected.", status_code=409
+                "case_decided", _("An accepted case cannot be rejected."), status_code=409
             )
         locked.status = CaseStatus.REJECTED
         locked.reject_reason = reason

@@ -539,5 +539,5 @@ class WebhookTestView(_WebhookSettingsBase):
     )
     def post(self, request):
         if not self.tenant.webhook_url:
-            raise DomainError("no_webhook", "Set a webhook URL first.", status_code=409)
+            raise DomainError("no_webhook", _("Set a webhook URL first."), status_code=409)
         return Response(webhooks.webhook_test_send(tenant=self.tenant))

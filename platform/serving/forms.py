@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from tenants.models import Need
@@ -31,6 +32,17 @@ class ScheduleForm(forms.Form):
             Need.objects.for_tenant(tenant).exclude(status="retired").order_by("slug")
         )
         self.fields["need"].label_from_instance = lambda need: f"{need.name} ({need.slug})"
+
+
+class TenantLanguageForm(forms.Form):
+    language = forms.ChoiceField(
+        choices=settings.LANGUAGES,
+        label=_("Language of alert summaries"),
+        help_text=_(
+            "The human summary in alert webhooks, and alert e-mails to addresses that are no "
+            "portal user's, are written in it. Every other field stays the same."
+        ),
+    )
 
 
 class WebhookForm(forms.Form):

@@ -16,12 +16,16 @@ from django.views.generic import TemplateView
 from core.errors import DomainError
 from serving import batch_io, selectors, services, sync, validation, webhooks
 from serving.api import results_download
-from serving.forms import ScheduleForm, WebhookForm
+from serving.forms import ScheduleForm, TenantLanguageForm, WebhookForm
 from serving.models import BatchJob, BatchSource, BatchStatus, ScheduledBatch, WebhookDelivery
 from serving.ranked import ranked_scores
 from tenants.models import Need, Role
 from tenants.scoping import TenantPortalMixin
-from tenants.services import tenant_webhook_secret_rotate, tenant_webhook_set
+from tenants.services import (
+    tenant_language_set,
+    tenant_webhook_secret_rotate,
+    tenant_webhook_set,
+)
 
 
 def _servable_needs(tenant):
@@ -349,13 +353,13 @@ class WebhookSettingsView(TenantPortalMixin, View):
     def scoped_queryset(self):
         return WebhookDelivery.objects.all()
 
-    def _render(self, request, form, *, secret="", test=None, status=200):
-        response = render(
-            request,
-            self.template_name,
-            {"form": form, "secret": secret, "test": test, "tenant": self.tenant},
-            status=status,
+    def _render(self, request, form, *, secret="", test=None, status=200, language_form=None):
+        language_form = language_form or TenantLanguageForm(
+            initial={"language": self.tenant.language}
         )
+        context = {"form": form, "secret": secret, "test": test, "tenant": self.tenant}
+        context["language_form"] = language_form
+        response = render(request, self.template_name, context, status=status)
         if secret:
             response["Cache-Control"] = "no-store"
         return response
@@ -372,6 +376,15 @@ class WebhookSettingsView(TenantPortalMixin, View):
         if action == "test":
             result = webhooks.webhook_test_send(tenant=self.tenant)
             return self._render(request, form, test=result)
+        if action == "language":
+            language_form = TenantLanguageForm(request.POST)
+            if language_form.is_valid():
+                tenant_language_set(
+                    tenant=self.tenant, language=language_form.cleaned_data["language"]
+                )
+                messages.success(request, _("Language of alert summaries saved."))
+                return redirect("serving:webhook")
+            return self._render(request, form, status=400, language_form=language_form)
         form = WebhookForm(request.POST)
         if form.is_valid():
             try:

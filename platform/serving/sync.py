@@ -172,7 +172,8 @@ def _tag_on_queue(served: ServedNeed, ids: list[str], texts: list[str]) -> list[
     except CeleryTimeout:
         raise DomainError(
             "queue_timeout",
-            f"The online queue did not answer within {timeout:g} s; retry shortly.",
+            _("The online queue did not answer within %(timeout)g s; retry shortly.")
+            % {"timeout": timeout},
             status_code=503,
             headers=retry_after,
         ) from None

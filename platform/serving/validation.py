@@ -97,7 +97,7 @@ def validate_items(
     codes: set[str] = set()
     for n, item in enumerate(items):
         if not isinstance(item, dict):
-            errors[f"items[{n}]"] = ['Expected an object {"id", "text"}.']
+            errors[f"items[{n}]"] = [_('Expected an object {"id", "text"}.')]
             codes.add("invalid")
             continue
         item_id, text = item.get("id"), item.get("text")
@@ -134,7 +134,10 @@ def _refuse_duplicates(ids: list[str]) -> None:
     for n, item_id in enumerate(ids):
         if item_id in first:
             repeated[item_id] = None
-            fields[f"items[{n}].id"] = [f"Duplicate of items[{first[item_id]}].id ('{item_id}')."]
+            fields[f"items[{n}].id"] = [
+                _("Duplicate of items[%(first)s].id ('%(item_id)s').")
+                % {"first": first[item_id], "item_id": item_id}
+            ]
         else:
             first[item_id] = n
     names = ", ".join(f"'{item_id}'" for item_id in repeated)

@@ -147,8 +147,8 @@ class EdgeValidationMiddleware:
                 except RequestDataTooBig:
                     raise DomainError(
                         "request_too_large",
-                        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
-                        "bytes.",
+                        _("The request body is larger than %(limit)s bytes.")
+                        % {"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
                         status_code=413,
                     ) from None
                 request._edge_json = edge.decode_json(body)
@@ -164,8 +164,10 @@ class EdgeValidationMiddleware:
         elif has_body:
             raise DomainError(
                 "unsupported_media_type",
-                f"Unsupported media type {content_type or '(none)'!r}: send application/json, "
-                "or multipart/form-data for uploads.",
+                _(
+                    "Unsupported media type %(content_type)r: send application/json, or multipart/form-data for uploads."
+                )
+                % {"content_type": content_type or "(none)"},
                 status_code=415,
             )
 

@@ -346,6 +346,13 @@ USE_I18N = True
 USE_TZ = True
 #: A new tenant's time zone (its monitoring days and weeks, and the dates it is shown).
 TENANT_DEFAULT_TIME_ZONE = envstr("TENANT_DEFAULT_TIME_ZONE", "UTC") or "UTC"
+#: A new tenant's language for what workers write to it without a reader at hand: the human
+#: `summary` of alert webhooks, and alert e-mails to an address no portal user has.
+TENANT_DEFAULT_LANGUAGE = envstr("TENANT_DEFAULT_LANGUAGE", "en") or "en"
+if TENANT_DEFAULT_LANGUAGE not in dict(LANGUAGES):
+    raise ImproperlyConfigured(
+        f"TENANT_DEFAULT_LANGUAGE={TENANT_DEFAULT_LANGUAGE!r} is not one of {list(dict(LANGUAGES))}."
+    )
 #: The demo business units (and the monitoring demo and replay) work on Beijing time.
 DEMO_TIME_ZONE = envstr("DEMO_TIME_ZONE", "Asia/Shanghai") or "Asia/Shanghai"
 for _name, _zone in (

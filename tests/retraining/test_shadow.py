@@ -3,6 +3,10 @@ path; callers only ever get the champion's answer; agreement is recorded."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from retraining import services, shadow
@@ -10,6 +14,7 @@ from retraining.models import RetrainStatus, ShadowAgreement
 from serving import shadow as serving_shadow
 from serving.redis_pool import get_redis, writer
 from serving.runtime import get_runtime
+from tenants.models import Tenant
 from tests.retraining.conftest import shifted_rows
 
 
@@ -83,3 +88,48 @@ def test_the_per_process_cap_bounds_shadowed_items(shadow_ready, api_a, settings
     texts = [row.text for row in shifted_rows(per_label=60, seed=9, start=7000)]
     _tag(api_a, texts)
     assert get_redis().llen(serving_shadow.BUFFER_KEY) <= 3
+
+
+def _buffer(retrain, moments, text):
+    lines = [
+        json.dumps(
+            {
+                "t": moment.timestamp(),
+                "tn": retrain.tenant_id,
+                "nd": retrain.need_id,
+                "mv": retrain.champion_id,
+                "cv": retrain.challenger_id,
+                "tl": "",
+                "x": text,
+            }
+        )
+        for moment in moments
+    ]
+    get_redis().rpush(serving_shadow.BUFFER_KEY, *lines)
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "days"),
+    [
+        # 23:30 and 00:30 Beijing time are two Beijing days (but 15:30 and 16:30 of one UTC day).
+        ("Asia/Shanghai", [date(2026, 3, 10), date(2026, 3, 11)]),
+        ("UTC", [date(2026, 3, 10)]),
+    ],
+)
+def test_agreement_days_are_cut_on_the_tenants_wall_clock(shadow_ready, time_zone, days):
+    retrain = shadow_ready
+    Tenant.objects.filter(pk=retrain.tenant_id).update(time_zone=time_zone)
+    beijing = ZoneInfo("Asia/Shanghai")
+    served = [
+        datetime(2026, 3, 10, 23, 30, tzinfo=beijing),
+        datetime(2026, 3, 11, 0, 30, tzinfo=beijing),
+    ]
+    assert {moment.astimezone(UTC).date() for moment in served} == {date(2026, 3, 10)}
+    text = shifted_rows(per_label=1, seed=9, start=8000)[0].text
+
+    _buffer(retrain, served, text)
+    assert shadow.shadow_drain_all_tenants() == 2
+
+    rows = ShadowAgreement.objects.for_tenant(retrain.tenant_id).order_by("day")
+    assert [row.day for row in rows] == days
+    assert sum(row.scored for row in rows) == 2

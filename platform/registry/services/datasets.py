@@ -86,8 +86,10 @@ def _validate_rows(
                 RowError(
                     row.row,
                     "labels",
-                    f"Unknown label(s) {', '.join(unknown)} for {revision}; allowed: {allowed} "
-                    "(or their names and aliases).",
+                    _(
+                        "Unknown label(s) %(unknown)s for %(revision)s; allowed: %(allowed)s (or their names and aliases)."
+                    )
+                    % {"unknown": ", ".join(unknown), "revision": revision, "allowed": allowed},
                     kind="unknown_label",
                 )
             )
@@ -98,7 +100,8 @@ def _validate_rows(
                 RowError(
                     row.row,
                     "labels",
-                    f"{revision.label_set.slug} takes exactly one label.",
+                    _("%(label_set_slug)s takes exactly one label.")
+                    % {"label_set_slug": revision.label_set.slug},
                     kind="one_label_only",
                 )
             )
@@ -113,7 +116,8 @@ def _validate_rows(
                     RowError(
                         row.row,
                         "text",
-                        f"Same text as row {first_row} but different labels.",
+                        _("Same text as row %(first_row)s but different labels.")
+                        % {"first_row": first_row},
                         kind="conflicting_duplicate",
                     )
                 )
@@ -234,12 +238,12 @@ def dataset_upload(
     revision = current_revision(label_set)
     parsed = parse_upload(filename=filename, content=content, fmt=fmt)
     _resolve_row_labels(parsed.rows, label_resolver(revision, label_mapping))
-    _, label_errors = _validate_rows(revision, parsed.rows, ImportReport())
+    _accepted, label_errors = _validate_rows(revision, parsed.rows, ImportReport())
     errors = sorted(parsed.errors + label_errors, key=lambda e: e.row)
     if errors:
         raise DatasetImportError(errors)
     if not parsed.rows:
-        raise DatasetImportError([RowError(0, "file", "The file holds no rows.")])
+        raise DatasetImportError([RowError(0, "file", _("The file holds no rows."))])
     return samples_import(
         revision=revision,
         tenant=tenant,
@@ -474,7 +478,8 @@ def snapshot_derive(
     if len(hashes) != len(known):
         raise RegistryError(
             "snapshot_not_visible",
-            f"{parent} holds samples that this owner cannot see; it cannot be extended here.",
+            _("%(parent)s holds samples that this owner cannot see; it cannot be extended here.")
+            % {"parent": parent},
             status_code=409,
         )
     test_hashes = {hashes[pk] for pk in test_ids}

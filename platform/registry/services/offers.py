@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from registry.errors import RegistryError
 from registry.models import RegisteredModel
@@ -31,11 +32,11 @@ def _own_model(registered_model: RegisteredModel, tenant) -> None:
     if registered_model.tenant_id is None:
         raise RegistryError(
             "shared_model",
-            "Shared (platform) models are offered to every unit already.",
+            _("Shared (platform) models are offered to every unit already."),
             status_code=400,
         )
     if tenant is None or registered_model.tenant_id != tenant.pk:
-        raise RegistryError("not_found", "Not found.", status_code=404)
+        raise RegistryError("not_found", _("Not found."), status_code=404)
 
 
 def model_offer(*, registered_model: RegisteredModel, tenant, description: str) -> RegisteredModel:
@@ -44,16 +45,17 @@ def model_offer(*, registered_model: RegisteredModel, tenant, description: str) 
     description = (description or "").strip()
     if not description:
         raise RegistryError(
-            "description_required", "Say what the model answers and for what kind of text."
+            "description_required", _("Say what the model answers and for what kind of text.")
         )
     if len(description) > MAX_DESCRIPTION:
         raise RegistryError(
-            "description_too_long", f"Keep the description under {MAX_DESCRIPTION} characters."
+            "description_too_long",
+            _("Keep the description under %(limit)s characters.") % {"limit": MAX_DESCRIPTION},
         )
     if not registered_model.aliases.filter(name="production").exists():
         raise RegistryError(
             "no_production_version",
-            "Promote a version to production before offering the model.",
+            _("Promote a version to production before offering the model."),
             status_code=409,
         )
     with transaction.atomic():
@@ -86,12 +88,12 @@ def model_offer_withdraw(
 
     _own_model(registered_model, tenant)
     if not registered_model.offered:
-        raise RegistryError("not_offered", "The model is not offered.", status_code=409)
+        raise RegistryError("not_offered", _("The model is not offered."), status_code=409)
     now = timezone.now()
     if keep_until < now + SHORTEST_NOTICE or keep_until > now + LONGEST_NOTICE:
         raise RegistryError(
             "bad_keep_until",
-            "Give subscribers between one day and one year: keep_until must be in that range.",
+            _("Give subscribers between one day and one year: keep_until must be in that range."),
         )
     with transaction.atomic():
         model = (
