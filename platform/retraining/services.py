@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.querysets import acts_for_tenant
+from core.queues import task_send
 from registry.errors import RegistryError
 from registry.models import (
     AliasName,
@@ -173,10 +174,8 @@ def retrain_start(*, need: Need, actor=None, reason: str = "", trigger: str = Tr
 
 def retrain_enqueue(*, retrain: Retrain) -> None:
     """Send the retrain to the `training` queue once the transaction commits (safe to repeat)."""
-    from workers.tasks.training import run_retrain
-
     retrain_id = retrain.pk
-    transaction.on_commit(lambda: run_retrain.delay(retrain_id))
+    transaction.on_commit(lambda: task_send("workers.tasks.training.run_retrain", retrain_id))
 
 
 # --- Running ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.querysets import acts_for_tenant
+from core.queues import task_send
 from serving import predlog, webhooks
 from serving.models import (
     BATCH_ACTIVE,
@@ -48,10 +49,12 @@ SCHEDULED_BATCH_EXPIRE_SECONDS = 12 * 3600
 
 # --- stream -----------------------------------------------------------------------------------
 def _enqueue_stream(need_id: int, item_ids: list[int]) -> None:
-    from workers.tasks.online import tag_stream_items
-
     for start in range(0, len(item_ids), STREAM_TASK_ITEMS):
-        tag_stream_items.delay(need_id, item_ids[start : start + STREAM_TASK_ITEMS])
+        task_send(
+            "workers.tasks.online.tag_stream_items",
+            need_id,
+            item_ids[start : start + STREAM_TASK_ITEMS],
+        )
 
 
 def _enqueue_stream_committed(need_id: int, item_ids: list[int]) -> None:
@@ -228,11 +231,9 @@ def _check_batch_quota(tenant, count: int) -> None:
 
 
 def _enqueue_chunks(chunk_ids: list[int]) -> None:
-    from workers.tasks.batch import run_batch_chunk
-
     BatchChunk.objects.filter(pk__in=chunk_ids).update(queued_at=timezone.now())
     for chunk_id in chunk_ids:
-        run_batch_chunk.delay(chunk_id)
+        task_send("workers.tasks.batch.run_batch_chunk", chunk_id)
 
 
 def batch_job_create(
