@@ -39,7 +39,7 @@ from serving.models import (
 )
 from serving.ranked import ranked_scores
 from serving.runtime import get_runtime, text_sha256
-from tenants.models import Need
+from tenants.models import Need, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -180,20 +180,28 @@ def stream_items_tag(*, need_id: int, item_ids: list[int]) -> int:
 
 
 def stream_pending_requeue(*, older_than_seconds: float = 30.0) -> int:
-    """Re-queue items still pending after a while (their task was lost with a worker)."""
+    """Re-queue items still pending after a while (their task was lost with a worker).
+
+    A sweeper for every tenant, tenant by tenant (one indexed query each, at most 10,000 items
+    per sweep in all): it needs no all-tenant read."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    pending = (
-        Item.objects.dangerously_unscoped()  # the sweeper looks at every tenant's items
-        .filter(status=ItemStatus.PENDING, received_at__lt=cutoff)
-        # A need that may not serve (requested/retired) keeps its items pending, untried, until
-        # staff reinstate it.
-        .filter(need__status__in=("approved", "live"))
-        .order_by("need_id", "pk")
-        .values_list("need_id", "pk")[:10_000]
-    )
+    budget = 10_000
     by_need: dict[int, list[int]] = {}
-    for need_id, pk in pending:
-        by_need.setdefault(need_id, []).append(pk)
+    for tenant_id in Tenant.objects.order_by("pk").values_list("pk", flat=True):
+        pending = (
+            Item.objects.for_tenant(tenant_id)
+            .filter(status=ItemStatus.PENDING, received_at__lt=cutoff)
+            # A need that may not serve (requested/retired) keeps its items pending, untried,
+            # until staff reinstate it.
+            .filter(need__status__in=("approved", "live"))
+            .order_by("need_id", "pk")
+            .values_list("need_id", "pk")[:budget]
+        )
+        for need_id, pk in pending:
+            by_need.setdefault(need_id, []).append(pk)
+            budget -= 1
+        if budget <= 0:
+            break
     for need_id, pks in by_need.items():
         _enqueue_stream(need_id, pks)
     return sum(len(pks) for pks in by_need.values())
@@ -499,11 +507,15 @@ def batch_chunks_sweep() -> int:
     stranded: list[int] = []
     depth = _batch_queue_depth()
     if not depth:
-        for job_id in (
-            BatchJob.objects.dangerously_unscoped()
+        # Tenant by tenant: a sweeper needs no all-tenant read.
+        active_jobs = (
+            job_id
+            for tenant_id in Tenant.objects.order_by("pk").values_list("pk", flat=True)
+            for job_id in BatchJob.objects.for_tenant(tenant_id)
             .filter(status__in=BATCH_ACTIVE)
             .values_list("pk", flat=True)
-        ):
+        )
+        for job_id in active_jobs:
             chunks = BatchChunk.objects.filter(job_id=job_id)
             busy = chunks.filter(
                 Q(status=ChunkStatus.RUNNING, lease_until__gte=now)
