@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TextIO
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -51,12 +51,16 @@ class CsvFormatError(ValueError):
         self.message = message
 
 
-def records(text: str) -> Iterator[tuple[int, list[str]]]:
+def records(source: str | TextIO) -> Iterator[tuple[int, list[str]]]:
     """(line the record starts on, cells) for every non-blank record, header included.
 
-    Raises CsvFormatError for a malformed file, naming an unterminated quote's first line.
+    `source` is the whole text, or a text stream opened with `newline=""` that is read one
+    physical line at a time (an upload is never read whole). Raises CsvFormatError for a
+    malformed file, naming an unterminated quote's first line; for a stream, that needs one more
+    pass, so the stream must be seekable.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    stream = io.StringIO(source, newline="") if isinstance(source, str) else source
+    reader = csv.reader(_bounded_lines(stream), strict=True)
     ended = 0  # the physical line the previous record ended on
     try:
         for cells in reader:
@@ -64,7 +68,8 @@ def records(text: str) -> Iterator[tuple[int, list[str]]]:
             if cells and any(cell.strip() for cell in cells):
                 yield start, cells
     except csv.Error as exc:
-        line = unterminated_quote_line(text)
+        stream.seek(0)
+        line = unterminated_quote_line_in(iter(lambda: stream.read(CHUNK_CHARS), ""))
         if line is not None:
             raise CsvFormatError(line, f"Unterminated quote starting on line {line}.") from None
         raise CsvFormatError(
@@ -72,9 +77,18 @@ def records(text: str) -> Iterator[tuple[int, list[str]]]:
         ) from None
 
 
-def _line_of(text: str, index: int) -> int:
-    head = text[:index]
-    return head.count("\n") + head.count("\r") - head.count("\r\n") + 1
+#: Characters read at a time when a stream is scanned; and the longest physical line a CSV reader
+#: is given (the csv module's own field limit is 131,072 characters; a line this long is refused
+#: as malformed, so a file without line breaks is never held in memory whole).
+CHUNK_CHARS = 1 << 16
+MAX_LINE_CHARS = 4 << 20
+
+
+def _bounded_lines(stream: TextIO) -> Iterator[str]:
+    while line := stream.readline(MAX_LINE_CHARS):
+        if len(line) >= MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+            raise csv.Error(f"a line longer than {MAX_LINE_CHARS} characters")
+        yield line
 
 
 def unterminated_quote_line(text: str) -> int | None:
@@ -85,23 +99,67 @@ def unterminated_quote_line(text: str) -> int | None:
     else, or never closed, means the opening quote was unterminated: the "closing" one found
     was really the opening quote of some later field.
     """
-    pos = 0
-    while True:
-        q = text.find('"', pos)
-        if q < 0:
-            return None
-        if q and text[q - 1] not in ",\r\n":
-            pos = q + 1  # a literal quote inside an unquoted field
+    return unterminated_quote_line_in([text])
+
+
+def unterminated_quote_line_in(pieces: Iterable[str]) -> int | None:
+    """`unterminated_quote_line` over a text given in pieces (a file read in chunks): a state
+    machine that holds one piece and the last character of the one before, never the file."""
+    line = 1  # the line the scan has reached
+    opened_on = 0  # the line of the open quote while inside a quoted field, else 0
+    prev = "\n"  # the character before the current one ("start of file" counts as a break)
+    pending_quote = False  # inside a field, a quote was the last character of the last piece
+    for piece in pieces:
+        if not piece:
             continue
-        j = q + 1
-        while True:
-            c = text.find('"', j)
-            if c < 0:
-                return _line_of(text, q)
-            if text.startswith('""', c):
-                j = c + 2  # an escaped quote inside the field
-                continue
-            if text[c + 1 : c + 2] in ("", ",", "\r", "\n"):
-                pos = c + 1
-                break
-            return _line_of(text, q)
+        i = 0
+        if pending_quote:
+            pending_quote = False
+            if piece[0] == '"':
+                i = 1  # an escaped quote
+            elif piece[0] in ",\r\n":
+                opened_on = 0
+            else:
+                return opened_on
+        n = len(piece)
+        while i < n:
+            if opened_on:
+                c = piece.find('"', i)
+                if c < 0:
+                    line += _breaks(piece, i, n, prev)
+                    prev = piece[-1]
+                    break
+                line += _breaks(piece, i, c, prev)
+                if c + 1 == n:
+                    pending_quote, prev = True, '"'
+                    break
+                after = piece[c + 1]
+                if after == '"':
+                    i, prev = c + 2, '"'
+                elif after in ",\r\n":
+                    opened_on, i, prev = 0, c + 1, '"'
+                else:
+                    return opened_on
+            else:
+                q = piece.find('"', i)
+                if q < 0:
+                    line += _breaks(piece, i, n, prev)
+                    prev = piece[-1]
+                    break
+                line += _breaks(piece, i, q, prev)
+                before = piece[q - 1] if q else prev
+                i, prev = q + 1, '"'
+                if before in ",\r\n":
+                    opened_on = line
+    if pending_quote:
+        return None  # a quote closed by the end of the file
+    return opened_on or None
+
+
+def _breaks(piece: str, start: int, end: int, prev: str) -> int:
+    """Line breaks in piece[start:end] (\\r\\n, \\r or \\n), given the character before it."""
+    part = piece[start:end]
+    count = part.count("\n") + part.count("\r") - part.count("\r\n")
+    if part.startswith("\n") and (piece[start - 1] if start else prev) == "\r":
+        count -= 1  # the \\n of a \\r\\n whose \\r was counted already
+    return count

@@ -49,6 +49,9 @@ class OptimisationRun(models.Model):
     #: Bumped with every progress write; a running run whose heartbeat is older than
     #: OPTIMISATION_STALE_SECONDS lost its worker.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    #: The Celery message (task id) whose delivery holds the claim: the same message delivered
+    #: again means its first delivery's worker died, so it starts the run over at once.
+    claim_task = models.CharField(max_length=64, blank=True, default="")
     #: The measurement protocol (warm-up, repetitions, process, load) and the outcome: chosen
     #: trial, explanation when nothing fits, closest misses, capacity plan, default model.
     measurement = models.JSONField(default=dict, blank=True)

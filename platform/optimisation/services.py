@@ -293,18 +293,25 @@ class _RunLog:
 
 
 @acts_for_tenant(OptimisationRun, "run_id")
-def optimisation_run_claim(*, run_id: int) -> bool:
-    """Compare-and-set QUEUED -> RUNNING; a RUNNING run whose heartbeat went stale (its worker
-    died and the message came back) starts over."""
+def optimisation_run_claim(*, run_id: int, task_id: str = "") -> bool:
+    """Compare-and-set QUEUED -> RUNNING; a RUNNING run whose worker died starts over: the same
+    message delivered again (Celery hands it back only when its worker died), or a heartbeat that
+    went stale (the message came back after the broker's visibility timeout)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.OPTIMISATION_STALE_SECONDS)
+    dead = Q(status=OptimisationStatus.RUNNING, heartbeat_at__lt=stale)
+    if task_id:
+        dead |= Q(status=OptimisationStatus.RUNNING, claim_task=task_id[:64])
     claimed = (
         OptimisationRun.objects.filter(pk=run_id, cancel_requested=False)
-        .filter(
-            Q(status=OptimisationStatus.QUEUED)
-            | Q(status=OptimisationStatus.RUNNING, heartbeat_at__lt=stale)
+        .filter(Q(status=OptimisationStatus.QUEUED) | dead)
+        .update(
+            status=OptimisationStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            claim_task=task_id[:64],
+            progress=0.0,
         )
-        .update(status=OptimisationStatus.RUNNING, started_at=now, heartbeat_at=now, progress=0.0)
     )
     return bool(claimed)
 
@@ -314,9 +321,10 @@ def _workdir(run_id: int) -> Path:
 
 
 @acts_for_tenant(OptimisationRun, "run_id")
-def optimisation_run_execute(*, run_id: int) -> OptimisationRun | None:
-    """Search, measure, choose and register one run. Returns None if it was not claimed."""
-    if not optimisation_run_claim(run_id=run_id):
+def optimisation_run_execute(*, run_id: int, task_id: str = "") -> OptimisationRun | None:
+    """Search, measure, choose and register one run. Returns None if it was not claimed.
+    `task_id` is the Celery message's id (see `optimisation_run_claim`)."""
+    if not optimisation_run_claim(run_id=run_id, task_id=task_id):
         logger.info("optimisation run %s already claimed or finished; skipping", run_id)
         return None
     run = OptimisationRun.objects.select_related(

@@ -11,7 +11,7 @@ they are then: changed text becomes a new revision, unchanged text is left alone
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count
+from django.db.models import Count, Min
 
 from monitoring.models import Alert, AlertStatus
 from records import selectors, services
@@ -35,12 +35,14 @@ def _pct(share: float) -> str:
 
 def _facts(need: Need) -> dict:
     tenant = need.tenant
+    # One line per (revision, source), as the timeline groups imports: refs are per row for a
+    # corpus (one file per sample), so grouping by them listed thousands of "imports".
     imports = list(
         TrainingSample.objects.for_tenant(tenant)
         .filter(revision__label_set_id=need.label_set_id)
-        .values("source", "source_ref")
-        .annotate(n=Count("id"))
-        .order_by("source_ref")
+        .values("revision__number", "source")
+        .annotate(n=Count("id"), ref=Min("source_ref"))
+        .order_by("revision__number", "source")
     )
     snapshot = (
         DatasetSnapshot.objects.for_tenant(tenant)
@@ -90,7 +92,8 @@ def _goal(need: Need, facts: dict) -> str:
 def _data(need: Need, facts: dict) -> str:
     lines = ["**Imported:**", ""]
     lines += [
-        f"- {row['n']} samples from `{row['source_ref'] or row['source']}`"
+        f"- {row['n']} samples ({row['source']}, revision {row['revision__number']})"
+        + (f", e.g. `{row['ref']}`" if row["ref"] else "")
         for row in facts["imports"]
     ] or ["- nothing yet"]
     snapshot = facts["snapshot"]

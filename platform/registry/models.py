@@ -370,6 +370,12 @@ class TrainingRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    #: The Celery message (task id) whose delivery holds the claim: the same message delivered
+    #: again means its first delivery's worker died, so it takes the work over at once.
+    claim_task = models.CharField(max_length=64, blank=True, default="")
+    #: Stamped every TRAINING_HEARTBEAT_SECONDS while a worker runs it (core.heartbeat): a stale
+    #: stamp on a running run means its worker is gone, and the sweeper sends the run again.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     objects = SharedOrTenantQuerySet.as_manager()
 

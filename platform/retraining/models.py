@@ -116,6 +116,11 @@ class Retrain(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    #: The Celery message (task id) whose delivery holds the claim: the same message delivered
+    #: again means its first delivery's worker died, so it takes the work over at once.
+    claim_task = models.CharField(max_length=64, blank=True, default="")
+    #: Stamped while a worker runs the retrain (core.heartbeat); see TrainingRun.heartbeat_at.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     promoted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

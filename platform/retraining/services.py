@@ -8,6 +8,7 @@ Works on registry data only: accepted samples (sources case/review) and the fres
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.heartbeat import beating
 from core.querysets import acts_for_tenant
 from core.queues import task_send
 from registry.errors import RegistryError
@@ -35,12 +37,12 @@ from registry.services.datasets import (
     snapshot_derive,
     snapshot_split,
 )
-from registry.services.training import training_run_create, training_run_execute
+from registry.services.training import stale_claim, training_run_create, training_run_execute
 from registry.services.versions import load_model_version
 from retraining.comparison import GuardSettings, compare_on, guard_verdict
 from retraining.errors import RetrainingError
 from retraining.models import ACTIVE_STATUSES, Retrain, RetrainPolicy, RetrainStatus, Trigger
-from tenants.models import Need
+from tenants.models import Need, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -180,33 +182,59 @@ def retrain_enqueue(*, retrain: Retrain) -> None:
 
 # --- Running ---------------------------------------------------------------------------------
 @acts_for_tenant(Retrain, "retrain_id")
-def retrain_claim(*, retrain_id: int) -> bool:
-    """Compare-and-set QUEUED -> RUNNING; a RUNNING claim older than the longest task (its worker
-    died, the message came back) may be taken over."""
+def retrain_claim(*, retrain_id: int, task_id: str = "") -> bool:
+    """Compare-and-set QUEUED -> RUNNING, or take over a running claim whose worker died: the
+    same message delivered again, or a stale heartbeat (registry's `stale_claim`)."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.CELERY_LONGEST_TASK_SECONDS)
     return bool(
         Retrain.objects.filter(pk=retrain_id)
         .filter(
-            Q(status=RetrainStatus.QUEUED) | Q(status=RetrainStatus.RUNNING, started_at__lt=stale)
+            Q(status=RetrainStatus.QUEUED)
+            | (Q(status=RetrainStatus.RUNNING) & stale_claim(task_id=task_id, now=now))
         )
-        .update(status=RetrainStatus.RUNNING, started_at=now, error="")
+        .update(
+            status=RetrainStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            claim_task=task_id[:64],
+            error="",
+        )
     )
 
 
 @acts_for_tenant(Retrain, "retrain_id")
-def retrain_execute(*, retrain_id: int) -> Retrain | None:
+def retrain_execute(*, retrain_id: int, task_id: str = "") -> Retrain | None:
     """Snapshot, train, point `candidate` at the challenger, compare, judge. Redelivery-safe: the
     retrain is claimed with a compare-and-set, its one training run is created once (stored on
     the row under a row lock), the run itself is claimed the same way, and the registry gives a
     run at most one version: a retrain never makes two challengers."""
-    if not retrain_claim(retrain_id=retrain_id):
+    if not retrain_claim(retrain_id=retrain_id, task_id=task_id):
         logger.info("retrain %s already claimed or finished; skipping", retrain_id)
         return None
+    tenant_id = Retrain.objects.filter(pk=retrain_id).values_list("tenant_id", flat=True).get()
+    with beating(
+        lambda: _stamp_retrain(tenant_id, retrain_id), every=settings.TRAINING_HEARTBEAT_SECONDS
+    ):
+        return _retrain_run(retrain_id, task_id)
+
+
+def _stamp_retrain(tenant_id: int, retrain_id: int) -> None:
+    Retrain.objects.for_tenant(tenant_id).filter(
+        pk=retrain_id, status=RetrainStatus.RUNNING
+    ).update(heartbeat_at=timezone.now())
+
+
+def _retrain_run(retrain_id: int, task_id: str) -> Retrain:
     try:
         run = _training_run_for(retrain_id)
         if run.status != RunStatus.SUCCEEDED:
-            training_run_execute(run_id=run.pk)
+            # The run only ever runs inside its retrain, whose claim this delivery holds: a
+            # running claim on it is a dead delivery's, so hand it to this one.
+            claim = task_id or f"retrain-{retrain_id}-{uuid.uuid4().hex[:12]}"
+            TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                claim_task=claim
+            )
+            training_run_execute(run_id=run.pk, task_id=claim)
             run.refresh_from_db()
         if run.status != RunStatus.SUCCEEDED:
             raise RetrainingError(
@@ -511,3 +539,30 @@ def retrain_policies_check_all_tenants() -> list[int]:
         if retrain is not None:
             started.append(retrain.pk)
     return started
+
+
+def retrains_stale(*, now=None) -> list[tuple[int, int | None]]:
+    """(retrain id, its training run id) of running retrains whose heartbeat went stale: their
+    worker died, and the sweeper sends them again (the run goes with its retrain)."""
+    now = now or timezone.now()
+    stale: list[tuple[int, int | None]] = []
+    for tenant_id in Tenant.objects.values_list("pk", flat=True):
+        stale.extend(
+            Retrain.objects.for_tenant(tenant_id)
+            .filter(status=RetrainStatus.RUNNING)
+            .filter(stale_claim(task_id="", now=now))
+            .values_list("pk", "training_run_id")
+        )
+    return stale
+
+
+def retrain_training_run_ids_active() -> frozenset[int]:
+    """The training runs that belong to a queued or running retrain (sent again only with it)."""
+    ids: set[int] = set()
+    for tenant_id in Tenant.objects.values_list("pk", flat=True):
+        ids.update(
+            Retrain.objects.for_tenant(tenant_id)
+            .filter(status__in=ACTIVE_STATUSES, training_run__isnull=False)
+            .values_list("training_run_id", flat=True)
+        )
+    return frozenset(ids)

@@ -56,6 +56,20 @@ class PredictionLog(models.Model):
         return f"{self.channel} {self.item_ref} -> {self.top_label}"
 
 
+class PredictionLogFlush(models.Model):
+    """One batch of buffered log lines moved from Redis into the log, committed in the same
+    transaction as its rows. A flusher that died after taking a batch out of the buffer left the
+    batch in Redis under its token: the batch is written if this row is missing, dropped if it
+    exists, so no line is lost or written twice. Platform-wide; kept a day."""
+
+    token = models.CharField(max_length=32, unique=True)
+    lines = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"flush {self.token} ({self.lines} lines)"
+
+
 class PredictionLogRetiredDay(models.Model):
     """A day of the prediction log that retention dropped (its daily aggregates were stored
     first). Platform-wide, not tenant-owned. The aggregation never recomputes a retired day, so

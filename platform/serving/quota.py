@@ -46,10 +46,12 @@ def check_rate(tenant, *, lookup_keys: list[str] | None = None) -> list[bytes | 
         _uncounted(tenant, limit)
         return misses
     if client is not None:
+        drained = redis_pool.Drained(0, [])
         try:
             pipe = client.pipeline(transaction=False)
             # Replies to the ridden-along writes come first.
-            mine = redis_pool.writer.drain_into(pipe, kind="cache")
+            drained = redis_pool.writer.drain_into(pipe, kind="cache")
+            mine = drained.replies
             if limit:
                 pipe.incr(key)
                 pipe.expire(key, WINDOW_SECONDS + 5)
@@ -62,6 +64,7 @@ def check_rate(tenant, *, lookup_keys: list[str] | None = None) -> list[bytes | 
                 found = replies[-1]
         except redis_pool.REDIS_ERRORS as exc:
             redis_pool.mark_down("cache", exc)
+            drained.failed()  # the ridden-along writes go to their fallbacks
             _uncounted(tenant, limit)
             return misses
     else:

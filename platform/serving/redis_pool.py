@@ -29,6 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import redis
 from django.conf import settings
@@ -94,19 +95,49 @@ def reset_outages() -> None:
 
 
 PipelineOp = Callable[[redis.client.Pipeline], None]
+#: What to do with a write Redis did not take (dropped during an outage, or its pipeline failed).
+Fallback = Callable[[], None]
+
+
+class _Pending(NamedTuple):
+    op: PipelineOp
+    fallback: Fallback | None
+
+
+def _fall_back(pending: list[_Pending]) -> None:
+    for item in pending:
+        if item.fallback is not None:
+            try:
+                item.fallback()
+            except Exception:  # a fallback must never fail the caller either
+                logger.exception("write-behind fallback failed")
+
+
+class Drained(NamedTuple):
+    """Operations put at the front of a caller's pipeline: `replies` replies come first, and
+    `failed()` hands them to their fallbacks when the caller's pipeline failed."""
+
+    replies: int
+    pending: list[_Pending]
+
+    def failed(self) -> None:
+        _fall_back(self.pending)
 
 
 class WriteBehind:
     """Pipeline operations nobody waits for, sent with the next pipeline (or by a flusher).
 
-    Kept per Redis URL: an operation is only ever sent to the instance it was submitted for."""
+    Kept per Redis URL: an operation is only ever sent to the instance it was submitted for. An
+    operation may name a fallback, called instead when Redis does not take it (the prediction log
+    keeps such lines in the process and writes them to the database itself); others are best
+    effort (cache entries, quota counts) and are dropped."""
 
     #: Pending operations above which the submitting thread sends them itself.
     MAX_PENDING = 1000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ops: dict[str, list[PipelineOp]] = {}
+        self._ops: dict[str, list[_Pending]] = {}
         self._oldest = 0.0  # monotonic time the oldest pending op was submitted
         self._thread: threading.Thread | None = None
         os.register_at_fork(after_in_child=self._forget)  # a child must not resend parent's ops
@@ -115,13 +146,16 @@ class WriteBehind:
         self._lock = threading.Lock()
         self._ops, self._thread = {}, None
 
-    def submit(self, op: PipelineOp, *, kind: str = "main") -> None:
+    def submit(
+        self, op: PipelineOp, *, kind: str = "main", fallback: Fallback | None = None
+    ) -> None:
         client = get_redis(kind)
         if client is None:
+            _fall_back([_Pending(op, fallback)])
             return
         url = url_for(kind) or ""
         if not settings.SERVING_ASYNC_WRITES:
-            self._send(url, client, [op])
+            self._send(url, client, [_Pending(op, fallback)])
             return
         with self._lock:
             if self._thread is None:
@@ -132,21 +166,22 @@ class WriteBehind:
             if not any(self._ops.values()):
                 self._oldest = time.monotonic()
             pending = self._ops.setdefault(url, [])
-            pending.append(op)
+            pending.append(_Pending(op, fallback))
             full = len(pending) >= self.MAX_PENDING
         if full:
             self.flush()
 
-    def drain_into(self, pipe: redis.client.Pipeline, *, kind: str = "main") -> int:
+    def drain_into(self, pipe: redis.client.Pipeline, *, kind: str = "main") -> Drained:
         """Put the operations pending for Redis `kind` at the front of `pipe`, which the caller
-        executes. Returns how many replies they add (the caller's own replies come after)."""
+        executes; the caller's own replies come after `Drained.replies` replies, and the caller
+        calls `Drained.failed()` if its pipeline fails."""
         url = url_for(kind) or ""
         with self._lock:
-            ops = self._ops.pop(url, [])
+            pending = self._ops.pop(url, [])
         before = len(pipe)
-        for op in ops:
-            op(pipe)
-        return len(pipe) - before
+        for item in pending:
+            item.op(pipe)
+        return Drained(len(pipe) - before, pending)
 
     def flush(self) -> None:
         """Send everything pending now."""
@@ -166,23 +201,26 @@ class WriteBehind:
                 self.flush()
 
     @staticmethod
-    def _send(url: str, client: redis.Redis | None, ops: list[PipelineOp]) -> None:
-        # Cache and log writes are best effort: never fail the caller, and while a Redis is
-        # known to be down, drop them without trying (the outage was logged once already).
+    def _send(url: str, client: redis.Redis | None, ops: list[_Pending]) -> None:
+        # Never fail the caller; while a Redis is known to be down, don't even try (the outage
+        # was logged once already): the operations go to their fallbacks, or are dropped.
         if client is None:
+            _fall_back(ops)
             return
         until = _down_until.get(url)
         if until is not None and time.monotonic() < until:
-            logger.info("Redis down: %d write operations dropped", len(ops))
+            logger.info("Redis down: %d write operations not sent", len(ops))
+            _fall_back(ops)
             return
         try:
             pipe = client.pipeline(transaction=False)
-            for op in ops:
-                op(pipe)
+            for item in ops:
+                item.op(pipe)
             pipe.execute()
         except REDIS_ERRORS as exc:
             _down_until[url] = time.monotonic() + OUTAGE_BACKOFF_SECONDS
             logger.warning("Redis write of %d operations failed: %s", len(ops), exc)
+            _fall_back(ops)
 
 
 def _client_for_url(url: str) -> redis.Redis | None:

@@ -11,18 +11,22 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, F, Q, Sum, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, F, Max, Q, Sum, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.querysets import acts_for_tenant
 from core.queues import task_send
-from serving import predlog, webhooks
+from serving import batch_io, predlog, webhooks
+from serving.batch_io import StagedRows
 from serving.models import (
     BATCH_ACTIVE,
     BatchChunk,
@@ -245,39 +249,125 @@ def _enqueue_chunks(chunk_ids: list[int]) -> None:
 
 
 def batch_job_create(
-    *, tenant, need, rows: list[tuple[str, str]], source: str, filename: str = "", user=None
+    *,
+    tenant,
+    need,
+    rows: list[tuple[str, str]] | StagedRows,
+    source: str,
+    filename: str = "",
+    user=None,
 ) -> BatchJob:
-    """Create a job with its items and chunks; chunks are queued once the transaction commits."""
-    if not rows:
-        raise DomainError("invalid", _("The batch has no items."), fields={"items": [_("Empty.")]})
-    _check_batch_quota(tenant, len(rows))
-    chunk_size = settings.BATCH_CHUNK_SIZE
-    with transaction.atomic():
+    """Create a job, store its items and chunks, and queue each chunk as soon as it is stored.
+
+    The rows were checked before (batch_io): nothing here refuses a row. The items are stored in
+    slices of whole chunks, each in its own transaction (COPY on PostgreSQL), and a slice's
+    chunks are queued when it commits, so workers tag the first chunks while the rest is still
+    being stored. Slices grow from one chunk to BATCH_INGEST_SLICE_CHUNKS. If storing stops
+    part-way (a database error), the job fails with the reason; if the web process dies, the
+    stale-chunk sweeper fails it (`batch_ingest_stalled`). A job cancelled meanwhile stores no
+    further slice."""
+    staged = rows if isinstance(rows, StagedRows) else batch_io.stage_rows(rows)
+    try:
+        if not len(staged):
+            raise DomainError(
+                "invalid", _("The batch has no items."), fields={"items": [_("Empty.")]}
+            )
+        _check_batch_quota(tenant, len(staged))
         job = BatchJob.objects.create(
             tenant=tenant,
             need=need,
             source=source,
             filename=filename[:255],
-            total_items=len(rows),
-            chunk_size=chunk_size,
+            total_items=len(staged),
+            chunk_size=staged.chunk_size,
             created_by=user if getattr(user, "pk", None) else None,
         )
-        BatchItem.objects.bulk_create(
-            (
-                BatchItem(job=job, position=n, external_id=item_id, text=text)
-                for n, (item_id, text) in enumerate(rows)
-            ),
-            batch_size=2000,
-        )
-        chunks = BatchChunk.objects.bulk_create(
-            BatchChunk(job=job, index=i, start=start, end=min(start + chunk_size, len(rows)))
-            for i, start in enumerate(range(0, len(rows), chunk_size))
-        )
-        chunk_ids = [c.pk for c in chunks] or list(
-            BatchChunk.objects.filter(job=job).order_by("index").values_list("pk", flat=True)
-        )
-        transaction.on_commit(lambda: _enqueue_chunks(chunk_ids))
+        try:
+            _batch_items_store(job, staged)
+        except Exception as exc:
+            _batch_fail(job, f"Storing the items stopped: {type(exc).__name__}: {exc}")
+            raise
+    finally:
+        staged.close()
     return job
+
+
+def _batch_items_store(job: BatchJob, staged: StagedRows) -> None:
+    size, total = staged.chunk_size, len(staged)
+    chunk_count = -(-total // size)
+    first, per_slice = 0, 1
+    while first < chunk_count:
+        last = min(first + per_slice, chunk_count)
+        start, end = first * size, min(last * size, total)
+        with transaction.atomic():
+            if (
+                not BatchJob.objects.owned_by(job.tenant_id)
+                .filter(pk=job.pk, status__in=BATCH_ACTIVE)
+                .exists()
+            ):
+                return  # cancelled (or failed) while its items were being stored
+            _batch_items_insert(job, staged, start, end)
+            chunks = BatchChunk.objects.bulk_create(
+                BatchChunk(job=job, index=i, start=i * size, end=min((i + 1) * size, total))
+                for i in range(first, last)
+            )
+            chunk_ids = [c.pk for c in chunks if c.pk] or list(
+                BatchChunk.objects.filter(job=job, index__gte=first, index__lt=last)
+                .order_by("index")
+                .values_list("pk", flat=True)
+            )
+            transaction.on_commit(partial(_enqueue_slice, job.pk, chunk_ids))
+        first, per_slice = last, min(per_slice * 2, settings.BATCH_INGEST_SLICE_CHUNKS)
+
+
+def _enqueue_slice(job_id: int, chunk_ids: list[int]) -> None:
+    """Queue a committed slice's chunks. A broker outage must not stop the upload half-way: the
+    chunks stay pending (never sent) and the stale-chunk sweeper sends them once the job shows no
+    activity and the broker is back."""
+    try:
+        _enqueue_chunks(chunk_ids)
+    except Exception:
+        logger.warning(
+            "could not queue %d stored chunks of batch job %s (broker unavailable?); the "
+            "stale-chunk sweeper sends them later",
+            len(chunk_ids),
+            job_id,
+            exc_info=True,
+        )
+
+
+def _batch_items_insert(job: BatchJob, staged: StagedRows, start: int, end: int) -> None:
+    """Rows [start, end) of `staged` as the job's items: COPY on PostgreSQL, streamed from the
+    staging file a block at a time; bulk_create elsewhere."""
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(BatchItem._meta.db_table)
+        blocks = staged.copy_blocks(start, end, prefix=b"%d\t" % job.pk)
+        with connection.cursor() as cursor:
+            cursor.cursor.copy_expert(
+                f"COPY {table} (job_id, position, external_id, text) FROM STDIN",
+                _BlockReader(blocks),
+            )
+        return
+    BatchItem.objects.bulk_create(
+        (
+            BatchItem(job=job, position=position, external_id=item_id, text=text)
+            for position, item_id, text in staged.rows(start, end)
+        ),
+        batch_size=2000,
+    )
+
+
+class _BlockReader:
+    """The file-like object psycopg2's copy_expert reads: one block per read()."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+
+    def read(self, size: int = -1) -> bytes:
+        return next(self._blocks, b"")
+
+    def readline(self, size: int = -1) -> bytes:
+        return self.read(size)
 
 
 def batch_rows_from_items(
@@ -528,11 +618,40 @@ def batch_chunks_sweep() -> int:
                     .exclude(recent_send)
                     .values_list("pk", flat=True)
                 )
+    batch_ingest_stalled()
     chunk_ids = sorted({*expired, *stranded})
     if chunk_ids:
         logger.warning("re-queueing %d stale batch chunk(s): %s", len(chunk_ids), chunk_ids[:20])
         _enqueue_chunks(chunk_ids)
     return len(chunk_ids)
+
+
+def batch_ingest_stalled() -> int:
+    """Fail the active jobs whose items stopped being stored part-way: chunks cover fewer
+    positions than the job has items, and no slice was stored for BATCH_INGEST_STALL_SECONDS
+    (the web process storing them died). Without this they would wait for ever and hold the
+    tenant's in-flight quota. Returns how many jobs were failed."""
+    cutoff = timezone.now() - timedelta(seconds=settings.BATCH_INGEST_STALL_SECONDS)
+    # Tenant by tenant: a sweeper needs no all-tenant read.
+    stalled = (
+        job
+        for tenant_id in Tenant.objects.order_by("pk").values_list("pk", flat=True)
+        for job in BatchJob.objects.for_tenant(tenant_id)
+        .filter(status__in=BATCH_ACTIVE, created_at__lt=cutoff)
+        .annotate(stored=Coalesce(Max("chunks__end"), 0), last_slice=Max("chunks__queued_at"))
+        .filter(stored__lt=F("total_items"))
+        .filter(Q(last_slice__isnull=True) | Q(last_slice__lt=cutoff))
+    )
+    failed = 0
+    for job in stalled:
+        logger.warning("batch job %s: items stopped being stored at %s", job.pk, job.stored)
+        _batch_fail(
+            job,
+            f"The upload stopped after {job.stored} of {job.total_items} items were stored "
+            "(the web process ended); upload the file again.",
+        )
+        failed += 1
+    return failed
 
 
 def batch_chunks_requeue(*, job: BatchJob) -> int:

@@ -160,6 +160,14 @@ else:
 
 # Longest task (a training run) must finish well inside the Redis visibility timeout (acks_late).
 CELERY_LONGEST_TASK_SECONDS = envint("CELERY_LONGEST_TASK_SECONDS", 3600, minimum=60)
+# A training run or retrain stamps its row every TRAINING_HEARTBEAT_SECONDS while a worker runs it;
+# one whose stamp is older than TRAINING_STALE_SECONDS lost its worker (a SIGKILL, an OOM kill, a
+# lost host), and the sweeper (every TRAINING_SWEEP_SECONDS) sends it to the queue again.
+TRAINING_HEARTBEAT_SECONDS = envfloat("TRAINING_HEARTBEAT_SECONDS", 15.0, minimum=0.5)
+TRAINING_STALE_SECONDS = envfloat(
+    "TRAINING_STALE_SECONDS", 120.0, minimum=3 * TRAINING_HEARTBEAT_SECONDS
+)
+TRAINING_SWEEP_SECONDS = envfloat("TRAINING_SWEEP_SECONDS", 60.0, minimum=1.0)
 CELERY_BROKER_URL = envstr("CELERY_BROKER_URL") or REDIS_URL or "filesystem://localhost//"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's file-system transport with atomic writes and claims (kombu #1551 crashed workers).
@@ -246,6 +254,12 @@ CELERY_BEAT_SCHEDULE = {
         "workers.tasks.training.sweep_stale_optimisation_runs",
         300,
         expires=300,
+        queue="training",
+    ),
+    "training: send again the runs and retrains whose worker died": _beat(
+        "workers.tasks.training.sweep_stale_training",
+        TRAINING_SWEEP_SECONDS,
+        expires=TRAINING_SWEEP_SECONDS,
         queue="training",
     ),
     "serving: create the prediction log's daily partitions ahead": _beat(
@@ -449,6 +463,13 @@ TAG_MAX_TEXT_CHARS = envint("TAG_MAX_TEXT_CHARS", 20000, minimum=1)
 UPLOAD_MAX_BYTES = envint("UPLOAD_MAX_BYTES", 20 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Uploads are kept in memory up to FILE_UPLOAD_MAX_MEMORY_SIZE, then spooled to disk; a file over
+# UPLOAD_MAX_BYTES is only measured (core.uploads), and refused with a 413.
+FILE_UPLOAD_HANDLERS = [
+    "core.uploads.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 PREDICTION_LOG_SAMPLE_RATE = envfloat("PREDICTION_LOG_SAMPLE_RATE", 1.0, minimum=0.0)
 MODEL_CACHE_SIZE = envint("MODEL_CACHE_SIZE", 8, minimum=1)
 #: Time a serving process (web worker, online pool process) spends loading live models at start;
@@ -473,6 +494,11 @@ WEBHOOK_BACKOFF_SECONDS = envfloat("WEBHOOK_BACKOFF_SECONDS", 2.0, minimum=0.0)
 WEBHOOK_BACKOFF_MAX_SECONDS = envfloat("WEBHOOK_BACKOFF_MAX_SECONDS", 900.0, minimum=0.0)
 WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 BATCH_CHUNK_SIZE = envint("BATCH_CHUNK_SIZE", 250, minimum=1)
+# An upload's items are stored (COPY) and queued in slices that grow from one chunk to this many,
+# so the first chunks are tagged while the rest is still being stored; a job whose storing made
+# no progress for BATCH_INGEST_STALL_SECONDS (its web process died) is failed by the sweeper.
+BATCH_INGEST_SLICE_CHUNKS = envint("BATCH_INGEST_SLICE_CHUNKS", 32, minimum=1)
+BATCH_INGEST_STALL_SECONDS = envfloat("BATCH_INGEST_STALL_SECONDS", 300.0, minimum=1.0)
 # A claimed chunk's lease is sized to the job's measured seconds per chunk (x FACTOR, within
 # MIN..MAX); BATCH_CHUNK_LEASE_SECONDS is the lease before anything was measured for the need.
 BATCH_CHUNK_LEASE_SECONDS = envfloat("BATCH_CHUNK_LEASE_SECONDS", 120.0, minimum=0.1)

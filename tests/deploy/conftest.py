@@ -113,8 +113,9 @@ def cluster(tmp_path_factory, cluster_redis):
     database_url = with_database(
         settings.DATABASE_URL, f"{database_name(settings.DATABASE_URL)}_cluster"
     )
+    directory = tmp_path_factory.mktemp("cluster")
     cluster = Cluster(
-        tmp_path_factory.mktemp("cluster"),
+        directory,
         database_url=database_url,
         redis_url=cluster_redis.url,
         web_instances=2,
@@ -132,13 +133,19 @@ def cluster(tmp_path_factory, cluster_redis):
             "BATCH_CHUNK_SIZE": "10",
             # (a slow batch model, tests/serving/slow_batch.py; production has no such delay)
             "TEST_BATCH_CHUNK_DELAY_SECONDS": "0.4",
-            "CELERY_WORKER_EXTRA_ARGS": "--include tests.serving.slow_batch",
+            "CELERY_WORKER_EXTRA_ARGS": (
+                "--include tests.serving.slow_batch,tests.deploy.slow_training"
+            ),
+            # (a slow fit while this file exists, tests/deploy/slow_training.py)
+            "TEST_TRAINING_DELAY_FILE": str(directory / "training-delay"),
             # Leases of seconds (production sizes them to the measured chunk time, 15 s at
             # least), long enough to tell a takeover on redelivery from a lease running out.
             "BATCH_CHUNK_LEASE_SECONDS": "8",
             "BATCH_CHUNK_LEASE_MIN_SECONDS": "8",
             "BATCH_SWEEP_SECONDS": "2",
             "PREDICTION_LOG_FLUSH_SECONDS": "1",
+            # Stream items left pending through a Redis outage are re-queued within seconds.
+            "STREAM_SWEEP_SECONDS": "3",
             # The supervisor brings a killed process back after 1 s (then 2, 4, ... s).
             "CLUSTER_RESTART_BACKOFF_SECONDS": "1",
         },

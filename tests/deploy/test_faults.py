@@ -12,8 +12,10 @@ import json
 import os
 import random
 import signal
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -259,3 +261,219 @@ def test_redis_killed_and_restarted_mid_job_loses_nothing_and_no_worker(
         with cluster.log_path(f"worker-{queue}").open() as log:
             log.seek(offset)
             assert "Unrecoverable error" not in log.read()
+
+
+# --- Training-queue work killed mid-run ------------------------------------------------------
+# A training run, a retrain and an optimisation run each hold a claim (a compare-and-set on their
+# row) while a worker executes them. When the worker's pool process dies, Celery hands the message
+# back (acks_late + reject_on_worker_lost) and it is delivered again at once: that delivery must
+# take the work over, not find the dead worker's claim and drop the message, which left the run
+# "running" for good.
+
+
+def _slow_fits(cluster, seconds: float | None) -> None:
+    """While set, every fit on the training worker takes `seconds` longer (slow_training.py)."""
+    path = Path(cluster.extra_env["TEST_TRAINING_DELAY_FILE"])
+    if seconds is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(f"{seconds}\n")
+
+
+def _kill_training_pool(cluster) -> None:
+    victims = cluster.worker_children("training")
+    assert victims, "the training worker has no pool process"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _wait_sql(batch: Batch, query: str, args, *, timeout: float, what: str):
+    return wait_until(lambda: batch.sql(query, args), timeout=timeout, interval=0.1, what=what)
+
+
+def test_training_pool_process_sigkilled_mid_fit_trains_again_by_itself(cluster, batch):
+    _slow_fits(cluster, 6)
+    try:
+        run = batch.service.post(
+            "/api/v1/training-runs/", json={"need": NEED, "algorithm": "tfidf-logreg"}, expect=201
+        ).json()
+        # The fit has started (the log says so) and is in its slow part.
+        _wait_sql(
+            batch,
+            "SELECT 1 FROM registry_trainingrun WHERE id = %s AND status = 'running' "
+            "AND log LIKE %s",
+            [run["id"], "% train / %"],
+            timeout=60,
+            what="the run to be fitting",
+        )
+        time.sleep(1.0)
+        _kill_training_pool(cluster)
+    finally:
+        _slow_fits(cluster, None)
+
+    done = wait_until(
+        lambda: (
+            (r := batch.service.get(f"/api/v1/training-runs/{run['id']}/", expect=200).json())[
+                "status"
+            ]
+            in ("succeeded", "failed")
+            and r
+        ),
+        timeout=120,
+        what="the interrupted training run to finish by itself",
+    )
+    assert done["status"] == "succeeded", done["error"] or done["log"]
+    versions = batch.sql(
+        "SELECT count(*) FROM registry_modelversion WHERE training_run_id = %s", [run["id"]]
+    )
+    assert versions == [(1,)], "the run must register exactly one version"
+
+
+def test_retrain_pool_process_sigkilled_mid_training_completes_by_itself(cluster, batch):
+    _slow_fits(cluster, 6)
+    try:
+        retrain = batch.service.post(
+            "/api/v1/retraining/retrains/",
+            json={"need": NEED, "reason": "fault test"},
+            expect=201,
+        ).json()
+        _wait_sql(
+            batch,
+            "SELECT 1 FROM retraining_retrain r JOIN registry_trainingrun t "
+            "ON t.id = r.training_run_id WHERE r.id = %s AND t.log LIKE %s",
+            [retrain["id"], "% train / %"],
+            timeout=60,
+            what="the retrain's training to be fitting",
+        )
+        time.sleep(1.0)
+        _kill_training_pool(cluster)
+    finally:
+        _slow_fits(cluster, None)
+
+    done = wait_until(
+        lambda: (
+            (
+                r := batch.service.get(
+                    f"/api/v1/retraining/retrains/{retrain['id']}/", expect=200
+                ).json()
+            )["status"]
+            not in ("queued", "running")
+            and r
+        ),
+        timeout=150,
+        what="the interrupted retrain to finish by itself",
+    )
+    assert done["status"] == "ready", done
+    challengers = batch.sql(
+        "SELECT count(*) FROM registry_modelversion v JOIN retraining_retrain r "
+        "ON v.training_run_id = r.training_run_id WHERE r.id = %s",
+        [retrain["id"]],
+    )
+    assert challengers == [(1,)], "a retrain makes exactly one challenger"
+
+
+def test_optimisation_pool_process_sigkilled_mid_search_starts_over_by_itself(cluster, batch):
+    run = batch.service.post(
+        f"/api/v1/needs/{NEED}/optimisation-runs",
+        json={
+            "time_limit_seconds": 30,
+            "max_trials": 6,
+            "seed": 3,
+            "latency_budget_ms": 1000,
+            "size_budget_kb": 100000,
+        },
+        expect=201,
+    ).json()
+    _wait_sql(
+        batch,
+        "SELECT 1 FROM optimisation_optimisationtrial WHERE run_id = %s LIMIT 1",
+        [run["id"]],
+        timeout=90,
+        what="the search to have a trial",
+    )
+    _kill_training_pool(cluster)
+    done = wait_until(
+        lambda: (
+            (r := batch.service.get(f"/api/v1/optimisation-runs/{run['id']}", expect=200).json())[
+                "status"
+            ]
+            not in ("queued", "running")
+            and r
+        ),
+        timeout=240,
+        what="the interrupted optimisation run to finish by itself",
+    )
+    # Started over on the redelivery: a variant is chosen or the run says nothing fits.
+    assert done["status"] in ("succeeded", "nothing_fits"), done
+
+
+def test_stream_items_posted_across_a_redis_restart_are_all_tagged_as_the_sync_api_tags_them(
+    cluster, cluster_redis, batch
+):
+    """A service keeps posting stream items while the cluster's Redis dies and comes back: every
+    POST is answered 202 (committed items), every item ends up tagged without anyone touching it,
+    with exactly one stream log line, and with the labels the sync API gives the same texts."""
+    rng = random.Random("stream-redis")
+    topics = list(VOCABULARY)
+    sent: dict[str, str] = {}
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def post_items() -> None:
+        n = 0
+        while not stop.is_set():
+            items = []
+            for _ in range(3):
+                item_id = f"sr-{n}"
+                sent[item_id] = _text(topics[n % 5], rng)
+                items.append({"id": item_id, "text": sent[item_id]})
+                n += 1
+            response = batch.service.post(f"/api/v1/needs/{NEED}/items", json={"items": items})
+            answers.append(response.status_code)
+            time.sleep(0.1)
+
+    poster = threading.Thread(target=post_items, daemon=True)
+    poster.start()
+    try:
+        time.sleep(2.0)
+        cluster_redis.kill()
+        time.sleep(3.0)
+        cluster_redis.start()
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        poster.join(timeout=30)
+
+    assert answers and set(answers) == {202}, answers
+    ids = sorted(sent)
+
+    def all_tagged():
+        rows = batch.sql(
+            "SELECT external_id, status, result FROM serving_item WHERE external_id = ANY(%s)",
+            [ids],
+        )
+        return rows if len(rows) == len(ids) and {r[1] for r in rows} == {"tagged"} else None
+
+    wait_until(all_tagged, timeout=120, interval=0.5, what="every stream item tagged")
+    streamed, synced = {}, {}
+    for start in range(0, len(ids), 50):
+        chunk = ids[start : start + 50]
+        page = batch.service.get(
+            f"/api/v1/needs/{NEED}/items", params={"ids": ",".join(chunk)}, expect=200
+        ).json()
+        streamed.update({item["id"]: item["labels"] for item in page["results"]})
+        body = batch.service.post(
+            f"/api/v1/needs/{NEED}/tag",
+            json={"items": [{"id": i, "text": sent[i]} for i in chunk]},
+            expect=200,
+        ).json()
+        synced.update({item["id"]: item["labels"] for item in body["items"]})
+    assert streamed == synced
+    logged = dict(
+        batch.sql(
+            "SELECT item_ref, count(*) FROM serving_predictionlog "
+            "WHERE channel = 'stream' AND item_ref = ANY(%s) GROUP BY item_ref",
+            [ids],
+        )
+    )
+    assert logged == {i: 1 for i in ids}, "a stream log line was lost or written twice"

@@ -74,6 +74,7 @@ ALLOWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("bench/aggregate_bench.py", "*"): "a benchmark seeds and reads its own rows",
     ("bench/resilience_bench.py", "*"): "a benchmark seeds and reads its own rows",
     ("bench/serving_bench.py", "*"): "a benchmark seeds and reads its own rows",
+    ("bench/batch_ingest_bench.py", "*"): "a benchmark seeds and reads its own rows",
     ("bench/stream_latency_bench.py", "*"): "a benchmark seeds and reads its own rows",
 }
 

@@ -91,3 +91,34 @@ def test_demo_records_come_from_the_facts_and_are_idempotent(demo_need):
 def test_records_step_runs_after_the_registry_step():
     names = [step.__module__ for _, step in STEPS]
     assert names.index("records.demo") > names.index("registry.demo")
+
+
+def test_a_corpus_imported_one_file_per_sample_is_one_import_line_within_the_section_limit(
+    demo_need,
+):
+    """`make run` failed on a fresh machine: BBC samples carry one source ref per file, and the
+    data section listed each of 2,225 files, past the 50,000-character section limit."""
+    import hashlib
+
+    from registry.models import TrainingSample
+    from registry.services.datasets import current_revision
+
+    need, _ = demo_need
+    revision = current_revision(need.label_set)
+    TrainingSample.objects.bulk_create(
+        TrainingSample(
+            tenant=need.tenant,
+            revision=revision,
+            text=f"sample {n}",
+            text_hash=hashlib.sha256(f"sample {n}".encode()).hexdigest(),
+            source="import",
+            source_ref=f"bbc/sport/{n:04d}.txt",
+        )
+        for n in range(3000)
+    )
+
+    demo.load_records(io.StringIO())
+
+    data = Section.objects.for_tenant(need.tenant).get(record__need=need, kind="data").body
+    assert len(data) < 2000
+    assert f"- 3000 samples (import, revision {revision.number}), e.g. `bbc/sport/0000.txt`" in data

@@ -131,8 +131,9 @@ def test_a_retrain_whose_worker_died_is_taken_over_with_the_same_training_run(sh
     versions = ModelVersion.objects.for_tenant(shifted_need.tenant).count()
     # Still RUNNING, claimed recently: a duplicate delivery now must not start over.
     assert services.retrain_execute(retrain_id=retrain.pk) is None
+    # Its heartbeat went stale: the worker is gone, and the next delivery takes it over.
     Retrain.objects.for_tenant(shifted_need.tenant).filter(pk=retrain.pk).update(
-        started_at=timezone.now() - timedelta(days=1)
+        heartbeat_at=timezone.now() - timedelta(days=1)
     )
 
     finished = services.retrain_execute(retrain_id=retrain.pk)

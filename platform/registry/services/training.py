@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.heartbeat import beating
 from core.querysets import acts_for_tenant
 from core.queues import task_send
 from registry import artifacts, evaluation
@@ -31,7 +32,7 @@ from registry.services.aliases import alias_set
 from registry.services.datasets import current_revision, snapshot_create, snapshot_split
 from registry.services.versions import model_version_register
 from taxonomy.models import LabelSet, LabelSetKind
-from tenants.models import Need
+from tenants.models import Need, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -157,25 +158,55 @@ class _RunLog:
         TrainingRun.objects.owned_by(self.run.tenant_id).filter(pk=self.run.pk).update(**update)
 
 
+def stale_claim(*, task_id: str, now) -> Q:
+    """The running claims another delivery may take over: the same Celery message delivered again
+    (its first delivery's worker died: Celery hands a message back only then, or after the broker's
+    visibility timeout, which outlasts every task's hard time limit), or a claim whose heartbeat
+    went stale (its worker stopped stamping it; rows from before heartbeats: by their start)."""
+    stale = now - timedelta(seconds=settings.TRAINING_STALE_SECONDS)
+    claimable = Q(heartbeat_at__lt=stale) | Q(
+        heartbeat_at__isnull=True,
+        started_at__lt=now - timedelta(seconds=settings.CELERY_LONGEST_TASK_SECONDS),
+    )
+    if task_id:
+        claimable |= Q(claim_task=task_id[:64])
+    return claimable
+
+
 @acts_for_tenant(TrainingRun, "run_id")
-def training_run_claim(*, run_id: int) -> bool:
-    """Compare-and-set QUEUED -> RUNNING. A stale RUNNING claim (the worker died, the message was
-    redelivered after the visibility timeout) may be taken over once it is older than the longest
-    allowed task; a finished run is never trained again."""
+def training_run_claim(*, run_id: int, task_id: str = "") -> bool:
+    """Compare-and-set QUEUED -> RUNNING, or take over a running claim whose worker died
+    (`stale_claim`). A finished run is never trained again."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.CELERY_LONGEST_TASK_SECONDS)
     claimed = (
         TrainingRun.objects.filter(pk=run_id)
-        .filter(Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, started_at__lt=stale))
-        .update(status=RunStatus.RUNNING, started_at=now, progress=0.0, error="")
+        .filter(
+            Q(status=RunStatus.QUEUED)
+            | (Q(status=RunStatus.RUNNING) & stale_claim(task_id=task_id, now=now))
+        )
+        .update(
+            status=RunStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            claim_task=task_id[:64],
+            progress=0.0,
+            error="",
+        )
     )
     return bool(claimed)
 
 
+def _stamp_run(run: TrainingRun) -> None:
+    TrainingRun.objects.owned_by(run.tenant_id).filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
+
+
 @acts_for_tenant(TrainingRun, "run_id")
-def training_run_execute(*, run_id: int) -> TrainingRun | None:
-    """Train, evaluate, measure, store and register one run. Returns None if it was not claimed."""
-    if not training_run_claim(run_id=run_id):
+def training_run_execute(*, run_id: int, task_id: str = "") -> TrainingRun | None:
+    """Train, evaluate, measure, store and register one run. Returns None if it was not claimed.
+    `task_id` is the Celery message's id (see `stale_claim`)."""
+    if not training_run_claim(run_id=run_id, task_id=task_id):
         logger.info("training run %s already claimed or finished; skipping", run_id)
         return None
     run = TrainingRun.objects.select_related(
@@ -183,7 +214,8 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
     ).get(pk=run_id)
     log = _RunLog(run)
     try:
-        version = _train_and_register(run, log)
+        with beating(lambda: _stamp_run(run), every=settings.TRAINING_HEARTBEAT_SECONDS):
+            version = _train_and_register(run, log)
     except Exception as exc:
         logger.exception("training run %s failed", run_id)
         log.write(f"FAILED: {exc}")
@@ -198,6 +230,23 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
     )
     run.refresh_from_db()
     return run
+
+
+def training_runs_stale(*, exclude: frozenset[int] = frozenset(), now=None) -> list[int]:
+    """Running runs whose heartbeat went stale (their worker died), for the sweeper to send again;
+    `exclude` names runs that other work owns (a retrain's run is sent again with its retrain)."""
+    now = now or timezone.now()
+    owners: list[int | None] = [None, *Tenant.objects.values_list("pk", flat=True)]
+    stale: list[int] = []
+    for owner in owners:
+        stale.extend(
+            TrainingRun.objects.owned_by(owner)
+            .filter(status=RunStatus.RUNNING)
+            .filter(stale_claim(task_id="", now=now))
+            .exclude(pk__in=exclude)
+            .values_list("pk", flat=True)
+        )
+    return stale
 
 
 def _fit(
