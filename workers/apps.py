@@ -6,6 +6,7 @@ class WorkersConfig(AppConfig):
     verbose_name = "Celery tasks"
 
     def ready(self) -> None:
+        import workers.tasks  # noqa: F401  (registers every task: core.queues.task_send finds them by name)
         from tagging_platform.redis_broker import install_restore_guard
 
         # Every process that consumes from Redis (the workers) must survive a broker outage.

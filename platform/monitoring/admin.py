@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
+from core.queues import task_send
 from monitoring import selectors, services
 from monitoring.evidence import label_names, plain_sentence
 from monitoring.models import (
@@ -95,14 +96,12 @@ class AlertAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Deliver again (webhook / email)"))
     def redeliver(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
-        from workers.tasks.monitoring import deliver_alert
-
         for alert in queryset:
             # Staff asked for it: a reminder goes out even though nothing is due.
             Alert.objects.dangerously_unscoped().filter(pk=alert.pk).update(
                 notification_pending="reminder"
             )
-            deliver_alert.delay(alert.pk)
+            task_send("workers.tasks.monitoring.deliver_alert", alert.pk)
         self.message_user(
             request,
             _("Queued %(count)s deliveries.") % {"count": queryset.count()},

@@ -32,6 +32,7 @@ from monitoring.models import (
     FeedbackEvent,
     LabelAggregate,
     NeedMonitoringConfig,
+    Period,
     PredictionAggregate,
     RuleCheck,
 )
@@ -288,8 +289,6 @@ def monitoring_demo_run(
     *, stdout=None, days: int = 14, shift_days: int = 4, seed: int = 7, end: date | None = None
 ) -> dict:
     """Replay the scenario ending yesterday (or `end`) and run the monitoring tasks. Idempotent."""
-    from workers.tasks.monitoring import run_daily_monitoring, run_weekly_monitoring
-
     if not 0 < shift_days < days:
         raise ValueError("Need 0 < shift_days < days.")
     last = end or (timezone.now().date() - timedelta(days=1))
@@ -367,12 +366,10 @@ def monitoring_demo_run(
     need_ids = [d.need.pk for d in demos]
     for offset in range(days):
         day = first + timedelta(days=offset)
-        run_daily_monitoring.apply(
-            kwargs={"day": day.isoformat(), "need_ids": need_ids}, throw=True
-        )
+        services.monitoring_run(period=Period.DAY, start=day, need_ids=need_ids)
     monday = week_start(first)
     while monday <= last:
-        run_weekly_monitoring.apply(kwargs={"week_start": monday.isoformat()}, throw=True)
+        services.monitoring_run(period=Period.WEEK, start=monday)
         monday += timedelta(days=7)
     alerts = list(
         Alert.objects.dangerously_unscoped()

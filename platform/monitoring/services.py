@@ -17,6 +17,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from core.localtime import tenant_local_date, tenant_today, zone
+from core.queues import task_send
 from monitoring import aggregation, drift, rules
 from monitoring.evidence import label_names, name_of, plain_sentence
 from monitoring.models import (
@@ -359,9 +360,7 @@ def incidents_update(*, need: Need, day: date, checks: list[rules.Check]) -> lis
 
 
 def _enqueue_delivery(alert_id: int) -> None:
-    from workers.tasks.monitoring import deliver_alert
-
-    deliver_alert.delay(alert_id)
+    task_send("workers.tasks.monitoring.deliver_alert", alert_id)
 
 
 def alerts_evaluate(*, need: Need, day: date) -> list[Alert]:

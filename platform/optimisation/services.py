@@ -37,6 +37,7 @@ from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.querysets import acts_for_tenant
+from core.queues import task_send
 from optimisation import measurement, variants
 from optimisation.models import (
     ACTIVE_STATUSES,
@@ -251,10 +252,8 @@ def _already_running(need: Need) -> OptimisationError:
 
 
 def optimisation_run_enqueue(*, run: OptimisationRun) -> None:
-    from workers.tasks.training import optimise_need
-
     run_id = run.pk
-    transaction.on_commit(lambda: optimise_need.delay(run_id))
+    transaction.on_commit(lambda: task_send("workers.tasks.training.optimise_need", run_id))
 
 
 def optimisation_run_cancel(*, run: OptimisationRun, actor=None) -> OptimisationRun:

@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 
 from core.heartbeat import beating
 from core.querysets import acts_for_tenant
+from core.queues import task_send
 from registry.errors import RegistryError
 from registry.models import (
     AliasAction,
@@ -254,10 +255,8 @@ def retrain_start(*, need: Need, actor=None, reason: str = "", trigger: str = Tr
 
 def retrain_enqueue(*, retrain: Retrain) -> None:
     """Send the retrain to the `training` queue once the transaction commits (safe to repeat)."""
-    from workers.tasks.training import run_retrain
-
     retrain_id = retrain.pk
-    transaction.on_commit(lambda: run_retrain.delay(retrain_id))
+    transaction.on_commit(lambda: task_send("workers.tasks.training.run_retrain", retrain_id))
 
 
 # --- Running ---------------------------------------------------------------------------------

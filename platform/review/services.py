@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.localtime import tenant_local_date
+from core.queues import task_send
 from core.texts import text_problem
 from monitoring.models import Alert, AlertKind, AlertStatus, Severity
 from registry.models import SampleSource, TrainingSample, TrainingSampleLabel
@@ -301,9 +302,7 @@ def round_start(
 
 
 def _enqueue_sample(round_id: int) -> None:
-    from workers.tasks.monitoring import review_round_sample
-
-    review_round_sample.delay(round_id)
+    task_send("workers.tasks.monitoring.review_round_sample", round_id)
 
 
 def round_sample(*, review_round: ReviewRound) -> int:
@@ -696,9 +695,7 @@ def _alert_below_target(review_round: ReviewRound, result: dict) -> Alert:
 
 
 def _enqueue_alert_delivery(alert_id: int) -> None:
-    from workers.tasks.monitoring import deliver_alert
-
-    deliver_alert.delay(alert_id)
+    task_send("workers.tasks.monitoring.deliver_alert", alert_id)
 
 
 def can_sign_off(*, need: Need, user, membership) -> bool:

@@ -576,18 +576,12 @@ def _decide(served: ServedNeed, hashes: list[str], scores: np.ndarray) -> list[T
 def warm_live_needs(*, budget_seconds: float | None = None) -> int:
     """Load the models of live needs (at most MODEL_CACHE_SIZE) so the first task doesn't pay.
     With a budget, no new load starts once it is spent (the rest load on first use)."""
-    from tenants.models import Need, NeedStatus
+    from serving.selectors import live_need_ids_all_tenants
 
     runtime = get_runtime()
     warmed = 0
-    needs = (
-        Need.objects.dangerously_unscoped()  # every tenant's needs: this warms a shared worker process
-        .filter(status=NeedStatus.LIVE, model__isnull=False)
-        .order_by("-updated_at")
-        .values_list("pk", flat=True)
-    )
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
-    for need_id in needs[: settings.MODEL_CACHE_SIZE]:
+    for need_id in live_need_ids_all_tenants(limit=settings.MODEL_CACHE_SIZE):
         if deadline is not None and time.monotonic() >= deadline:
             logger.info(
                 "model warm-up budget of %.0f s spent; the rest load on use", budget_seconds

@@ -22,7 +22,19 @@ from serving.models import (
 )
 from serving.ranked import ranked_scores
 from taxonomy.selectors import label_names, localized_label_name
-from tenants.models import Need
+from tenants.models import Need, NeedStatus
+
+
+def live_need_ids_all_tenants(*, limit: int) -> list[int]:
+    """The live needs with a model, most recently changed first, of every tenant: what a shared
+    serving process warms at start. Platform-wide by nature (one process serves every tenant),
+    hence the separately named all-tenant read."""
+    return list(
+        Need.objects.dangerously_unscoped()
+        .filter(status=NeedStatus.LIVE, model__isnull=False)
+        .order_by("-updated_at")
+        .values_list("pk", flat=True)[:limit]
+    )
 
 
 def need_for(*, tenant, slug: str) -> Need | None:

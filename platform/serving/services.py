@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from core.errors import DomainError
 from core.querysets import acts_for_tenant
+from core.queues import task_send
 from serving import batch_io, predlog, webhooks
 from serving.batch_io import StagedRows
 from serving.models import (
@@ -42,7 +43,7 @@ from serving.models import (
 )
 from serving.ranked import ranked_scores
 from serving.runtime import get_runtime, text_sha256
-from tenants.models import Need
+from tenants.models import Need, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,12 @@ SCHEDULED_BATCH_EXPIRE_SECONDS = 12 * 3600
 
 # --- stream -----------------------------------------------------------------------------------
 def _enqueue_stream(need_id: int, item_ids: list[int]) -> None:
-    from workers.tasks.online import tag_stream_items
-
     for start in range(0, len(item_ids), STREAM_TASK_ITEMS):
-        tag_stream_items.delay(need_id, item_ids[start : start + STREAM_TASK_ITEMS])
+        task_send(
+            "workers.tasks.online.tag_stream_items",
+            need_id,
+            item_ids[start : start + STREAM_TASK_ITEMS],
+        )
 
 
 def _enqueue_stream_committed(need_id: int, item_ids: list[int]) -> None:
@@ -181,20 +184,28 @@ def stream_items_tag(*, need_id: int, item_ids: list[int]) -> int:
 
 
 def stream_pending_requeue(*, older_than_seconds: float = 30.0) -> int:
-    """Re-queue items still pending after a while (their task was lost with a worker)."""
+    """Re-queue items still pending after a while (their task was lost with a worker).
+
+    A sweeper for every tenant, tenant by tenant (one indexed query each, at most 10,000 items
+    per sweep in all): it needs no all-tenant read."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    pending = (
-        Item.objects.dangerously_unscoped()  # the sweeper looks at every tenant's items
-        .filter(status=ItemStatus.PENDING, received_at__lt=cutoff)
-        # A need that may not serve (requested/retired) keeps its items pending, untried, until
-        # staff reinstate it.
-        .filter(need__status__in=("approved", "live"))
-        .order_by("need_id", "pk")
-        .values_list("need_id", "pk")[:10_000]
-    )
+    budget = 10_000
     by_need: dict[int, list[int]] = {}
-    for need_id, pk in pending:
-        by_need.setdefault(need_id, []).append(pk)
+    for tenant_id in Tenant.objects.order_by("pk").values_list("pk", flat=True):
+        pending = (
+            Item.objects.for_tenant(tenant_id)
+            .filter(status=ItemStatus.PENDING, received_at__lt=cutoff)
+            # A need that may not serve (requested/retired) keeps its items pending, untried,
+            # until staff reinstate it.
+            .filter(need__status__in=("approved", "live"))
+            .order_by("need_id", "pk")
+            .values_list("need_id", "pk")[:budget]
+        )
+        for need_id, pk in pending:
+            by_need.setdefault(need_id, []).append(pk)
+            budget -= 1
+        if budget <= 0:
+            break
     for need_id, pks in by_need.items():
         _enqueue_stream(need_id, pks)
     return sum(len(pks) for pks in by_need.values())
@@ -232,11 +243,9 @@ def _check_batch_quota(tenant, count: int) -> None:
 
 
 def _enqueue_chunks(chunk_ids: list[int]) -> None:
-    from workers.tasks.batch import run_batch_chunk
-
     BatchChunk.objects.filter(pk__in=chunk_ids).update(queued_at=timezone.now())
     for chunk_id in chunk_ids:
-        run_batch_chunk.delay(chunk_id)
+        task_send("workers.tasks.batch.run_batch_chunk", chunk_id)
 
 
 def batch_job_create(
@@ -590,11 +599,15 @@ def batch_chunks_sweep() -> int:
     stranded: list[int] = []
     depth = _batch_queue_depth()
     if not depth:
-        for job_id in (
-            BatchJob.objects.dangerously_unscoped()
+        # Tenant by tenant: a sweeper needs no all-tenant read.
+        active_jobs = (
+            job_id
+            for tenant_id in Tenant.objects.order_by("pk").values_list("pk", flat=True)
+            for job_id in BatchJob.objects.for_tenant(tenant_id)
             .filter(status__in=BATCH_ACTIVE)
             .values_list("pk", flat=True)
-        ):
+        )
+        for job_id in active_jobs:
             chunks = BatchChunk.objects.filter(job_id=job_id)
             busy = chunks.filter(
                 Q(status=ChunkStatus.RUNNING, lease_until__gte=now)
@@ -621,8 +634,11 @@ def batch_ingest_stalled() -> int:
     (the web process storing them died). Without this they would wait for ever and hold the
     tenant's in-flight quota. Returns how many jobs were failed."""
     cutoff = timezone.now() - timedelta(seconds=settings.BATCH_INGEST_STALL_SECONDS)
+    # Tenant by tenant: a sweeper needs no all-tenant read.
     stalled = (
-        BatchJob.objects.dangerously_unscoped()
+        job
+        for tenant_id in Tenant.objects.order_by("pk").values_list("pk", flat=True)
+        for job in BatchJob.objects.for_tenant(tenant_id)
         .filter(status__in=BATCH_ACTIVE, created_at__lt=cutoff)
         .annotate(stored=Coalesce(Max("chunks__end"), 0), last_slice=Max("chunks__queued_at"))
         .filter(stored__lt=F("total_items"))

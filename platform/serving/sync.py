@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from core.errors import DomainError
+from core.queues import task_send
 from serving import metrics, predlog, quota, result_cache, shadow
 from serving.models import Channel
 from serving.redis_pool import REDIS_ERRORS, get_redis
@@ -143,8 +144,6 @@ def _overloaded() -> bool:
 def _tag_on_queue(served: ServedNeed, ids: list[str], texts: list[str]) -> list[dict[str, Any]]:
     from celery.exceptions import TimeoutError as CeleryTimeout
 
-    from workers.tasks.online import tag_sync_items
-
     timeout = settings.SYNC_QUEUE_TIMEOUT_SECONDS
     retry_after = {"Retry-After": str(max(1, round(timeout)))}
     if _overloaded():
@@ -163,7 +162,9 @@ def _tag_on_queue(served: ServedNeed, ids: list[str], texts: list[str]) -> list[
     )
     try:
         # expires: a request we stopped waiting for must not be worked on later.
-        result = tag_sync_items.apply_async(args=[served.id, ids, texts], expires=timeout)
+        result = task_send(
+            "workers.tasks.online.tag_sync_items", served.id, ids, texts, expires=timeout
+        )
     except (KombuOperationalError, *REDIS_ERRORS):
         logger.warning("cannot queue a sync request: broker unavailable", exc_info=True)
         raise unavailable from None

@@ -24,6 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.querysets import acts_for_tenant
+from core.queues import task_send
 from serving.models import DeliveryStatus, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -56,9 +57,7 @@ def backoff_seconds(attempt: int) -> float:
 
 
 def _enqueue(delivery_id: int, countdown: float | None = None) -> None:
-    from workers.tasks.online import deliver_webhook
-
-    deliver_webhook.apply_async(args=[delivery_id], countdown=countdown)
+    task_send("workers.tasks.online.deliver_webhook", delivery_id, countdown=countdown)
 
 
 def delivery_create(*, tenant, need, items: list[dict]) -> WebhookDelivery | None:

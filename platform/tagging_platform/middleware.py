@@ -1,4 +1,5 @@
-"""Request IDs: taken from nginx's X-Request-ID (or made here), echoed back and put on every log line."""
+"""Request IDs: taken from nginx's X-Request-ID (or made here), echoed back and put on every log line;
+the API edge; the request's language."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import os
 import re
 
 from django.conf import settings
+from django.conf.urls.i18n import is_language_prefix_patterns_used
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.middleware.locale import LocaleMiddleware as DjangoLocaleMiddleware
+from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -256,6 +263,57 @@ class EdgeValidationMiddleware:
                 "permission_denied", str(exc) or _("Permission denied."), status_code=403
             )
         return server_error_response(exc, where=f"{request.method} {request.path}")
+
+
+class LocaleMiddleware(DjangoLocaleMiddleware):
+    """Django's LocaleMiddleware, minus the per-request work this project cannot need.
+
+    Without `i18n_patterns` (the URLs carry no language prefix) Django's version still reads a
+    language from the path twice per request, and "/api/..." reads as the language code "api":
+    an unsupported code, so `LookupError` is raised, caught and, being an exception, never
+    cached, on every request. It also raises and catches one for the absent language cookie.
+    The answer depends only on the cookie, the Accept-Language header and the settings, so it
+    is kept per (cookie, header) pair (bounded; cleared when the language settings change, as
+    Django clears its own caches). Same language, same `Vary` and `Content-Language` headers;
+    with `i18n_patterns` in use, Django's own path runs unchanged."""
+
+    _languages: dict[tuple[str | None, str], str] = {}
+    _MAX_CACHED = 1000
+
+    @staticmethod
+    def _prefixed(request) -> bool:
+        return is_language_prefix_patterns_used(getattr(request, "urlconf", settings.ROOT_URLCONF))[
+            0
+        ]
+
+    def process_request(self, request):
+        if self._prefixed(request):
+            return super().process_request(request)
+        key = (
+            request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME),
+            request.META.get("HTTP_ACCEPT_LANGUAGE", ""),
+        )
+        language = self._languages.get(key)
+        if language is None:
+            language = translation.get_language_from_request(request, check_path=False)
+            if len(self._languages) < self._MAX_CACHED:
+                self._languages[key] = language
+        translation.activate(language)
+        request.LANGUAGE_CODE = translation.get_language()
+        return None
+
+    def process_response(self, request, response):
+        if self._prefixed(request):
+            return super().process_response(request, response)
+        patch_vary_headers(response, ("Accept-Language",))
+        response.headers.setdefault("Content-Language", translation.get_language())
+        return response
+
+
+@receiver(setting_changed)
+def _forget_languages(*, setting: str, **kwargs) -> None:
+    if setting in {"LANGUAGES", "LANGUAGE_CODE", "LANGUAGE_COOKIE_NAME", "LOCALE_PATHS"}:
+        LocaleMiddleware._languages.clear()
 
 
 class UserLanguageMiddleware:

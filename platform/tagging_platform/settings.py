@@ -85,7 +85,7 @@ MIDDLEWARE = [
     "tagging_platform.middleware.RequestIdMiddleware",
     "tagging_platform.middleware.ContentSecurityPolicyMiddleware",
     # Before the edge check, so even its errors speak the request's Accept-Language.
-    "django.middleware.locale.LocaleMiddleware",
+    "tagging_platform.middleware.LocaleMiddleware",  # Django's, without its unused path lookups
     "tagging_platform.middleware.EdgeValidationMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

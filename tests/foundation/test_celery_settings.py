@@ -140,3 +140,25 @@ def test_beat_sends_every_entry_with_expires(transactional_db, tenant_a):
     assert sorted(t for t in platform_tasks if t.startswith(OURS)) == sorted(
         entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
     )
+
+
+def test_a_task_sent_by_name_is_the_registered_task_with_its_options(monkeypatch):
+    """Services below `workers/` enqueue by name (core.queues.task_send): the name resolves to
+    the task object, so its routes, options and eager mode apply exactly as with `.delay()`."""
+    from celery.exceptions import NotRegistered
+
+    from core.queues import task_send
+    from workers.tasks.online import deliver_webhook
+
+    sent = []
+    monkeypatch.setattr(
+        deliver_webhook, "apply_async", lambda args, **options: sent.append((args, options))
+    )
+    task_send("workers.tasks.online.deliver_webhook", 42, countdown=3)
+    assert sent == [((42,), {"countdown": 3})]
+    assert app.amqp.router.route({}, "workers.tasks.online.deliver_webhook")["queue"].name == (
+        "online"
+    )
+    assert task_send("tagging_platform.celery.ping").get() == "pong"  # eager in tests
+    with pytest.raises(NotRegistered):
+        task_send("workers.tasks.online.no_such_task", 1)

@@ -53,18 +53,6 @@ ALLOWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("platform/serving/runtime.py", "_bind"): (
         "the process-wide model runtime binds need ids handed to it by scoped callers"
     ),
-    ("platform/serving/runtime.py", "warm_live_needs"): (
-        "warming a shared worker process loads every tenant's live models"
-    ),
-    ("platform/serving/services.py", "stream_pending_requeue"): (
-        "beat sweeper: every tenant's stream items left pending"
-    ),
-    ("platform/serving/services.py", "batch_chunks_sweep"): (
-        "beat sweeper: every tenant's stale batch chunks"
-    ),
-    ("platform/serving/services.py", "batch_ingest_stalled"): (
-        "beat sweeper: every tenant's jobs whose items stopped being stored"
-    ),
     ("platform/monitoring/aggregation.py", "aggregate_predictions_day"): (
         "the beat aggregation recomputes every tenant's day in one SQL statement"
     ),

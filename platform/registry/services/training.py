@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 
 from core.heartbeat import beating
 from core.querysets import acts_for_tenant
+from core.queues import task_send
 from registry import artifacts, evaluation
 from registry.errors import RegistryError
 from registry.ml import ALGORITHMS, TextClassifier, params_problems, train
@@ -159,10 +160,8 @@ def training_run_create(
 def training_run_enqueue(*, run: TrainingRun) -> None:
     """Send the run to the `training` queue once the transaction commits. Safe to repeat: the
     task claims the run with a compare-and-set, so a duplicate message does nothing."""
-    from workers.tasks.training import train_model
-
     run_id = run.pk
-    transaction.on_commit(lambda: train_model.delay(run_id))
+    transaction.on_commit(lambda: task_send("workers.tasks.training.train_model", run_id))
 
 
 def _log_line(message: str) -> str:
