@@ -18,7 +18,9 @@ class RetrainPolicyForm(forms.ModelForm):
     """The policy's algorithm and params are checked like the API's (the registry catalogue)."""
 
     algorithm = forms.ChoiceField(
-        choices=[("", "the champion's"), *Algorithm.choices], required=False
+        choices=[("", _("the champion's")), *Algorithm.choices],
+        required=False,
+        label=_("algorithm"),
     )
 
     class Meta:

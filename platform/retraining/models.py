@@ -54,8 +54,8 @@ class RetrainPolicy(models.Model):
     )
     #: The algorithm retrains train (a registry algorithm; empty: the champion's) and the params
     #: they change; a retrain started by hand may choose its own instead.
-    algorithm = models.CharField(max_length=32, blank=True)
-    params = models.JSONField(default=dict, blank=True)
+    algorithm = models.CharField(max_length=32, blank=True, verbose_name=_("algorithm"))
+    params = models.JSONField(default=dict, blank=True, verbose_name=_("params"))
     #: Shadow mode: the share of live sync traffic the challenger also scores (0 = off).
     shadow_share = models.FloatField(
         default=0.0,
