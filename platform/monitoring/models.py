@@ -79,6 +79,13 @@ class NeedMonitoringConfig(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Significance level after the correction over labels and days.",
     )
+    share_trend_days = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(7)],
+        help_text="Evidence windows the label-share trend test weighs 1, 2, …, N against the "
+        "reference (Cochran-Armitage), so a shift that persists or grows adds up over days; 1 "
+        "tests the latest window alone.",
+    )
     #: Legacy "dominance" finding: still computed in drift reports, no longer an alert rule
     #: (the label-share rule covers it).
     dominance_share = models.FloatField(
@@ -158,6 +165,11 @@ class NeedMonitoringConfig(models.Model):
 
     def __str__(self) -> str:
         return f"monitoring of {self.need_id}"
+
+    @property
+    def share_trend_span(self) -> int:
+        """Days the label-share trend test looks at (its windows are `evidence_days` long)."""
+        return self.share_trend_days * self.evidence_days
 
 
 class PredictionAggregate(models.Model):
