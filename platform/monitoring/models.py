@@ -82,9 +82,12 @@ class NeedMonitoringConfig(models.Model):
     share_trend_days = models.PositiveSmallIntegerField(
         default=2,
         validators=[MinValueValidator(1), MaxValueValidator(7)],
-        help_text="Evidence windows the label-share trend test weighs 1, 2, …, N against the "
-        "reference (Cochran-Armitage), so a shift that persists or grows adds up over days; 1 "
-        "tests the latest window alone.",
+        help_text=_(
+            "Evidence windows the label-share trend test weighs 1, 2, …, N against the "
+            "reference (Cochran-Armitage), so a shift that persists or grows adds up over days; "
+            "1 tests the latest window alone."
+        ),
+        verbose_name=_("share trend days"),
     )
     #: Legacy "dominance" finding: still computed in drift reports, no longer an alert rule
     #: (the label-share rule covers it).
