@@ -68,7 +68,9 @@ def write_section(table: str) -> None:
         "`bench/monitoring_replay.py` (see `platform/monitoring/replay.py`): real held-out texts "
         "of the bundled data sets, classified by a model trained on the rest, replayed through "
         "the production monitoring path with the default rule settings. Days to detect count the "
-        "first shifted day as day 1.\n\n" + table.rstrip() + "\n"
+        "first shifted day as day 1. The label-share rule is the trend test over the last "
+        "`share_trend_days` days with the correction family screened to the comparisons that "
+        "can alert by chance (docs/monitoring.md).\n\n" + table.rstrip() + "\n"
     )
     pattern = re.compile(r"## Monitoring replay\n.*?(?=\n## |\Z)", re.S)
     text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section

@@ -101,6 +101,16 @@ class NeedMonitoringConfig(models.Model):
         help_text=_("Significance level after the correction over labels and days."),
         verbose_name=_("share alpha"),
     )
+    share_trend_days = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(7)],
+        help_text=_(
+            "Evidence windows the label-share trend test weighs 1, 2, …, N against the "
+            "reference (Cochran-Armitage), so a shift that persists or grows adds up over days; "
+            "1 tests the latest window alone."
+        ),
+        verbose_name=_("share trend days"),
+    )
     #: Legacy "dominance" finding: still computed in drift reports, no longer an alert rule
     #: (the label-share rule covers it).
     dominance_share = models.FloatField(
@@ -209,6 +219,11 @@ class NeedMonitoringConfig(models.Model):
 
     def __str__(self) -> str:
         return _("monitoring of need %(need)s") % {"need": self.need_id}
+
+    @property
+    def share_trend_span(self) -> int:
+        """Days the label-share trend test looks at (its windows are `evidence_days` long)."""
+        return self.share_trend_days * self.evidence_days
 
 
 class PredictionAggregate(models.Model):

@@ -17,29 +17,38 @@ Rules:
   should appear still appear? Observed count in the evidence window against the expected count
   n x baseline share, one-sided Poisson test, only when at least `rare_min_expected` are expected;
   flagged when significant and at most `rare_max_ratio` of the expected count was seen.
-- **label_share** (the other labels): the share in the evidence window against the reference
-  window (2x2 chi-square test), flagged when significant and `share_ratio` times higher or lower.
+- **label_share** (the other labels): the share in the last `share_trend_days` evidence windows
+  against the reference window, by the Cochran-Armitage trend test (scores 0 for the reference, then
+  1, 2, ..., N for the windows, oldest first; statsmodels' linear-by-linear association test). It is
+  the most powerful test against a share that starts moving and keeps moving, and a step change
+  that persists counts on every day it is seen; with N = 1 it is the plain two-sample test. Flagged
+  when significant and the latest window's share is `share_ratio` times higher or lower.
 - **ctr_drop** / **negative_rise** (per label with feedback): clicks / negative events per
   impression in the evidence window against the reference (one-sided Fisher exact test), flagged
   when significant and the change passes `ctr_drop_pct` / `negative_rise_pct`.
 - **volume_collapse** (need-wide): D's volume against the median of the reference days.
 
 Multiple comparisons: the p-values of one rule for one need over its labels and the
-`correction_days` days ending at D form one family, adjusted with Holm (family-wise error; or
-Benjamini-Hochberg, per need) through `statsmodels.stats.multitest.multipletests`; a label is
-flagged only if its adjusted p-value is below the rule's alpha.
+`correction_days` days ending at D form one family,
+adjusted with Holm (family-wise error; or Benjamini-Hochberg, per need) through
+`statsmodels.stats.multitest.multipletests`; a label is flagged only if its adjusted p-value is
+below the rule's alpha. The label-share family holds only the comparisons that can raise an alert
+by chance: see `screened_adjust`.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+import numpy as np
 from django.db.models import Sum
 from scipy import stats
+from statsmodels.stats.contingency_tables import Table
 from statsmodels.stats.multitest import multipletests
 
 from monitoring.models import (
@@ -86,6 +95,8 @@ class Check:
 class Windows:
     evidence: list[date]
     feedback_evidence: list[date]
+    #: The label-share trend test's evidence windows, oldest first (the last is `evidence`).
+    share: list[list[date]]
     #: Every day before the evidence windows that a reference may be drawn from, newest first.
     lookback: list[date]
 
@@ -97,12 +108,17 @@ LOOKBACK_WINDOWS = 3
 def windows(day: date, config: NeedMonitoringConfig) -> Windows:
     evidence = [day - timedelta(days=i) for i in range(config.evidence_days)][::-1]
     feedback = [day - timedelta(days=i) for i in range(config.feedback_evidence_days)][::-1]
-    start = min(evidence[0], feedback[0])
+    span = config.evidence_days
+    share = [
+        [d - timedelta(days=j * span) for d in evidence]
+        for j in reversed(range(config.share_trend_days))
+    ]
+    start = min(evidence[0], feedback[0], share[0][0])
     lookback = [
         day - timedelta(days=i + 1)
         for i in range((day - start).days + config.reference_days * LOOKBACK_WINDOWS)
     ]
-    return Windows(evidence, feedback, lookback)
+    return Windows(evidence, feedback, share, lookback)
 
 
 def reference_days(
@@ -275,14 +291,19 @@ def evaluate_day(
     incidents = _incident_starts(need)
 
     def ref_for(rule: str, label: str, has_data: Callable[[date], bool]) -> list[date]:
-        feedback_rule = rule in (AlertKind.CTR_DROP, AlertKind.NEGATIVE_RISE)
+        if rule in (AlertKind.CTR_DROP, AlertKind.NEGATIVE_RISE):
+            before = win.feedback_evidence[0]
+        elif rule == AlertKind.LABEL_SHARE:
+            before = win.share[0][0]
+        else:
+            before = win.evidence[0]
         return reference_days(
             win=win,
             config=config,
             has_data=has_data,
             flagged=flagged[(rule, label)],
             incident_start=incidents.get((rule, label)),
-            before=(win.feedback_evidence if feedback_rule else win.evidence)[0],
+            before=before,
         )
 
     checks: list[Check] = [
@@ -342,8 +363,7 @@ def evaluate_day(
         day=day,
         config=config,
         labels=share_labels,
-        evidence_counts=evidence_counts,
-        n_evidence=n_evidence,
+        windows=win.share,
         ref_days={
             label: ref_for(AlertKind.LABEL_SHARE, label, lambda d: bool(volumes.get(d)))
             for label in share_labels
@@ -410,14 +430,85 @@ def evaluate_day(
     return checks
 
 
+def share_trend_p_value(*, reference: tuple[float, float], windows: list[tuple[float, float]]):
+    """Two-sided p-value of the Cochran-Armitage trend test of a label's share.
+
+    `reference` and each of `windows` (oldest first) are (label count, volume). The columns are
+    scored 0 (reference), 1, 2, ..., so the latest window weighs most: for a share that moves by
+    the same step every day this is the locally most powerful test, and it needs no guess of the
+    step size. statsmodels' linear-by-linear association test on the 2 x (1 + N) table.
+    """
+    columns = [reference, *windows]
+    table = np.array([[k for k, _n in columns], [n - k for k, n in columns]], dtype=float)
+    result = Table(table, shift_zeros=False).test_ordinal_association(
+        row_scores=np.array([1.0, 0.0]), col_scores=np.arange(len(columns), dtype=float)
+    )
+    return float(result.pvalue)
+
+
+def floor_chance(*, n: int, share: float, ratio: float) -> float:
+    """The chance that, with nothing changed, a window of `n` predictions shows a share at least
+    `ratio` times higher or lower than `share` (binomial): how often the effect-size floor alone
+    is passed by sampling noise."""
+    if n <= 0 or share <= 0:
+        return 0.0
+    high = math.ceil(ratio * share * n - 1e-9)
+    low = math.floor(share * n / ratio + 1e-9)
+    return float(stats.binom.sf(high - 1, n, share) + stats.binom.cdf(low, n, share))
+
+
+@dataclass
+class Screened:
+    #: Comparable with alpha (the family's own level scaled back to alpha).
+    adjusted_p: float
+    #: False when the comparison left the family (it cannot plausibly alert by chance).
+    in_family: bool
+    family_size: int
+    #: The level the family was corrected at: alpha minus the screened comparisons' chances.
+    level: float
+
+
+def screened_adjust(
+    p_values: list[float], chances: list[float], *, alpha: float, method: str
+) -> list[Screened]:
+    """Correct a family of label-share comparisons, leaving out those that cannot alert by chance.
+
+    An alert needs both a small p-value and a change past the effect-size floor. A comparison
+    whose chance of passing the floor on a stable day (`floor_chance`) is below alpha / family
+    size can raise a false alert with at most that chance, so it need not share alpha: it leaves
+    the family (it is still flagged on its own p-value and floor), its chance is subtracted from
+    alpha, and Holm or Benjamini-Hochberg (`multipletests`) corrects the rest at what is left. By
+    the union bound the family-wise error stays at most alpha, while a large, steady label (which
+    cannot move 25 % by chance) no longer makes a small label's test pay for it.
+
+    Returns one result per p-value, in order.
+    """
+    size = len(p_values)
+    if size == 0:
+        return []
+    out_of_family = [c < alpha / size for c in chances]
+    level = alpha - sum(c for c, out in zip(chances, out_of_family, strict=True) if out)
+    kept = [p for p, out in zip(p_values, out_of_family, strict=True) if not out]
+    adjusted = iter(multipletests(kept, alpha=level, method=method)[1] if kept else [])
+    results = []
+    for p, out in zip(p_values, out_of_family, strict=True):
+        if out:
+            results.append(Screened(p, False, len(kept), level))
+        else:
+            # Scaled so that "below alpha" means "below the family's level".
+            results.append(
+                Screened(min(1.0, float(next(adjusted)) * alpha / level), True, len(kept), level)
+            )
+    return results
+
+
 def _label_share_checks(
     *,
     need: Need,
     day: date,
     config: NeedMonitoringConfig,
     labels: list[str],
-    evidence_counts: dict[str, float],
-    n_evidence: int,
+    windows: list[list[date]],
     ref_days: dict[str, list[date]],
     counts: dict[date, dict[str, float]],
     volumes: dict[date, int],
@@ -429,21 +520,29 @@ def _label_share_checks(
     days) and flags only the most significant new mover. The rest are tested again without it, so
     "tech doubled" is one alert, not one per label.
     """
-    history = _history_p_values(need=need, day=day, config=config, rule=AlertKind.LABEL_SHARE)
+    history = _share_history(need=need, day=day, config=config)
     moved: list[str] = []
     final: dict[str, Check] = {}
+
+    def volume(days: list[date]) -> float:
+        return sum(
+            volumes.get(d, 0) - sum(counts.get(d, {}).get(m, 0.0) for m in moved) for d in days
+        )
+
+    def count(days: list[date], label: str) -> float:
+        return sum(counts.get(d, {}).get(label, 0.0) for d in days)
+
     while True:
         round_checks: list[Check] = []
         for label in labels:
             if label in moved:
                 continue
             days = ref_days[label]
-            n = n_evidence - sum(evidence_counts.get(m, 0.0) for m in moved)
-            ref_n = sum(
-                volumes.get(d, 0) - sum(counts.get(d, {}).get(m, 0.0) for m in moved) for d in days
-            )
-            ref_k = sum(counts.get(d, {}).get(label, 0.0) for d in days)
-            k = evidence_counts.get(label, 0.0)
+            # Windows without traffic (a gap, or a need younger than the windows) weigh nothing.
+            trend = [(count(w, label), volume(w)) for w in windows]
+            trend = [(k, n) for k, n in trend[:-1] if n > 0] + trend[-1:]
+            k, n = trend[-1]
+            ref_n, ref_k = volume(days), count(days, label)
             if n < config.min_volume or ref_n < 3 * config.min_volume or ref_k == 0:
                 round_checks.append(
                     Check(
@@ -457,7 +556,6 @@ def _label_share_checks(
                 )
                 continue
             value, usual = k / n, ref_k / ref_n
-            table = [[k, n - k], [ref_k, ref_n - ref_k]]
             ratio = value / usual
             round_checks.append(
                 Check(
@@ -469,16 +567,21 @@ def _label_share_checks(
                     observed=k,
                     expected=usual * n,
                     sample=int(n),
-                    p_value=float(stats.chi2_contingency(table, correction=True).pvalue),
+                    p_value=share_trend_p_value(reference=(ref_k, ref_n), windows=trend),
                     large=ratio >= config.share_ratio or ratio <= 1 / config.share_ratio,
                     detail={
                         "ratio": ratio,
                         "reference_days": len(days),
                         "excluding": list(moved),
+                        # The windows the trend test weighed, oldest first: share and volume.
+                        "trend": [[kw / nw, int(nw)] for kw, nw in trend],
+                        "floor_chance": floor_chance(
+                            n=int(n), share=usual, ratio=config.share_ratio
+                        ),
                     },
                 )
             )
-        _correct(round_checks, history=history, alpha=config.share_alpha, method=config.correction)
+        _correct_shares(round_checks, history=history, config=config)
         for check in round_checks:
             final[check.label] = check
         candidates = [c for c in round_checks if c.status == CheckStatus.FLAGGED]
@@ -490,6 +593,45 @@ def _label_share_checks(
         strongest.status = CheckStatus.FLAGGED
         moved.append(strongest.label)
     return [final[label] for label in labels if label in final]
+
+
+def _share_history(
+    *, need: Need, day: date, config: NeedMonitoringConfig
+) -> list[tuple[float, float]]:
+    """(p-value, floor chance) of the label-share tests of the family's earlier days."""
+    earlier = day - timedelta(days=config.correction_days - 1)
+    rows = (
+        RuleCheck.objects.owned_by(need.tenant_id)
+        .filter(
+            need=need,
+            rule=AlertKind.LABEL_SHARE,
+            day__range=(earlier, day - timedelta(days=1)),
+            p_value__isnull=False,
+        )
+        .values_list("p_value", "detail")
+    )
+    # A check stored before the floor chance was recorded stays in the family (chance 1).
+    return [(p, float((detail or {}).get("floor_chance", 1.0))) for p, detail in rows]
+
+
+def _correct_shares(
+    checks: list[Check], *, history: list[tuple[float, float]], config: NeedMonitoringConfig
+) -> None:
+    today = [c for c in checks if c.p_value is not None]
+    if not today:
+        return
+    results = screened_adjust(
+        [c.p_value for c in today] + [p for p, _c in history],
+        [c.detail["floor_chance"] for c in today] + [c for _p, c in history],
+        alpha=config.share_alpha,
+        method=config.correction,
+    )
+    for check, result in zip(today, results[: len(today)], strict=True):
+        check.adjusted_p = result.adjusted_p
+        check.detail["family_size"] = result.family_size
+        check.detail["in_family"] = result.in_family
+        if check.large and result.adjusted_p < config.share_alpha:
+            check.status = CheckStatus.FLAGGED
 
 
 def _history_p_values(

@@ -8,9 +8,11 @@ import threading
 from datetime import UTC, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import numpy as np
 import pytest
 from django.core import mail
 from scipy import stats
+from statsmodels.stats.contingency_tables import Table
 
 from monitoring import services
 from monitoring.models import (
@@ -97,8 +99,12 @@ def test_a_vanished_label_opens_one_label_alert_and_drift_rides_along(normal_the
     # PSI is over its threshold, but the label alert already tells the story: no second alert.
     assert _check(need, DAY, AlertKind.DRIFT).status == CheckStatus.FLAGGED
     check = _check(need, DAY, AlertKind.LABEL_SHARE, "t.c")
-    table = [[0, 400], [320, 3200 - 320]]
-    assert check.p_value == pytest.approx(stats.chi2_contingency(table).pvalue, rel=1e-9)
+    # The trend test: the 7 days before yesterday as the reference (score 0), then yesterday
+    # (score 1, normal) and today (score 2, none of t.c).
+    table = Table(np.array([[280, 40, 0], [2800 - 280, 400 - 40, 400]]), shift_zeros=False)
+    expected = table.test_ordinal_association(col_scores=np.array([0, 1, 2]))
+    assert check.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    assert check.detail["trend"] == [[0.1, 400], [0.0, 400]]
     assert alert.evidence["observed"] == 0 and alert.evidence["expected"] == pytest.approx(40)
     assert "t.c" in alert.message and "fell from 10.0 %" in alert.message
 
@@ -192,12 +198,15 @@ def test_small_days_are_insufficient_data_not_drift(normal_then_gone):
 
 def test_the_correction_spans_days_as_well_as_labels(topics):
     need, version = topics
-    # t.c at 15 % instead of 10 % on one day: p ~ 0.002 on its own.
+    # t.c at 15 % instead of 10 % on one day: p ~ 0.006 on its own (trend over 2 days).
     moderate = {"t.a": 180, "t.b": 160, "t.c": 60}
     NeedMonitoringConfig.objects.create(need=need, tenant=need.tenant, correction_days=1)
     _replay(need, version, {**_normal_days(), DAY: moderate})
     alone = _check(need, DAY, AlertKind.LABEL_SHARE, "t.c")
     assert alone.p_value < 0.01 and alone.status == CheckStatus.FLAGGED
+    # t.a (50 %) cannot move 25 % by chance in 400 predictions: it leaves the family.
+    assert _check(need, DAY, AlertKind.LABEL_SHARE, "t.a").detail["in_family"] is False
+    assert alone.detail["in_family"] is True and alone.detail["family_size"] <= 2
 
     other, other_version = make_monitored_need(
         tenant=need.tenant, slug="topics-7", baseline={"t.a": 500, "t.b": 400, "t.c": 100}
@@ -205,8 +214,8 @@ def test_the_correction_spans_days_as_well_as_labels(topics):
     _replay(other, other_version, {**_normal_days(), DAY: moderate})
     family = _check(other, DAY, AlertKind.LABEL_SHARE, "t.c")
     assert family.p_value == pytest.approx(alone.p_value)
-    # Seven days x three labels in the family: the same evidence is not enough any more.
-    assert family.detail["family_size"] >= 3 * 5
+    # Seven days of t.c (and t.b) in the family: the same evidence is not enough any more.
+    assert family.detail["family_size"] >= 7
     assert family.adjusted_p > 0.01 and family.status == CheckStatus.OK
     assert not _open(other)
 

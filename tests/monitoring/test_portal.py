@@ -185,6 +185,7 @@ def test_admin_need_settings_show_every_rule_threshold(client, staff_user, drift
         "rare_share_max",
         "rare_min_expected",
         "share_ratio",
+        "share_trend_days",
         "feedback_alpha",
         "correction",
         "escalate_after_days",
