@@ -53,6 +53,11 @@ def _isolated_storage(settings, tmp_path):
     yield
     clear_key_cache()
     _forget_held_log_lines()
+    # A request's language stays active in its thread after the response (Django's
+    # LocaleMiddleware activates, never deactivates): never let it reach the next test.
+    from django.utils import translation
+
+    translation.deactivate()
     from django.core.cache import cache
 
     cache.clear()

@@ -13,7 +13,9 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from core.localtime import tenant_localtime
 from monitoring.models import Alert
 from records import timeline
 from records.models import (
@@ -329,7 +331,14 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
     now = timezone.now()
     before = _version_at(need=need, at=since)
     current = serving_version(need)
-    lines = [f"### What changed since {since:%Y-%m-%d %H:%M} UTC", ""]
+    # A draft in the reader's language (the active one), with times on the tenant's clock.
+    local_since = tenant_localtime(tenant, since)
+    lines = [
+        "### "
+        + _("What changed since %(since)s (%(zone)s)")
+        % {"since": f"{local_since:%Y-%m-%d %H:%M}", "zone": tenant.time_zone},
+        "",
+    ]
     metric_rows = []
     if current is not None:
         old = (before.metrics if before else {}) or {}
@@ -339,13 +348,16 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
                 old_value = old.get(key)
                 delta = new_value - old_value if isinstance(old_value, int | float) else None
                 metric_rows.append((key, old_value, new_value, delta))
-        lines.append(
-            f"**Serving version:** {current.registered_model.name} v{current.version}"
-            + (f" (was v{before.version})" if before and before.pk != current.pk else "")
-        )
+        serving = f"{current.registered_model.name} v{current.version}"
+        if before and before.pk != current.pk:
+            serving += " " + _("(was v%(version)s)") % {"version": before.version}
+        lines.append("**" + _("Serving version:") + f"** {serving}")
         lines.append("")
         if metric_rows:
-            lines += ["| metric | before | now | change |", "|---|---|---|---|"]
+            lines += [
+                "| " + " | ".join((_("metric"), _("before"), _("now"), _("change"))) + " |",
+                "|---|---|---|---|",
+            ]
             for key, old_value, new_value, delta in metric_rows:
                 lines.append(
                     f"| {key} | {'—' if old_value is None else f'{old_value:.3f}'} "
@@ -353,7 +365,7 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
                 )
             lines.append("")
     else:
-        lines += ["No version serves this need yet.", ""]
+        lines += [_("No version serves this need yet."), ""]
     entries = [
         e
         for e in timeline.build(
@@ -365,13 +377,20 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
     open_alerts = (
         Alert.objects.for_tenant(tenant).filter(need=need, resolved_at__isnull=True).count()
     )
-    lines += [f"**Alerts:** {len(alert_entries)} raised, {open_alerts} still open.", ""]
-    lines += [f"- {e.at:%Y-%m-%d} {e.title}" for e in alert_entries[:20]]
+    lines += [
+        "**"
+        + _("Alerts:")
+        + "** "
+        + _("%(raised)s raised, %(open)s still open.")
+        % {"raised": len(alert_entries), "open": open_alerts},
+        "",
+    ]
+    lines += [f"- {_day(tenant, e.at)} {e.title}" for e in alert_entries[:20]]
     lines.append("")
     others = [e for e in entries if e.kind in ("training_run", "promotion", "rollback")]
-    lines += [f"**Training and promotions:** {len(others)}.", ""]
+    lines += ["**" + _("Training and promotions:") + f"** {len(others)}.", ""]
     lines += [
-        f"- {e.at:%Y-%m-%d} {e.title}" + (f" — {e.detail}" if e.detail else "") for e in others
+        f"- {_day(tenant, e.at)} {e.title}" + (f" — {e.detail}" if e.detail else "") for e in others
     ]
     lines.append("")
     handled = (
@@ -384,14 +403,24 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
         )
     )
     lines += [
-        f"**Cases:** {handled['n']} reported, {handled['accepted']} accepted as training "
-        f"samples, {handled['rejected']} rejected.",
+        "**"
+        + _("Cases:")
+        + "** "
+        + _(
+            "%(reported)s reported, %(accepted)s accepted as training samples, "
+            "%(rejected)s rejected."
+        )
+        % {
+            "reported": handled["n"],
+            "accepted": handled["accepted"],
+            "rejected": handled["rejected"],
+        },
         "",
     ]
     rounds = [e for e in entries if e.kind == "review_closed"]
     if rounds:
-        lines += [f"**Review rounds closed:** {len(rounds)}.", ""]
-        lines += [f"- {e.at:%Y-%m-%d} {e.title}" for e in rounds]
+        lines += ["**" + _("Review rounds closed:") + f"** {len(rounds)}.", ""]
+        lines += [f"- {_day(tenant, e.at)} {e.title}" for e in rounds]
         lines.append("")
     problems = list(
         Section.objects.for_tenant(tenant)
@@ -399,11 +428,12 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
         .filter(Q(created_at__gt=since) | Q(resolved_at__gt=since))
         .order_by("created_at")
     )
-    lines += [f"**Problems noted or closed:** {len(problems)}.", ""]
+    lines += ["**" + _("Problems noted or closed:") + f"** {len(problems)}.", ""]
     lines += [f"- [{p.get_status_display()}] {p.title}" for p in problems]
-    lines += ["", "### What went well", "", "", "### What to change", ""]
+    lines += ["", "### " + _("What went well"), "", "", "### " + _("What to change"), ""]
     return {
-        "title": f"{Milestone(milestone).label} retrospective, {now:%Y-%m-%d}",
+        "title": _("%(milestone)s retrospective, %(day)s")
+        % {"milestone": Milestone(milestone).label, "day": _day(tenant, now)},
         "body": "\n".join(lines),
         "since": since,
         "milestone": milestone,
@@ -411,6 +441,10 @@ def retrospective_draft(*, tenant: Tenant, need: Need, milestone: str) -> dict[s
             {"metric": k, "before": o, "now": n, "change": d} for k, o, n, d in metric_rows
         ],
     }
+
+
+def _day(tenant: Tenant, moment: datetime) -> str:
+    return f"{tenant_localtime(tenant, moment):%Y-%m-%d}"
 
 
 # --- staff overview -----------------------------------------------------------------------

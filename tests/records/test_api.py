@@ -215,3 +215,23 @@ def test_search_finds_own_records_only(
     api.force_authenticate(charlie)
     assert api.get("/api/v1/record-search/?q=tokenizing").json() == []
     assert alice_api.get("/api/v1/record-search/?q=").status_code == 400
+
+
+def test_retrospective_draft_is_written_in_the_readers_language_on_the_tenants_clock(
+    alice_api, live_need
+):
+    live_need.tenant.time_zone = "Asia/Shanghai"
+    live_need.tenant.save(update_fields=["time_zone"])
+    url = f"/api/v1/records/{live_need.slug}/retrospective-draft?milestone=launch"
+
+    english = alice_api.get(url).json()
+    chinese = alice_api.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").json()
+
+    assert "1 raised, 1 still open" in english["body"] and "(Asia/Shanghai)" in english["body"]
+    body = chinese["body"]
+    assert "新增 1 条，仍有 1 条未解决" in body and "复盘" in chinese["title"]
+    for english_text in ("raised", "still open", "What changed", "What went well", "Cases:"):
+        assert english_text not in body
+    # The same facts, in both: the metrics table's numbers and the version.
+    assert english["metrics"] == chinese["metrics"]
+    assert "v2" in body
