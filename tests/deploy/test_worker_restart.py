@@ -13,8 +13,15 @@ pytestmark = pytest.mark.cluster
 
 
 def _cluster_client(cluster) -> Celery:
-    """A Celery client on the cluster's broker (the test process's own app is eager)."""
-    client = Celery("cluster-client", broker=cluster.redis_url, backend=cluster.redis_url)
+    """A Celery client on the cluster's broker (the test process's own app is eager). Not made
+    Celery's current app: `core.queues.task_send` resolves tasks on the current app, and a later
+    test would then send to this cluster's stopped broker and wait for ever."""
+    client = Celery(
+        "cluster-client",
+        broker=cluster.redis_url,
+        backend=cluster.redis_url,
+        set_as_current=False,
+    )
     client.conf.update(
         task_serializer="json",
         result_serializer="json",
