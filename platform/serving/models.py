@@ -86,9 +86,15 @@ class PredictionLogFlush(models.Model):
     batch in Redis under its token: the batch is written if this row is missing, dropped if it
     exists, so no line is lost or written twice. Platform-wide; kept a day."""
 
-    token = models.CharField(max_length=32, unique=True)
-    lines = models.PositiveIntegerField()
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    token = models.CharField(max_length=32, unique=True, verbose_name=_("token"))
+    lines = models.PositiveIntegerField(verbose_name=_("lines"))
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=_("created at")
+    )
+
+    class Meta:
+        verbose_name = _("prediction log flush")
+        verbose_name_plural = _("prediction log flushes")
 
     def __str__(self) -> str:
         return f"flush {self.token} ({self.lines} lines)"
