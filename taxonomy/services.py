@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.apps import apps
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import PROTECT
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy
 
 from taxonomy.models import (
@@ -240,37 +244,60 @@ def label_deprecate(
     return label
 
 
-#: The human names of label_usage's keys (its keys stay stable identifiers).
-USAGE_NAMES = {
-    "label_set_revisions": gettext_lazy("label set revisions"),
-    "training_samples": gettext_lazy("training samples"),
-    "needs": gettext_lazy("needs"),
-    "children": gettext_lazy("child labels"),
-    "replaces": gettext_lazy("labels it replaces"),
+#: The names of taxonomy's own references to a label (those of other apps are named by their model).
+_OWN_REFERENCE_NAMES = {
+    "taxonomy.labelsetmember.label": gettext_lazy("label set revisions"),
+    "taxonomy.label.parent": gettext_lazy("child labels"),
+    "taxonomy.label.replaced_by": gettext_lazy("labels it replaces"),
 }
+
+
+def _protecting_references() -> list:
+    """Every relation that keeps a label from being deleted (`on_delete=PROTECT`), read from
+    Django's model registry rather than imported: the apps above taxonomy (needs, training samples,
+    records, ...) refer to labels, and taxonomy imports none of them. A new such reference is
+    counted, and blocks deletion, without a change here."""
+    return [
+        f
+        for f in Label._meta.get_fields(include_hidden=True)
+        if f.one_to_many and f.on_delete is PROTECT
+    ]
+
+
+def _reference_key(relation) -> str:
+    return f"{relation.related_model._meta.label_lower}.{relation.field.name}"
+
+
+def _reference_name(key: str) -> str:
+    if key in _OWN_REFERENCE_NAMES:
+        return str(_OWN_REFERENCE_NAMES[key])
+    return str(apps.get_model(key.rpartition(".")[0])._meta.verbose_name_plural)
 
 
 def usage_listed(usage: dict[str, int]) -> str:
     """`usage` (label_usage's non-zero counts) as text in the active language."""
     return ", ".join(
-        _("%(what)s: %(count)s") % {"what": USAGE_NAMES[what], "count": n}
+        _("%(what)s: %(count)s") % {"what": _reference_name(what), "count": n}
         for what, n in usage.items()
     )
 
 
 def label_usage(*, label: Label) -> dict[str, int]:
-    """Everything that refers to a label; a label with any usage cannot be deleted."""
-    from registry.models import TrainingSampleLabel
-    from tenants.models import NeedLabel
-
+    """Everything that refers to a label and keeps it from being deleted, one COUNT per kind of
+    reference, keyed "app.model.field" (e.g. "tenants.needlabel.label": one row per need and label,
+    of every tenant). A label with any usage cannot be deleted."""
     return {
-        "label_set_revisions": LabelSetMember.objects.filter(label=label).count(),
-        "training_samples": TrainingSampleLabel.objects.filter(label=label).count(),
-        # One row per (need, label): counting rows counts needs, of every tenant.
-        "needs": NeedLabel.objects.dangerously_unscoped().filter(label=label).count(),
-        "children": Label.objects.filter(parent=label).count(),
-        "replaces": Label.objects.filter(replaced_by=label).count(),
+        _reference_key(rel): _references_all_tenants(rel, label).count()
+        for rel in _protecting_references()
     }
+
+
+def _references_all_tenants(relation, label: Label):
+    """The rows of one kind of reference to `label`, of every tenant: a company-wide label's
+    usage is a platform-wide question."""
+    manager = relation.related_model._default_manager
+    rows = manager.dangerously_unscoped() if hasattr(manager, "dangerously_unscoped") else manager
+    return rows.filter(**{relation.field.name: label})
 
 
 def label_delete(*, label: Label, actor=None) -> None:
@@ -293,47 +320,20 @@ def label_delete(*, label: Label, actor=None) -> None:
         label.delete()
 
 
-def _rewrite_needs(*, source: Label, target: Label) -> tuple[int, list[str]]:
-    """Point every need's row for `source` (of every tenant: a merge is a platform-wide act) at
-    `target`; returns (needs changed, own names dropped).
-
-    A need may hold rows for both labels, and it keeps one row per label: the target's row
-    absorbs the source's. It keeps its own name and threshold where it has them, else takes the
-    source's; it is requested if either was. When both rows were named, the source's name is
-    dropped (and reported in the merge's history). Only the rows of these two labels are touched."""
-    from tenants.models import Need, NeedLabel
-
-    rows = NeedLabel.objects.dangerously_unscoped()
-    # The needs changed say so (their API shows `updated_at`); no other need row is touched.
-    Need.objects.dangerously_unscoped().filter(
-        pk__in=rows.filter(label=source).values("need")
-    ).update(updated_at=timezone.now())
-    both = rows.filter(label=source, need__in=rows.filter(label=target).values("need"))
-    dropped: list[str] = []
-    folded = 0
-    for old in both.select_related("need__tenant").select_for_update(of=("self",)):
-        kept = rows.select_for_update().get(need_id=old.need_id, label=target)
-        old.delete()  # first: its name may move to the kept row (one label per name)
-        if old.name and kept.name:
-            dropped.append(f"{old.need.tenant.slug}/{old.need.slug}: {old.name}")
-        kept.name = kept.name or old.name
-        kept.threshold = kept.threshold if kept.threshold is not None else old.threshold
-        kept.requested = kept.requested or old.requested
-        kept.position = min(kept.position, old.position)
-        kept.save(update_fields=["name", "threshold", "requested", "position"])
-        folded += 1
-    return folded + rows.filter(label=source).update(label=target), dropped
+def _merge_steps() -> dict:
+    """The apps above taxonomy rewrite their own rows in a merge, in the order of the setting
+    TAXONOMY_LABEL_MERGE_STEPS (count name -> dotted path of `step(*, source, target)`, which
+    returns (rows changed, notes)); taxonomy imports none of them."""
+    return {name: import_string(path) for name, path in settings.TAXONOMY_LABEL_MERGE_STEPS.items()}
 
 
 def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> Label:
     """Merge `source` into `target` in one transaction.
 
-    Rewrites label-set members, training-sample labels, needs' label rows (see `_rewrite_needs`)
-    and deprecation pointers to `target`; re-parents `source`'s children under `target`; deprecates
+    Rewrites label-set members, then the rows of the apps above (training-sample labels, needs'
+    label rows: settings.TAXONOMY_LABEL_MERGE_STEPS) and deprecation pointers to `target`; re-parents `source`'s children under `target`; deprecates
     `source` with `replaced_by=target`; records history on both labels.
     """
-    from registry.models import TrainingSampleLabel
-
     if source.pk == target.pk:
         raise ValidationError({"target": [_("A label cannot be merged into itself.")]})
     with transaction.atomic():
@@ -359,7 +359,7 @@ def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> 
             )
         source_before, target_before = label_snapshot(source), label_snapshot(target)
 
-        counts = {"label_set_members": 0, "training_sample_labels": 0}
+        counts = {"label_set_members": 0}
         for member in LabelSetMember.objects.filter(label=source).select_for_update():
             if LabelSetMember.objects.filter(revision_id=member.revision_id, label=target).exists():
                 member.delete()  # the revision already holds the target: one member is enough
@@ -367,14 +367,9 @@ def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> 
                 member.label = target
                 member.save(update_fields=["label"])
             counts["label_set_members"] += 1
-        for link in TrainingSampleLabel.objects.filter(label=source).select_for_update():
-            if TrainingSampleLabel.objects.filter(sample_id=link.sample_id, label=target).exists():
-                link.delete()
-            else:
-                link.label = target
-                link.save(update_fields=["label"])
-            counts["training_sample_labels"] += 1
-        counts["needs"], names_dropped = _rewrite_needs(source=source, target=target)
+        notes: dict[str, list[str]] = {}
+        for name, step in _merge_steps().items():
+            counts[name], notes[name] = step(source=source, target=target)
         children = list(Label.objects.filter(parent=source).select_for_update())
         for child in children:
             label_move(label=child, new_parent=target, actor=actor, note=f"merge of {source.key}")
@@ -400,8 +395,9 @@ def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> 
         source.save(update_fields=["status", "replaced_by", "updated_at"])
         summary = ", ".join(f"{what}={n}" for what, n in counts.items())
         rewritten = {"rewritten": counts}
-        if names_dropped:  # a need named both labels: it keeps the target's name
-            rewritten["needs_names_dropped"] = names_dropped
+        for name, dropped in notes.items():
+            if dropped:  # e.g. a need named both labels: it keeps the target's name
+                rewritten[f"{name}_names_dropped"] = dropped
         _record(
             label=source,
             action=LabelChange.Action.MERGE,

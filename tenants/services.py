@@ -348,6 +348,38 @@ NEED_TRANSITIONS: dict[str, set[str]] = {
 RESERVED_NEED_SLUGS = frozenset({"new", "suggestions"})
 
 
+# --- Label merges (a taxonomy act that rewrites needs) ------------------------------------
+def need_labels_merge_all_tenants(*, source: Label, target: Label) -> tuple[int, list[str]]:
+    """A taxonomy label merge's step (settings.TAXONOMY_LABEL_MERGE_STEPS): point every need's
+    row for `source` (of every tenant: a merge is a platform-wide act) at `target`; returns
+    (needs changed, own names dropped).
+
+    A need may hold rows for both labels, and it keeps one row per label: the target's row
+    absorbs the source's. It keeps its own name and threshold where it has them, else takes the
+    source's; it is requested if either was. When both rows were named, the source's name is
+    dropped (and reported in the merge's history). Only the rows of these two labels are touched."""
+    rows = NeedLabel.objects.dangerously_unscoped()
+    # The needs changed say so (their API shows `updated_at`); no other need row is touched.
+    Need.objects.dangerously_unscoped().filter(
+        pk__in=rows.filter(label=source).values("need")
+    ).update(updated_at=timezone.now())
+    both = rows.filter(label=source, need__in=rows.filter(label=target).values("need"))
+    dropped: list[str] = []
+    folded = 0
+    for old in both.select_related("need__tenant").select_for_update(of=("self",)):
+        kept = rows.select_for_update().get(need_id=old.need_id, label=target)
+        old.delete()  # first: its name may move to the kept row (one label per name)
+        if old.name and kept.name:
+            dropped.append(f"{old.need.tenant.slug}/{old.need.slug}: {old.name}")
+        kept.name = kept.name or old.name
+        kept.threshold = kept.threshold if kept.threshold is not None else old.threshold
+        kept.requested = kept.requested or old.requested
+        kept.position = min(kept.position, old.position)
+        kept.save(update_fields=["name", "threshold", "requested", "position"])
+        folded += 1
+    return folded + rows.filter(label=source).update(label=target), dropped
+
+
 def _need_label_keys(*, label_set: LabelSet | None, requested: list[str]) -> list[str]:
     if label_set is not None:
         revision = label_set.current_revision

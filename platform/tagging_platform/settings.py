@@ -121,6 +121,15 @@ TEMPLATES = [
     },
 ]
 
+# A taxonomy label merge rewrites the rows of the apps above taxonomy that refer to labels, in
+# this order (the key names the count in the merge's history); taxonomy imports none of them.
+# A label's usage (what keeps it from being deleted) needs no list: taxonomy reads every
+# PROTECT reference to a label from Django's model registry.
+TAXONOMY_LABEL_MERGE_STEPS = {
+    "training_sample_labels": "registry.services.datasets.training_labels_merge_all_tenants",
+    "needs": "tenants.services.need_labels_merge_all_tenants",
+}
+
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
 DATABASES = {

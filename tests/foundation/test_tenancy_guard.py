@@ -35,12 +35,6 @@ ALLOWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("tenants/authentication.py", "_authenticate_uncached"): (
         "an API key is found by its prefix before any tenant is known"
     ),
-    ("taxonomy/services.py", "label_usage"): (
-        "a company-wide label's usage counts every tenant's needs (NeedLabel rows replace this)"
-    ),
-    ("taxonomy/services.py", "_rewrite_needs"): (
-        "a company-wide label merge rewrites every tenant's needs (NeedLabel rows replace this)"
-    ),
     ("platform/registry/services/aliases.py", "_approved_needs_go_live"): (
         "an alias move brings live every approved need on that (possibly shared) model"
     ),

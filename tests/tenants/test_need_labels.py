@@ -178,9 +178,9 @@ def test_label_usage_counts_needs_of_every_tenant_in_one_query(tree, django_asse
     NeedFactory(tenant=TenantFactory(slug="t2"), requested_labels=["news.tech"])
     NeedFactory(tenant=TenantFactory(slug="t3"), per_label_thresholds={"news.tech": 0.5})
     NeedFactory(tenant=TenantFactory(slug="t4"), requested_labels=["news.sport"])
-    with django_assert_num_queries(5):  # one COUNT per kind of use, none per need
+    with django_assert_num_queries(6):  # one COUNT per kind of use, none per need
         usage = taxonomy_services.label_usage(label=tree["news.tech"])
-    assert usage["needs"] == 3
+    assert usage["tenants.needlabel.label"] == 3
 
 
 def test_merge_folds_two_rows_of_one_need_into_the_targets(tree):

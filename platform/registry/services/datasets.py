@@ -315,6 +315,21 @@ def _samples_for(revision: LabelSetRevision, tenant) -> Any:
     return TrainingSample.objects.for_owner(tenant).filter(revision=revision, held_out=False)
 
 
+def training_labels_merge_all_tenants(*, source, target) -> tuple[int, list[str]]:
+    """A taxonomy label merge's step (settings.TAXONOMY_LABEL_MERGE_STEPS): every training
+    sample labelled `source`, of every tenant, is labelled `target` instead; a sample holding
+    both keeps one link. Returns (links changed, no notes)."""
+    changed = 0
+    for link in TrainingSampleLabel.objects.filter(label=source).select_for_update():
+        if TrainingSampleLabel.objects.filter(sample_id=link.sample_id, label=target).exists():
+            link.delete()
+        else:
+            link.label = target
+            link.save(update_fields=["label"])
+        changed += 1
+    return changed, []
+
+
 def sample_labels(sample_ids: Iterable[int]) -> dict[int, list[str]]:
     labels: dict[int, list[str]] = defaultdict(list)
     ids = list(sample_ids)
