@@ -5,8 +5,8 @@ from django.core.exceptions import ValidationError
 
 from registry.models import TrainingSampleLabel
 from taxonomy import services
-from tenants import services as tenant_services
 from taxonomy.models import Label, LabelChange, LabelSetMember, LabelStatus
+from tenants import services as tenant_services
 from tests.factories import NeedFactory, TenantFactory, UserFactory
 from tests.taxonomy.factories import make_training_sample
 
