@@ -16,7 +16,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.authentication import ApiKeyUser
 from core.errors import DomainError
+from core.roles import ApiKeyScope, Role
+from core.scoping import TenantScopedViewSet
 from taxonomy import selectors, services
 from taxonomy.models import Label, LabelProposal, LabelSet, LabelStatus
 from taxonomy.serializers import (
@@ -35,9 +38,6 @@ from taxonomy.serializers import (
     LabelTreeNodeSerializer,
     LabelUpdateSerializer,
 )
-from tenants.authentication import ApiKeyUser
-from tenants.models import ApiKeyScope, Role
-from tenants.scoping import TenantScopedViewSet
 
 
 class TaxonomyPermission(permissions.BasePermission):

@@ -11,13 +11,13 @@ from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import TemplateView
 
+from core.roles import Role
+from core.scoping import TenantPortalMixin, role_at_least
 from taxonomy import selectors, services
 from taxonomy.forms import LabelProposalForm, LabelSetForm
 from taxonomy.models import Label, LabelProposal, LabelSet
-from tenants.scoping import TenantPortalMixin, role_at_least
 
-# Role names as strings: taxonomy sits below tenants and imports only its scoping edge.
-ADMIN, REQUESTER = "admin", "requester"
+ADMIN, REQUESTER = Role.ADMIN, Role.REQUESTER
 
 
 class TaxonomyBrowseView(TenantPortalMixin, TemplateView):

@@ -8,12 +8,13 @@ leaves the database as it was. Every change to a label appends a `LabelChange` r
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import PROTECT
+from django.db.models import PROTECT, ForeignObjectRel
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -252,7 +253,7 @@ _OWN_REFERENCE_NAMES = {
 }
 
 
-def _protecting_references() -> list:
+def _protecting_references() -> list[ForeignObjectRel]:
     """Every relation that keeps a label from being deleted (`on_delete=PROTECT`), read from
     Django's model registry rather than imported: the apps above taxonomy (needs, training samples,
     records, ...) refer to labels, and taxonomy imports none of them. A new such reference is
@@ -260,11 +261,11 @@ def _protecting_references() -> list:
     return [
         f
         for f in Label._meta.get_fields(include_hidden=True)
-        if f.one_to_many and f.on_delete is PROTECT
+        if isinstance(f, ForeignObjectRel) and f.one_to_many and f.on_delete is PROTECT
     ]
 
 
-def _reference_key(relation) -> str:
+def _reference_key(relation: ForeignObjectRel) -> str:
     return f"{relation.related_model._meta.label_lower}.{relation.field.name}"
 
 
@@ -292,7 +293,7 @@ def label_usage(*, label: Label) -> dict[str, int]:
     }
 
 
-def _references_all_tenants(relation, label: Label):
+def _references_all_tenants(relation: ForeignObjectRel, label: Label) -> Any:
     """The rows of one kind of reference to `label`, of every tenant: a company-wide label's
     usage is a platform-wide question."""
     manager = relation.related_model._default_manager
@@ -394,7 +395,7 @@ def label_merge(*, source: Label, target: Label, actor=None, note: str = "") -> 
         source.replaced_by = target
         source.save(update_fields=["status", "replaced_by", "updated_at"])
         summary = ", ".join(f"{what}={n}" for what, n in counts.items())
-        rewritten = {"rewritten": counts}
+        rewritten: dict[str, Any] = {"rewritten": counts}
         for name, dropped in notes.items():
             if dropped:  # e.g. a need named both labels: it keeps the target's name
                 rewritten[f"{name}_names_dropped"] = dropped

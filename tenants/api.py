@@ -10,11 +10,11 @@ from rest_framework import generics, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from core.scoping import TenantScopedViewSet
 from registry import selectors as registry_selectors
 from taxonomy.serializers import ReuseSuggestionsSerializer
 from tenants import services
 from tenants.models import ApiKey, ApiKeyScope, Membership, Need, NeedStatusChange, Role, Tenant
-from tenants.scoping import TenantScopedViewSet
 from tenants.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import authentication, exceptions
 
+from core.authentication import ApiKeyUser
 from tenants import keys
 from tenants.models import ApiKey
 
@@ -26,25 +27,6 @@ _MAX_CACHED_KEYS = 10_000
 
 def clear_key_cache() -> None:
     _verified.clear()
-
-
-class ApiKeyUser:
-    """The principal of an API-key request: not a Django user, but authenticated for DRF."""
-
-    is_authenticated = True
-    is_anonymous = False
-    is_staff = False
-    is_superuser = False
-    is_active = True
-    pk = None
-    id = None
-
-    def __init__(self, api_key: ApiKey):
-        self.api_key = api_key
-        self.username = f"api-key:{api_key.prefix}"
-
-    def __str__(self) -> str:
-        return self.username
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

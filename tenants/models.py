@@ -6,10 +6,12 @@ from django.db import models
 from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 from core.localtime import default_time_zone, validate_time_zone
 from core.querysets import TenantQuerySet
+
+# The tenancy vocabulary lives in core (below every app); apps keep reading it from here too.
+from core.roles import ROLE_RANK, ApiKeyScope, Role, role_outranks  # noqa: F401
 
 
 def default_language() -> str:
@@ -95,16 +97,6 @@ class UserProfile(models.Model):
         return "{} ({})".format(self.user, self.language or _("browser language"))
 
 
-class Role(models.TextChoices):
-    VIEWER = "viewer", _("Viewer")
-    REQUESTER = "requester", _("Requester")
-    REVIEWER = "reviewer", _("Reviewer")
-    ADMIN = "admin", pgettext_lazy("role", "Admin")
-
-
-ROLE_RANK = {Role.VIEWER: 0, Role.REQUESTER: 1, Role.REVIEWER: 2, Role.ADMIN: 3}
-
-
 class Membership(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -123,7 +115,7 @@ class Membership(models.Model):
     objects = TenantQuerySet.as_manager()
 
     #: True on the unsaved, read-only stand-in that platform staff get for a tenant they are not
-    #: a member of (portal support mode, tenants.scoping.support_memberships_for).
+    #: a member of (portal support mode, tenants.memberships.support_memberships_for).
     support = False
 
     class Meta:
@@ -135,17 +127,7 @@ class Membership(models.Model):
         return f"{self.user} @ {self.tenant.slug} ({self.get_role_display()})"
 
     def has_role(self, role: str) -> bool:
-        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(role)]
-
-
-class ApiKeyScope(models.TextChoices):
-    TAG = "tag", _("Tag (sync and stream)")
-    BATCH = "batch", _("Batch jobs")
-    FEEDBACK = "feedback", _("Feedback events")
-    READ = "read", _("Read")
-    #: Create, change, subscribe, go live and retire needs. Deliberately separate from `tag`: a
-    #: serving key must not be able to change (or retire) what it serves.
-    NEEDS = "needs", _("Manage needs")
+        return role_outranks(self.role, role)
 
 
 class ApiKey(models.Model):

@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import TemplateView
 
+from core.scoping import TenantPortalMixin, role_at_least
 from records import selectors as records_selectors
 from registry import selectors as registry_selectors
 from taxonomy import selectors as taxonomy_selectors
@@ -25,7 +26,6 @@ from tenants.forms import (
     add_service_errors,
 )
 from tenants.models import ApiKey, Membership, Need, Role
-from tenants.scoping import TenantPortalMixin, role_at_least
 
 
 class NeedListView(TenantPortalMixin, TemplateView):

@@ -12,6 +12,7 @@ from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
+from core.scoping import TenantScopedAPIView, TenantScopedGenericAPIView
 from monitoring import selectors, services
 from monitoring.evidence import label_names, name_of, plain_sentence
 from monitoring.models import Alert, FeedbackEvent
@@ -29,7 +30,6 @@ from monitoring.serializers import (
     SnoozeSerializer,
 )
 from tenants.models import ApiKeyScope, Need, Role
-from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView
 
 
 class FeedbackView(TenantScopedAPIView):

@@ -12,11 +12,11 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from core.localtime import tenant_today
+from core.scoping import TenantPortalMixin, role_at_least
 from monitoring import selectors, services
 from monitoring.evidence import alert_cards, label_names, name_of
 from monitoring.models import Alert
 from tenants.models import Need, Role
-from tenants.scoping import TenantPortalMixin, role_at_least
 
 
 class OverviewView(TenantPortalMixin, TemplateView):

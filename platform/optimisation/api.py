@@ -10,11 +10,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
+from core.scoping import TenantScopedAPIView
 from optimisation import selectors, services
 from optimisation.models import OptimisationRun
 from optimisation.serializers import RunSerializer, RunStartSerializer, TrialSerializer
 from tenants.models import ApiKeyScope, Need, Role
-from tenants.scoping import TenantScopedAPIView
 
 TAGS = ["optimisation"]
 

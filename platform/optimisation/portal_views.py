@@ -9,11 +9,11 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views import View
 
+from core.scoping import TenantPortalMixin, role_at_least
 from optimisation import selectors, services
 from optimisation.forms import OptimiseForm
 from optimisation.models import OptimisationRun
 from tenants.models import Need, Role
-from tenants.scoping import TenantPortalMixin, role_at_least
 
 DEFAULT_TIME_LIMIT_SECONDS = 120
 

@@ -1,4 +1,5 @@
-from tenants.scoping import portal_memberships_for, resolve_membership
+from core.scoping import resolve_membership
+from tenants.memberships import portal_memberships_for
 
 
 def tenancy(request):

@@ -10,13 +10,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
+from core.scoping import SESSION_TENANT_KEY, resolve_membership
 from portal import selectors
-from tenants.scoping import (
-    SESSION_TENANT_KEY,
-    portal_memberships_for,
-    resolve_membership,
-    support_access_record,
-)
+from tenants.memberships import portal_memberships_for, support_access_record
 from tenants.services import user_language_set
 
 

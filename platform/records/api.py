@@ -16,6 +16,7 @@ from rest_framework import exceptions, status
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 
+from core.scoping import TenantScopedAPIView
 from records import export, selectors, services
 from records.models import SINGLE_KINDS, Milestone, Section
 from records.serializers import (
@@ -31,7 +32,6 @@ from records.serializers import (
     SectionWriteSerializer,
 )
 from tenants.models import ApiKeyScope, Need, Role
-from tenants.scoping import TenantScopedAPIView
 
 TAGS = ["records"]
 

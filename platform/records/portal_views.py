@@ -13,11 +13,11 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from core.errors import DomainError
+from core.scoping import TenantPortalMixin, role_at_least
 from records import export, selectors, services
 from records.forms import ItemForm, SectionForm
 from records.models import SINGLE_KINDS, Milestone, Section, SectionKind
 from tenants.models import Need, Role
-from tenants.scoping import TenantPortalMixin, role_at_least
 
 _ITEM_KINDS = (SectionKind.PROBLEM, SectionKind.LESSON, SectionKind.RETROSPECTIVE)
 

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 
 from core.edge import INT64_MAX, db_int_bounds, query_int
 from core.errors import DomainError
+from core.scoping import TenantScopedAPIView, TenantScopedGenericAPIView, TenantScopedViewSet
 from registry import model_card, selectors
 from registry.errors import ROW_ERRORS_SHOWN, DatasetImportError, RegistryError
 from registry.models import (
@@ -40,7 +41,6 @@ from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
 from taxonomy.serializers import ReuseRequestSerializer, ReuseSuggestionsSerializer
 from tenants.models import ApiKeyScope, Need, Role
-from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView, TenantScopedViewSet
 
 
 def _api_error(exc: RegistryError, *, max_errors: int = ROW_ERRORS_SHOWN) -> DomainError:
@@ -501,7 +501,7 @@ class TrainingRunViewSet(
     write_role = Role.ADMIN
     write_scope = ApiKeyScope.BATCH
     # Staff who name no tenant see and train shared models (as they promote them); with
-    # `X-Tenant: <slug>` they act for that tenant (tenants.scoping.staff_membership_for).
+    # `X-Tenant: <slug>` they act for that tenant (tenants.memberships.staff_membership_for).
     allow_platform_staff = True
 
     def scoped_queryset(self):

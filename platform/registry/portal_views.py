@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView, View
 
+from core.scoping import TenantPortalMixin, role_at_least
 from registry import evaluation, model_card, selectors
 from registry.errors import ROW_ERRORS_SHOWN, DatasetImportError, RegistryError
 from registry.ml import ALGORITHMS
@@ -34,7 +35,6 @@ from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
 from tenants.models import Need, Role
-from tenants.scoping import TenantPortalMixin, role_at_least
 
 
 class ModelListView(TenantPortalMixin, TemplateView):

@@ -15,6 +15,7 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from core.scoping import TenantScopedGenericAPIView, TenantScopedViewSet
 from registry.api import AliasSerializer
 from retraining import services
 from retraining.models import Retrain
@@ -26,7 +27,6 @@ from retraining.serializers import (
     RollbackSerializer,
 )
 from tenants.models import ApiKeyScope, Need, Role
-from tenants.scoping import TenantScopedGenericAPIView, TenantScopedViewSet
 
 TAGS = ["retraining"]
 

@@ -12,13 +12,13 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from core.errors import DomainError
+from core.scoping import TenantPortalMixin, role_at_least
 from monitoring.evidence import label_names
 from registry.models import Algorithm
 from retraining import selectors, services
 from retraining.models import Retrain, RetrainStatus
 from retraining.shadow import retrain_shadow_summary
 from tenants.models import Need, Role
-from tenants.scoping import TenantPortalMixin, role_at_least
 
 
 class RetrainListView(TenantPortalMixin, TemplateView):

@@ -15,6 +15,7 @@ from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, e
 from rest_framework import status
 from rest_framework.response import Response
 
+from core.scoping import TenantScopedGenericAPIView
 from review import selectors, services
 from review.models import Case, CaseSource, ReviewItem, ReviewRound, Trigger
 from review.serializers import (
@@ -35,7 +36,6 @@ from review.serializers import (
     VerdictSerializer,
 )
 from tenants.models import ApiKeyScope, Need, Role
-from tenants.scoping import TenantScopedGenericAPIView
 
 TAGS = ["review"]
 

@@ -14,6 +14,7 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from core.errors import DomainError
+from core.scoping import TenantPortalMixin, role_at_least
 from monitoring.evidence import label_names, name_of
 from review import selectors, services
 from review.models import (
@@ -27,7 +28,6 @@ from review.models import (
     SignOff,
 )
 from tenants.models import Need, Role
-from tenants.scoping import TenantPortalMixin, role_at_least
 
 
 def _labels(need: Need) -> list[dict]:

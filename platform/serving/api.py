@@ -23,10 +23,10 @@ from rest_framework.response import Response
 
 from core.edge import query_datetime
 from core.errors import DomainError
+from core.scoping import TenantScopedAPIView, TenantScopedGenericAPIView
 from serving import batch_io, quota, selectors, serializers, services, sync, validation, webhooks
 from serving.models import BatchJob, BatchSource, Item, PredictionLog, WebhookDelivery
 from tenants.models import ApiKeyScope, Role
-from tenants.scoping import TenantScopedAPIView, TenantScopedGenericAPIView
 from tenants.services import tenant_webhook_secret_rotate, tenant_webhook_set
 
 _ERRORS = {

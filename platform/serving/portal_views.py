@@ -14,13 +14,13 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from core.errors import DomainError
+from core.scoping import TenantPortalMixin
 from serving import batch_io, selectors, services, sync, validation, webhooks
 from serving.api import results_download
 from serving.forms import ScheduleForm, TenantLanguageForm, WebhookForm
 from serving.models import BatchJob, BatchSource, BatchStatus, ScheduledBatch, WebhookDelivery
 from serving.ranked import ranked_scores
 from tenants.models import Need, Role
-from tenants.scoping import TenantPortalMixin
 from tenants.services import (
     tenant_language_set,
     tenant_webhook_secret_rotate,

@@ -333,7 +333,7 @@ class UserLanguageMiddleware:
         from django.utils import timezone, translation
 
         from core.localtime import tenant_zone
-        from tenants.scoping import resolve_membership
+        from core.scoping import resolve_membership
         from tenants.services import user_language
 
         language = user_language(user)

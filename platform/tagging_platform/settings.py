@@ -121,6 +121,10 @@ TEMPLATES = [
     },
 ]
 
+# The tenancy base views (core.scoping) find a request's memberships in this module; core
+# imports no app.
+TENANCY_MEMBERSHIPS = "tenants.memberships"
+
 # A taxonomy label merge rewrites the rows of the apps above taxonomy that refer to labels, in
 # this order (the key names the count in the merge's history); taxonomy imports none of them.
 # A label's usage (what keeps it from being deleted) needs no list: taxonomy reads every

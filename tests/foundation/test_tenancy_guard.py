@@ -26,10 +26,10 @@ ALLOWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ),
     ("platform/core/querysets.py", "dangerously_unscoped"): "the escape hatch itself",
     ("platform/core/querysets.py", "get_queryset"): "the default manager honours the admin block",
-    ("tenants/scoping.py", "memberships_for"): (
+    ("tenants/memberships.py", "memberships_for"): (
         "a user's own memberships in every tenant are how a session's tenant is resolved"
     ),
-    ("tenants/scoping.py", "support_memberships_for"): (
+    ("tenants/memberships.py", "support_memberships_for"): (
         "staff support mode lists the tenants a staff user is not a member of"
     ),
     ("tenants/authentication.py", "_authenticate_uncached"): (

@@ -17,11 +17,11 @@ from core.querysets import (
     dangerously_unscoped_block,
     tenant_scope,
 )
+from core.scoping import TenantScopedGenericAPIView
 from monitoring import selectors as monitoring_selectors
 from registry import model_card
 from taxonomy.models import LabelSet
 from tenants.models import Need, NeedStatusChange
-from tenants.scoping import TenantScopedGenericAPIView
 from tests.factories import NeedFactory
 
 

@@ -1,14 +1,26 @@
-"""Tenancy enforced in one place.
+"""Tenancy enforced in one place, below every app.
 
 Every tenant-facing API view and portal view derives from `TenantScopedAPIView`/`TenantScopedViewSet`
 or `TenantPortalMixin`. They resolve the tenant once (from the API key, or from the session's chosen
 membership), check the caller's role or key scope, and build every queryset as
 `scoped_queryset().for_tenant(tenant)`. Subclasses cannot override `get_queryset` (it raises at
 class creation), so scoping cannot be forgotten; another tenant's object is simply not found (404).
+
+Core imports no app: a request's memberships come from the module the setting
+TENANCY_MEMBERSHIPS names (tenants.memberships), which provides `memberships_for(user)`,
+`portal_memberships_for(user)`, `staff_membership_for(request, slug)` and
+`support_access_record(request, membership)`. A membership has `tenant`, `tenant_id`, `role`,
+`support` and `has_role(role)`; `request.auth` of an API-key request has `tenant` and `scopes`.
 """
 
 from __future__ import annotations
 
+import functools
+from importlib import import_module
+from types import ModuleType
+from typing import Any
+
+from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.http import Http404
@@ -17,54 +29,21 @@ from rest_framework import exceptions, generics, viewsets
 from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.views import APIView
 
-from tenants.authentication import ApiKeyUser
-from tenants.models import ROLE_RANK, ApiKeyScope, Membership, Role, Tenant
+from core.authentication import ApiKeyUser
+from core.roles import ApiKeyScope, Role, role_outranks
 
 SESSION_TENANT_KEY = "tenant_id"
 TENANT_HEADER = "X-Tenant"
 AS_TENANT_PARAM = "as_tenant"
 
-
-def support_access_record(request, membership: Membership) -> None:
-    """Audit one page a staff user read in support mode."""
-    from tenants.services import support_access_record as record
-
-    record(user=request.user, tenant=membership.tenant, method=request.method, path=request.path)
+Membership = Any  # tenants.models.Membership, or an unsaved staff stand-in of it
+Tenant = Any  # tenants.models.Tenant
 
 
-def memberships_for(user) -> list[Membership]:
-    if not getattr(user, "is_authenticated", False) or isinstance(user, ApiKeyUser):
-        return []
-    return list(
-        Membership.objects.dangerously_unscoped()  # a user's own memberships, in every tenant
-        .filter(user=user, tenant__is_active=True)
-        .select_related("tenant")
-        .order_by("tenant__slug")
-    )
-
-
-def support_memberships_for(user) -> list[Membership]:
-    """Read-only stand-ins (role viewer, `support=True`, never saved) for every active tenant a
-    platform staff user is not a member of: their way into a tenant's portal for support. Every
-    page they open that way is audited (`SupportAccess`) and every write is refused."""
-    if not getattr(user, "is_staff", False) or isinstance(user, ApiKeyUser):
-        return []
-    own = (
-        Membership.objects.dangerously_unscoped()
-        .filter(user=user)
-        .values_list("tenant_id", flat=True)
-    )
-    stand_ins = []
-    for tenant in Tenant.objects.filter(is_active=True).exclude(pk__in=own).order_by("slug"):
-        membership = Membership(user=user, tenant=tenant, role=Role.VIEWER)
-        membership.support = True
-        stand_ins.append(membership)
-    return stand_ins
-
-
-def portal_memberships_for(user) -> list[Membership]:
-    """The tenants a user can open in the portal: their memberships, then (staff) support ones."""
-    return memberships_for(user) + support_memberships_for(user)
+@functools.cache
+def memberships() -> ModuleType:
+    """The membership lookups (settings.TENANCY_MEMBERSHIPS)."""
+    return import_module(settings.TENANCY_MEMBERSHIPS)
 
 
 def resolve_membership(
@@ -72,29 +51,17 @@ def resolve_membership(
 ) -> Membership | None:
     """The session user's current membership: the requested tenant, the chosen one, or the only one.
     `portal=True` includes the read-only support memberships of platform staff."""
-    memberships = (portal_memberships_for if portal else memberships_for)(request.user)
-    if not memberships:
+    source = memberships()
+    found = (source.portal_memberships_for if portal else source.memberships_for)(request.user)
+    if not found:
         return None
     if wanted_slug:
-        return next((m for m in memberships if m.tenant.slug == wanted_slug), None)
+        return next((m for m in found if m.tenant.slug == wanted_slug), None)
     chosen = request.session.get(SESSION_TENANT_KEY) if hasattr(request, "session") else None
-    for membership in memberships:
+    for membership in found:
         if membership.tenant_id == chosen:
             return membership
-    return memberships[0]
-
-
-def staff_membership_for(request, slug: str) -> Membership | None:
-    """Platform staff acting for the tenant they name (`X-Tenant: <slug>`) in the API: an
-    unsaved admin stand-in, and every request made that way is audited (`SupportAccess`). This
-    is how staff do a tenant's onboarding steps for it; the portal's support mode stays
-    read-only."""
-    tenant = Tenant.objects.filter(slug=slug, is_active=True).first()
-    if tenant is None:
-        return None
-    membership = Membership(user=request.user, tenant=tenant, role=Role.ADMIN)
-    support_access_record(request, membership)
-    return membership
+    return found[0]
 
 
 def _check_not_overridden(cls, guarded=(("get_queryset", "scoped_queryset"),)) -> None:
@@ -164,7 +131,7 @@ class TenantScopedAPIMixin:
             self.membership, self.tenant = None, None  # platform staff: shared rows only
             return
         if membership is None and staff and wanted:
-            membership = staff_membership_for(request, wanted)
+            membership = memberships().staff_membership_for(request, wanted)
         if membership is None:
             raise exceptions.PermissionDenied(_("You are not a member of any active tenant."))
         role = self.read_role if safe else self.write_role
@@ -257,7 +224,7 @@ class TenantPortalMixin(LoginRequiredMixin):
         if membership.support:
             if request.method not in SAFE_METHODS:
                 raise PermissionDenied(_("Support access is read-only."))
-            support_access_record(request, membership)
+            memberships().support_access_record(request, membership)
         elif not membership.has_role(self.required_role):
             raise PermissionDenied(
                 _("This page needs the '%(required_role)s' role.")
@@ -281,4 +248,4 @@ class TenantPortalMixin(LoginRequiredMixin):
 
 
 def role_at_least(membership: Membership | None, role: str) -> bool:
-    return membership is not None and ROLE_RANK[Role(membership.role)] >= ROLE_RANK[Role(role)]
+    return membership is not None and role_outranks(membership.role, role)
