@@ -207,8 +207,11 @@ def test_result_cache_redis_levels_off_at_maxmemory_by_evicting_lru_keys(
             redis_pool.writer.flush()
             used.append(client.info("memory")["used_memory"])
         stats = client.info("stats")
-        sample = client.randomkey()
-        ttl = client.ttl(sample)
+        # One atomic step: between a RANDOMKEY and a TTL sent apart, a late write-behind flush
+        # can evict the sampled key (TTL -2, a flaky failure seen in CI).
+        _sample, ttl = client.eval(
+            "local k = redis.call('RANDOMKEY') return {k, redis.call('TTL', k)}", 0
+        )
     finally:
         cache_redis.kill()
         redis_pool.reset_outages()
