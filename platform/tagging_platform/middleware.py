@@ -11,6 +11,7 @@ import re
 
 from django.conf import settings
 from django.conf.urls.i18n import is_language_prefix_patterns_used
+from django.contrib.messages.middleware import MessageMiddleware as DjangoMessageMiddleware
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.middleware.locale import LocaleMiddleware as DjangoLocaleMiddleware
@@ -45,7 +46,8 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        incoming = request.headers.get("X-Request-ID", "")
+        # From META: `request.headers` would copy every header of the request on first use.
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if _VALID.match(incoming) else _new_request_id()
         request.request_id = request_id
         token = _request_id.set(request_id)
@@ -314,6 +316,16 @@ class LocaleMiddleware(DjangoLocaleMiddleware):
 def _forget_languages(*, setting: str, **kwargs) -> None:
     if setting in {"LANGUAGES", "LANGUAGE_CODE", "LANGUAGE_COOKIE_NAME", "LOCALE_PATHS"}:
         LocaleMiddleware._languages.clear()
+
+
+class MessageMiddleware(DjangoMessageMiddleware):
+    """Django's MessageMiddleware, minus its per-request storage under /api/: only portal views
+    add messages (the API answers in JSON and never renders them), and without the storage
+    `get_messages()` reads as empty and `process_response` has nothing to save."""
+
+    def process_request(self, request):
+        if not request.path_info.startswith(EdgeValidationMiddleware.API_PREFIX):
+            super().process_request(request)
 
 
 class UserLanguageMiddleware:
