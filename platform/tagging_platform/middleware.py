@@ -275,11 +275,12 @@ class LocaleMiddleware(DjangoLocaleMiddleware):
     an unsupported code, so `LookupError` is raised, caught and, being an exception, never
     cached, on every request. It also raises and catches one for the absent language cookie.
     The answer depends only on the cookie, the Accept-Language header and the settings, so it
-    is kept per (cookie, header) pair (bounded; cleared when the language settings change, as
-    Django clears its own caches). Same language, same `Vary` and `Content-Language` headers;
-    with `i18n_patterns` in use, Django's own path runs unchanged."""
+    is kept per (cookie, header) pair, with the code `get_language()` reads back once it is active
+    (bounded; cleared when the language settings change, as Django clears its own caches). Same
+    language, same `Vary` and `Content-Language` headers; with `i18n_patterns` in use, Django's
+    own path runs unchanged."""
 
-    _languages: dict[tuple[str | None, str], str] = {}
+    _languages: dict[tuple[str | None, str], tuple[str, str]] = {}  # -> (language, its code)
     _MAX_CACHED = 1000
 
     @staticmethod
@@ -295,13 +296,17 @@ class LocaleMiddleware(DjangoLocaleMiddleware):
             request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME),
             request.META.get("HTTP_ACCEPT_LANGUAGE", ""),
         )
-        language = self._languages.get(key)
-        if language is None:
+        known = self._languages.get(key)
+        if known is None:
             language = translation.get_language_from_request(request, check_path=False)
+            translation.activate(language)
+            # What get_language() reads back after activate(language): the same every time.
+            known = (language, translation.get_language())
             if len(self._languages) < self._MAX_CACHED:
-                self._languages[key] = language
-        translation.activate(language)
-        request.LANGUAGE_CODE = translation.get_language()
+                self._languages[key] = known
+        else:
+            translation.activate(known[0])
+        request.LANGUAGE_CODE = known[1]
         return None
 
     def process_response(self, request, response):
@@ -314,7 +319,13 @@ class LocaleMiddleware(DjangoLocaleMiddleware):
 
 @receiver(setting_changed)
 def _forget_languages(*, setting: str, **kwargs) -> None:
-    if setting in {"LANGUAGES", "LANGUAGE_CODE", "LANGUAGE_COOKIE_NAME", "LOCALE_PATHS"}:
+    if setting in {
+        "LANGUAGES",
+        "LANGUAGE_CODE",
+        "LANGUAGE_COOKIE_NAME",
+        "LOCALE_PATHS",
+        "USE_I18N",
+    }:
         LocaleMiddleware._languages.clear()
 
 
