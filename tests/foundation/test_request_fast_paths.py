@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class _Str(str):
     """A str subclass skips the clean-string shortcut of core.texts: the full path answers."""
+
+
+class OldEscapeGate(bytes):
+    """A body for which the edge's narrow escape tests answer as the old, wide one did: any \\u
+    escape at all sends the decoded body through the full NUL/surrogate walk."""
+
+    def __contains__(self, needle) -> bool:
+        if needle in (b"\\u0000", b"\\ud", b"\\uD"):
+            needle = b"\\u"
+        return bytes.__contains__(self, needle)
 
 
 class _JsonV2(JSONRenderer):
@@ -162,6 +171,7 @@ BODIES = [
     b'{"items": [{"id": "1", "text": "lone \\uDbFf x"}]}',
     b'{"items": [{"id": "1", "text": "reversed \\ude00\\ud83d"}]}',
     b'{"k\\u0000ey": 1, "ok": "\\ud7ff\\ue000"}',
+    b'{"items": [{"id": "1", "text": "Hangul \\uD55C\\uAE00, not a surrogate"}]}',
     b'{"items": [{"id": "1", "text": "escaped backslash \\\\u0000 \\\\ud800"}]}',
     b'{"items": [{"id": "1", "text": "raw \x00 nul"}]}',
     b'["\\u0000", {"\\ud800": ["\\u0000"]}]',
@@ -178,10 +188,18 @@ def _decode(raw):
 
 
 @pytest.mark.parametrize("raw", BODIES)
-def test_nul_and_surrogate_precheck_answers_as_the_full_walk(raw, monkeypatch):
-    quick = _decode(raw)
-    monkeypatch.setattr(edge, "_NUL_OR_SURROGATE_ESCAPE", re.compile(b""))  # always walk
-    assert quick == _decode(raw)
+def test_nul_and_surrogate_precheck_answers_as_the_full_walk(raw):
+    assert _decode(raw) == _decode(OldEscapeGate(raw))
+
+
+def test_the_old_gate_walks_on_any_escape(monkeypatch):
+    walked = []
+    original = edge._string_problems
+    monkeypatch.setattr(edge, "_string_problems", lambda data: walked.append(1) or original(data))
+    edge.decode_json(b'"caf\\u00e9"')
+    assert walked == []
+    edge.decode_json(OldEscapeGate(b'"caf\\u00e9"'))
+    assert walked == [1]
 
 
 def test_tag_metrics_children_are_the_ones_labels_returns():

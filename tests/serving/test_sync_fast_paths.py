@@ -1,11 +1,9 @@
 """POST /api/v1/needs/{need}/tag answers the same (status, body, headers) with the per-request
 shortcuts as without them: DRF's own content negotiation, the edge's NUL/surrogate walk on every
-\\u escape, and Django's MessageMiddleware on /api/ too. (Unit level:
+\\u escape (as before), and Django's MessageMiddleware on /api/ too. (Unit level:
 tests/foundation/test_request_fast_paths.py.)"""
 
 from __future__ import annotations
-
-import re
 
 import pytest
 from django.contrib.messages.middleware import MessageMiddleware as DjangoMessageMiddleware
@@ -14,6 +12,7 @@ from rest_framework.views import APIView
 
 from core import edge
 from tagging_platform.middleware import MessageMiddleware
+from tests.foundation.test_request_fast_paths import OldEscapeGate
 
 ACCEPTS = [
     None,
@@ -49,7 +48,8 @@ def _answer(client, body: bytes, accept: str | None):
 
 def _without_shortcuts(monkeypatch) -> None:
     monkeypatch.setattr(APIView, "content_negotiation_class", DefaultContentNegotiation)
-    monkeypatch.setattr(edge, "_NUL_OR_SURROGATE_ESCAPE", re.compile(b""))  # walk on any \u
+    decode_json = edge.decode_json
+    monkeypatch.setattr(edge, "decode_json", lambda raw: decode_json(OldEscapeGate(raw)))
     monkeypatch.setattr(
         MessageMiddleware, "process_request", DjangoMessageMiddleware.process_request
     )
