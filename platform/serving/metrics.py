@@ -25,11 +25,33 @@ MODEL_LOADS = Counter(
 )
 
 
+#: (need, channel) -> its three children. `.labels()` checks and converts the labels and takes the
+#: metric's lock on every call; the children it returns never change (nothing here removes them).
+#: Bounded: the needs are few, but a slug comes from the URL.
+_tag_children: dict[tuple[str, str], tuple] = {}
+_MAX_TAG_CHILDREN = 10_000
+
+
+def _tag_metrics(need_slug: str, channel: str) -> tuple:
+    key = (need_slug, channel)
+    children = _tag_children.get(key)
+    if children is None:
+        children = (
+            TAG_REQUESTS.labels(need=need_slug, channel=channel),
+            TAG_ITEMS.labels(need=need_slug, channel=channel),
+            TAG_LATENCY.labels(need=need_slug, channel=channel),
+        )
+        if len(_tag_children) < _MAX_TAG_CHILDREN:
+            _tag_children[key] = children
+    return children
+
+
 def observe_tag_request(need_slug: str, channel: str, seconds: float, items: int) -> None:
     """Record one tagging request (sync, stream or batch chunk) for a need."""
-    TAG_REQUESTS.labels(need=need_slug, channel=channel).inc()
-    TAG_ITEMS.labels(need=need_slug, channel=channel).inc(max(int(items), 0))
-    TAG_LATENCY.labels(need=need_slug, channel=channel).observe(max(float(seconds), 0.0))
+    requests, items_counter, latency = _tag_metrics(need_slug, channel)
+    requests.inc()
+    items_counter.inc(max(int(items), 0))
+    latency.observe(max(float(seconds), 0.0))
 
 
 def record_model_load(model_name: str, version: int | str, outcome: str) -> None:

@@ -33,6 +33,8 @@ from typing import NamedTuple
 
 import redis
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +48,28 @@ OUTAGE_BACKOFF_SECONDS = 1.0
 _down_until: dict[str, float] = {}
 
 
+# The URL per kind, read from the settings once: a sync request asks about ten times (each
+# settings read is a call through Django's lazy settings object). Forgotten when a test changes
+# either setting.
+_urls: dict[str, str | None] = {}
+
+
 def url_for(kind: str = "main") -> str | None:
-    if kind == "cache":
-        return settings.CACHE_REDIS_URL or settings.REDIS_URL
-    return settings.REDIS_URL
+    try:
+        return _urls[kind]
+    except KeyError:
+        pass
+    url = (
+        (settings.CACHE_REDIS_URL or settings.REDIS_URL) if kind == "cache" else settings.REDIS_URL
+    )
+    _urls[kind] = url
+    return url
+
+
+@receiver(setting_changed)
+def _forget_urls(*, setting: str, **kwargs) -> None:
+    if setting in {"REDIS_URL", "CACHE_REDIS_URL"}:
+        _urls.clear()
 
 
 def get_redis(kind: str = "main") -> redis.Redis | None:

@@ -11,6 +11,7 @@ import re
 
 from django.conf import settings
 from django.conf.urls.i18n import is_language_prefix_patterns_used
+from django.contrib.messages.middleware import MessageMiddleware as DjangoMessageMiddleware
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.middleware.locale import LocaleMiddleware as DjangoLocaleMiddleware
@@ -45,7 +46,8 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        incoming = request.headers.get("X-Request-ID", "")
+        # From META: `request.headers` would copy every header of the request on first use.
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if _VALID.match(incoming) else _new_request_id()
         request.request_id = request_id
         token = _request_id.set(request_id)
@@ -273,11 +275,12 @@ class LocaleMiddleware(DjangoLocaleMiddleware):
     an unsupported code, so `LookupError` is raised, caught and, being an exception, never
     cached, on every request. It also raises and catches one for the absent language cookie.
     The answer depends only on the cookie, the Accept-Language header and the settings, so it
-    is kept per (cookie, header) pair (bounded; cleared when the language settings change, as
-    Django clears its own caches). Same language, same `Vary` and `Content-Language` headers;
-    with `i18n_patterns` in use, Django's own path runs unchanged."""
+    is kept per (cookie, header) pair, with the code `get_language()` reads back once it is active
+    (bounded; cleared when the language settings change, as Django clears its own caches). Same
+    language, same `Vary` and `Content-Language` headers; with `i18n_patterns` in use, Django's
+    own path runs unchanged."""
 
-    _languages: dict[tuple[str | None, str], str] = {}
+    _languages: dict[tuple[str | None, str], tuple[str, str]] = {}  # -> (language, its code)
     _MAX_CACHED = 1000
 
     @staticmethod
@@ -293,13 +296,17 @@ class LocaleMiddleware(DjangoLocaleMiddleware):
             request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME),
             request.META.get("HTTP_ACCEPT_LANGUAGE", ""),
         )
-        language = self._languages.get(key)
-        if language is None:
+        known = self._languages.get(key)
+        if known is None:
             language = translation.get_language_from_request(request, check_path=False)
+            translation.activate(language)
+            # What get_language() reads back after activate(language): the same every time.
+            known = (language, translation.get_language())
             if len(self._languages) < self._MAX_CACHED:
-                self._languages[key] = language
-        translation.activate(language)
-        request.LANGUAGE_CODE = translation.get_language()
+                self._languages[key] = known
+        else:
+            translation.activate(known[0])
+        request.LANGUAGE_CODE = known[1]
         return None
 
     def process_response(self, request, response):
@@ -312,8 +319,24 @@ class LocaleMiddleware(DjangoLocaleMiddleware):
 
 @receiver(setting_changed)
 def _forget_languages(*, setting: str, **kwargs) -> None:
-    if setting in {"LANGUAGES", "LANGUAGE_CODE", "LANGUAGE_COOKIE_NAME", "LOCALE_PATHS"}:
+    if setting in {
+        "LANGUAGES",
+        "LANGUAGE_CODE",
+        "LANGUAGE_COOKIE_NAME",
+        "LOCALE_PATHS",
+        "USE_I18N",
+    }:
         LocaleMiddleware._languages.clear()
+
+
+class MessageMiddleware(DjangoMessageMiddleware):
+    """Django's MessageMiddleware, minus its per-request storage under /api/: only portal views
+    add messages (the API answers in JSON and never renders them), and without the storage
+    `get_messages()` reads as empty and `process_response` has nothing to save."""
+
+    def process_request(self, request):
+        if not request.path_info.startswith(EdgeValidationMiddleware.API_PREFIX):
+            super().process_request(request)
 
 
 class UserLanguageMiddleware:

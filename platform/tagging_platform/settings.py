@@ -93,7 +93,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # A signed-in portal user's language from their profile (overrides the browser's).
     "tagging_platform.middleware.UserLanguageMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "tagging_platform.middleware.MessageMiddleware",  # Django's, skipped under /api/
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its 429 answer.
     "axes.middleware.AxesMiddleware",
@@ -429,6 +429,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "tagging_platform.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "tagging_platform.errors.api_exception_handler",
+    # DRF's negotiation, answered without parsing Accept for the JSON-only views' usual requests.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "tagging_platform.negotiation.JsonFastContentNegotiation",
     # JSON bodies are decoded once, by the edge middleware (core.edge).
     "DEFAULT_PARSER_CLASSES": [
         "tagging_platform.parsers.EdgeJSONParser",

@@ -10,11 +10,13 @@ from monitoring.metrics_view import metrics_view
 from tagging_platform import health
 
 urlpatterns = [
+    # First: the API is the hot path, and resolution tries the patterns in order (no other
+    # pattern starts with "api/v1/", so the order decides nothing else).
+    path("api/v1/", include("tagging_platform.api_urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("tagging_platform.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file: no inline script (CSP).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
