@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.http import Http404
-from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from core.scoping import TenantScopedViewSet
-from registry import selectors as registry_selectors
-from taxonomy.serializers import ReuseSuggestionsSerializer
 from tenants import services
 from tenants.models import ApiKey, ApiKeyScope, Membership, Need, NeedStatusChange, Role, Tenant
 from tenants.serializers import (
@@ -24,13 +20,11 @@ from tenants.serializers import (
     MemberRoleSerializer,
     MemberSerializer,
     MembershipSerializer,
-    NeedModelUpdateSerializer,
     NeedSerializer,
     NeedStatusChangeSerializer,
     NeedUpdateSerializer,
     NeedWriteSerializer,
     ReasonSerializer,
-    SubscribeSerializer,
     TenantSerializer,
 )
 
@@ -45,8 +39,10 @@ def _created_key_payload(api_key: ApiKey, plain: str) -> dict:
     retrieve=extend_schema(summary="One of your needs"),
 )
 class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    """Needs of the caller's tenant. Writes (create, change, subscribe, go live, retire) need the
-    `requester` role, or a key with the `needs` scope: a serving (`tag`) key cannot change them."""
+    """Needs of the caller's tenant. Writes (create, change, go live, retire) need the
+    `requester` role, or a key with the `needs` scope: a serving (`tag`) key cannot change them.
+    What the registry offers a need (reuse suggestions, serving it with an existing model, model
+    updates) has its own endpoints under the need's URL."""
 
     serializer_class = NeedSerializer
     lookup_field = "slug"
@@ -75,11 +71,6 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
         serializer.is_valid(raise_exception=True)
         need = services.need_update(need=need, **serializer.validated_data)
         return Response(NeedSerializer(need).data)
-
-    @property
-    def actor(self):
-        """Who the audit records: the signed-in person, or the API key."""
-        return self.acting_user or self.api_key
 
     @extend_schema(
         summary="Retire a need (it stops serving; platform staff can reinstate it)",
@@ -116,56 +107,6 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
         return Response(NeedSerializer(need).data)
 
     @extend_schema(
-        summary="Serve this need with an existing shared (or your own) live model",
-        request=SubscribeSerializer,
-        responses=NeedSerializer,
-    )
-    @action(detail=True, methods=["post"])
-    def subscribe(self, request, slug=None):
-        need = self.get_object()
-        serializer = SubscribeSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        model = (
-            registry_selectors.offered_models(tenant=self.tenant)
-            .filter(name=serializer.validated_data["model"])
-            .first()
-        )
-        if model is None:
-            raise ValidationError({"model": [_("Unknown model, or it has no production version.")]})
-        need = services.need_subscribe_model(
-            need=need,
-            model=model,
-            actor=self.actor,
-            accept_shortfall=serializer.validated_data["accept_shortfall"],
-        )
-        return Response(NeedSerializer(need).data)
-
-    @extend_schema(
-        summary="Was another model promoted for this need's label set? (follow or keep)",
-        responses=NeedModelUpdateSerializer,
-    )
-    @action(detail=True, methods=["get"], url_path="model-update")
-    def model_update(self, request, slug=None):
-        need = self.get_object()
-        update = None if need.status == "retired" else registry_selectors.newer_model_for(need)
-        model = need.model
-        withdrawn = (
-            model is not None
-            and model.tenant_id not in (None, need.tenant_id)
-            and not model.offered
-            and model.offer_ends_at is not None
-        )
-        return Response(
-            NeedModelUpdateSerializer(
-                {
-                    "current_model": model.name if model else None,
-                    "offer_ends_at": model.offer_ends_at if withdrawn else None,
-                    "model_update": update,
-                }
-            ).data
-        )
-
-    @extend_schema(
         summary="Keep the need's current model (answers the model-update question)",
         request=None,
         responses=NeedSerializer,
@@ -174,20 +115,6 @@ class NeedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScoped
     def keep_model(self, request, slug=None):
         need = services.need_keep_model(need=self.get_object(), actor=self.actor)
         return Response(NeedSerializer(need).data)
-
-    @extend_schema(
-        summary="Reuse suggestions for this need's labels", responses=ReuseSuggestionsSerializer
-    )
-    @action(detail=True, methods=["get"])
-    def suggestions(self, request, slug=None):
-        need = self.get_object()
-        terms = need.requested_labels or (
-            need.label_set.current_revision.label_keys()
-            if need.label_set and need.label_set.current_revision
-            else []
-        )
-        result = registry_selectors.reuse_suggestions(tenant=self.tenant, terms=terms)
-        return Response(ReuseSuggestionsSerializer(result).data)
 
 
 @extend_schema_view(

@@ -8,7 +8,6 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from core.edge import db_int_bounds
-from registry.selectors import offered_models
 from taxonomy.selectors import split_terms, visible_label_sets
 from tenants.models import ApiKeyScope, Delivery, Need, Role
 
@@ -126,10 +125,13 @@ class NeedForm(forms.Form):
         label=gettext_lazy("Target request rate (requests/s, for capacity planning)"),
     )
 
-    def __init__(self, *args, tenant, editing: bool = False, **kwargs):
+    def __init__(self, *args, tenant, subscribable=None, editing: bool = False, **kwargs):
+        """`subscribable`: the models a new need may be served with (the registry's offers to
+        this tenant; the page that shows the form asks the registry). Not used when editing."""
         super().__init__(*args, **kwargs)
         self.fields["label_set"].queryset = visible_label_sets(tenant=tenant)
-        self.fields["subscribe_model"].queryset = offered_models(tenant=tenant)
+        if not editing:
+            self.fields["subscribe_model"].queryset = subscribable
         if editing:
             del self.fields["slug"]
             del self.fields["subscribe_model"]

@@ -149,6 +149,11 @@ class TenantScopedAPIMixin:
         user = self.request.user
         return None if isinstance(user, ApiKeyUser) else user
 
+    @property
+    def actor(self):
+        """Who an audit trail records: the signed-in person, or the API key."""
+        return self.acting_user or self.api_key
+
     def scoped_queryset(self):
         raise NotImplementedError(f"{type(self).__name__} must define scoped_queryset().")
 

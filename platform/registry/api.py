@@ -7,6 +7,7 @@ for a person: a tenant admin on the tenant's own models, platform staff on share
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
@@ -40,7 +41,9 @@ from registry.services.versions import versions_compare
 from taxonomy.models import LabelSet
 from taxonomy.selectors import visible_label_set
 from taxonomy.serializers import ReuseRequestSerializer, ReuseSuggestionsSerializer
+from tenants import services as need_services
 from tenants.models import ApiKeyScope, Need, Role
+from tenants.serializers import NeedModelUpdateSerializer, NeedSerializer, SubscribeSerializer
 
 
 def _api_error(exc: RegistryError, *, max_errors: int = ROW_ERRORS_SHOWN) -> DomainError:
@@ -751,3 +754,82 @@ class ReuseSuggestionsView(TenantScopedAPIView):
         data = body.validated_data
         suggestions = selectors.reuse_suggestions(tenant=self.tenant, terms=data["labels"])
         return Response(ReuseSuggestionsSerializer(suggestions).data)
+
+
+class NeedOfferViewSet(TenantScopedViewSet):
+    """What the registry offers one of the caller's needs, under the need's URL: reuse
+    suggestions for its labels, a newer model promoted for its label set, and serving it with an
+    offered model. Writes need the `requester` role, or a key with the `needs` scope, as the
+    need's own endpoints do."""
+
+    serializer_class = NeedSerializer
+    lookup_field = "slug"
+    write_scope = ApiKeyScope.NEEDS
+    write_role = Role.REQUESTER
+
+    def scoped_queryset(self):
+        return Need.objects.select_related("label_set", "model").with_labels().order_by("slug")
+
+    @extend_schema(
+        summary="Serve this need with an existing shared (or your own) live model",
+        request=SubscribeSerializer,
+        responses=NeedSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def subscribe(self, request, slug=None):
+        need = self.get_object()
+        serializer = SubscribeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        model = (
+            selectors.offered_models(tenant=self.tenant)
+            .filter(name=serializer.validated_data["model"])
+            .first()
+        )
+        if model is None:
+            raise ValidationError({"model": [_("Unknown model, or it has no production version.")]})
+        need = need_services.need_subscribe_model(
+            need=need,
+            model=model,
+            actor=self.actor,
+            accept_shortfall=serializer.validated_data["accept_shortfall"],
+        )
+        return Response(NeedSerializer(need).data)
+
+    @extend_schema(
+        summary="Was another model promoted for this need's label set? (follow or keep)",
+        responses=NeedModelUpdateSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path="model-update")
+    def model_update(self, request, slug=None):
+        need = self.get_object()
+        update = None if need.status == "retired" else selectors.newer_model_for(need)
+        model = need.model
+        withdrawn = (
+            model is not None
+            and model.tenant_id not in (None, need.tenant_id)
+            and not model.offered
+            and model.offer_ends_at is not None
+        )
+        return Response(
+            NeedModelUpdateSerializer(
+                {
+                    "current_model": model.name if model else None,
+                    "offer_ends_at": model.offer_ends_at if withdrawn else None,
+                    "model_update": update,
+                }
+            ).data
+        )
+
+    @extend_schema(
+        summary="Reuse suggestions for this need's labels", responses=ReuseSuggestionsSerializer
+    )
+    @action(detail=True, methods=["get"])
+    def suggestions(self, request, slug=None):
+        need = self.get_object()
+        terms = need.requested_labels or (
+            need.label_set.current_revision.label_keys()
+            if need.label_set and need.label_set.current_revision
+            else []
+        )
+        result = selectors.reuse_suggestions(tenant=self.tenant, terms=terms)
+        return Response(ReuseSuggestionsSerializer(result).data)

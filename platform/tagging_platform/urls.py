@@ -23,7 +23,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     # Portal sections, each owned by its domain app.
     path("taxonomy/", include("taxonomy.portal_urls")),
-    path("tenant/", include("tenants.portal_urls")),
+    path("tenant/", include("portal.tenant_urls")),
     path("models/", include("registry.portal_urls")),
     path("serving/", include("serving.portal_urls")),
     path("monitoring/", include("monitoring.portal_urls")),
