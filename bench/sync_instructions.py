@@ -314,7 +314,9 @@ def save(section: str) -> Path:
     start_at = text.find(SECTION)
     if start_at >= 0:
         end_at = text.find("\n## ", start_at + len(SECTION))
-        text = text[:start_at] + section + (text[end_at:] if end_at >= 0 else "\n")
+        # One blank line between this section and the next heading.
+        rest = "\n\n" + text[end_at + 1 :] if end_at >= 0 else "\n"
+        text = text[:start_at] + section.rstrip("\n") + rest
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text.rstrip("\n") + "\n")
