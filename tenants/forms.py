@@ -130,11 +130,11 @@ class NeedForm(forms.Form):
         this tenant; the page that shows the form asks the registry). Not used when editing."""
         super().__init__(*args, **kwargs)
         self.fields["label_set"].queryset = visible_label_sets(tenant=tenant)
-        if not editing:
-            self.fields["subscribe_model"].queryset = subscribable
         if editing:
             del self.fields["slug"]
             del self.fields["subscribe_model"]
+        else:
+            self.fields["subscribe_model"].queryset = subscribable
 
     def clean_label_mapping(self) -> dict[str, str]:
         return parse_mapping(self.cleaned_data.get("label_mapping", ""))

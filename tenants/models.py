@@ -11,7 +11,7 @@ from core.localtime import default_time_zone, validate_time_zone
 from core.querysets import TenantQuerySet
 
 # The tenancy vocabulary lives in core (below every app); apps keep reading it from here too.
-from core.roles import ROLE_RANK, ApiKeyScope, Role, role_outranks  # noqa: F401
+from core.roles import ApiKeyScope, Role, role_outranks  # noqa: F401
 
 
 def default_language() -> str:
@@ -349,6 +349,14 @@ class Need(models.Model):
     def requested_labels(self) -> list[str]:
         """Label keys asked for when no existing label set fits (a request for a new one)."""
         return [row.label.key for row in self.label_rows() if row.requested]
+
+    def wanted_label_keys(self) -> list[str]:
+        """The labels this need is about: those requested, else its label set's current ones
+        (what reuse suggestions and related lessons are looked up for)."""
+        if self.requested_labels:
+            return self.requested_labels
+        revision = self.label_set.current_revision if self.label_set else None
+        return revision.label_keys() if revision else []
 
     @property
     def label_mapping(self) -> dict[str, str]:

@@ -139,11 +139,7 @@ class NeedDetailView(TenantPortalMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         need = self.get_scoped_object_or_404(slug=self.kwargs["slug"])
-        terms = need.requested_labels or (
-            need.label_set.current_revision.label_keys()
-            if need.label_set and need.label_set.current_revision
-            else []
-        )
+        terms = need.wanted_label_keys()
         context.update(
             need=need,
             label_keys=terms,

@@ -826,10 +826,6 @@ class NeedOfferViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["get"])
     def suggestions(self, request, slug=None):
         need = self.get_object()
-        terms = need.requested_labels or (
-            need.label_set.current_revision.label_keys()
-            if need.label_set and need.label_set.current_revision
-            else []
-        )
+        terms = need.wanted_label_keys()
         result = selectors.reuse_suggestions(tenant=self.tenant, terms=terms)
         return Response(ReuseSuggestionsSerializer(result).data)

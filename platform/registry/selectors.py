@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
+from core.roles import role_outranks
 from registry.models import (
     AliasEvent,
     AliasName,
@@ -26,7 +27,7 @@ from taxonomy.selectors import (
     resolve_terms,
     revision_keys,
 )
-from tenants.models import ROLE_RANK, Need, Role
+from tenants.models import Need, Role
 
 
 def models_for_tenant(tenant) -> QuerySet[RegisteredModel]:
@@ -112,9 +113,8 @@ def can_manage_model(*, user, membership, registered_model: RegisteredModel) -> 
         return True
     if registered_model.tenant_id is None or membership is None:
         return False
-    return (
-        membership.tenant_id == registered_model.tenant_id
-        and ROLE_RANK[Role(membership.role)] >= ROLE_RANK[Role.ADMIN]
+    return membership.tenant_id == registered_model.tenant_id and role_outranks(
+        membership.role, Role.ADMIN
     )
 
 
